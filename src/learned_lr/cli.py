@@ -1,0 +1,184 @@
+"""The ``learned-lr`` command line.
+
+Flags are generated from the config dataclasses in ``learned_lr.config`` (one home for every
+default and help text). We build on argparse rather than tyro because a bad argument must give
+a one-line error naming the flag and exit code 2; tyro prints a multi-line panel.
+
+    learned-lr train --task mnist-mlp --schedule cosine --steps 1000 --seed 0 --out runs/cosine
+    learned-lr sweep --task mnist-mlp --schedule cosine --lrs 0.02,0.05,0.1,0.2
+    learned-lr compare-experts --steps 1000 --out results/experts
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from learned_lr import config as cfg
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line on stderr (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _flag_type(annotation: Any) -> Callable[[str], Any]:
+    text = str(annotation)
+    if "float" in text:
+        return float
+    if "int" in text:
+        return int
+    return str
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """One --flag per field; nested config dataclasses contribute their fields flat."""
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            _add_dataclass_flags(parser, hints[f.name])
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{f.metadata.get('help', '')} (default: {default})"}
+        if hints[f.name] is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _flag_type(hints[f.name])
+            kwargs["metavar"] = kwargs["type"].__name__.upper()
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+                kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}"
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+
+
+def _build_config(config_cls: type, values: dict[str, Any]):
+    """Instantiate ``config_cls`` (and its nested configs) from parsed flag values."""
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {}
+    for f in dataclasses.fields(config_cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = _build_config(hints[f.name], values)
+        elif f.name in values:
+            kwargs[f.name] = values[f.name]
+    return config_cls(**kwargs)
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+
+def cmd_train(config: cfg.TrainConfig) -> int:
+    from learned_lr.evaluate import run_schedule
+    from learned_lr.experts import expert_schedule
+    from learned_lr.files import write_csv, write_json
+    from learned_lr.plots import plot_runs
+
+    out = Path(config.out)
+    schedule = expert_schedule(config.schedule, config.schedule_shape)
+    record = run_schedule(config.task, schedule, config.steps, config.peak_lr, config.seed, progress=True)
+    write_csv(out / "metrics.csv", record.metrics_header, record.metrics_rows())
+    summary = {**record.summary(), "task": dataclasses.asdict(config.task)}
+    write_json(out / "summary.json", summary)
+    plot_runs([record], out / "curves.png", title=f"{config.task.task}, {config.schedule}, peak LR {config.peak_lr:g}")
+    if record.diverged:
+        print(f"run diverged at step {len(record.lrs) - 1} (train loss {record.train_loss[-1]:.3g}); files in {out}", file=sys.stderr)
+        return 1
+    print(f"test loss {record.test_loss:.4f}, test accuracy {record.test_accuracy:.2%}; wrote {out}/metrics.csv, summary.json, curves.png")
+    return 0
+
+
+def cmd_sweep(config: cfg.SweepConfig) -> int:
+    import math
+
+    from tqdm.auto import tqdm
+
+    from learned_lr.evaluate import final_val_loss
+    from learned_lr.experts import expert_schedule
+    from learned_lr.files import write_json
+    from learned_lr.plots import plot_sweep
+
+    schedule = expert_schedule(config.schedule, config.schedule_shape)
+    results: dict[float, list[float]] = {}
+    jobs = [(lr, seed) for lr in config.lr_values for seed in range(config.seeds)]
+    for lr, seed in tqdm(jobs, desc=f"sweep {config.task.task} {config.schedule}"):
+        results.setdefault(lr, []).append(final_val_loss(config.task, schedule, config.steps, lr, seed))
+    mean = {lr: (sum(v) / len(v) if all(math.isfinite(x) for x in v) else math.inf) for lr, v in results.items()}
+    best = min(mean, key=mean.get)
+    out = Path(config.out)
+    write_json(out / "sweep.json", {"task": dataclasses.asdict(config.task), "schedule": config.schedule, "steps": config.steps,
+                                    "val_loss_by_lr": {str(k): v for k, v in results.items()}, "best_peak_lr": best})
+    plot_sweep({config.schedule: results}, out / "sweep.png", title=f"{config.task.task}, {config.schedule}, {config.steps} steps")
+    for lr in sorted(mean):
+        print(f"peak LR {lr:<8g} final val loss {mean[lr]:.4f}" + ("  <- best" if lr == best else ""))
+    print(f"wrote {out}/sweep.json, sweep.png")
+    return 0
+
+
+def cmd_compare_experts(config: cfg.CompareConfig) -> int:
+    from learned_lr.evaluate import run_schedule
+    from learned_lr.experts import expert_schedule
+    from learned_lr.files import write_json, write_text
+    from learned_lr.plots import plot_runs
+
+    out = Path(config.out)
+    records = []
+    for name in ("constant", *cfg.EXPERT_NAMES):
+        records.append(run_schedule(config.task, expert_schedule(name, config.schedule_shape), config.steps, config.peak_lr, config.seed, progress=True))
+    plot_runs(records, out / "experts.png", title=f"{config.task.task}, peak LR {config.peak_lr:g}, {config.steps} steps, seed {config.seed}")
+    write_json(out / "experts.json", [r.summary() for r in records])
+    lines = ["| schedule | test loss | test accuracy |", "|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r.schedule} | {'diverged' if r.diverged else f'{r.test_loss:.4f}'} | {'-' if r.diverged else f'{r.test_accuracy:.2%}'} |")
+    table = "\n".join(lines)
+    write_text(out / "experts.md", f"# Expert schedules on {config.task.task}\n\n![curves](experts.png)\n\n{table}\n")
+    print(table)
+    print(f"wrote {out}/experts.png, experts.md, experts.json")
+    return 0
+
+
+COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
+    "train": (cfg.TrainConfig, cmd_train, "train one trainee under one schedule"),
+    "sweep": (cfg.SweepConfig, cmd_sweep, "sweep the peak LR of a schedule on a task"),
+    "compare-experts": (cfg.CompareConfig, cmd_compare_experts, "train one trainee per expert schedule and plot them together"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="learned-lr", description="A learned learning-rate scheduler for PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    for name, (config_cls, _, help_text) in COMMANDS.items():
+        _add_dataclass_flags(sub.add_parser(name, help=help_text, description=help_text), config_cls)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    command = args.pop("command")
+    config_cls, run, _ = COMMANDS[command]
+    try:
+        config = _build_config(config_cls, args)
+    except cfg.ConfigError as exc:
+        print(f"learned-lr {command}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run(config)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # known failure kinds get one clear line, not a traceback
+        from learned_lr.tasks.data import MnistDataError
+
+        if isinstance(exc, MnistDataError):
+            print(f"learned-lr {command}: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The figures: LR and loss curves of one run or several schedules side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed (headless machines, CI)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from learned_lr.evaluate import RunRecord  # noqa: E402
+
+
+def smooth(values: Sequence[float], window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what exists so far)."""
+    values = np.asarray(values, dtype=float)
+    if window <= 1 or len(values) == 0:
+        return values
+    cumsum = np.cumsum(np.insert(values, 0, 0.0))
+    out = np.empty_like(values)
+    for i in range(len(values)):
+        lo = max(0, i + 1 - window)
+        out[i] = (cumsum[i + 1] - cumsum[lo]) / (i + 1 - lo)
+    return out
+
+
+def _save(fig, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_runs(records: Sequence[RunRecord], path: str | Path, title: str = "") -> None:
+    """Three panels: LR, train loss (smoothed), validation loss (smoothed) vs step; one line per record.
+
+    The legend gives each run's final test accuracy.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for record in records:
+        steps = np.arange(len(record.lrs))
+        window = max(1, record.total_steps // 50)
+        accuracy = "diverged" if record.diverged else f"test acc {record.test_accuracy:.2%}"
+        label = f"{record.schedule} (seed {record.seed}, {accuracy})"
+        axes[0].plot(steps, record.lrs, label=label)
+        axes[1].plot(steps, smooth(record.train_loss, window), label=label)
+        axes[2].plot(steps, smooth(record.val_loss, window), label=label)
+    axes[0].set(xlabel="step", ylabel="learning rate", title="LR")
+    axes[1].set(xlabel="step", ylabel="train loss (moving avg)", yscale="log", title="train loss")
+    axes[2].set(xlabel="step", ylabel="val loss (moving avg)", yscale="log", title="validation loss")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_sweep(results: dict[str, dict[float, list[float]]], path: str | Path, title: str = "") -> None:
+    """Final validation loss vs peak LR (log x), one line per schedule; mean over seeds with min-max band."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for schedule, by_lr in results.items():
+        lrs = sorted(by_lr)
+        values = [np.asarray(by_lr[lr], dtype=float) for lr in lrs]
+        mean = [float(np.mean(v)) if np.isfinite(v).all() else np.nan for v in values]
+        ax.plot(lrs, mean, marker="o", label=schedule)
+        lo = [float(np.min(v)) for v in values]
+        hi = [float(np.max(v)) for v in values]
+        ax.fill_between(lrs, lo, hi, alpha=0.2)
+    ax.set(xscale="log", yscale="log", xlabel="peak LR", ylabel="final validation loss", title=title or "peak-LR sweep")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)

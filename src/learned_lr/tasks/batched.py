@@ -1,0 +1,139 @@
+"""N independent MLP trainee runs advanced together with stacked weights (batched matmul).
+
+Run i has its own seed (initialization, data order, validation rotation) and its own LR at
+every step; run i reports exactly what ``TrainingRun(task, seeds[i])`` would report under the
+same LRs (up to float rounding), because it is initialized from the same ``MLP`` and reads
+batches from the same ``DataStream``. Gradients stay independent: the summed loss's gradient
+with respect to run i's weights is run i's own gradient.
+
+Hand-written because torch's optimizers take one LR per parameter group, while here every
+run (a slice of one stacked tensor) needs its own LR each step; the SGD-momentum update below
+is torch.optim.SGD's (dampening 0, no Nesterov).
+
+Example:
+    >>> runs = BatchedMLPRuns(TaskConfig(), seeds=[0, 1, 2])     # doctest: +SKIP
+    >>> reports = runs.step(torch.tensor([0.1, 0.05, 0.2]))
+    >>> reports.train_loss.shape, reports.layer_grad_norms.shape
+    (torch.Size([3]), torch.Size([3, 2]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from learned_lr.config import ConfigError, TaskConfig
+from learned_lr.tasks.data import MnistSplits, load_mnist, to_float
+from learned_lr.tasks.models import build_model
+from learned_lr.tasks.run import DataStream
+
+
+@dataclass(frozen=True)
+class BatchedStepReport:
+    """Per-run results of one batched step: tensors with a leading run dimension N."""
+
+    step: int
+    lrs: torch.Tensor  # (N,)
+    train_loss: torch.Tensor  # (N,)
+    val_loss: torch.Tensor  # (N,)
+    layer_grad_norms: torch.Tensor  # (N, 2): fc1, fc2
+
+
+class BatchedMLPRuns:
+    """N MLP runs with stacked weights; only SGD (with momentum) is supported."""
+
+    layer_names = ("fc1", "fc2")
+
+    def __init__(self, task: TaskConfig, seeds: Sequence[int], data: MnistSplits | None = None):
+        if task.task != "mnist-mlp":
+            raise ConfigError("task", f"batched runs support mnist-mlp only, got {task.task!r}")
+        if task.optimizer != "sgd":
+            raise ConfigError("optimizer", f"batched runs support sgd only, got {task.optimizer!r}")
+        if len(seeds) == 0:
+            raise ValueError("give at least one seed")
+        self.task = task
+        self.seeds = list(seeds)
+        self.data = data if data is not None else load_mnist()
+        models = [build_model(task, seed) for seed in self.seeds]
+        # Stacked so that x @ w1 + b1 matches nn.Linear's x @ weight.T + bias.
+        self.w1 = torch.stack([m.fc1.weight.detach().T.contiguous() for m in models]).requires_grad_()
+        self.b1 = torch.stack([m.fc1.bias.detach()[None] for m in models]).requires_grad_()
+        self.w2 = torch.stack([m.fc2.weight.detach().T.contiguous() for m in models]).requires_grad_()
+        self.b2 = torch.stack([m.fc2.bias.detach()[None] for m in models]).requires_grad_()
+        self.params = [self.w1, self.b1, self.w2, self.b2]
+        self._momentum_buffers = [torch.zeros_like(p) for p in self.params]
+        self.streams = [DataStream(self.data, task, seed, (-1, 784)) for seed in self.seeds]
+        self.steps_done = 0
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.seeds)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, B, 784) -> logits (N, B, 10)."""
+        hidden = torch.relu(torch.baddbmm(self.b1, x, self.w1))
+        return torch.baddbmm(self.b2, hidden, self.w2)
+
+    def _per_run_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(x)
+        n, b, classes = logits.shape
+        return nn.functional.cross_entropy(logits.reshape(n * b, classes), y.reshape(n * b), reduction="none").view(n, b).mean(1)
+
+    def step(self, lrs: torch.Tensor | Sequence[float]) -> BatchedStepReport:
+        """One SGD step of every run, run i at LR ``lrs[i]``."""
+        lrs = torch.as_tensor(lrs, dtype=torch.float32).reshape(-1)
+        if lrs.shape[0] != self.num_runs:
+            raise ValueError(f"expected {self.num_runs} LRs, got {lrs.shape[0]}")
+        if not bool(torch.isfinite(lrs).all()) or bool((lrs < 0).any()):
+            raise ValueError(f"every LR must be finite and >= 0, got {lrs.tolist()}")
+        indices = torch.stack([stream.next_train_indices() for stream in self.streams])
+        x = self.streams[0].train_x[indices]  # (N, B, 784); all streams share the same tensors
+        y = self.streams[0].train_y[indices]
+        for p in self.params:
+            p.grad = None
+        losses = self._per_run_loss(x, y)
+        losses.sum().backward()
+        grad_norms = self._layer_grad_norms()
+        self._sgd_update(lrs)
+        val_rows = [stream.next_val_slice() for stream in self.streams]
+        val_x = torch.stack([self.streams[0].val_x[rows] for rows in val_rows])
+        val_y = torch.stack([self.streams[0].val_y[rows] for rows in val_rows])
+        with torch.no_grad():
+            val_losses = self._per_run_loss(val_x, val_y)
+        report = BatchedStepReport(self.steps_done, lrs, losses.detach(), val_losses, grad_norms)
+        self.steps_done += 1
+        return report
+
+    def _layer_grad_norms(self) -> torch.Tensor:
+        per_param = torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1) for p in self.params], dim=1)
+        squared = per_param.square()
+        return torch.stack([squared[:, 0] + squared[:, 1], squared[:, 2] + squared[:, 3]], dim=1).sqrt()
+
+    @torch.no_grad()
+    def _sgd_update(self, lrs: torch.Tensor) -> None:
+        momentum, weight_decay = self.task.momentum, self.task.weight_decay
+        for p, buf in zip(self.params, self._momentum_buffers):
+            grad = p.grad if weight_decay == 0 else p.grad + weight_decay * p
+            if momentum > 0:
+                # First step: buf = 0 * momentum + grad = grad, as torch.optim.SGD's clone.
+                buf.mul_(momentum).add_(grad)
+                grad = buf
+            p.sub_(lrs.view(-1, *([1] * (p.dim() - 1))) * grad)
+
+    @torch.no_grad()
+    def evaluate_test(self, batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-run (mean cross-entropy, accuracy) on the 10k test split, each (N,)."""
+        images, labels = self.data.test_images, self.data.test_labels
+        loss_sum = torch.zeros(self.num_runs)
+        correct = torch.zeros(self.num_runs)
+        for start in range(0, len(labels), batch_size):
+            x = to_float(images[start : start + batch_size])
+            y = labels[start : start + batch_size]
+            logits = self.logits(x.expand(self.num_runs, *x.shape))
+            n, b, classes = logits.shape
+            loss_sum += nn.functional.cross_entropy(logits.reshape(n * b, classes), y.repeat(n), reduction="none").view(n, b).sum(1)
+            correct += (logits.argmax(2) == y).sum(1).float()
+        return loss_sum / len(labels), correct / len(labels)

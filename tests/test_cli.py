@@ -1,0 +1,50 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from learned_lr.cli import main
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["train", "--task", "imagenet"], "--task"),
+        (["train", "--schedule", "step"], "--schedule"),
+        (["train", "--steps", "0"], "--steps"),
+        (["train", "--steps", "-5"], "--steps"),
+        (["train", "--lr", "-0.1"], "--lr"),
+        (["train", "--lr", "nan"], "--lr"),
+        (["train", "--optimizer", "lion"], "--optimizer"),
+        (["sweep", "--lrs", "0.1,abc"], "--lrs"),
+    ],
+)
+def test_bad_arguments_give_one_line_error_and_exit_2(argv, flag):
+    proc = subprocess.run([sys.executable, "-m", "learned_lr.cli", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert flag in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_train_writes_metrics_summary_and_plot(tmp_path, mnist):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "mnist-mlp", "--schedule", "polynomial", "--steps", "150", "--seed", "1", "--hidden", "64", "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 150 and float(rows[0]["lr"]) == pytest.approx(0.1)
+    assert float(rows[-1]["lr"]) == pytest.approx(0.1 * (1 / 150) ** 2)
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps_run"] == 150 and not summary["diverged"]
+    assert summary["test_accuracy"] > 0.85
+    assert (out / "curves.png").stat().st_size > 10_000
+
+
+def test_diverging_run_stops_and_says_so(tmp_path, mnist, capsys):
+    out = tmp_path / "boom"
+    assert main(["train", "--schedule", "constant", "--lr", "50", "--steps", "200", "--hidden", "32", "--out", str(out)]) == 1
+    assert "diverged" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["diverged"] and summary["test_loss"] is None and summary["steps_run"] < 200
