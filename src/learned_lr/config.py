@@ -176,6 +176,166 @@ class CompareConfig:
         return self.lr if self.lr is not None else self.task.tuned_peak_lr
 
 
+@dataclass(frozen=True)
+class ControlConfig:
+    """How the policy sees a run and acts on it (shared by the env, BC, PPO and the scheduler)."""
+
+    window: int = arg(512, "steps of history the policy sees (left-padded and masked early in a run)")
+    decision_interval: int = arg(8, "steps between decisions (K); the LR ramps log-linearly to each new decision")
+    min_lr_factor: float = arg(1e-3, "lowest LR the policy can set, as a fraction of the base (peak) LR")
+    max_lr_factor: float = arg(4.0, "highest LR the policy can set, as a fraction of the base LR (>1 lets PPO raise a too-low base LR)")
+
+    def __post_init__(self) -> None:
+        _require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
+        _require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
+        _require(0 < self.min_lr_factor < self.max_lr_factor, "min_lr_factor", f"need 0 < min_lr_factor < max_lr_factor, got {self.min_lr_factor}, {self.max_lr_factor}")
+        _require(math.isfinite(self.max_lr_factor), "max_lr_factor", "must be finite")
+
+    @property
+    def log_bounds(self) -> tuple[float, float]:
+        """The action's bounds: log of the LR as a fraction of the base LR."""
+        return math.log(self.min_lr_factor), math.log(self.max_lr_factor)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """The proposal's reward: minus the window mean of l1*max(0, dL_train) + l2*L_train + l3*L_val (normalized losses)."""
+
+    stability_weight: float = arg(1.0, "l1: weight of training-loss increases (the stability term)")
+    train_loss_weight: float = arg(1.0, "l2: weight of the training loss")
+    val_loss_weight: float = arg(1.0, "l3: weight of the validation loss")
+    divergence_penalty: float = arg(10.0, "reward given (negated) when a run diverges, ending its episode")
+    discount: float = arg(0.97, "discount per decision for returns (critic targets, GAE)")
+
+    def __post_init__(self) -> None:
+        for name in ("stability_weight", "train_loss_weight", "val_loss_weight", "divergence_penalty"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value >= 0, name, f"must be a finite number >= 0, got {value}")
+        _require(0.0 <= self.discount <= 1.0, "discount", f"must be in [0, 1], got {self.discount}")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Actor and critic: each a small Transformer encoder over the observation window."""
+
+    patch: int = arg(16, "consecutive steps folded into one token (the window must be a multiple)")
+    d_model: int = arg(64, "Transformer width")
+    layers: int = arg(4, "Transformer layers")
+    heads: int = arg(2, "attention heads")
+    min_std: float = arg(0.05, "floor on the actor's spread (log-LR units), so PPO can still explore after BC")
+    init_std: float = arg(0.3, "actor's spread at initialization (log-LR units)")
+
+    def __post_init__(self) -> None:
+        _require(self.patch >= 1, "patch", f"must be >= 1, got {self.patch}")
+        _require(self.d_model >= 1 and self.heads >= 1 and self.d_model % self.heads == 0, "d_model", f"must be a positive multiple of heads ({self.heads}), got {self.d_model}")
+        _require(self.layers >= 1, "layers", f"must be >= 1, got {self.layers}")
+        _require(0 < self.min_std <= self.init_std, "min_std", f"need 0 < min_std <= init_std, got {self.min_std}, {self.init_std}")
+
+
+def _parse_list(text: str, field_name: str, cast, allowed: tuple[str, ...] | None = None) -> list:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    _require(len(items) > 0, field_name, "give at least one value")
+    try:
+        values = [cast(item) for item in items]
+    except ValueError:
+        raise ConfigError(field_name, f"cannot parse {text!r}") from None
+    if allowed is not None:
+        bad = [v for v in values if v not in allowed]
+        _require(not bad, field_name, f"unknown value(s) {', '.join(map(str, bad))}; choose from {', '.join(allowed)}")
+    return values
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """`learned-lr collect`: expert demonstrations for behavioral cloning."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    schedule_shape: ScheduleConfig = field(default_factory=ScheduleConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    experts: str = arg("linear-warmup,cosine,polynomial", "comma-separated expert schedules to demonstrate")
+    total_steps: str = arg("300,600,1000,1500", "comma-separated run lengths, so the policy learns shapes, not one length")
+    runs_per_setting: int = arg(8, "trainee runs per (expert, run length), each with its own seed and peak LR")
+    min_peak_lr: float = arg(0.03, "peak LRs are drawn log-uniformly from [min_peak_lr, max_peak_lr]")
+    max_peak_lr: float = arg(0.3, "upper end of the peak-LR range")
+    action_noise: float = arg(0.1, "std of log-space noise on the executed expert action (labels stay clean)")
+    seed: int = arg(0, "seed of the demonstration runs (evaluation uses seeds from 100000 on)")
+    out: str = arg("runs/demos", "output folder")
+
+    def __post_init__(self) -> None:
+        _parse_list(self.experts, "experts", str, EXPERT_NAMES)
+        steps = _parse_list(self.total_steps, "total_steps", int)
+        _require(all(s > 1 for s in steps), "total_steps", f"every run length must be > 1, got {self.total_steps}")
+        _require(self.runs_per_setting > 0, "runs_per_setting", f"must be > 0, got {self.runs_per_setting}")
+        _require(0 < self.min_peak_lr <= self.max_peak_lr, "min_peak_lr", f"need 0 < min_peak_lr <= max_peak_lr, got {self.min_peak_lr}, {self.max_peak_lr}")
+        _require(self.action_noise >= 0, "action_noise", f"must be >= 0, got {self.action_noise}")
+        _require(0 <= self.seed < 100_000, "seed", "demonstration seeds must stay below 100000 (evaluation seeds start there)")
+
+    @property
+    def expert_list(self) -> list[str]:
+        return _parse_list(self.experts, "experts", str, EXPERT_NAMES)
+
+    @property
+    def total_steps_list(self) -> list[int]:
+        return _parse_list(self.total_steps, "total_steps", int)
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """`learned-lr bc`: behavioral cloning of the actor (and warm-start of the critic) on demonstrations."""
+
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    demos: str = arg("runs/demos", "folder written by `learned-lr collect`")
+    experts: str = arg("linear-warmup,cosine,polynomial", "which experts' demonstrations to clone (one, or several combined)")
+    epochs: int = arg(20, "passes over the demonstrations")
+    batch_size: int = arg(64, "decisions per gradient step")
+    learning_rate: float = arg(1e-3, "Adam learning rate of actor and critic")
+    val_fraction: float = arg(0.1, "fraction of demonstration runs held out to report BC validation error")
+    seed: int = arg(0, "seed of initialization and batch order")
+    out: str = arg("runs/bc", "output folder (policy.safetensors, bc_log.csv, train_state.safetensors)")
+    resume: bool = arg(True, "continue from out/train_state.safetensors if present")
+
+    def __post_init__(self) -> None:
+        _parse_list(self.experts, "experts", str, EXPERT_NAMES)
+        _require(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
+        _require(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
+        _require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        _require(0 <= self.val_fraction < 1, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+
+    @property
+    def expert_list(self) -> list[str]:
+        return _parse_list(self.experts, "experts", str, EXPERT_NAMES)
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The gymnasium environment: one trainee run per episode, randomized from these ranges."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    tasks: str = arg("mnist-mlp", "comma-separated tasks drawn per episode")
+    optimizers: str = arg("sgd", "comma-separated optimizers drawn per episode")
+    min_total_steps: int = arg(300, "episode length is drawn uniformly from [min_total_steps, max_total_steps]")
+    max_total_steps: int = arg(1500, "upper end of the episode length")
+    min_peak_lr: float = arg(0.03, "base LR drawn log-uniformly from [min_peak_lr, max_peak_lr] (SGD; Adam's range is scaled by 1/100)")
+    max_peak_lr: float = arg(0.3, "upper end of the base-LR range")
+
+    def __post_init__(self) -> None:
+        _parse_list(self.tasks, "tasks", str, TASK_NAMES)
+        _parse_list(self.optimizers, "optimizers", str, OPTIMIZER_NAMES)
+        _require(1 < self.min_total_steps <= self.max_total_steps, "min_total_steps", f"need 1 < min_total_steps <= max_total_steps, got {self.min_total_steps}, {self.max_total_steps}")
+        _require(0 < self.min_peak_lr <= self.max_peak_lr, "min_peak_lr", f"need 0 < min_peak_lr <= max_peak_lr, got {self.min_peak_lr}, {self.max_peak_lr}")
+
+    @property
+    def task_list(self) -> list[str]:
+        return _parse_list(self.tasks, "tasks", str, TASK_NAMES)
+
+    @property
+    def optimizer_list(self) -> list[str]:
+        return _parse_list(self.optimizers, "optimizers", str, OPTIMIZER_NAMES)
+
+
 def replace(config, **changes):
     """``dataclasses.replace`` that re-runs validation (it does: frozen dataclasses re-init)."""
     return dataclasses.replace(config, **changes)

@@ -16,10 +16,8 @@ from tqdm.auto import tqdm
 from learned_lr.config import TaskConfig
 from learned_lr.experts import ExpertSchedule
 from learned_lr.tasks import MnistSplits, TrainingRun
+from learned_lr.tasks.run import is_diverged
 
-# A run whose training loss exceeds this multiple of its first loss, or is not finite, is
-# called diverged and stopped: continuing wastes compute and its numbers mean nothing.
-DIVERGENCE_FACTOR = 10.0
 
 
 @dataclass
@@ -60,10 +58,6 @@ class RunRecord:
             "test_loss": self.test_loss,
             "test_accuracy": self.test_accuracy,
         }
-
-
-def is_diverged(loss: float, first_loss: float) -> bool:
-    return not np.isfinite(loss) or loss > DIVERGENCE_FACTOR * first_loss
 
 
 def run_schedule(

@@ -82,8 +82,12 @@ class BatchedMLPRuns:
         n, b, classes = logits.shape
         return nn.functional.cross_entropy(logits.reshape(n * b, classes), y.reshape(n * b), reduction="none").view(n, b).mean(1)
 
-    def step(self, lrs: torch.Tensor | Sequence[float]) -> BatchedStepReport:
-        """One SGD step of every run, run i at LR ``lrs[i]``."""
+    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None) -> BatchedStepReport:
+        """One SGD step of every run, run i at LR ``lrs[i]``.
+
+        ``active`` is accepted for interface parity with ``SequentialRuns``; stacked runs always
+        all step (an inactive run should be given LR 0, which leaves its weights unchanged).
+        """
         lrs = torch.as_tensor(lrs, dtype=torch.float32).reshape(-1)
         if lrs.shape[0] != self.num_runs:
             raise ValueError(f"expected {self.num_runs} LRs, got {lrs.shape[0]}")
@@ -137,3 +141,53 @@ class BatchedMLPRuns:
             loss_sum += nn.functional.cross_entropy(logits.reshape(n * b, classes), y.repeat(n), reduction="none").view(n, b).sum(1)
             correct += (logits.argmax(2) == y).sum(1).float()
         return loss_sum / len(labels), correct / len(labels)
+
+
+class SequentialRuns:
+    """Several ``TrainingRun``s behind the same ``step(lrs)`` interface as ``BatchedMLPRuns``.
+
+    For what stacked weights do not cover (ResNet-18, Adam): the runs step one after another.
+    """
+
+    def __init__(self, task: TaskConfig, seeds: Sequence[int], data: MnistSplits | None = None):
+        from learned_lr.tasks.run import TrainingRun
+
+        if len(seeds) == 0:
+            raise ValueError("give at least one seed")
+        self.task = task
+        self.seeds = list(seeds)
+        self.runs = [TrainingRun(task, seed, data) for seed in self.seeds]
+        self.layer_names = tuple(self.runs[0].layer_names)
+        self.steps_done = 0
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.runs)
+
+    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None) -> BatchedStepReport:
+        """Step every run (or only those marked ``active``; the others report NaN)."""
+        lrs = torch.as_tensor(lrs, dtype=torch.float32).reshape(-1)
+        if lrs.shape[0] != self.num_runs:
+            raise ValueError(f"expected {self.num_runs} LRs, got {lrs.shape[0]}")
+        nan = float("nan")
+        train, val, norms = [], [], []
+        for i, run in enumerate(self.runs):
+            if active is not None and not active[i]:
+                train.append(nan), val.append(nan), norms.append(torch.full((len(self.layer_names),), nan))
+                continue
+            report = run.step(float(lrs[i]))
+            train.append(report.train_loss), val.append(report.val_loss), norms.append(report.layer_grad_norms)
+        report = BatchedStepReport(self.steps_done, lrs, torch.tensor(train), torch.tensor(val), torch.stack(norms))
+        self.steps_done += 1
+        return report
+
+    def evaluate_test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        results = [run.evaluate_test() for run in self.runs]
+        return torch.tensor([r[0] for r in results]), torch.tensor([r[1] for r in results])
+
+
+def make_run_group(task: TaskConfig, seeds: Sequence[int], data: MnistSplits | None = None) -> BatchedMLPRuns | SequentialRuns:
+    """Stacked-weight runs where they apply (MLP with SGD), sequential runs otherwise."""
+    if task.task == "mnist-mlp" and task.optimizer == "sgd":
+        return BatchedMLPRuns(task, seeds, data)
+    return SequentialRuns(task, seeds, data)

@@ -25,6 +25,15 @@ from learned_lr.tasks.data import MnistSplits, load_mnist, to_float
 from learned_lr.tasks.models import build_model
 
 
+# A run whose training loss exceeds this multiple of its first loss, or is not finite, is
+# called diverged: continuing wastes compute and its numbers mean nothing.
+DIVERGENCE_FACTOR = 10.0
+
+
+def is_diverged(loss: float, first_loss: float) -> bool:
+    return not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * first_loss
+
+
 @dataclass(frozen=True)
 class StepReport:
     """What one training step observed. Losses may be nan/inf when a run diverges."""

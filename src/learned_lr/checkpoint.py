@@ -1,0 +1,119 @@
+"""Checkpoints: safetensors for every tensor, JSON for everything else. Never pickle.
+
+A checkpoint is one ``.safetensors`` file whose metadata holds a JSON document (format tag,
+version, configs, training counters), so weights and config are written in one atomic rename
+and cannot drift apart. A readable copy of that JSON is written beside it for people; loading
+reads only the safetensors file. Loading checks the format tag and tensor shapes and raises
+``CheckpointError`` naming the file on anything missing, truncated, corrupt or foreign;
+nothing in this path can execute code (safetensors holds raw tensor bytes only).
+
+Example:
+    >>> save_checkpoint("run/policy.safetensors", {"w": torch.zeros(2)}, {"epoch": 3})   # doctest: +SKIP
+    >>> tensors, meta = load_checkpoint("run/policy.safetensors")
+    >>> meta["epoch"]
+    3
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+FORMAT_TAG = "learned-lr"
+FORMAT_VERSION = 1
+_META_KEY = "learned_lr"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or not a learned-lr checkpoint of the expected kind."""
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], kind: str = "checkpoint") -> None:
+    """Write ``tensors`` and JSON-able ``meta`` atomically to ``path`` (and ``path`` with .json for people)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "kind": kind, **meta}
+    text = json.dumps(document)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    save_file(contiguous, str(tmp), metadata={_META_KEY: text})
+    os.replace(tmp, path)
+    readable = path.with_suffix(".json")
+    tmp_json = readable.with_name(f".{readable.name}.{os.getpid()}.tmp")
+    tmp_json.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(tmp_json, readable)
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, meta) from ``path``; ``CheckpointError`` naming the file if it is not a valid one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({exc})") from exc
+    if _META_KEY not in metadata:
+        raise CheckpointError(f"{path} is a safetensors file but not a learned-lr checkpoint (no '{_META_KEY}' metadata)")
+    try:
+        meta = json.loads(metadata[_META_KEY])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {path} has unreadable metadata ({exc})") from exc
+    if meta.get("format") != FORMAT_TAG:
+        raise CheckpointError(f"{path} is not a learned-lr checkpoint (format {meta.get('format')!r})")
+    if meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {meta.get('version')}; this learned-lr reads version {FORMAT_VERSION}")
+    if kind is not None and meta.get("kind") != kind:
+        raise CheckpointError(f"{path} holds a {meta.get('kind')!r}, expected a {kind!r}")
+    return tensors, meta
+
+
+def flatten_state(state: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor inside a nested state (e.g. an optimizer's state_dict) by a reference,
+    moving the tensor into ``tensors``; what is left is JSON-able."""
+    if isinstance(state, torch.Tensor):
+        key = f"{prefix}"
+        tensors[key] = state
+        return {"__tensor__": key}
+    if isinstance(state, dict):
+        if not all(isinstance(k, (str, int)) for k in state):
+            raise TypeError(f"cannot store dict keys {list(state)[:3]} in a checkpoint")
+        return {"__dict__": [[k, flatten_state(v, f"{prefix}.{k}", tensors)] for k, v in state.items()]}
+    if isinstance(state, (list, tuple)):
+        return [flatten_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(state)]
+    if state is None or isinstance(state, (bool, int, float, str)):
+        return state
+    raise TypeError(f"cannot store {type(state).__name__} in a checkpoint")
+
+
+def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of ``flatten_state``."""
+    if isinstance(tree, dict) and "__tensor__" in tree:
+        return tensors[tree["__tensor__"]]
+    if isinstance(tree, dict) and "__dict__" in tree:
+        return {k: unflatten_state(v, tensors) for k, v in tree["__dict__"]}
+    if isinstance(tree, list):
+        return [unflatten_state(v, tensors) for v in tree]
+    return tree
+
+
+def load_module_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path: str | Path) -> None:
+    """Load ``prefix.*`` tensors into ``module`` strictly; a mismatch names the file and the keys."""
+    own = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(own))
+    unexpected = sorted(set(own) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(own) if expected[k].shape != own[k].shape)
+    if missing or unexpected or wrong_shape:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the {prefix} network: missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong_shape[:3]}"
+        )
+    module.load_state_dict(own)

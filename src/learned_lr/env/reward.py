@@ -1,0 +1,36 @@
+"""The proposal's reward, on losses normalized by the run's first training loss.
+
+    r = -mean_i( l1 * max(0, L_train_i - L_train_{i-1}) + l2 * L_train_i + l3 * L_val_i )
+
+over the steps the decision controlled (its block of K steps). The proposal writes the mean
+over the last 512 steps; summed over an episode, a sliding 512-step mean counts almost every
+step equally often, so it is the same objective up to scale and edge effects, while the
+block mean credits each decision with the steps it actually set. A diverged run ends with
+``-divergence_penalty`` instead.
+
+Example:
+    >>> round(block_reward(np.array([1.0, 0.5, 0.6]), np.array([0.9, 0.5, 0.5]), previous_train=1.0, config=RewardConfig()), 4)
+    -1.3667
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from learned_lr.config import RewardConfig
+
+
+def block_reward(train: np.ndarray, val: np.ndarray, previous_train: float, config: RewardConfig) -> float:
+    """Reward of one block from its normalized train and val losses; -penalty if any is non-finite."""
+    train = np.asarray(train, dtype=np.float64)
+    val = np.asarray(val, dtype=np.float64)
+    if train.size == 0:
+        return 0.0
+    if not (np.isfinite(train).all() and np.isfinite(val).all()):
+        return -config.divergence_penalty
+    previous = np.concatenate([[previous_train if math.isfinite(previous_train) else train[0]], train[:-1]])
+    increases = np.maximum(0.0, train - previous)
+    per_step = config.stability_weight * increases + config.train_loss_weight * train + config.val_loss_weight * val
+    return float(-per_step.mean())

@@ -1,0 +1,1 @@
+"""Training the policy: rollouts, behavioral cloning, PPO."""

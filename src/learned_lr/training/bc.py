@@ -1,0 +1,278 @@
+"""Behavioral cloning: expert demonstrations -> (observation, action) pairs -> a fitted actor.
+
+``collect_demonstrations`` runs every expert on many trainee runs (seeds, peak LRs and run
+lengths varied, so the policy learns a schedule's shape rather than one run) and stores each
+run's per-step features and each decision's clean expert action and discounted return.
+``train_bc`` fits the actor by maximum likelihood (Gaussian NLL; the spread cannot fall below
+``PolicyConfig.min_std``, so PPO can still explore) and warm-starts the critic on the returns.
+Windows are rebuilt from the stored features batch by batch, so demonstrations stay small on
+disk (8 floats per trainee step) whatever the window length.
+
+Example:
+    >>> collect_demonstrations(CollectConfig(out="runs/demos"))               # doctest: +SKIP
+    >>> train_bc(BCConfig(demos="runs/demos", experts="cosine", out="runs/bc-cosine"))
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from learned_lr.config import BCConfig, CollectConfig, ControlConfig, RewardConfig, ScheduleConfig, TaskConfig
+from learned_lr.env.observation import window_from_features
+from learned_lr.experts import expert_schedule
+from learned_lr.policy import Actor, Critic, save_policy
+from learned_lr.tasks import load_mnist
+from learned_lr.tasks.batched import make_run_group
+from learned_lr.training.rollout import ScheduleController, rollout
+
+DEMOS_FILE = "demos.safetensors"
+
+
+def discounted_returns(rewards: np.ndarray, discount: float) -> np.ndarray:
+    returns = np.zeros(len(rewards))
+    running = 0.0
+    for i in range(len(rewards) - 1, -1, -1):
+        running = rewards[i] + discount * running
+        returns[i] = running
+    return returns
+
+
+def _setting_seed(config: CollectConfig, expert_index: int, steps_index: int) -> int:
+    # Distinct, reproducible seed blocks per (expert, run length); all below 100000.
+    return config.seed * 1000 + expert_index * 100 + steps_index * config.runs_per_setting
+
+
+def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path:
+    """Run the experts on trainees and write ``out/demos.safetensors``. Resumable per setting."""
+    out = Path(config.out)
+    parts_dir = out / "parts"
+    data = load_mnist()
+    settings = [(e, s) for e in range(len(config.expert_list)) for s in range(len(config.total_steps_list))]
+    for expert_index, steps_index in tqdm(settings, desc="collect demonstrations", disable=not progress):
+        expert = config.expert_list[expert_index]
+        total_steps = config.total_steps_list[steps_index]
+        part = parts_dir / f"{expert}-{total_steps}.safetensors"
+        if part.is_file():
+            try:
+                load_checkpoint(part, kind="demo-part")
+                continue  # done in an earlier, interrupted invocation
+            except CheckpointError:
+                pass  # damaged: collect it again
+        first_seed = _setting_seed(config, expert_index, steps_index)
+        seeds = list(range(first_seed, first_seed + config.runs_per_setting))
+        rng = np.random.default_rng(first_seed)
+        peak_lrs = np.exp(rng.uniform(math.log(config.min_peak_lr), math.log(config.max_peak_lr), size=len(seeds)))
+        schedule = expert_schedule(expert, config.schedule_shape)
+        controller = ScheduleController(schedule, config.control, noise_std=config.action_noise, seed=first_seed)
+        group = make_run_group(config.task, seeds, data)
+        episodes = rollout(group, controller, total_steps, peak_lrs, config.control, config.reward, evaluate_test=False,
+                           progress=progress, desc=f"{expert} T={total_steps}")
+        tensors: dict[str, torch.Tensor] = {}
+        for run_index, episode in enumerate(episodes):
+            steps = [s for s in episode.decision_steps]
+            labels = [controller.clean_action(total_steps, s) for s in steps]
+            returns = discounted_returns(np.asarray(episode.rewards), config.reward.discount)
+            tensors[f"{run_index}.features"] = torch.from_numpy(episode.history.features[: episode.history.steps].copy())
+            tensors[f"{run_index}.decision_steps"] = torch.tensor(steps, dtype=torch.int64)
+            tensors[f"{run_index}.labels"] = torch.tensor(labels, dtype=torch.float32)
+            tensors[f"{run_index}.returns"] = torch.tensor(returns, dtype=torch.float32)
+        runs = [{"seed": e.seed, "peak_lr": e.base_lr, "diverged": e.diverged} for e in episodes]
+        save_checkpoint(part, tensors, {"expert": expert, "total_steps": total_steps, "runs": runs}, kind="demo-part")
+    _merge_parts(config, parts_dir, out / DEMOS_FILE)
+    return out / DEMOS_FILE
+
+
+def _merge_parts(config: CollectConfig, parts_dir: Path, target: Path) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    runs = []
+    for expert in config.expert_list:
+        for total_steps in config.total_steps_list:
+            part_tensors, meta = load_checkpoint(parts_dir / f"{expert}-{total_steps}.safetensors", kind="demo-part")
+            for local_index, run in enumerate(meta["runs"]):
+                index = len(runs)
+                for name in ("features", "decision_steps", "labels", "returns"):
+                    tensors[f"{index}.{name}"] = part_tensors[f"{local_index}.{name}"]
+                runs.append({**run, "expert": expert, "total_steps": total_steps})
+    meta = {
+        "task": dataclasses.asdict(config.task),
+        "schedule_shape": dataclasses.asdict(config.schedule_shape),
+        "control": dataclasses.asdict(config.control),
+        "reward": dataclasses.asdict(config.reward),
+        "action_noise": config.action_noise,
+        "runs": runs,
+    }
+    save_checkpoint(target, tensors, meta, kind="demonstrations")
+
+
+@dataclass
+class Demonstrations:
+    """Loaded demonstrations: per run, features and decisions; flat arrays index all decisions."""
+
+    control: ControlConfig
+    runs: list[dict]
+    features: list[np.ndarray]
+    decision_run: np.ndarray
+    decision_step: np.ndarray
+    labels: np.ndarray
+    returns: np.ndarray
+
+    @classmethod
+    def load(cls, folder: str | Path, experts: list[str] | None = None) -> "Demonstrations":
+        tensors, meta = load_checkpoint(Path(folder) / DEMOS_FILE, kind="demonstrations")
+        control = ControlConfig(**meta["control"])
+        runs, features, d_run, d_step, labels, returns = [], [], [], [], [], []
+        for index, run in enumerate(meta["runs"]):
+            if experts is not None and run["expert"] not in experts:
+                continue
+            local = len(runs)
+            runs.append(run)
+            features.append(tensors[f"{index}.features"].numpy())
+            steps = tensors[f"{index}.decision_steps"].numpy()
+            d_run.append(np.full(len(steps), local))
+            d_step.append(steps)
+            labels.append(tensors[f"{index}.labels"].numpy())
+            returns.append(tensors[f"{index}.returns"].numpy())
+        if not runs:
+            raise ValueError(f"no demonstrations for experts {experts} in {folder}")
+        cat = np.concatenate
+        return cls(control, runs, features, cat(d_run), cat(d_step), cat(labels), cat(returns))
+
+    def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(window, mask, context, label, return) tensors for the given decisions."""
+        obs = [
+            window_from_features(self.features[self.decision_run[i]], int(self.decision_step[i]), self.control.window, self.runs[self.decision_run[i]]["total_steps"])
+            for i in indices
+        ]
+        window = torch.from_numpy(np.stack([o[0] for o in obs]))
+        mask = torch.from_numpy(np.stack([o[1] for o in obs]))
+        context = torch.from_numpy(np.stack([o[2] for o in obs]))
+        return window, mask, context, torch.from_numpy(self.labels[indices]), torch.from_numpy(self.returns[indices])
+
+
+def split_runs(num_runs: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run indices for BC training and for BC validation (whole runs are held out)."""
+    order = np.random.default_rng(seed).permutation(num_runs)
+    n_val = int(round(val_fraction * num_runs)) if num_runs > 1 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _evaluate(actor: Actor, critic: Critic, demos: Demonstrations, indices: np.ndarray, batch_size: int = 256) -> dict[str, float]:
+    if len(indices) == 0:
+        return {"val_action_mae": math.nan, "val_value_mse": math.nan}
+    errors, value_errors = [], []
+    with torch.no_grad():
+        for start in range(0, len(indices), batch_size):
+            window, mask, context, label, ret = demos.batch(indices[start : start + batch_size])
+            mean, _ = actor(window, mask, context)
+            errors.append((mean - label).abs())
+            value_errors.append((critic(window, mask, context) - ret).square())
+    return {"val_action_mae": float(torch.cat(errors).mean()), "val_value_mse": float(torch.cat(value_errors).mean())}
+
+
+def train_bc(config: BCConfig, progress: bool = True) -> Path:
+    """Fit actor and critic on the chosen experts' demonstrations; returns the policy path.
+
+    Checkpoints after every epoch to ``out/train_state.safetensors``; with ``config.resume`` a
+    rerun continues where the last one stopped and ends with the same weights as an
+    uninterrupted run.
+    """
+    out = Path(config.out)
+    demos = Demonstrations.load(config.demos, config.expert_list)
+    control = demos.control
+    train_runs, val_runs = split_runs(len(demos.runs), config.val_fraction, config.seed)
+    train_idx = np.flatnonzero(np.isin(demos.decision_run, train_runs))
+    val_idx = np.flatnonzero(np.isin(demos.decision_run, val_runs))
+
+    torch.manual_seed(config.seed)
+    actor, critic = Actor(config.policy, control), Critic(config.policy, control)
+    actor_opt = torch.optim.Adam(actor.parameters(), lr=config.learning_rate)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=config.learning_rate)
+    # Decay both networks' LR over the epochs (cosine): late epochs refine instead of jitter.
+    actor_sched = torch.optim.lr_scheduler.CosineAnnealingLR(actor_opt, T_max=config.epochs, eta_min=config.learning_rate * 0.05)
+    critic_sched = torch.optim.lr_scheduler.CosineAnnealingLR(critic_opt, T_max=config.epochs, eta_min=config.learning_rate * 0.05)
+    rng = np.random.default_rng(config.seed)
+    start_epoch, log_rows = 0, []
+    state_path = out / "train_state.safetensors"
+    if config.resume and state_path.is_file():
+        start_epoch, log_rows = _load_train_state(state_path, config, actor, critic, actor_opt, critic_opt, rng)
+        for _ in range(start_epoch):  # the schedulers' state is their epoch count
+            actor_sched.step(), critic_sched.step()
+
+    log_header = ["epoch", "train_nll", "train_action_mae", "train_value_mse", "val_action_mae", "val_value_mse"]
+    for epoch in tqdm(range(start_epoch, config.epochs), desc=f"BC {config.experts}", disable=not progress, initial=start_epoch, total=config.epochs):
+        actor.train(), critic.train()
+        order = rng.permutation(train_idx)
+        sums = np.zeros(3)
+        for start in range(0, len(order), config.batch_size):
+            window, mask, context, label, ret = demos.batch(order[start : start + config.batch_size])
+            dist = actor.distribution(window, mask, context)
+            nll = -dist.log_prob(label).mean()
+            actor_opt.zero_grad()
+            nll.backward()
+            torch.nn.utils.clip_grad_norm_(actor.parameters(), 1.0)
+            actor_opt.step()
+            value_loss = (critic(window, mask, context) - ret).square().mean()
+            critic_opt.zero_grad()
+            value_loss.backward()
+            torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
+            critic_opt.step()
+            n = len(label)
+            sums += np.array([float(nll) * n, float((dist.mean.detach() - label).abs().mean()) * n, float(value_loss) * n])
+        actor_sched.step(), critic_sched.step()
+        actor.eval(), critic.eval()
+        metrics = _evaluate(actor, critic, demos, val_idx)
+        log_rows.append([epoch + 1, *(sums / max(1, len(order))).tolist(), metrics["val_action_mae"], metrics["val_value_mse"]])
+        _save_train_state(state_path, config, epoch + 1, log_rows, actor, critic, actor_opt, critic_opt, rng)
+
+    from learned_lr.files import write_csv
+
+    write_csv(out / "bc_log.csv", log_header, log_rows)
+    final = dict(zip(log_header, log_rows[-1]))
+    policy_path = out / "policy.safetensors"
+    save_policy(policy_path, actor, critic, {
+        "trained_by": "behavioral cloning",
+        "experts": config.expert_list,
+        "bc_config": {k: v for k, v in dataclasses.asdict(config).items() if k != "policy"},
+        "demonstrations": {"folder": str(config.demos), "runs": len(demos.runs), "decisions": int(len(demos.labels))},
+        "final_metrics": final,
+    })
+    return policy_path
+
+
+def _save_train_state(path, config, epoch, log_rows, actor, critic, actor_opt, critic_opt, rng) -> None:
+    tensors: dict[str, torch.Tensor] = {f"actor.{k}": v for k, v in actor.state_dict().items()}
+    tensors.update({f"critic.{k}": v for k, v in critic.state_dict().items()})
+    meta = {
+        "epoch": epoch,
+        "log_rows": log_rows,
+        "config": dataclasses.asdict(config),
+        "actor_opt": flatten_state(actor_opt.state_dict(), "actor_opt", tensors),
+        "critic_opt": flatten_state(critic_opt.state_dict(), "critic_opt", tensors),
+        "rng": rng.bit_generator.state,
+    }
+    save_checkpoint(path, tensors, meta, kind="bc-train-state")
+
+
+def _load_train_state(path, config, actor, critic, actor_opt, critic_opt, rng) -> tuple[int, list]:
+    from learned_lr.checkpoint import load_module_weights
+
+    tensors, meta = load_checkpoint(path, kind="bc-train-state")
+    saved = {k: v for k, v in meta["config"].items() if k not in ("epochs", "resume", "out")}
+    current = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("epochs", "resume", "out")}
+    if saved != current:
+        raise CheckpointError(f"{path} was written by a different BC config; use another --out or --no-resume")
+    load_module_weights(actor, tensors, "actor", path)
+    load_module_weights(critic, tensors, "critic", path)
+    actor_opt.load_state_dict(unflatten_state(meta["actor_opt"], tensors))
+    critic_opt.load_state_dict(unflatten_state(meta["critic_opt"], tensors))
+    rng.bit_generator.state = meta["rng"]
+    return int(meta["epoch"]), meta["log_rows"]

@@ -1,0 +1,206 @@
+"""Roll controllers (an expert schedule or a policy) out on groups of trainee runs.
+
+A rollout advances N trainee runs together (stacked weights for the MLP, sequential
+otherwise), asks the controller for one action per run at every decision step, ramps the LR
+to it (``env.control.LRRamp``), records each run's features (``env.observation.RunHistory``)
+and gives each decision the proposal's reward. A run that diverges ends its episode there.
+
+Example:
+    >>> group = make_run_group(TaskConfig(), seeds=[0, 1])                       # doctest: +SKIP
+    >>> episodes = rollout(group, ScheduleController(expert_schedule("cosine"), ControlConfig()),
+    ...                    total_steps=300, base_lrs=[0.1, 0.05], control=ControlConfig(), reward=RewardConfig())
+    >>> episodes[0].test_accuracy > 0.9
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from learned_lr.config import ControlConfig, RewardConfig
+from learned_lr.env.control import LRRamp, expert_action
+from learned_lr.env.observation import RunHistory, stack_observations
+from learned_lr.env.reward import block_reward
+from learned_lr.experts import ExpertSchedule
+from learned_lr.tasks.batched import BatchedMLPRuns, SequentialRuns
+from learned_lr.tasks.run import is_diverged
+
+
+@dataclass
+class Episode:
+    """One trainee run under a controller: its history, decisions and rewards, final numbers."""
+
+    seed: int
+    base_lr: float
+    history: RunHistory
+    decision_steps: list[int] = field(default_factory=list)
+    actions: list[float] = field(default_factory=list)  # as the controller gave them (before clipping)
+    rewards: list[float] = field(default_factory=list)
+    diverged: bool = False
+    test_loss: float = math.nan
+    test_accuracy: float = math.nan
+
+    @property
+    def lr_factors(self) -> np.ndarray:
+        return self.history.lrs[: self.history.steps] / self.base_lr
+
+
+class Controller(Protocol):
+    def decide(self, histories: Sequence[RunHistory], step: int, active: np.ndarray) -> np.ndarray:
+        """One action (log LR factor) per run for the block starting at ``step``."""
+        ...
+
+
+class ScheduleController:
+    """An expert schedule acting through the same decisions as a policy.
+
+    At each decision it picks the schedule's log factor at the end of the block (see
+    ``env.control.expert_action``). ``noise_std`` > 0 perturbs the executed action (log space),
+    so demonstrations also show states off the expert's path, where the expert's clean
+    action, the BC label, says how to get back.
+    """
+
+    def __init__(self, schedule: ExpertSchedule, control: ControlConfig, noise_std: float = 0.0, seed: int = 0):
+        self.schedule = schedule
+        self.control = control
+        self.noise_std = noise_std
+        self._rng = np.random.default_rng(seed)
+
+    def clean_action(self, total_steps: int, step: int) -> float:
+        block = LRRamp(total_steps, self.control.decision_interval, self.control.log_bounds).block_length(step)
+        return expert_action(self.schedule.factors(total_steps), step, block, self.control.log_bounds)
+
+    def decide(self, histories: Sequence[RunHistory], step: int, active: np.ndarray) -> np.ndarray:
+        actions = np.array([self.clean_action(h.total_steps, step) for h in histories])
+        if self.noise_std > 0:
+            actions = actions + self._rng.normal(0.0, self.noise_std, size=len(actions))
+        return actions
+
+
+class PolicyController:
+    """The actor, deterministic (its mean) or sampling; keeps the last raw actions it took."""
+
+    def __init__(self, actor: torch.nn.Module, deterministic: bool = True, seed: int = 0):
+        self.actor = actor
+        self.deterministic = deterministic
+        self._generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def decide(self, histories: Sequence[RunHistory], step: int, active: np.ndarray) -> np.ndarray:
+        window, mask, context = (torch.from_numpy(a) for a in stack_observations([h.observation(step) for h in histories]))
+        mean, std = self.actor(window, mask, context)
+        if self.deterministic:
+            return mean.double().numpy()
+        noise = torch.randn(mean.shape, generator=self._generator)
+        return (mean + std * noise).double().numpy()
+
+
+class HandoffController:
+    """``first`` decides before ``handoff_fraction`` of the run, ``second`` after."""
+
+    def __init__(self, first: Controller, second: Controller, handoff_fraction: float):
+        self.first, self.second, self.handoff_fraction = first, second, handoff_fraction
+
+    def decide(self, histories: Sequence[RunHistory], step: int, active: np.ndarray) -> np.ndarray:
+        use_first = step < self.handoff_fraction * histories[0].total_steps
+        return (self.first if use_first else self.second).decide(histories, step, active)
+
+
+def rollout(
+    group: BatchedMLPRuns | SequentialRuns,
+    controller: Controller,
+    total_steps: int,
+    base_lrs: Sequence[float],
+    control: ControlConfig,
+    reward: RewardConfig,
+    evaluate_test: bool = True,
+    progress: bool = False,
+    desc: str = "rollout",
+) -> list[Episode]:
+    """Run every trainee of ``group`` for ``total_steps`` steps under ``controller``."""
+    n = group.num_runs
+    base = np.asarray(base_lrs, dtype=np.float64)
+    if base.shape != (n,):
+        raise ValueError(f"expected {n} base LRs, got {base.shape}")
+    episodes = [Episode(seed, float(b), RunHistory(total_steps, float(b), control.window)) for seed, b in zip(group.seeds, base)]
+    ramps = [LRRamp(total_steps, control.decision_interval, control.log_bounds) for _ in range(n)]
+    active = np.ones(n, dtype=bool)
+    bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
+    for step in ramps[0].decision_steps():
+        if not active.any():
+            break
+        histories = [e.history for e in episodes]
+        actions = np.asarray(controller.decide(histories, step, active), dtype=np.float64)
+        block = ramps[0].block_length(step)
+        factors = np.stack([ramp.apply(step, float(a)) for ramp, a in zip(ramps, actions)])  # (n, block)
+        started = active.copy()
+        block_diverged = np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(started):
+            episodes[i].decision_steps.append(step)
+            episodes[i].actions.append(float(actions[i]))
+        for j in range(block):
+            lrs = np.where(active, base * factors[:, j], 0.0)
+            report = group.step(torch.from_numpy(lrs).float(), active=active.tolist())
+            for i in np.flatnonzero(active):
+                history = episodes[i].history
+                train_loss = float(report.train_loss[i])
+                history.record(float(lrs[i]), train_loss, float(report.val_loss[i]), report.layer_grad_norms[i].numpy())
+                if is_diverged(train_loss, float(history.train_loss[0])):
+                    block_diverged[i] = True
+                    active[i] = False
+            bar.update()
+        for i in np.flatnonzero(started):
+            episode = episodes[i]
+            if block_diverged[i]:
+                episode.diverged = True
+                episode.rewards.append(-reward.divergence_penalty)
+                continue
+            end = episode.history.steps
+            train, val = episode.history.normalized_losses(end - block, end)
+            previous = float(episode.history.normalized_losses(end - block - 1, end - block)[0][0]) if end - block > 0 else math.nan
+            episode.rewards.append(block_reward(train, val, previous, reward))
+    bar.close()
+    if evaluate_test:
+        test_loss, test_accuracy = group.evaluate_test()
+        for i, episode in enumerate(episodes):
+            if not episode.diverged:
+                episode.test_loss, episode.test_accuracy = float(test_loss[i]), float(test_accuracy[i])
+    return episodes
+
+
+def rollout_exact_schedule(
+    group: BatchedMLPRuns | SequentialRuns,
+    schedule: ExpertSchedule,
+    total_steps: int,
+    base_lrs: Sequence[float],
+    control: ControlConfig,
+    progress: bool = False,
+) -> list[Episode]:
+    """The expert schedule exactly as torch computes it, every step (no decisions, no ramp): the reference."""
+    n = group.num_runs
+    base = np.asarray(base_lrs, dtype=np.float64)
+    factors = schedule.factors(total_steps)
+    episodes = [Episode(seed, float(b), RunHistory(total_steps, float(b), control.window)) for seed, b in zip(group.seeds, base)]
+    active = np.ones(n, dtype=bool)
+    for step in tqdm(range(total_steps), desc=f"{schedule.name} (exact)", disable=not progress, leave=False):
+        lrs = np.where(active, base * factors[step], 0.0)
+        report = group.step(torch.from_numpy(lrs).float(), active=active.tolist())
+        for i in np.flatnonzero(active):
+            history = episodes[i].history
+            history.record(float(lrs[i]), float(report.train_loss[i]), float(report.val_loss[i]), report.layer_grad_norms[i].numpy())
+            if is_diverged(float(report.train_loss[i]), float(history.train_loss[0])):
+                episodes[i].diverged = True
+                active[i] = False
+        if not active.any():
+            break
+    test_loss, test_accuracy = group.evaluate_test()
+    for i, episode in enumerate(episodes):
+        if not episode.diverged:
+            episode.test_loss, episode.test_accuracy = float(test_loss[i]), float(test_accuracy[i])
+    return episodes

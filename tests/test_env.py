@@ -1,0 +1,77 @@
+import math
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from learned_lr.config import ControlConfig, EnvConfig, RewardConfig
+from learned_lr.env.control import LRRamp, clip_action
+from learned_lr.env.gym_env import LRScheduleEnv
+from learned_lr.env.observation import FEATURE_CLIP, RunHistory
+from learned_lr.env.reward import block_reward
+
+
+def small_env_config(**changes) -> EnvConfig:
+    return EnvConfig(control=ControlConfig(window=32, decision_interval=4), min_total_steps=20, max_total_steps=30, **changes)
+
+
+def test_env_passes_gymnasium_check(mnist):
+    env = LRScheduleEnv(small_env_config())
+    check_env(env, skip_render_check=True)
+
+
+def test_episode_runs_to_the_end_and_lrs_stay_in_bounds(mnist):
+    env = LRScheduleEnv(small_env_config())
+    obs, info = env.reset(seed=3)
+    lo, hi = env.config.control.log_bounds
+    terminated, decisions, rewards = False, 0, []
+    actions = [np.array([v], dtype=np.float32) for v in (100.0, -100.0, np.nan, 0.0)]
+    while not terminated:
+        obs, reward, terminated, truncated, step_info = env.step(actions[decisions % len(actions)])
+        decisions += 1
+        rewards.append(reward)
+        assert math.isfinite(reward) and obs["mask"].sum() > 0
+        factor = step_info["lr"] / info["base_lr"]
+        assert math.exp(lo) * 0.999 <= factor <= math.exp(hi) * 1.001
+    assert decisions == len(LRRamp(info["total_steps"], 4, (lo, hi)).decision_steps())
+    assert obs["context"][0] == 0.0  # nothing left
+
+
+def test_env_diverging_run_ends_with_penalty(mnist):
+    env = LRScheduleEnv(small_env_config(min_peak_lr=50.0, max_peak_lr=50.0))
+    env.reset(seed=0)
+    terminated, reward, info = False, 0.0, {}
+    while not terminated:
+        _, reward, terminated, _, info = env.step(np.array([math.log(4.0)], dtype=np.float32))
+    assert info["diverged"] and reward == -RewardConfig().divergence_penalty
+
+
+def test_reward_matches_the_proposal_formula():
+    cfg = RewardConfig(stability_weight=2.0, train_loss_weight=1.0, val_loss_weight=0.5)
+    train, val = np.array([0.5, 0.7, 0.6]), np.array([0.4, 0.4, 0.5])
+    # increases: max(0, 0.5-0.6)=0, 0.2, 0 -> per-step 2*inc + train + 0.5*val
+    expected = -np.mean([0 + 0.5 + 0.2, 0.4 + 0.7 + 0.2, 0 + 0.6 + 0.25])
+    assert block_reward(train, val, previous_train=0.6, config=cfg) == pytest.approx(expected)
+    assert block_reward(np.array([0.5, np.nan]), val[:2], 0.5, cfg) == -cfg.divergence_penalty
+
+
+def test_history_features_are_finite_and_normalized():
+    history = RunHistory(total_steps=10, base_lr=0.1, window=8)
+    history.record(0.1, 2.0, 2.1, [1.0, 2.0])
+    history.record(0.05, 1.0, np.inf, [2.0, np.nan])
+    history.record(np.nan, np.nan, np.nan, [np.inf, 0.0])
+    assert np.isfinite(history.features[:3]).all()
+    assert np.abs(history.features).max() <= FEATURE_CLIP
+    np.testing.assert_allclose(history.features[1, :3], [0.8, math.log(0.5), math.log(0.5)], rtol=1e-6)
+    window, mask, context = history.observation()
+    assert mask.tolist() == [0] * 5 + [1] * 3 and context.tolist() == pytest.approx([0.7, 3 / 8])
+    np.testing.assert_array_equal(window[-3:], history.features[:3])
+
+
+def test_ramp_reaches_each_decision_and_clips():
+    ramp = LRRamp(total_steps=10, decision_interval=4, log_bounds=(-2.0, 1.0))
+    assert ramp.decision_steps() == [0, 1, 5, 9]
+    np.testing.assert_allclose(np.log(ramp.apply(0, -1.0)), [-1.0])
+    np.testing.assert_allclose(np.log(ramp.apply(1, 0.0)), [-0.75, -0.5, -0.25, 0.0])
+    np.testing.assert_allclose(np.log(ramp.apply(5, 50.0)), [0.25, 0.5, 0.75, 1.0])
+    assert clip_action(float("nan"), (-2.0, 1.0)) == -2.0

@@ -1,0 +1,92 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from learned_lr.checkpoint import CheckpointError
+from learned_lr.config import ControlConfig, PolicyConfig
+from learned_lr.env.control import clip_action
+from learned_lr.env.observation import NUM_CONTEXT, NUM_FEATURES
+from learned_lr.policy import Actor, Critic, load_policy, save_policy
+
+CONTROL = ControlConfig(window=64)
+POLICY = PolicyConfig(patch=8, d_model=32, layers=2)
+torch.manual_seed(0)
+ACTOR = Actor(POLICY, CONTROL).eval()
+CRITIC = Critic(POLICY, CONTROL).eval()
+
+wild_floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.sampled_from([0.0, 1e30, -1e30, float("nan"), float("inf"), -float("inf")]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    window=hnp.arrays(np.float32, (2, 64, NUM_FEATURES), elements=wild_floats),
+    mask=hnp.arrays(np.float32, (2, 64), elements=st.one_of(st.sampled_from([0.0, 1.0]), wild_floats)),
+    context=hnp.arrays(np.float32, (2, NUM_CONTEXT), elements=wild_floats),
+)
+def test_actor_never_emits_nan_or_out_of_bounds(window, mask, context):
+    with torch.no_grad():
+        mean, std = ACTOR(torch.from_numpy(window), torch.from_numpy(mask), torch.from_numpy(context))
+        value = CRITIC(torch.from_numpy(window), torch.from_numpy(mask), torch.from_numpy(context))
+    lo, hi = CONTROL.log_bounds
+    assert torch.isfinite(mean).all() and torch.isfinite(std).all() and torch.isfinite(value).all()
+    assert bool(((mean >= lo) & (mean <= hi)).all())
+    assert bool((std >= POLICY.min_std - 1e-6).all())
+    sample = (mean + std * torch.randn_like(std)).tolist()
+    assert all(lo <= clip_action(a, (lo, hi)) <= hi for a in sample)
+
+
+def test_empty_history_gives_a_defined_action():
+    window, mask, context = torch.zeros(1, 64, NUM_FEATURES), torch.zeros(1, 64), torch.tensor([[1.0, 0.0]])
+    with torch.no_grad():
+        mean, _ = ACTOR(window, mask, context)
+    assert torch.isfinite(mean).all()
+
+
+def test_masked_steps_do_not_change_the_output():
+    torch.manual_seed(1)
+    window = torch.randn(1, 64, NUM_FEATURES)
+    mask = torch.zeros(1, 64)
+    mask[:, -20:] = 1
+    other = window.clone()
+    other[:, :40] = torch.randn(1, 40, NUM_FEATURES) * 100  # garbage where the mask is 0
+    context = torch.tensor([[0.5, 20 / 64]])
+    with torch.no_grad():
+        torch.testing.assert_close(ACTOR(window, mask, context)[0], ACTOR(other, mask, context)[0])
+
+
+def test_policy_round_trips_and_bad_files_fail_clearly(tmp_path):
+    path = tmp_path / "policy.safetensors"
+    save_policy(path, ACTOR, CRITIC, {"note": "test"})
+    loaded = load_policy(path)
+    assert loaded.meta["note"] == "test" and loaded.control_config == CONTROL
+    x = (torch.randn(3, 64, NUM_FEATURES), torch.ones(3, 64), torch.rand(3, NUM_CONTEXT))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.actor(*x)[0], ACTOR(*x)[0])
+
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated.safetensors"):
+        load_policy(truncated)
+
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"weight": torch.zeros(3)}, str(foreign))
+    with pytest.raises(CheckpointError, match="not a learned-lr checkpoint"):
+        load_policy(foreign)
+
+    pickled = tmp_path / "pickled.safetensors"
+    torch.save(ACTOR.state_dict(), pickled)
+    with pytest.raises(CheckpointError, match="pickled.safetensors"):
+        load_policy(pickled)
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_policy(tmp_path / "missing.safetensors")
