@@ -64,7 +64,7 @@ def test_history_features_are_finite_and_normalized():
     assert np.abs(history.features).max() <= FEATURE_CLIP
     np.testing.assert_allclose(history.features[1, :3], [0.8, math.log(0.5), math.log(0.5)], rtol=1e-6)
     window, mask, context = history.observation()
-    assert mask.tolist() == [0] * 5 + [1] * 3 and context.tolist() == pytest.approx([0.7, 3 / 8])
+    assert mask.tolist() == [0] * 5 + [1] * 3 and context.tolist() == pytest.approx([0.7, math.log(0.7), 3 / 8])
     np.testing.assert_array_equal(window[-3:], history.features[:3])
 
 

@@ -44,7 +44,7 @@ def test_actor_never_emits_nan_or_out_of_bounds(window, mask, context):
 
 
 def test_empty_history_gives_a_defined_action():
-    window, mask, context = torch.zeros(1, 64, NUM_FEATURES), torch.zeros(1, 64), torch.tensor([[1.0, 0.0]])
+    window, mask, context = torch.zeros(1, 64, NUM_FEATURES), torch.zeros(1, 64), torch.tensor([[1.0, 0.0, 0.0]])
     with torch.no_grad():
         mean, _ = ACTOR(window, mask, context)
     assert torch.isfinite(mean).all()
@@ -57,7 +57,7 @@ def test_masked_steps_do_not_change_the_output():
     mask[:, -20:] = 1
     other = window.clone()
     other[:, :40] = torch.randn(1, 40, NUM_FEATURES) * 100  # garbage where the mask is 0
-    context = torch.tensor([[0.5, 20 / 64]])
+    context = torch.tensor([[0.5, -0.69, 20 / 64]])
     with torch.no_grad():
         torch.testing.assert_close(ACTOR(window, mask, context)[0], ACTOR(other, mask, context)[0])
 

@@ -141,10 +141,85 @@ def cmd_compare_experts(config: cfg.CompareConfig) -> int:
     return 0
 
 
+def cmd_collect(config: cfg.CollectConfig) -> int:
+    from learned_lr.training.bc import collect_demonstrations
+
+    path = collect_demonstrations(config)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_bc(config: cfg.BCConfig) -> int:
+    from learned_lr.training.bc import train_bc
+
+    path = train_bc(config)
+    print(f"wrote {path} (training log: {Path(config.out) / 'bc_log.csv'})")
+    return 0
+
+
+def _write_bc_report(report: dict, out: Path) -> None:
+    from learned_lr.bc_report import markdown_table
+    from learned_lr.files import write_json, write_text
+    from learned_lr.plots import plot_bc_vs_experts
+
+    plot_bc_vs_experts(report["curves"], cfg.EXPERT_NAMES, out / "bc_policy_vs_scheduler.png")
+    table = markdown_table(report["rows"])
+    write_json(out / "bc_table.json", report["rows"])
+    write_text(out / "bc_table.md", "# BC policies vs expert schedules (held-out seeds)\n\n![curves](bc_policy_vs_scheduler.png)\n\n"
+               "Mean ± std over seeds. LR error: mean |log(policy LR / expert LR)| per step, both clipped to the action's bounds.\n\n" + table + "\n")
+    print(table)
+    print(f"wrote {out}/bc_policy_vs_scheduler.png, bc_table.md, bc_table.json")
+
+
+def _bc_settings(mlp_steps: int, mlp_seeds: int, resnet_steps: int, resnet_seeds: int, resnet_width: int = 16):
+    from learned_lr.bc_report import TaskSetting
+
+    settings = [TaskSetting("mnist-mlp", cfg.TaskConfig(), mlp_steps, mlp_seeds)]
+    if resnet_steps > 0:
+        settings.append(TaskSetting(f"mnist-resnet18 (width {resnet_width})", cfg.TaskConfig(task="mnist-resnet18", width=resnet_width), resnet_steps, resnet_seeds))
+    return settings
+
+
+def _policy_paths(root: Path) -> dict[str, Path]:
+    paths = {name: root / f"bc-{name}" / "policy.safetensors" for name in (*cfg.EXPERT_NAMES, "all")}
+    return {name: path for name, path in paths.items() if path.is_file()}
+
+
+def cmd_bc_report(config: cfg.BCReportConfig) -> int:
+    from learned_lr.bc_report import bc_report
+
+    paths = _policy_paths(Path(config.bc_root))
+    if not paths:
+        print(f"learned-lr bc-report: error: --bc-root: no bc-*/policy.safetensors under {config.bc_root}", file=sys.stderr)
+        return 2
+    report = bc_report(paths, _bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds, config.resnet_width), config.handoff_fraction)
+    _write_bc_report(report, Path(config.out))
+    return 0
+
+
+def cmd_imitate(config: cfg.ImitateConfig) -> int:
+    from learned_lr.bc_report import bc_report
+    from learned_lr.training.bc import collect_demonstrations, train_bc
+
+    work = Path(config.work)
+    demos = work / "demos"
+    collect_demonstrations(cfg.CollectConfig(runs_per_setting=config.runs_per_setting, total_steps=config.total_steps, seed=config.seed, out=str(demos)))
+    for name in (*cfg.EXPERT_NAMES, "all"):
+        experts = ",".join(cfg.EXPERT_NAMES) if name == "all" else name
+        train_bc(cfg.BCConfig(policy=config.policy, demos=str(demos), experts=experts, epochs=config.epochs, seed=config.seed, out=str(work / f"bc-{name}")))
+    report = bc_report(_policy_paths(work), _bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds))
+    _write_bc_report(report, Path(config.out))
+    return 0
+
+
 COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "train": (cfg.TrainConfig, cmd_train, "train one trainee under one schedule"),
     "sweep": (cfg.SweepConfig, cmd_sweep, "sweep the peak LR of a schedule on a task"),
     "compare-experts": (cfg.CompareConfig, cmd_compare_experts, "train one trainee per expert schedule and plot them together"),
+    "collect": (cfg.CollectConfig, cmd_collect, "collect expert demonstrations for behavioral cloning"),
+    "bc": (cfg.BCConfig, cmd_bc, "behavioral cloning of one policy on demonstrations"),
+    "bc-report": (cfg.BCReportConfig, cmd_bc_report, "roll BC policies out next to their experts: figure and tables"),
+    "imitate": (cfg.ImitateConfig, cmd_imitate, "demonstrations -> four BC policies -> BC-vs-expert report"),
 }
 
 
@@ -172,9 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # known failure kinds get one clear line, not a traceback
+        from learned_lr.checkpoint import CheckpointError
         from learned_lr.tasks.data import MnistDataError
 
-        if isinstance(exc, MnistDataError):
+        if isinstance(exc, (MnistDataError, CheckpointError)):
             print(f"learned-lr {command}: error: {exc}", file=sys.stderr)
             return 1
         raise

@@ -184,8 +184,10 @@ class ControlConfig:
     decision_interval: int = arg(8, "steps between decisions (K); the LR ramps log-linearly to each new decision")
     min_lr_factor: float = arg(1e-3, "lowest LR the policy can set, as a fraction of the base (peak) LR")
     max_lr_factor: float = arg(4.0, "highest LR the policy can set, as a fraction of the base LR (>1 lets PPO raise a too-low base LR)")
+    inputs: str = arg("all", "observed features: all, or subramanian (remaining time, val loss, grad norms only)", choices=("all", "subramanian"))
 
     def __post_init__(self) -> None:
+        _check_choice(self.inputs, ("all", "subramanian"), "inputs")
         _require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
         _require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
         _require(0 < self.min_lr_factor < self.max_lr_factor, "min_lr_factor", f"need 0 < min_lr_factor < max_lr_factor, got {self.min_lr_factor}, {self.max_lr_factor}")
@@ -206,8 +208,12 @@ class RewardConfig:
     val_loss_weight: float = arg(1.0, "l3: weight of the validation loss")
     divergence_penalty: float = arg(10.0, "reward given (negated) when a run diverges, ending its episode")
     discount: float = arg(0.97, "discount per decision for returns (critic targets, GAE)")
+    kind: str = arg("proposal", "reward: proposal (the formula above) or subramanian (g*(best_val - val) + l*(steps left), Subramanian et al. 2023)", choices=("proposal", "subramanian"))
+    subramanian_gain: float = arg(1.0, "subramanian reward: g, weight of the improvement over the best validation loss so far")
+    subramanian_time_weight: float = arg(0.0, "subramanian reward: l, weight of the remaining fraction of the run")
 
     def __post_init__(self) -> None:
+        _check_choice(self.kind, ("proposal", "subramanian"), "kind")
         for name in ("stability_weight", "train_loss_weight", "val_loss_weight", "divergence_penalty"):
             value = getattr(self, name)
             _require(math.isfinite(value) and value >= 0, name, f"must be a finite number >= 0, got {value}")
@@ -334,6 +340,101 @@ class EnvConfig:
     @property
     def optimizer_list(self) -> list[str]:
         return _parse_list(self.optimizers, "optimizers", str, OPTIMIZER_NAMES)
+
+
+@dataclass(frozen=True)
+class BCReportConfig:
+    """`learned-lr bc-report`: roll the BC policies out on held-out seeds next to their experts."""
+
+    bc_root: str = arg("runs/imitate", "folder holding bc-linear-warmup/, bc-cosine/, bc-polynomial/, bc-all/ (each with policy.safetensors)")
+    mlp_steps: int = arg(1000, "steps of each MNIST-MLP evaluation run")
+    mlp_seeds: int = arg(10, "held-out seeds on MNIST-MLP")
+    resnet_steps: int = arg(100, "steps of each ResNet-18 evaluation run (0 skips ResNet-18)")
+    resnet_seeds: int = arg(2, "held-out seeds on ResNet-18")
+    resnet_width: int = arg(16, "ResNet-18 width for the evaluation (64 is the real one; use it on a GPU)")
+    handoff_fraction: float = arg(0.25, "the combined policy takes over from the expert after this fraction of the run")
+    out: str = arg("results/bc", "output folder for bc_policy_vs_scheduler.png and bc_table.md/json")
+
+    def __post_init__(self) -> None:
+        _require(self.mlp_steps > 1, "mlp_steps", f"must be > 1, got {self.mlp_steps}")
+        _require(self.mlp_seeds > 0, "mlp_seeds", f"must be > 0, got {self.mlp_seeds}")
+        _require(self.resnet_steps >= 0, "resnet_steps", f"must be >= 0, got {self.resnet_steps}")
+        _require(self.resnet_seeds > 0, "resnet_seeds", f"must be > 0, got {self.resnet_seeds}")
+        _require(self.resnet_width > 0, "resnet_width", f"must be > 0, got {self.resnet_width}")
+        _require(0 <= self.handoff_fraction < 1, "handoff_fraction", f"must be in [0, 1), got {self.handoff_fraction}")
+
+
+@dataclass(frozen=True)
+class ImitateConfig:
+    """`learned-lr imitate`: demonstrations -> the four BC policies -> the BC-vs-expert report, in one command."""
+
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    runs_per_setting: int = arg(8, "demonstration runs per (expert, run length)")
+    total_steps: str = arg("300,600,1000,1500", "comma-separated demonstration run lengths")
+    epochs: int = arg(20, "BC epochs per policy")
+    mlp_seeds: int = arg(10, "held-out evaluation seeds on MNIST-MLP")
+    mlp_steps: int = arg(1000, "steps of each MNIST-MLP evaluation run")
+    resnet_steps: int = arg(100, "steps of each ResNet-18 (width 16) evaluation run (0 skips it)")
+    resnet_seeds: int = arg(2, "held-out evaluation seeds on ResNet-18")
+    seed: int = arg(0, "seed of demonstrations and BC")
+    work: str = arg("runs/imitate", "folder for demonstrations and policies (resumable)")
+    out: str = arg("results/bc", "folder for the figure and tables")
+
+    def __post_init__(self) -> None:
+        _require(self.runs_per_setting > 0, "runs_per_setting", f"must be > 0, got {self.runs_per_setting}")
+        _require(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
+        steps = _parse_list(self.total_steps, "total_steps", int)
+        _require(all(s > 1 for s in steps), "total_steps", f"every run length must be > 1, got {self.total_steps}")
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """`learned-lr ppo`: PPO fine-tuning of a policy on MNIST-MLP trainee runs."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    init: str = arg("runs/imitate/bc-all/policy.safetensors", "policy to start from (a BC checkpoint), or 'random'")
+    window: int = arg(512, "observation window when init is 'random' (a checkpoint brings its own)")
+    patch: int = arg(16, "steps per token when init is 'random'")
+    inputs: str = arg("all", "observed features when init is 'random': all or subramanian", choices=("all", "subramanian"))
+    iterations: int = arg(10, "PPO iterations (rollout + update)")
+    runs_per_iteration: int = arg(16, "trainee runs rolled out per iteration (advanced together)")
+    total_steps: str = arg("300,500,800", "comma-separated run lengths drawn per iteration")
+    min_peak_lr: float = arg(0.02, "base LRs drawn log-uniformly from [min_peak_lr, max_peak_lr]")
+    max_peak_lr: float = arg(0.4, "upper end of the base-LR range")
+    update_epochs: int = arg(4, "passes over each iteration's decisions")
+    minibatch_size: int = arg(128, "decisions per gradient step")
+    actor_lr: float = arg(3e-4, "Adam learning rate of the actor")
+    critic_lr: float = arg(1e-3, "Adam learning rate of the critic")
+    clip_coef: float = arg(0.2, "PPO ratio clip")
+    entropy_coef: float = arg(0.0, "entropy bonus")
+    kl_coef: float = arg(0.1, "penalty on KL(policy || BC policy); 0 turns the anchor off")
+    gae_lambda: float = arg(0.95, "GAE lambda")
+    max_grad_norm: float = arg(0.5, "gradient-norm clip")
+    critic_warmup_iterations: int = arg(2, "first iterations update only the critic")
+    seed: int = arg(0, "seed of trainee runs, settings, action sampling and minibatches")
+    out: str = arg("runs/ppo", "output folder (policy.safetensors, ppo_log.csv, train_state.safetensors)")
+    resume: bool = arg(True, "continue from out/train_state.safetensors if present")
+
+    def __post_init__(self) -> None:
+        _check_choice(self.inputs, ("all", "subramanian"), "inputs")
+        _require(self.iterations > 0, "iterations", f"must be > 0, got {self.iterations}")
+        _require(self.runs_per_iteration > 0, "runs_per_iteration", f"must be > 0, got {self.runs_per_iteration}")
+        steps = _parse_list(self.total_steps, "total_steps", int)
+        _require(all(s > 1 for s in steps), "total_steps", f"every run length must be > 1, got {self.total_steps}")
+        _require(0 < self.min_peak_lr <= self.max_peak_lr, "min_peak_lr", f"need 0 < min_peak_lr <= max_peak_lr, got {self.min_peak_lr}, {self.max_peak_lr}")
+        for name in ("update_epochs", "minibatch_size", "window", "patch"):
+            _require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("actor_lr", "critic_lr", "clip_coef", "max_grad_norm"):
+            _require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("entropy_coef", "kl_coef", "critic_warmup_iterations"):
+            _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        _require(0 <= self.gae_lambda <= 1, "gae_lambda", f"must be in [0, 1], got {self.gae_lambda}")
+        _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+
+    @property
+    def total_steps_list(self) -> list[int]:
+        return _parse_list(self.total_steps, "total_steps", int)
 
 
 def replace(config, **changes):

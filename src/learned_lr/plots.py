@@ -74,3 +74,44 @@ def plot_sweep(results: dict[str, dict[float, list[float]]], path: str | Path, t
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)
+
+
+def _mean_curve(episodes, attribute: str, window: int) -> np.ndarray:
+    curves = []
+    for episode in episodes:
+        values = getattr(episode.history, attribute)[: episode.history.steps]
+        curves.append(smooth(values, window) if attribute == "train_loss" else values)
+    length = min(len(c) for c in curves)
+    return np.mean([c[:length] for c in curves], axis=0)
+
+
+def plot_bc_vs_experts(curves: dict[str, dict[str, list]], expert_names: Sequence[str], path: str | Path) -> None:
+    """Per task, two rows (LR as a fraction of the base LR, train loss) and one column per expert:
+    the expert (black), its BC policy (dashed), the combined policy started under it (dotted),
+    and the combined policy on its own (grey). Curves are means over the evaluation seeds."""
+    tasks = list(curves)
+    fig, axes = plt.subplots(2 * len(tasks), len(expert_names), figsize=(5 * len(expert_names), 3.2 * 2 * len(tasks)), squeeze=False)
+    styles = [
+        ("expert:{name}", dict(color="black", lw=2.0), "expert"),
+        ("BC {name}|{name}", dict(color="tab:blue", ls="--", lw=1.6), "BC on this expert"),
+        ("BC all, started under {name}|{name}", dict(color="tab:orange", ls=":", lw=2.0), "BC all, started under expert"),
+        ("BC all, on its own", dict(color="grey", lw=1.0, alpha=0.8), "BC all, on its own"),
+    ]
+    for t, task in enumerate(tasks):
+        for c, name in enumerate(expert_names):
+            ax_lr, ax_loss = axes[2 * t, c], axes[2 * t + 1, c]
+            for key_pattern, style, label in styles:
+                key = key_pattern.format(name=name)
+                if key not in curves[task]:
+                    continue
+                episodes = curves[task][key]
+                total = episodes[0].history.total_steps
+                factors = _mean_curve(episodes, "lrs", 1) / episodes[0].base_lr
+                ax_lr.plot(np.arange(len(factors)), factors, label=label, **style)
+                loss = _mean_curve(episodes, "train_loss", max(1, total // 40))
+                ax_loss.plot(np.arange(len(loss)), loss, label=label, **style)
+            ax_lr.set(title=f"{task}: {name}", xlabel="step", ylabel="LR / base LR", yscale="log", ylim=(5e-4, 2))
+            ax_loss.set(xlabel="step", ylabel="train loss (moving avg)", yscale="log")
+            ax_lr.grid(alpha=0.3), ax_loss.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    _save(fig, path)

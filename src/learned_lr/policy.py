@@ -14,7 +14,7 @@ emit NaN; the LR applied is the action clipped to the bounds (``env.control.clip
 
 Example:
     >>> actor = Actor(PolicyConfig(), ControlConfig())
-    >>> window, mask, context = torch.zeros(1, 512, 8), torch.zeros(1, 512), torch.tensor([[1.0, 0.0]])
+    >>> window, mask, context = torch.zeros(1, 512, 8), torch.zeros(1, 512), torch.tensor([[1.0, 0.0, 0.0]])
     >>> mean, std = actor(window, mask, context)
     >>> mean.shape, bool(std.min() >= 0.05)
     (torch.Size([1]), True)

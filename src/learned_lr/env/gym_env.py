@@ -41,7 +41,7 @@ class LRScheduleEnv(gym.Env):
             {
                 "window": spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, shape=(control.window, NUM_FEATURES), dtype=np.float32),
                 "mask": spaces.Box(0.0, 1.0, shape=(control.window,), dtype=np.float32),
-                "context": spaces.Box(0.0, 1.0, shape=(NUM_CONTEXT,), dtype=np.float32),
+                "context": spaces.Box(-FEATURE_CLIP, 1.0, shape=(NUM_CONTEXT,), dtype=np.float32),
             }
         )
         self.action_space = spaces.Box(np.float32(lo), np.float32(hi), shape=(1,), dtype=np.float32)
@@ -63,7 +63,7 @@ class LRScheduleEnv(gym.Env):
         base_lr = lr_scale * math.exp(rng.uniform(math.log(cfg.min_peak_lr), math.log(cfg.max_peak_lr)))
         run_seed = int(rng.integers(2**31 - 1))
         self._run = TrainingRun(task, run_seed)
-        self._history = RunHistory(total_steps, base_lr, cfg.control.window)
+        self._history = RunHistory(total_steps, base_lr, cfg.control.window, cfg.control.inputs)
         self._ramp = LRRamp(total_steps, cfg.control.decision_interval, cfg.control.log_bounds)
         self._step = 0
         self._base_lr = base_lr

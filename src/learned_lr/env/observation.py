@@ -30,7 +30,7 @@ Example:
     >>> history.record(lr=0.1, train_loss=2.3, val_loss=2.2, layer_grad_norms=[1.0, 0.5])
     >>> window, mask, context = history.observation()
     >>> window.shape, mask.shape, context.shape
-    ((512, 8), (512,), (2,))
+    ((512, 8), (512,), (3,))
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ FEATURE_NAMES = (
     "layer_grad_max",
 )
 NUM_FEATURES = len(FEATURE_NAMES)
-CONTEXT_NAMES = ("remaining_fraction_now", "history_fill")
+# The log of the remaining fraction is given beside the fraction itself: expert schedules are
+# close to linear in it near the end of a run (cosine ~ 2 log r, polynomial ~ p log r), where
+# a log-space action needs precision the linear fraction gives poorly (BC error 0.085 -> see README).
+CONTEXT_NAMES = ("remaining_fraction_now", "log_remaining_fraction_now", "history_fill")
 NUM_CONTEXT = len(CONTEXT_NAMES)
 FEATURE_CLIP = 10.0
 _TINY = 1e-12
@@ -67,7 +70,7 @@ def _safe_log_ratio(value: float, reference: float) -> float:
 class RunHistory:
     """Per-step features of one run, recorded as it goes, and the policy's view of them."""
 
-    def __init__(self, total_steps: int, base_lr: float, window: int):
+    def __init__(self, total_steps: int, base_lr: float, window: int, inputs: str = "all"):
         if total_steps <= 0:
             raise ValueError(f"total_steps must be > 0, got {total_steps}")
         if not (math.isfinite(base_lr) and base_lr > 0):
@@ -75,6 +78,7 @@ class RunHistory:
         self.total_steps = total_steps
         self.base_lr = base_lr
         self.window = window
+        self.inputs = inputs
         self.features = np.zeros((total_steps, NUM_FEATURES), dtype=np.float32)
         self.train_loss = np.full(total_steps, np.nan)
         self.val_loss = np.full(total_steps, np.nan)
@@ -128,19 +132,30 @@ class RunHistory:
         end = self.steps if at_step is None else at_step
         if not 0 <= end <= self.steps:
             raise ValueError(f"at_step must be in [0, {self.steps}], got {at_step}")
-        return window_from_features(self.features, end, self.window, self.total_steps)
+        return window_from_features(self.features, end, self.window, self.total_steps, self.inputs)
 
 
-def window_from_features(features: np.ndarray, end: int, window: int, total_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# The inputs of Subramanian et al. (2023): remaining time, validation loss, layer-wise gradient
+# norms. ``inputs="subramanian"`` zeroes the other columns (train loss, previous LRs).
+SUBRAMANIAN_FEATURES = ("remaining_fraction", "log_val_loss", "log_grad_norm", "layer_grad_mean", "layer_grad_min", "layer_grad_max")
+_INPUT_MASKS = {
+    "all": np.ones(NUM_FEATURES, dtype=np.float32),
+    "subramanian": np.array([name in SUBRAMANIAN_FEATURES for name in FEATURE_NAMES], dtype=np.float32),
+}
+
+
+def window_from_features(features: np.ndarray, end: int, window: int, total_steps: int, inputs: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The observation at a decision before step ``end`` from a run's per-step feature rows."""
     start = max(0, end - window)
     filled = end - start
     out = np.zeros((window, features.shape[1]), dtype=np.float32)
     mask = np.zeros(window, dtype=np.float32)
     if filled:
-        out[window - filled :] = features[start:end]
+        out[window - filled :] = features[start:end] * _INPUT_MASKS[inputs]
         mask[window - filled :] = 1.0
-    context = np.array([(total_steps - end) / total_steps, filled / window], dtype=np.float32)
+    remaining = (total_steps - end) / total_steps
+    log_remaining = max(math.log(remaining), -FEATURE_CLIP) if remaining > 0 else -FEATURE_CLIP
+    context = np.array([remaining, log_remaining, filled / window], dtype=np.float32)
     return out, mask, context
 
 

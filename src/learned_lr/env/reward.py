@@ -34,3 +34,20 @@ def block_reward(train: np.ndarray, val: np.ndarray, previous_train: float, conf
     increases = np.maximum(0.0, train - previous)
     per_step = config.stability_weight * increases + config.train_loss_weight * train + config.val_loss_weight * val
     return float(-per_step.mean())
+
+
+def subramanian_reward(val: np.ndarray, best_val: float, remaining_fraction: float, config: RewardConfig) -> tuple[float, float]:
+    """Subramanian et al. (2023): g * (best val loss so far - val loss) + l * (time left).
+
+    Per decision, the val loss is the block's mean normalized validation loss; returns
+    (reward, updated best). Non-finite losses give -penalty, as for the proposal's reward.
+    """
+    val = np.asarray(val, dtype=np.float64)
+    if val.size == 0:
+        return 0.0, best_val
+    if not np.isfinite(val).all():
+        return -config.divergence_penalty, best_val
+    current = float(val.mean())
+    best = current if not np.isfinite(best_val) else best_val
+    reward = config.subramanian_gain * (best - current) + config.subramanian_time_weight * remaining_fraction
+    return float(reward), min(best, current)

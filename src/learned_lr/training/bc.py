@@ -178,12 +178,13 @@ def _evaluate(actor: Actor, critic: Critic, demos: Demonstrations, indices: np.n
     return {"val_action_mae": float(torch.cat(errors).mean()), "val_value_mse": float(torch.cat(value_errors).mean())}
 
 
-def train_bc(config: BCConfig, progress: bool = True) -> Path:
+def train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int | None = None) -> Path | None:
     """Fit actor and critic on the chosen experts' demonstrations; returns the policy path.
 
     Checkpoints after every epoch to ``out/train_state.safetensors``; with ``config.resume`` a
     rerun continues where the last one stopped and ends with the same weights as an
-    uninterrupted run.
+    uninterrupted run. ``max_epochs_this_call`` stops early (checkpoint written, returns None),
+    for time-budgeted jobs; the next call continues.
     """
     out = Path(config.out)
     demos = Demonstrations.load(config.demos, config.expert_list)
@@ -203,12 +204,11 @@ def train_bc(config: BCConfig, progress: bool = True) -> Path:
     start_epoch, log_rows = 0, []
     state_path = out / "train_state.safetensors"
     if config.resume and state_path.is_file():
-        start_epoch, log_rows = _load_train_state(state_path, config, actor, critic, actor_opt, critic_opt, rng)
-        for _ in range(start_epoch):  # the schedulers' state is their epoch count
-            actor_sched.step(), critic_sched.step()
+        start_epoch, log_rows = _load_train_state(state_path, config, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng)
 
     log_header = ["epoch", "train_nll", "train_action_mae", "train_value_mse", "val_action_mae", "val_value_mse"]
-    for epoch in tqdm(range(start_epoch, config.epochs), desc=f"BC {config.experts}", disable=not progress, initial=start_epoch, total=config.epochs):
+    end_epoch = config.epochs if max_epochs_this_call is None else min(config.epochs, start_epoch + max_epochs_this_call)
+    for epoch in tqdm(range(start_epoch, end_epoch), desc=f"BC {config.experts}", disable=not progress, initial=start_epoch, total=config.epochs):
         actor.train(), critic.train()
         order = rng.permutation(train_idx)
         sums = np.zeros(3)
@@ -226,12 +226,14 @@ def train_bc(config: BCConfig, progress: bool = True) -> Path:
             torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
             critic_opt.step()
             n = len(label)
-            sums += np.array([float(nll) * n, float((dist.mean.detach() - label).abs().mean()) * n, float(value_loss) * n])
+            sums += np.array([float(nll.detach()) * n, float((dist.mean.detach() - label).abs().mean()) * n, float(value_loss.detach()) * n])
         actor_sched.step(), critic_sched.step()
         actor.eval(), critic.eval()
         metrics = _evaluate(actor, critic, demos, val_idx)
         log_rows.append([epoch + 1, *(sums / max(1, len(order))).tolist(), metrics["val_action_mae"], metrics["val_value_mse"]])
-        _save_train_state(state_path, config, epoch + 1, log_rows, actor, critic, actor_opt, critic_opt, rng)
+        _save_train_state(state_path, config, epoch + 1, log_rows, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng)
+    if end_epoch < config.epochs:
+        return None
 
     from learned_lr.files import write_csv
 
@@ -248,7 +250,7 @@ def train_bc(config: BCConfig, progress: bool = True) -> Path:
     return policy_path
 
 
-def _save_train_state(path, config, epoch, log_rows, actor, critic, actor_opt, critic_opt, rng) -> None:
+def _save_train_state(path, config, epoch, log_rows, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng) -> None:
     tensors: dict[str, torch.Tensor] = {f"actor.{k}": v for k, v in actor.state_dict().items()}
     tensors.update({f"critic.{k}": v for k, v in critic.state_dict().items()})
     meta = {
@@ -257,12 +259,14 @@ def _save_train_state(path, config, epoch, log_rows, actor, critic, actor_opt, c
         "config": dataclasses.asdict(config),
         "actor_opt": flatten_state(actor_opt.state_dict(), "actor_opt", tensors),
         "critic_opt": flatten_state(critic_opt.state_dict(), "critic_opt", tensors),
+        "actor_sched": actor_sched.state_dict(),
+        "critic_sched": critic_sched.state_dict(),
         "rng": rng.bit_generator.state,
     }
     save_checkpoint(path, tensors, meta, kind="bc-train-state")
 
 
-def _load_train_state(path, config, actor, critic, actor_opt, critic_opt, rng) -> tuple[int, list]:
+def _load_train_state(path, config, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng) -> tuple[int, list]:
     from learned_lr.checkpoint import load_module_weights
 
     tensors, meta = load_checkpoint(path, kind="bc-train-state")
@@ -274,5 +278,7 @@ def _load_train_state(path, config, actor, critic, actor_opt, critic_opt, rng) -
     load_module_weights(critic, tensors, "critic", path)
     actor_opt.load_state_dict(unflatten_state(meta["actor_opt"], tensors))
     critic_opt.load_state_dict(unflatten_state(meta["critic_opt"], tensors))
+    actor_sched.load_state_dict(meta["actor_sched"])
+    critic_sched.load_state_dict(meta["critic_sched"])
     rng.bit_generator.state = meta["rng"]
     return int(meta["epoch"]), meta["log_rows"]

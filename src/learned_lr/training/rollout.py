@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from learned_lr.config import ControlConfig, RewardConfig
 from learned_lr.env.control import LRRamp, expert_action
 from learned_lr.env.observation import RunHistory, stack_observations
-from learned_lr.env.reward import block_reward
+from learned_lr.env.reward import block_reward, subramanian_reward
 from learned_lr.experts import ExpertSchedule
 from learned_lr.tasks.batched import BatchedMLPRuns, SequentialRuns
 from learned_lr.tasks.run import is_diverged
@@ -128,9 +128,10 @@ def rollout(
     base = np.asarray(base_lrs, dtype=np.float64)
     if base.shape != (n,):
         raise ValueError(f"expected {n} base LRs, got {base.shape}")
-    episodes = [Episode(seed, float(b), RunHistory(total_steps, float(b), control.window)) for seed, b in zip(group.seeds, base)]
+    episodes = [Episode(seed, float(b), RunHistory(total_steps, float(b), control.window, control.inputs)) for seed, b in zip(group.seeds, base)]
     ramps = [LRRamp(total_steps, control.decision_interval, control.log_bounds) for _ in range(n)]
     active = np.ones(n, dtype=bool)
+    best_val = np.full(n, math.nan)  # for the Subramanian reward
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
     for step in ramps[0].decision_steps():
         if not active.any():
@@ -163,6 +164,10 @@ def rollout(
                 continue
             end = episode.history.steps
             train, val = episode.history.normalized_losses(end - block, end)
+            if reward.kind == "subramanian":
+                value, best_val[i] = subramanian_reward(val, best_val[i], (total_steps - end) / total_steps, reward)
+                episode.rewards.append(value)
+                continue
             previous = float(episode.history.normalized_losses(end - block - 1, end - block)[0][0]) if end - block > 0 else math.nan
             episode.rewards.append(block_reward(train, val, previous, reward))
     bar.close()
@@ -186,7 +191,7 @@ def rollout_exact_schedule(
     n = group.num_runs
     base = np.asarray(base_lrs, dtype=np.float64)
     factors = schedule.factors(total_steps)
-    episodes = [Episode(seed, float(b), RunHistory(total_steps, float(b), control.window)) for seed, b in zip(group.seeds, base)]
+    episodes = [Episode(seed, float(b), RunHistory(total_steps, float(b), control.window, control.inputs)) for seed, b in zip(group.seeds, base)]
     active = np.ones(n, dtype=bool)
     for step in tqdm(range(total_steps), desc=f"{schedule.name} (exact)", disable=not progress, leave=False):
         lrs = np.where(active, base * factors[step], 0.0)

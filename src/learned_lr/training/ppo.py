@@ -1,0 +1,242 @@
+"""PPO fine-tuning, written out in the CleanRL spirit: rollout, GAE, clipped update, repeat.
+
+Each iteration rolls the current (sampling) actor out on a fresh group of MNIST-MLP trainee
+runs (run length and base LR drawn per iteration from the config, seeds never used by BC or by
+evaluation), scores each decision with the reward, and updates:
+
+* the critic always (value regression on GAE returns);
+* the actor only after ``critic_warmup_iterations`` (a BC-initialized actor would otherwise be
+  pushed around by a critic that does not yet know this reward), with the clipped surrogate,
+  an optional entropy bonus, and ``kl_coef * KL(actor || BC actor)`` keeping it near the
+  demonstrations (a related PPO LR controller, SOLAR, found an unanchored one worse than cosine).
+
+Everything random in iteration i (settings, trainee seeds, action sampling, minibatch order)
+derives from ``(seed, i)``, so a run resumed from its per-iteration checkpoint ends with the same
+weights as an uninterrupted one.
+
+Example:
+    >>> train_ppo(PPOConfig(init="runs/imitate/bc-all/policy.safetensors", out="runs/ppo"))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoint, load_module_weights, save_checkpoint, unflatten_state
+from learned_lr.config import ControlConfig, PolicyConfig, PPOConfig
+from learned_lr.env.observation import window_from_features
+from learned_lr.files import write_csv
+from learned_lr.policy import Actor, Critic, load_policy, save_policy
+from learned_lr.tasks import load_mnist
+from learned_lr.tasks.batched import make_run_group
+from learned_lr.training.rollout import Episode, PolicyController, rollout
+
+# PPO trainee seeds live in [50000, 100000): above BC demonstrations, below evaluation seeds.
+PPO_SEED_START = 50_000
+
+
+@dataclass
+class Batch:
+    """One iteration's decisions, flattened over episodes."""
+
+    window: torch.Tensor
+    mask: torch.Tensor
+    context: torch.Tensor
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    values: torch.Tensor
+    bc_mean: torch.Tensor
+    bc_std: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def subset(self, idx: torch.Tensor) -> "Batch":
+        return Batch(**{f.name: getattr(self, f.name)[idx] for f in dataclasses.fields(self)})
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, discount: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Advantages and returns of one episode that ends after its last decision (next value 0)."""
+    advantages = np.zeros(len(rewards))
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        next_value = values[t + 1] if t + 1 < len(rewards) else 0.0
+        delta = rewards[t] + discount * next_value - values[t]
+        running = delta + discount * lam * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+def gaussian_kl(mean: torch.Tensor, std: torch.Tensor, ref_mean: torch.Tensor, ref_std: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, std) || N(ref_mean, ref_std)), elementwise."""
+    return torch.log(ref_std / std) + (std.square() + (mean - ref_mean).square()) / (2 * ref_std.square()) - 0.5
+
+
+def ppo_update(actor: Actor, critic: Critic, actor_opt, critic_opt, batch: Batch, config: PPOConfig, update_actor: bool, generator: torch.Generator) -> dict[str, float]:
+    """Several epochs of clipped-PPO minibatch updates on ``batch``; returns mean statistics."""
+    stats = {"policy_loss": [], "value_loss": [], "entropy": [], "kl_to_bc": [], "approx_kl": [], "clip_fraction": []}
+    for _ in range(config.update_epochs):
+        order = torch.randperm(len(batch), generator=generator)
+        for start in range(0, len(batch), config.minibatch_size):
+            mb = batch.subset(order[start : start + config.minibatch_size])
+            values = critic(mb.window, mb.mask, mb.context)
+            value_loss = 0.5 * (values - mb.returns).square().mean()
+            critic_opt.zero_grad()
+            value_loss.backward()
+            torch.nn.utils.clip_grad_norm_(critic.parameters(), config.max_grad_norm)
+            critic_opt.step()
+            stats["value_loss"].append(float(value_loss.detach()))
+            if not update_actor:
+                continue
+            mean, std = actor(mb.window, mb.mask, mb.context)
+            dist = torch.distributions.Normal(mean, std)
+            logprob = dist.log_prob(mb.actions)
+            log_ratio = logprob - mb.logprobs
+            ratio = log_ratio.exp()
+            advantages = (mb.advantages - mb.advantages.mean()) / (mb.advantages.std(unbiased=False) + 1e-8)
+            policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)).mean()
+            entropy = dist.entropy().mean()
+            kl_to_bc = gaussian_kl(mean, std, mb.bc_mean, mb.bc_std).mean()
+            loss = policy_loss - config.entropy_coef * entropy + config.kl_coef * kl_to_bc
+            actor_opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(actor.parameters(), config.max_grad_norm)
+            actor_opt.step()
+            with torch.no_grad():
+                stats["policy_loss"].append(float(policy_loss))
+                stats["entropy"].append(float(entropy))
+                stats["kl_to_bc"].append(float(kl_to_bc))
+                stats["approx_kl"].append(float(((ratio - 1) - log_ratio).mean()))
+                stats["clip_fraction"].append(float(((ratio - 1).abs() > config.clip_coef).float().mean()))
+    return {k: (float(np.mean(v)) if v else math.nan) for k, v in stats.items()}
+
+
+def _iteration_setting(config: PPOConfig, iteration: int) -> tuple[int, np.ndarray, list[int]]:
+    rng = np.random.default_rng([config.seed, iteration])
+    total_steps = int(rng.choice(config.total_steps_list))
+    base_lrs = np.exp(rng.uniform(math.log(config.min_peak_lr), math.log(config.max_peak_lr), size=config.runs_per_iteration))
+    first = PPO_SEED_START + (config.seed * 997 + iteration * config.runs_per_iteration) % 40_000
+    return total_steps, base_lrs, list(range(first, first + config.runs_per_iteration))
+
+
+def episodes_to_batch(episodes: list[Episode], actor: Actor, critic: Critic, bc_actor: Actor, control: ControlConfig, config: PPOConfig) -> Batch:
+    windows, masks, contexts, actions, rewards_per_episode = [], [], [], [], []
+    for episode in episodes:
+        for step, action in zip(episode.decision_steps, episode.actions):
+            w, m, c = window_from_features(episode.history.features, step, control.window, episode.history.total_steps, control.inputs)
+            windows.append(w), masks.append(m), contexts.append(c), actions.append(action)
+        rewards_per_episode.append(np.asarray(episode.rewards))
+    window = torch.from_numpy(np.stack(windows))
+    mask = torch.from_numpy(np.stack(masks))
+    context = torch.from_numpy(np.stack(contexts))
+    action = torch.tensor(actions, dtype=torch.float32)
+    with torch.no_grad():
+        dist = actor.distribution(window, mask, context)
+        logprobs = dist.log_prob(action)
+        values = critic(window, mask, context)
+        bc_mean, bc_std = bc_actor(window, mask, context)
+    advantages, returns, offset = [], [], 0
+    for rewards in rewards_per_episode:
+        v = values[offset : offset + len(rewards)].double().numpy()
+        a, r = gae(rewards, v, config.reward.discount, config.gae_lambda)
+        advantages.append(a), returns.append(r)
+        offset += len(rewards)
+    return Batch(window, mask, context, action, logprobs, torch.tensor(np.concatenate(advantages), dtype=torch.float32),
+                 torch.tensor(np.concatenate(returns), dtype=torch.float32), values, bc_mean, bc_std)
+
+
+def _initial_networks(config: PPOConfig) -> tuple[Actor, Critic, dict]:
+    if config.init == "random":
+        control = ControlConfig(window=config.window, inputs=config.inputs)
+        policy = PolicyConfig(patch=config.patch)
+        torch.manual_seed(config.seed)
+        return Actor(policy, control), Critic(policy, control), {"init": "random"}
+    loaded = load_policy(config.init)
+    return loaded.actor, loaded.critic, {"init": str(config.init), "init_meta": {k: loaded.meta.get(k) for k in ("trained_by", "experts")}}
+
+
+def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call: int | None = None) -> Path | None:
+    """Fine-tune with PPO; checkpoints every iteration and resumes. Returns the policy path
+    (None if stopped early by ``max_iterations_this_call``)."""
+    out = Path(config.out)
+    actor, critic, init_meta = _initial_networks(config)
+    control = actor.control_config
+    bc_actor = copy.deepcopy(actor).eval()  # the anchor: frozen at the starting weights
+    for p in bc_actor.parameters():
+        p.requires_grad_(False)
+    actor_opt = torch.optim.Adam(actor.parameters(), lr=config.actor_lr, eps=1e-5)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, eps=1e-5)
+    start, log_rows = 0, []
+    state_path = out / "train_state.safetensors"
+    if config.resume and state_path.is_file():
+        start, log_rows = _load_state(state_path, config, actor, critic, bc_actor, actor_opt, critic_opt)
+    data = load_mnist()
+    end = config.iterations if max_iterations_this_call is None else min(config.iterations, start + max_iterations_this_call)
+    header = ["iteration", "total_steps", "mean_return", "mean_final_train_loss", "diverged", "updated_actor",
+              "policy_loss", "value_loss", "entropy", "kl_to_bc", "approx_kl", "clip_fraction"]
+    bar = tqdm(range(start, end), desc="PPO", disable=not progress, initial=start, total=config.iterations)
+    for iteration in bar:
+        total_steps, base_lrs, seeds = _iteration_setting(config, iteration)
+        actor.eval(), critic.eval()
+        controller = PolicyController(actor, deterministic=False, seed=config.seed * 1_000_003 + iteration)
+        group = make_run_group(config.task, seeds, data)
+        episodes = rollout(group, controller, total_steps, base_lrs, control, config.reward, evaluate_test=False, desc=f"rollout {iteration}")
+        batch = episodes_to_batch(episodes, actor, critic, bc_actor, control, config)
+        actor.train(), critic.train()
+        update_actor = iteration >= config.critic_warmup_iterations
+        generator = torch.Generator().manual_seed(config.seed * 7919 + iteration)
+        stats = ppo_update(actor, critic, actor_opt, critic_opt, batch, config, update_actor, generator)
+        final_losses = [e.history.train_loss[e.history.steps - 1] for e in episodes if not e.diverged]
+        row = [iteration + 1, total_steps, float(np.mean([sum(e.rewards) for e in episodes])),
+               float(np.mean(final_losses)) if final_losses else math.nan, int(sum(e.diverged for e in episodes)), int(update_actor),
+               *(stats[k] for k in header[6:])]
+        log_rows.append(row)
+        bar.set_postfix(ret=f"{row[2]:.2f}", diverged=row[4])
+        _save_state(state_path, config, iteration + 1, log_rows, actor, critic, bc_actor, actor_opt, critic_opt)
+        write_csv(out / "ppo_log.csv", header, log_rows)
+    if end < config.iterations:
+        return None
+    actor.eval(), critic.eval()
+    path = out / "policy.safetensors"
+    save_policy(path, actor, critic, {"trained_by": "ppo", **init_meta, "ppo_config": dataclasses.asdict(config),
+                                      "final_iteration": dict(zip(header, log_rows[-1]))})
+    return path
+
+
+def _save_state(path, config, iteration, log_rows, actor, critic, bc_actor, actor_opt, critic_opt) -> None:
+    tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
+    tensors.update({f"critic.{k}": v for k, v in critic.state_dict().items()})
+    tensors.update({f"bc_actor.{k}": v for k, v in bc_actor.state_dict().items()})
+    meta = {
+        "iteration": iteration,
+        "log_rows": log_rows,
+        "config": dataclasses.asdict(config),
+        "policy_config": dataclasses.asdict(actor.policy_config),
+        "control_config": dataclasses.asdict(actor.control_config),
+        "actor_opt": flatten_state(actor_opt.state_dict(), "actor_opt", tensors),
+        "critic_opt": flatten_state(critic_opt.state_dict(), "critic_opt", tensors),
+    }
+    save_checkpoint(path, tensors, meta, kind="ppo-train-state")
+
+
+def _load_state(path, config, actor, critic, bc_actor, actor_opt, critic_opt) -> tuple[int, list]:
+    tensors, meta = load_checkpoint(path, kind="ppo-train-state")
+    ignore = ("iterations", "resume", "out")
+    if {k: v for k, v in meta["config"].items() if k not in ignore} != {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}:
+        raise CheckpointError(f"{path} was written by a different PPO config; use another --out or --no-resume")
+    load_module_weights(actor, tensors, "actor", path)
+    load_module_weights(critic, tensors, "critic", path)
+    load_module_weights(bc_actor, tensors, "bc_actor", path)
+    actor_opt.load_state_dict(unflatten_state(meta["actor_opt"], tensors))
+    critic_opt.load_state_dict(unflatten_state(meta["critic_opt"], tensors))
+    return int(meta["iteration"]), meta["log_rows"]

@@ -1,0 +1,96 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from learned_lr.bc_report import log_lr_error
+from learned_lr.checkpoint import load_checkpoint
+from learned_lr.cli import main
+from learned_lr.config import BCConfig, CollectConfig, ControlConfig, PolicyConfig, RewardConfig, TaskConfig
+from learned_lr.experts import expert_schedule
+from learned_lr.policy import load_policy
+from learned_lr.tasks.batched import BatchedMLPRuns, SequentialRuns
+from learned_lr.training.bc import Demonstrations, collect_demonstrations, discounted_returns, train_bc
+from learned_lr.training.rollout import ScheduleController, rollout, rollout_exact_schedule
+
+CONTROL = ControlConfig(window=32, decision_interval=4)
+SMALL_POLICY = PolicyConfig(patch=8, d_model=16, layers=1, heads=2)
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory, mnist):
+    out = tmp_path_factory.mktemp("demos")
+    config = CollectConfig(task=TaskConfig(hidden=32), control=CONTROL, experts="cosine,linear-warmup", total_steps="40,64", runs_per_setting=2, out=str(out))
+    collect_demonstrations(config, progress=False)
+    return out
+
+
+def test_demonstrations_hold_clean_expert_labels_and_returns(demos):
+    loaded = Demonstrations.load(demos, ["cosine"])
+    assert len(loaded.runs) == 4 and all(run["expert"] == "cosine" for run in loaded.runs)
+    controller = ScheduleController(expert_schedule("cosine"), CONTROL)
+    for i in range(len(loaded.labels)):
+        run = loaded.runs[loaded.decision_run[i]]
+        assert loaded.labels[i] == pytest.approx(controller.clean_action(run["total_steps"], int(loaded.decision_step[i])), abs=1e-6)
+    window, mask, context, label, ret = loaded.batch(np.arange(5))
+    assert window.shape == (5, 32, 8) and mask[0].sum() == 0 and context[0, 0] == 1.0
+    assert torch.isfinite(ret).all() and bool((ret < 0).all())
+
+
+def test_discounted_returns():
+    np.testing.assert_allclose(discounted_returns(np.array([1.0, 2.0, 4.0]), 0.5), [1 + 1 + 1, 2 + 2, 4])
+
+
+def test_bc_resume_gives_the_same_weights_as_one_run(demos, tmp_path):
+    base = dict(policy=SMALL_POLICY, demos=str(demos), experts="cosine", batch_size=16, seed=3)
+    straight = train_bc(BCConfig(**base, epochs=3, out=str(tmp_path / "straight")), progress=False)
+    assert train_bc(BCConfig(**base, epochs=3, out=str(tmp_path / "resumed")), progress=False, max_epochs_this_call=1) is None  # stopped after 1
+    resumed = train_bc(BCConfig(**base, epochs=3, out=str(tmp_path / "resumed")), progress=False)
+    a, _ = load_checkpoint(straight)
+    b, _ = load_checkpoint(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    log = (tmp_path / "resumed" / "bc_log.csv").read_text().splitlines()
+    assert len(log) == 4  # header + 3 epochs
+
+
+def test_bc_learns_the_expert_action(demos, tmp_path):
+    path = train_bc(BCConfig(policy=SMALL_POLICY, demos=str(demos), experts="cosine", epochs=25, batch_size=16, learning_rate=3e-3, val_fraction=0.0, out=str(tmp_path / "bc")), progress=False)
+    policy = load_policy(path)
+    data = Demonstrations.load(demos, ["cosine"])
+    window, mask, context, label, _ = data.batch(np.arange(len(data.labels)))
+    with torch.no_grad():
+        mean, std = policy.actor(window, mask, context)
+    spread_of_labels = float((label - label.mean()).abs().mean())
+    assert float((mean - label).abs().mean()) < 0.35 * spread_of_labels
+    assert float(std.min()) >= SMALL_POLICY.min_std - 1e-6
+    assert policy.meta["experts"] == ["cosine"]
+
+
+def test_ramped_expert_follows_the_exact_schedule_and_batched_equals_sequential(mnist):
+    task = TaskConfig(hidden=32)
+    control = ControlConfig(window=64, decision_interval=8)
+    controller = ScheduleController(expert_schedule("polynomial"), control)
+    batched = rollout(BatchedMLPRuns(task, [5, 6], mnist), controller, 200, [0.1, 0.05], control, RewardConfig())
+    sequential = rollout(SequentialRuns(task, [5, 6], mnist), controller, 200, [0.1, 0.05], control, RewardConfig())
+    exact = rollout_exact_schedule(BatchedMLPRuns(task, [5, 6], mnist), expert_schedule("polynomial"), 200, [0.1, 0.05], control)
+    factors = expert_schedule("polynomial").factors(200)
+    for b, s, e in zip(batched, sequential, exact):
+        assert log_lr_error(b.lr_factors, factors, control.log_bounds) < 0.02
+        np.testing.assert_allclose(b.lr_factors, s.lr_factors)
+        np.testing.assert_allclose(b.rewards, s.rewards, rtol=1e-3, atol=1e-4)
+        assert abs(b.test_loss - e.test_loss) / e.test_loss < 0.1
+        assert len(b.rewards) == len(b.decision_steps) == 26  # step 0, then every 8 steps from step 1
+
+
+def test_imitate_command_writes_figure_and_tables(tmp_path, mnist):
+    argv = ["imitate", "--runs-per-setting", "1", "--total-steps", "40", "--epochs", "1", "--mlp-seeds", "1", "--mlp-steps", "40",
+            "--resnet-steps", "0", "--patch", "16", "--d-model", "16", "--layers", "1", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "out" / "bc_table.json").read_text())
+    policies = {row["policy"] for row in rows}
+    assert {"BC cosine", "BC linear-warmup", "BC polynomial", "BC all, on its own"} <= policies
+    assert (tmp_path / "out" / "bc_policy_vs_scheduler.png").stat().st_size > 20_000
+    assert "| mnist-mlp | BC cosine | cosine |" in (tmp_path / "out" / "bc_table.md").read_text()
