@@ -29,7 +29,7 @@ from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import make_run_group
 from learned_lr.training.rollout import Episode, HandoffController, PolicyController, ScheduleController, rollout, rollout_exact_schedule
 
-EVAL_SEED_START = 100_000
+from learned_lr.evaluate import EVAL_SEED_START  # noqa: E402  (one definition of the evaluation seeds)
 
 
 @dataclass(frozen=True)

@@ -157,58 +157,47 @@ def cmd_bc(config: cfg.BCConfig) -> int:
     return 0
 
 
-def _write_bc_report(report: dict, out: Path) -> None:
-    from learned_lr.bc_report import markdown_table
-    from learned_lr.files import write_json, write_text
-    from learned_lr.plots import plot_bc_vs_experts
-
-    plot_bc_vs_experts(report["curves"], cfg.EXPERT_NAMES, out / "bc_policy_vs_scheduler.png")
-    table = markdown_table(report["rows"])
-    write_json(out / "bc_table.json", report["rows"])
-    write_text(out / "bc_table.md", "# BC policies vs expert schedules (held-out seeds)\n\n![curves](bc_policy_vs_scheduler.png)\n\n"
-               "Mean ± std over seeds. LR error: mean |log(policy LR / expert LR)| per step, both clipped to the action's bounds.\n\n" + table + "\n")
-    print(table)
-    print(f"wrote {out}/bc_policy_vs_scheduler.png, bc_table.md, bc_table.json")
-
-
-def _bc_settings(mlp_steps: int, mlp_seeds: int, resnet_steps: int, resnet_seeds: int, resnet_width: int = 16):
-    from learned_lr.bc_report import TaskSetting
-
-    settings = [TaskSetting("mnist-mlp", cfg.TaskConfig(), mlp_steps, mlp_seeds)]
-    if resnet_steps > 0:
-        settings.append(TaskSetting(f"mnist-resnet18 (width {resnet_width})", cfg.TaskConfig(task="mnist-resnet18", width=resnet_width), resnet_steps, resnet_seeds))
-    return settings
-
-
-def _policy_paths(root: Path) -> dict[str, Path]:
-    paths = {name: root / f"bc-{name}" / "policy.safetensors" for name in (*cfg.EXPERT_NAMES, "all")}
-    return {name: path for name, path in paths.items() if path.is_file()}
-
-
 def cmd_bc_report(config: cfg.BCReportConfig) -> int:
     from learned_lr.bc_report import bc_report
+    from learned_lr.pipeline import bc_settings, policy_paths, write_bc_report
 
-    paths = _policy_paths(Path(config.bc_root))
+    paths = policy_paths(Path(config.bc_root))
     if not paths:
         print(f"learned-lr bc-report: error: --bc-root: no bc-*/policy.safetensors under {config.bc_root}", file=sys.stderr)
         return 2
-    report = bc_report(paths, _bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds, config.resnet_width), config.handoff_fraction)
-    _write_bc_report(report, Path(config.out))
+    report = bc_report(paths, bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds, config.resnet_width), config.handoff_fraction)
+    print(write_bc_report(report, Path(config.out)))
+    print(f"wrote {config.out}/bc_policy_vs_scheduler.png, bc_table.md, bc_table.json")
     return 0
 
 
 def cmd_imitate(config: cfg.ImitateConfig) -> int:
     from learned_lr.bc_report import bc_report
-    from learned_lr.training.bc import collect_demonstrations, train_bc
+    from learned_lr.pipeline import bc_settings, run_imitation, write_bc_report
 
-    work = Path(config.work)
-    demos = work / "demos"
-    collect_demonstrations(cfg.CollectConfig(runs_per_setting=config.runs_per_setting, total_steps=config.total_steps, seed=config.seed, out=str(demos)))
-    for name in (*cfg.EXPERT_NAMES, "all"):
-        experts = ",".join(cfg.EXPERT_NAMES) if name == "all" else name
-        train_bc(cfg.BCConfig(policy=config.policy, demos=str(demos), experts=experts, epochs=config.epochs, seed=config.seed, out=str(work / f"bc-{name}")))
-    report = bc_report(_policy_paths(work), _bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds))
-    _write_bc_report(report, Path(config.out))
+    collect = cfg.CollectConfig(runs_per_setting=config.runs_per_setting, total_steps=config.total_steps, seed=config.seed)
+    bc = cfg.BCConfig(policy=config.policy, epochs=config.epochs, seed=config.seed)
+    paths = run_imitation(Path(config.work), collect, bc)
+    report = bc_report(paths, bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds))
+    print(write_bc_report(report, Path(config.out)))
+    print(f"wrote {config.out}/bc_policy_vs_scheduler.png, bc_table.md, bc_table.json")
+    return 0
+
+
+def cmd_ppo(config: cfg.PPOConfig) -> int:
+    from learned_lr.training.ppo import train_ppo
+
+    path = train_ppo(config)
+    print(f"wrote {path} (training log: {Path(config.out) / 'ppo_log.csv'})")
+    return 0
+
+
+def cmd_demo(config: cfg.DemoConfig) -> int:
+    from learned_lr.pipeline import run_demo
+
+    index = run_demo(config)
+    print(index.read_text())
+    print(f"wrote {index} and the figures and tables beside it")
     return 0
 
 
@@ -220,6 +209,8 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "bc": (cfg.BCConfig, cmd_bc, "behavioral cloning of one policy on demonstrations"),
     "bc-report": (cfg.BCReportConfig, cmd_bc_report, "roll BC policies out next to their experts: figure and tables"),
     "imitate": (cfg.ImitateConfig, cmd_imitate, "demonstrations -> four BC policies -> BC-vs-expert report"),
+    "ppo": (cfg.PPOConfig, cmd_ppo, "PPO fine-tuning of a policy (from a BC checkpoint or random)"),
+    "demo": (cfg.DemoConfig, cmd_demo, "the whole pipeline at a small budget: demonstrations, BC, PPO, evaluation, figures"),
 }
 
 

@@ -437,6 +437,41 @@ class PPOConfig:
         return _parse_list(self.total_steps, "total_steps", int)
 
 
+# Budgets of `learned-lr demo`. "small" finishes in a few minutes on a 2-core CPU; "full" is
+# the real experiment (hours on a CPU; use a GPU machine or patience).
+DEMO_PRESETS: dict[str, dict] = {
+    "small": dict(
+        demo_total_steps="200,400", demo_runs=4, bc_epochs=15, bc_eval_steps=400, bc_eval_seeds=5,
+        ppo_iterations=6, ppo_runs=8, ppo_total_steps="300,400", eval_steps=400, eval_seeds=5,
+        resnet_steps=40, resnet_seeds=3, resnet_batch=64,
+    ),
+    "full": dict(
+        demo_total_steps="300,600,1000,1500", demo_runs=8, bc_epochs=20, bc_eval_steps=1000, bc_eval_seeds=10,
+        ppo_iterations=30, ppo_runs=16, ppo_total_steps="300,500,800,1000", eval_steps=1000, eval_seeds=10,
+        resnet_steps=200, resnet_seeds=5, resnet_batch=128,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """`learned-lr demo`: the whole pipeline (demonstrations -> four BC policies -> PPO -> evaluation -> figures, tables)."""
+
+    preset: str = arg("small", "budget: small (minutes on a laptop CPU) or full (the real experiment)", choices=tuple(DEMO_PRESETS))
+    seed: int = arg(0, "seed of demonstrations, BC and PPO")
+    work: str = arg("runs/demo", "folder for demonstrations, policies and training state (resumable)")
+    out: str = arg("results/demo", "folder for index.md, figures and tables")
+    resnet_width: int = arg(16, "ResNet-18 width for the transfer evaluation (64 on a GPU)")
+
+    def __post_init__(self) -> None:
+        _check_choice(self.preset, tuple(DEMO_PRESETS), "preset")
+        _require(self.resnet_width > 0, "resnet_width", f"must be > 0, got {self.resnet_width}")
+
+    @property
+    def budget(self) -> dict:
+        return DEMO_PRESETS[self.preset]
+
+
 def replace(config, **changes):
     """``dataclasses.replace`` that re-runs validation (it does: frozen dataclasses re-init)."""
     return dataclasses.replace(config, **changes)

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -106,3 +107,93 @@ def final_val_loss(task: TaskConfig, schedule: ExpertSchedule, steps: int, peak_
         if is_diverged(loss, first):
             return float("inf")
     return run.evaluate("val")[0]
+
+
+# ---- comparing schedulers on held-out seeds ---------------------------------------------------
+
+EVAL_SEED_START = 100_000  # evaluation seeds; demonstrations and PPO use seeds below this
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+    """Mean and half-width of its two-sided t confidence interval (NaNs dropped)."""
+    from scipy import stats
+
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if len(arr) == 0:
+        return {"mean": float("nan"), "ci": float("nan"), "n": 0}
+    if len(arr) == 1:
+        return {"mean": float(arr[0]), "ci": float("nan"), "n": 1}
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr)))
+    return {"mean": float(arr.mean()), "ci": half, "n": int(len(arr))}
+
+
+def train_loss_auc(train_loss: np.ndarray) -> float:
+    """Area under the normalized train-loss curve per step (mean of loss / first loss)."""
+    return float(np.mean(train_loss / train_loss[0]))
+
+
+def train_loss_roughness(train_loss: np.ndarray) -> float:
+    """Sum of positive step-to-step increments of the normalized train loss (lower is smoother)."""
+    normalized = train_loss / train_loss[0]
+    return float(np.maximum(0.0, np.diff(normalized)).sum())
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """A scheduler to evaluate: an expert schedule by name, or a policy checkpoint."""
+
+    label: str
+    expert: str | None = None
+    policy_path: str | None = None
+
+
+def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_steps: int, base_lr: float, seeds: int,
+                        data: MnistSplits | None = None, progress: bool = True, label: str = "") -> tuple[list[dict], dict]:
+    """Roll every scheduler out on the same held-out seeds; (rows of metrics with 95% CIs, curves)."""
+    from learned_lr.config import ControlConfig, RewardConfig
+    from learned_lr.experts import expert_schedule
+    from learned_lr.policy import load_policy
+    from learned_lr.tasks.batched import make_run_group
+    from learned_lr.training.rollout import PolicyController, rollout, rollout_exact_schedule
+
+    seed_list = list(range(EVAL_SEED_START, EVAL_SEED_START + seeds))
+    rows, curves = [], {}
+    for spec in specs:
+        group = make_run_group(task, seed_list, data)
+        desc = f"{label} {spec.label}".strip()
+        if spec.expert is not None:
+            episodes = rollout_exact_schedule(group, expert_schedule(spec.expert), total_steps, [base_lr] * seeds, ControlConfig(), progress=progress)
+        else:
+            policy = load_policy(spec.policy_path)
+            episodes = rollout(group, PolicyController(policy.actor), total_steps, [base_lr] * seeds, policy.control_config, RewardConfig(), progress=progress, desc=desc)
+        curves[spec.label] = episodes
+        finished = [e for e in episodes if not e.diverged]
+        rows.append({
+            "task": label or task.task,
+            "scheduler": spec.label,
+            "base_lr": base_lr,
+            "total_steps": total_steps,
+            "seeds": seeds,
+            "test_loss": mean_ci([e.test_loss for e in finished]),
+            "test_accuracy": mean_ci([e.test_accuracy for e in finished]),
+            "train_loss_auc": mean_ci([train_loss_auc(e.history.train_loss[: e.history.steps]) for e in finished]),
+            "roughness": mean_ci([train_loss_roughness(e.history.train_loss[: e.history.steps]) for e in finished]),
+            "diverged": int(sum(e.diverged for e in episodes)),
+        })
+    return rows, curves
+
+
+def comparison_table(rows: Sequence[dict]) -> str:
+    """Markdown table of ``evaluate_schedulers`` rows (mean ± 95% CI half-width)."""
+
+    def fmt(stat: dict, scale: float = 1.0, digits: int = 4, suffix: str = "") -> str:
+        if stat["n"] == 0:
+            return "-"
+        ci = "" if not np.isfinite(stat["ci"]) else f" ± {scale * stat['ci']:.{digits}f}"
+        return f"{scale * stat['mean']:.{digits}f}{ci}{suffix}"
+
+    lines = ["| task | scheduler | test loss | test accuracy (%) | train-loss AUC | roughness (sum of increases) | diverged |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['scheduler']} | {fmt(r['test_loss'])} | {fmt(r['test_accuracy'], 100, 2)} | "
+                     f"{fmt(r['train_loss_auc'])} | {fmt(r['roughness'], digits=2)} | {r['diverged']}/{r['seeds']} |")
+    return "\n".join(lines)

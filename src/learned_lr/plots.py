@@ -115,3 +115,38 @@ def plot_bc_vs_experts(curves: dict[str, dict[str, list]], expert_names: Sequenc
             ax_lr.grid(alpha=0.3), ax_loss.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, list]], rows: Sequence[dict], path: str | Path) -> None:
+    """Per task: LR / base LR, train loss (moving average), and final test loss with 95% CIs,
+    one line or bar per scheduler. Curves are means over the evaluation seeds."""
+    tasks = list(curves_by_task)
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(17, 4 * len(tasks)), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for t, task in enumerate(tasks):
+        ax_lr, ax_loss, ax_bar = axes[t]
+        labels = list(curves_by_task[task])
+        for i, label in enumerate(labels):
+            episodes = [e for e in curves_by_task[task][label] if not e.diverged] or curves_by_task[task][label]
+            style = dict(color=colors[i % len(colors)], lw=2.0 if label.startswith("PPO") else 1.2, ls="-" if not label.startswith("BC") else "--")
+            total = episodes[0].history.total_steps
+            factors = _mean_curve(episodes, "lrs", 1) / episodes[0].base_lr
+            ax_lr.plot(np.arange(len(factors)), factors, label=label, **style)
+            loss = _mean_curve(episodes, "train_loss", max(1, total // 30))
+            ax_loss.plot(np.arange(len(loss)), loss, label=label, **style)
+        task_rows = [r for r in rows if r["task"] == task]
+        means = [r["test_loss"]["mean"] for r in task_rows]
+        errors = [r["test_loss"]["ci"] if np.isfinite(r["test_loss"]["ci"]) else 0.0 for r in task_rows]
+        ax_bar.barh(np.arange(len(task_rows)), means, xerr=errors, color=[colors[i % len(colors)] for i in range(len(task_rows))], capsize=3)
+        ax_bar.set_yticks(np.arange(len(task_rows)), [r["scheduler"] for r in task_rows], fontsize=8)
+        ax_bar.invert_yaxis()
+        finite = [m for m in means if np.isfinite(m)]
+        if finite:
+            ax_bar.set_xlim(0.9 * min(finite) - max(errors, default=0), 1.05 * max(finite) + max(errors, default=0))
+        ax_lr.set(title=f"{task}: LR", xlabel="step", ylabel="LR / base LR", yscale="log")
+        ax_loss.set(title=f"{task}: train loss", xlabel="step", ylabel="train loss (moving avg)", yscale="log")
+        ax_bar.set(title=f"{task}: final test loss (mean, 95% CI)", xlabel="test loss")
+        for ax in (ax_lr, ax_loss, ax_bar):
+            ax.grid(alpha=0.3)
+        ax_lr.legend(fontsize=7)
+    _save(fig, path)

@@ -1,0 +1,159 @@
+"""The end-to-end pipelines behind `learned-lr imitate` and `learned-lr demo`.
+
+demo: expert demonstrations -> the four BC policies -> PPO from the combined BC policy and from
+the best single one -> evaluation on held-out seeds (MNIST-MLP, and ResNet-18 with no further
+training) -> both figures, the tables, and ``index.md`` in one results folder. Every stage
+writes its output under ``work/`` and is skipped or resumed when run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from learned_lr import config as cfg
+from learned_lr.files import write_json, write_text
+
+
+def bc_settings(mlp_steps: int, mlp_seeds: int, resnet_steps: int, resnet_seeds: int, resnet_width: int = 16, resnet_batch: int = 128):
+    from learned_lr.bc_report import TaskSetting
+
+    settings = [TaskSetting("mnist-mlp", cfg.TaskConfig(), mlp_steps, mlp_seeds)]
+    if resnet_steps > 0:
+        task = cfg.TaskConfig(task="mnist-resnet18", width=resnet_width, batch_size=resnet_batch, val_batch_size=resnet_batch)
+        settings.append(TaskSetting(f"mnist-resnet18 (width {resnet_width})", task, resnet_steps, resnet_seeds))
+    return settings
+
+
+def policy_paths(root: Path) -> dict[str, Path]:
+    """The BC policies found under ``root`` (bc-<expert>/ and bc-all/), by name."""
+    paths = {name: root / f"bc-{name}" / "policy.safetensors" for name in (*cfg.EXPERT_NAMES, "all")}
+    return {name: path for name, path in paths.items() if path.is_file()}
+
+
+def write_bc_report(report: dict, out: Path) -> str:
+    from learned_lr.bc_report import markdown_table
+    from learned_lr.plots import plot_bc_vs_experts
+
+    plot_bc_vs_experts(report["curves"], cfg.EXPERT_NAMES, out / "bc_policy_vs_scheduler.png")
+    table = markdown_table(report["rows"])
+    write_json(out / "bc_table.json", report["rows"])
+    write_text(out / "bc_table.md", "# BC policies vs expert schedules (held-out seeds)\n\n![curves](bc_policy_vs_scheduler.png)\n\n"
+               "Mean ± std over seeds. LR error: mean |log(policy LR / expert LR)| per step, both clipped to the action's bounds.\n\n" + table + "\n")
+    return table
+
+
+def run_imitation(work: Path, collect: cfg.CollectConfig, bc: cfg.BCConfig) -> dict[str, Path]:
+    """Demonstrations and the four BC policies (resumable); returns the policy paths."""
+    from learned_lr.training.bc import collect_demonstrations, train_bc
+
+    collect_demonstrations(dataclasses.replace(collect, out=str(work / "demos")))
+    for name in (*cfg.EXPERT_NAMES, "all"):
+        experts = ",".join(cfg.EXPERT_NAMES) if name == "all" else name
+        out = work / f"bc-{name}"
+        if not (out / "policy.safetensors").is_file():
+            train_bc(dataclasses.replace(bc, demos=str(work / "demos"), experts=experts, out=str(out)))
+    return policy_paths(work)
+
+
+def run_demo(config: cfg.DemoConfig) -> Path:
+    from learned_lr.bc_report import bc_report
+    from learned_lr.evaluate import SchedulerSpec, comparison_table, evaluate_schedulers
+    from learned_lr.plots import plot_scheduler_comparison
+    from learned_lr.training.ppo import train_ppo
+
+    budget = config.budget
+    work, out = Path(config.work), Path(config.out)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    # 1-2. Demonstrations and the four BC policies.
+    collect = cfg.CollectConfig(total_steps=budget["demo_total_steps"], runs_per_setting=budget["demo_runs"], seed=config.seed)
+    bc = cfg.BCConfig(epochs=budget["bc_epochs"], seed=config.seed)
+    paths = run_imitation(work, collect, bc)
+    timings["demonstrations + BC"] = time.perf_counter() - start
+
+    # The first result: BC policies vs their experts (MNIST-MLP).
+    t = time.perf_counter()
+    report = bc_report(paths, bc_settings(budget["bc_eval_steps"], budget["bc_eval_seeds"], 0, 1))
+    bc_table = write_bc_report(report, out)
+    timings["BC report"] = time.perf_counter() - t
+    single = [r for r in report["rows"] if r["policy"] == f"BC {r['expert']}"]
+    best_single = min(single, key=lambda r: r["policy_test_loss"]["mean"])["expert"]
+
+    # 3. PPO from the combined BC policy and from the best single one.
+    t = time.perf_counter()
+    ppo_paths = {}
+    for name in ("all", best_single):
+        ppo_out = work / f"ppo-{name}"
+        ppo = cfg.PPOConfig(init=str(paths[name]), iterations=budget["ppo_iterations"], runs_per_iteration=budget["ppo_runs"],
+                            total_steps=budget["ppo_total_steps"], seed=config.seed, out=str(ppo_out))
+        ppo_paths[name] = train_ppo(ppo)
+    timings["PPO"] = time.perf_counter() - t
+
+    # 4. Evaluation on held-out seeds: MNIST-MLP, then ResNet-18 with the MLP-trained policies.
+    t = time.perf_counter()
+    specs = [SchedulerSpec(f"PPO (from BC all)", policy_path=str(ppo_paths["all"])),
+             SchedulerSpec(f"PPO (from BC {best_single})", policy_path=str(ppo_paths[best_single])),
+             SchedulerSpec("BC all", policy_path=str(paths["all"])),
+             SchedulerSpec(f"BC {best_single}", policy_path=str(paths[best_single])),
+             *(SchedulerSpec(name, expert=name) for name in cfg.EXPERT_NAMES),
+             SchedulerSpec("constant", expert="constant")]
+    rows, curves = evaluate_schedulers(specs, cfg.TaskConfig(), budget["eval_steps"], cfg.TaskConfig().tuned_peak_lr, budget["eval_seeds"], label="mnist-mlp")
+    curves_by_task = {"mnist-mlp": curves}
+    resnet_label = f"mnist-resnet18 (width {config.resnet_width})"
+    if budget["resnet_steps"] > 0:
+        resnet = cfg.TaskConfig(task="mnist-resnet18", width=config.resnet_width, batch_size=budget["resnet_batch"], val_batch_size=budget["resnet_batch"])
+        resnet_rows, resnet_curves = evaluate_schedulers(specs, resnet, budget["resnet_steps"], resnet.tuned_peak_lr, budget["resnet_seeds"], label=resnet_label)
+        rows += resnet_rows
+        curves_by_task[resnet_label] = resnet_curves
+    timings["evaluation"] = time.perf_counter() - t
+    plot_scheduler_comparison(curves_by_task, rows, out / "il_ppo_result.png")
+    table = comparison_table(rows)
+    write_json(out / "il_ppo_table.json", rows)
+    write_text(out / "il_ppo_table.md", "# IL + PPO vs BC vs experts (held-out seeds)\n\n![result](il_ppo_result.png)\n\n" + table + "\n")
+    timings["total"] = time.perf_counter() - start
+
+    ppo_logs = {name: (work / f"ppo-{name}" / "ppo_log.csv").read_text() for name in ppo_paths}
+    index = _index_markdown(config, budget, best_single, bc_table, table, timings, ppo_logs)
+    write_text(out / "index.md", index)
+    write_json(out / "run_info.json", {"config": dataclasses.asdict(config), "budget": budget, "best_single_expert": best_single, "timings_s": timings})
+    return out / "index.md"
+
+
+def _index_markdown(config, budget, best_single, bc_table, table, timings, ppo_logs) -> str:
+    lines = [
+        f"# learned-lr demo ({config.preset} preset)",
+        "",
+        f"Produced by `learned-lr demo --preset {config.preset}`. Budget: `{json.dumps(budget)}`.",
+        f"Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".",
+        "",
+        "## BC policy vs expert scheduler",
+        "",
+        "![BC policy vs expert](bc_policy_vs_scheduler.png)",
+        "",
+        "Mean ± std over held-out seeds (from 100000). LR error: mean |log(policy LR / expert LR)| per step, both clipped to the action's bounds; "
+        "'expert below bound' is the share of steps where the expert's LR is below the lowest LR the policy can set.",
+        "",
+        bc_table,
+        "",
+        "## IL + PPO fine-tuning",
+        "",
+        f"PPO starts from the combined BC policy and from the best single one (BC {best_single}, lowest test loss above), "
+        "with the proposal's reward, a critic warm-up and a KL anchor to the BC policy. ResNet-18 rows use the MLP-trained policies with no further training.",
+        "",
+        "![IL + PPO result](il_ppo_result.png)",
+        "",
+        "Mean ± 95% CI half-width over held-out seeds. Train-loss AUC: mean of train loss / first train loss over the run. "
+        "Roughness: sum of positive step-to-step increases of the normalized train loss.",
+        "",
+        table,
+        "",
+        "## PPO training logs",
+        "",
+    ]
+    for name, log in ppo_logs.items():
+        lines += [f"PPO from BC {name}:", "", "```", log.strip(), "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,215 @@
+"""``LearnedLR``: the learned policy as a drop-in ``torch.optim.lr_scheduler.LRScheduler``.
+
+Example (a plain PyTorch loop; only the scheduler line changes):
+
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)      # doctest: +SKIP
+    >>> scheduler = LearnedLR(optimizer, total_steps=1000)
+    >>> for x, y in batches:
+    ...     optimizer.zero_grad()
+    ...     loss = loss_fn(model(x), y)
+    ...     loss.backward()
+    ...     optimizer.step()
+    ...     scheduler.observe(train_loss=loss.item())   # optional, but the policy reads losses
+    ...     scheduler.step()
+
+Each param group's ``lr`` at construction is its base (peak) LR, as for ``CosineAnnealingLR``;
+the policy sets every group's LR to its base LR times one factor in
+[min_lr_factor, max_lr_factor] of the policy's control config.
+
+What it observes at each step: the training loss and validation loss given to ``observe`` (or
+to ``step(train_loss=..., val_loss=...)``); the gradient norm of every layer, read from the
+optimizer's parameters when ``step()`` is called (so call it after ``optimizer.step()`` and
+before the next ``zero_grad``); and its own LRs. Without a model, a "layer" is a weight tensor
+together with the 1-D tensor (its bias) that follows it in the param group; pass ``model=`` to
+group parameters by module exactly as in training. Missing values are handled:
+
+* no validation loss: the latest training loss stands in for it;
+* no loss at all in a step: the last known loss is carried forward (before the first one,
+  the run reads as "at its starting loss");
+* NaN/inf losses or gradients read as "very bad" to the policy; the LR stays finite and
+  within bounds whatever happens.
+
+Past ``total_steps`` the LR stays at its last value.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from learned_lr.env.control import LRRamp
+from learned_lr.env.observation import RunHistory
+from learned_lr.policy import LoadedPolicy, load_policy
+
+BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
+
+
+def _layer_index_from_order(params: list[torch.Tensor]) -> list[int]:
+    """Layer of each parameter: a >=2-D tensor opens a layer; a 1-D tensor right after it joins it."""
+    layer_of, layer, previous_was_matrix = [], -1, False
+    for p in params:
+        if p.dim() >= 2 or not previous_was_matrix:
+            layer += 1
+        layer_of.append(layer)
+        previous_was_matrix = p.dim() >= 2
+    return layer_of
+
+
+class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
+    """Sets the LR every step from a learned policy that watches the run (see module docstring).
+
+    Args:
+        optimizer: the wrapped optimizer; each group's ``lr`` now is its base (peak) LR.
+        total_steps: how many times ``step()`` will be called in the run.
+        policy: a path to a policy checkpoint, a ``LoadedPolicy``, or None for the bundled one.
+        model: optional; groups gradient norms by module, as during training.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, policy: str | Path | LoadedPolicy | None = None,
+                 model: nn.Module | None = None, last_epoch: int = -1):
+        if not isinstance(total_steps, int) or total_steps <= 0:
+            raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
+        loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy if policy is not None else BUNDLED_POLICY)
+        self.policy = loaded
+        self.total_steps = total_steps
+        control = loaded.control_config
+        self._history = RunHistory(total_steps, base_lr=1.0, window=control.window, inputs=control.inputs)
+        self._ramp = LRRamp(total_steps, control.decision_interval, control.log_bounds)
+        self._decision_steps = set(self._ramp.decision_steps())
+        self._block: np.ndarray = np.ones(1)
+        self._block_start = 0
+        self._factor = 1.0
+        self._train_loss: float | None = None
+        self._val_loss: float | None = None
+        self._last_train_loss = math.nan
+        self._params, self._layer_of = self._layers(optimizer, model)
+        super().__init__(optimizer, last_epoch)
+
+    @staticmethod
+    def _layers(optimizer: torch.optim.Optimizer, model: nn.Module | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if model is not None:
+            owner = {}
+            for index, (_, module) in enumerate((n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))):
+                for p in module.parameters(recurse=False):
+                    owner[id(p)] = index
+            layer_of = [owner.get(id(p), -1) for p in params]
+            missing = [i for i, layer in enumerate(layer_of) if layer < 0]
+            base = max(layer_of) + 1
+            for k, i in enumerate(missing):  # parameters the model does not own: a layer each
+                layer_of[i] = base + k
+            _, dense = np.unique(layer_of, return_inverse=True)
+            return params, torch.as_tensor(dense, dtype=torch.long)
+        return params, torch.as_tensor(_layer_index_from_order(params), dtype=torch.long)
+
+    # ---- what the user calls ----
+
+    def observe(self, train_loss: float | torch.Tensor | None = None, val_loss: float | torch.Tensor | None = None) -> None:
+        """Give the latest losses (either may be omitted); read at the next ``step()``."""
+        if train_loss is not None:
+            self._train_loss = float(train_loss)
+        if val_loss is not None:
+            self._val_loss = float(val_loss)
+
+    def step(self, epoch: int | None = None, *, train_loss: float | None = None, val_loss: float | None = None) -> None:  # type: ignore[override]
+        """Advance one step. Works with no arguments; losses may be passed here instead of ``observe``."""
+        if epoch is not None:
+            raise ValueError("LearnedLR.step() does not take an epoch; call it once per optimizer step")
+        self.observe(train_loss, val_loss)
+        if self.last_epoch >= 0 and self._history.steps < self.total_steps:
+            self._record_finished_step()
+        super().step()
+
+    # ---- internals ----
+
+    def _record_finished_step(self) -> None:
+        train = self._train_loss
+        if train is None:
+            train = self._last_train_loss if not math.isnan(self._last_train_loss) else (self._history.train_loss[0] if self._history.steps else 1.0)
+        val = self._val_loss if self._val_loss is not None else train
+        self._last_train_loss = train
+        self._history.record(self._factor, train, val, self._grad_norms())
+        self._train_loss = self._val_loss = None
+
+    @torch.no_grad()
+    def _grad_norms(self) -> np.ndarray:
+        grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device) for p in self._params]
+        if not grads:
+            return np.zeros(0)
+        per_param = torch.stack([n.float().cpu() for n in torch._foreach_norm(grads)])
+        squared = torch.zeros(int(self._layer_of.max()) + 1).index_add_(0, self._layer_of, per_param.square())
+        return squared.sqrt().numpy()
+
+    def _factor_for(self, step: int) -> float:
+        if step >= self.total_steps:
+            return self._factor
+        if step in self._decision_steps:
+            window, mask, context = (torch.from_numpy(a)[None] for a in self._history.observation(step))
+            with torch.no_grad():
+                mean, _ = self.policy.actor(window, mask, context)
+            self._block = self._ramp.apply(step, float(mean[0]))
+            self._block_start = step
+        offset = min(step - self._block_start, len(self._block) - 1)
+        return float(self._block[offset])
+
+    def get_lr(self) -> list[float]:
+        self._factor = self._factor_for(self.last_epoch)
+        return [base * self._factor for base in self.base_lrs]
+
+    # ---- checkpointing: plain values and tensors only ----
+
+    def state_dict(self) -> dict[str, Any]:
+        h = self._history
+        return {
+            "last_epoch": self.last_epoch,
+            "_step_count": self._step_count,
+            "base_lrs": list(self.base_lrs),
+            "_last_lr": list(self._last_lr),
+            "total_steps": self.total_steps,
+            "history_steps": h.steps,
+            "history_features": torch.from_numpy(h.features.copy()),
+            "history_train_loss": torch.from_numpy(h.train_loss.copy()),
+            "history_val_loss": torch.from_numpy(h.val_loss.copy()),
+            "history_lrs": torch.from_numpy(h.lrs.copy()),
+            "history_first": [h._first_train_loss, h._first_grad_norm],
+            "history_first_layer_norms": None if h._first_layer_norms is None else torch.from_numpy(h._first_layer_norms.copy()),
+            "ramp_previous_action": self._ramp.previous_action,
+            "block": torch.from_numpy(self._block.copy()),
+            "block_start": self._block_start,
+            "factor": self._factor,
+            "pending_losses": [self._train_loss, self._val_loss],
+            "last_train_loss": self._last_train_loss,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("total_steps") != self.total_steps:
+            raise ValueError(f"state is for total_steps={state_dict.get('total_steps')}, this scheduler has {self.total_steps}")
+        h = self._history
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._step_count = int(state_dict["_step_count"])
+        self.base_lrs = list(state_dict["base_lrs"])
+        self._last_lr = list(state_dict["_last_lr"])
+        h.steps = int(state_dict["history_steps"])
+        h.features[:] = state_dict["history_features"].numpy()
+        h.train_loss[:] = state_dict["history_train_loss"].numpy()
+        h.val_loss[:] = state_dict["history_val_loss"].numpy()
+        h.lrs[:] = state_dict["history_lrs"].numpy()
+        h._first_train_loss, h._first_grad_norm = (float(v) for v in state_dict["history_first"])
+        first_layers = state_dict["history_first_layer_norms"]
+        h._first_layer_norms = None if first_layers is None else first_layers.numpy().copy()
+        previous = state_dict["ramp_previous_action"]
+        self._ramp.previous_action = None if previous is None else float(previous)
+        self._block = state_dict["block"].numpy().copy()
+        self._block_start = int(state_dict["block_start"])
+        self._factor = float(state_dict["factor"])
+        self._train_loss, self._val_loss = state_dict["pending_losses"]
+        self._last_train_loss = float(state_dict["last_train_loss"])
+        # Constructing the scheduler set the optimizer's LR for step 0; put back the LR of the
+        # step the run is at, whichever order the optimizer and scheduler states are loaded in.
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr

@@ -1,0 +1,124 @@
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from learned_lr.config import ControlConfig, PolicyConfig
+from learned_lr.policy import Actor, Critic, load_policy, save_policy
+from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
+
+
+@pytest.fixture(scope="module")
+def small_policy(tmp_path_factory):
+    torch.manual_seed(0)
+    control = ControlConfig(window=64, decision_interval=4)
+    policy = PolicyConfig(patch=16, d_model=16, layers=1, heads=2)
+    path = tmp_path_factory.mktemp("policy") / "policy.safetensors"
+    save_policy(path, Actor(policy, control), Critic(policy, control))
+    return load_policy(path)
+
+
+def make_problem(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    data = torch.randn(64, 5), torch.randn(64, 1)
+    return model, data
+
+
+def train_steps(model, optimizer, scheduler, data, steps, observe=True):
+    lrs = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(data[0]), data[1])
+        loss.backward()
+        optimizer.step()
+        if observe:
+            scheduler.observe(train_loss=loss.item())
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr())
+    return lrs
+
+
+def test_state_dict_round_trip_mid_run_continues_with_the_same_lrs(small_policy):
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = LearnedLR(optimizer, total_steps=40, policy=small_policy)
+    train_steps(model, optimizer, scheduler, data, 17)
+    saved_model = {k: v.clone() for k, v in model.state_dict().items()}
+    saved_opt = copy.deepcopy(optimizer.state_dict())  # state_dict() shares the momentum buffers
+    state = scheduler.state_dict()
+    for value in state.values():  # plain values and tensors only
+        assert isinstance(value, (int, float, list, torch.Tensor, type(None)))
+    state = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
+    uninterrupted = train_steps(model, optimizer, scheduler, data, 23)
+
+    model2, _ = make_problem()
+    model2.load_state_dict(saved_model)
+    optimizer2 = torch.optim.SGD(model2.parameters(), lr=0.05, momentum=0.9)
+    optimizer2.load_state_dict(saved_opt)
+    scheduler2 = LearnedLR(optimizer2, total_steps=40, policy=small_policy)
+    scheduler2.load_state_dict(state)
+    resumed = train_steps(model2, optimizer2, scheduler2, data, 23)
+    np.testing.assert_allclose(np.array(resumed), np.array(uninterrupted), rtol=1e-6)
+
+
+def test_several_param_groups_keep_their_base_ratio_and_bounds(small_policy):
+    model, data = make_problem()
+    optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.1}, {"params": model[2].parameters(), "lr": 0.01}], momentum=0.9)
+    scheduler = LearnedLR(optimizer, total_steps=30, policy=small_policy)
+    lo, hi = small_policy.control_config.min_lr_factor, small_policy.control_config.max_lr_factor
+    for lr_a, lr_b in train_steps(model, optimizer, scheduler, data, 30, observe=False):  # step() with no losses at all
+        assert lr_a / lr_b == pytest.approx(10.0)
+        assert lo * 0.1 * 0.999 <= lr_a <= hi * 0.1 * 1.001
+    assert optimizer.param_groups[0]["lr"] == scheduler.get_last_lr()[0]
+
+
+def test_bad_arguments_are_rejected(small_policy, tmp_path):
+    model, _ = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="total_steps"):
+        LearnedLR(optimizer, total_steps=0, policy=small_policy)
+    scheduler = LearnedLR(optimizer, total_steps=5, policy=small_policy)
+    with pytest.raises(ValueError, match="epoch"):
+        scheduler.step(3)
+    from learned_lr.checkpoint import CheckpointError
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="bad.safetensors"):
+        LearnedLR(optimizer, total_steps=5, policy=bad)
+
+
+losses = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -1.0, 1e30, float("nan"), float("inf")]))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(train=st.lists(losses, min_size=12, max_size=12), val=st.lists(losses, min_size=12, max_size=12),
+       grad_scale=st.sampled_from([1.0, 1e20, float("nan"), float("inf"), 0.0]))
+def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, val, grad_scale):
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = LearnedLR(optimizer, total_steps=10, policy=small_policy)
+    lo, hi = small_policy.control_config.min_lr_factor, small_policy.control_config.max_lr_factor
+    for t, v in zip(train, val):  # two steps past total_steps, too
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(data[0]), data[1]).backward()
+        for p in model.parameters():
+            p.grad.mul_(grad_scale)
+        scheduler.step(train_loss=t, val_loss=v)
+        lr = scheduler.get_last_lr()[0]
+        assert math.isfinite(lr) and lo * 0.1 * 0.999 <= lr <= hi * 0.1 * 1.001
+
+
+@pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
+def test_bundled_policy_loads_without_arguments():
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = LearnedLR(optimizer, total_steps=20)
+    lrs = train_steps(model, optimizer, scheduler, data, 20)
+    assert all(math.isfinite(lr[0]) for lr in lrs)
+    assert scheduler.policy.meta.get("bundled_from")
