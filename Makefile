@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/learned-lr compare-experts --steps 1000 --out results/experts
+	$(VENV)/bin/learned-lr demo --preset small --work runs/demo --out results/demo
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
@@ -22,6 +22,8 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/batched_vs_sequential.py
+	$(VENV)/bin/python benchmarks/policy_latency.py
+	$(VENV)/bin/python benchmarks/scheduler_overhead.py
 
 clean:
 	rm -rf $(VENV) results runs .pytest_cache

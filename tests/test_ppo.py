@@ -94,7 +94,7 @@ def test_ppo_resume_ends_with_the_same_weights(small_policy_path, tmp_path, mnis
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     assert meta["trained_by"] == "ppo"
     log = (tmp_path / "resumed" / "ppo_log.csv").read_text().splitlines()
-    assert len(log) == 4 and log[1].split(",")[5] == "0" and log[3].split(",")[5] == "1"  # critic warm-up first
+    assert len(log) == 4 and log[1].split(",")[6] == "0" and log[3].split(",")[6] == "1"  # critic warm-up first
 
 
 def test_ppo_from_random_init_with_subramanian_reward_runs(tmp_path, mnist):

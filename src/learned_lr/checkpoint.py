@@ -43,6 +43,7 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     save_file(contiguous, str(tmp), metadata={_META_KEY: text})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     readable = path.with_suffix(".json")
     tmp_json = readable.with_name(f".{readable.name}.{os.getpid()}.tmp")

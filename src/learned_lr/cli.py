@@ -201,6 +201,29 @@ def cmd_demo(config: cfg.DemoConfig) -> int:
     return 0
 
 
+def cmd_bundle(config: cfg.BundleConfig) -> int:
+    from learned_lr.checkpoint import load_checkpoint, save_checkpoint
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import BUNDLED_POLICY
+
+    load_policy(config.policy)  # refuse anything that is not a loadable policy
+    tensors, meta = load_checkpoint(config.policy, kind="policy")
+    tensors = {k: v for k, v in tensors.items() if k.startswith("actor.")}  # the scheduler needs only the actor
+    meta = {k: v for k, v in meta.items() if k not in ("format", "version", "kind")}
+    meta.update({"bundled_from": str(config.policy), "produced_by": config.produced_by, "scored": config.scored})
+    save_checkpoint(BUNDLED_POLICY, tensors, meta, kind="policy")
+    print(f"wrote {BUNDLED_POLICY} ({BUNDLED_POLICY.stat().st_size / 1e6:.2f} MB) from {config.policy}")
+    return 0
+
+
+def cmd_ablations(config: cfg.AblationConfig) -> int:
+    from learned_lr.ablations import run_ablations
+
+    path = run_ablations(config)
+    print(path.read_text())
+    return 0
+
+
 COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "train": (cfg.TrainConfig, cmd_train, "train one trainee under one schedule"),
     "sweep": (cfg.SweepConfig, cmd_sweep, "sweep the peak LR of a schedule on a task"),
@@ -210,6 +233,8 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "bc-report": (cfg.BCReportConfig, cmd_bc_report, "roll BC policies out next to their experts: figure and tables"),
     "imitate": (cfg.ImitateConfig, cmd_imitate, "demonstrations -> four BC policies -> BC-vs-expert report"),
     "ppo": (cfg.PPOConfig, cmd_ppo, "PPO fine-tuning of a policy (from a BC checkpoint or random)"),
+    "ablations": (cfg.AblationConfig, cmd_ablations, "the proposal's claims as PPO ablations at one budget: table and verdicts"),
+    "bundle": (cfg.BundleConfig, cmd_bundle, "ship a trained policy in the package as LearnedLR's default"),
     "demo": (cfg.DemoConfig, cmd_demo, "the whole pipeline at a small budget: demonstrations, BC, PPO, evaluation, figures"),
 }
 

@@ -300,9 +300,11 @@ class BCConfig:
     seed: int = arg(0, "seed of initialization and batch order")
     out: str = arg("runs/bc", "output folder (policy.safetensors, bc_log.csv, train_state.safetensors)")
     resume: bool = arg(True, "continue from out/train_state.safetensors if present")
+    window: int = arg(0, "observation window; 0 keeps the demonstrations' (windows are rebuilt from stored features, so any W <= the run works)")
 
     def __post_init__(self) -> None:
         _parse_list(self.experts, "experts", str, EXPERT_NAMES)
+        _require(self.window >= 0, "window", f"must be >= 0, got {self.window}")
         _require(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
         _require(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
         _require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
@@ -466,6 +468,37 @@ class DemoConfig:
     def __post_init__(self) -> None:
         _check_choice(self.preset, tuple(DEMO_PRESETS), "preset")
         _require(self.resnet_width > 0, "resnet_width", f"must be > 0, got {self.resnet_width}")
+
+    @property
+    def budget(self) -> dict:
+        return DEMO_PRESETS[self.preset]
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """`learned-lr bundle`: make a trained policy the one shipped in the package (LearnedLR's default)."""
+
+    policy: str = arg("runs/demo/ppo-all/policy.safetensors", "policy checkpoint to ship")
+    produced_by: str = arg("learned-lr demo", "the command that produced the policy (recorded in the bundle)")
+    scored: str = arg("", "what it scored and where (recorded in the bundle)")
+
+    def __post_init__(self) -> None:
+        _require(bool(self.policy), "policy", "give a policy checkpoint path")
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """`learned-lr ablations`: the proposal's claims, each against PPO from BC at the same budget and seeds."""
+
+    preset: str = arg("small", "PPO and evaluation budget (the demo's presets)", choices=tuple(DEMO_PRESETS))
+    seed: int = arg(0, "seed of PPO (all variants) and BC")
+    work: str = arg("runs/demo", "folder with demos/ and bc-all/ from `learned-lr demo` (made if missing); variants go to ablation-*/")
+    out: str = arg("results/demo", "folder for ablations.md/json")
+    early_iterations: int = arg(3, "'early PPO' = the first this many iterations, for the safety count")
+
+    def __post_init__(self) -> None:
+        _check_choice(self.preset, tuple(DEMO_PRESETS), "preset")
+        _require(self.early_iterations > 0, "early_iterations", f"must be > 0, got {self.early_iterations}")
 
     @property
     def budget(self) -> dict:

@@ -142,11 +142,12 @@ def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, list]], rows: 
         ax_bar.invert_yaxis()
         finite = [m for m in means if np.isfinite(m)]
         if finite:
-            ax_bar.set_xlim(0.9 * min(finite) - max(errors, default=0), 1.05 * max(finite) + max(errors, default=0))
+            ax_bar.set_xlim(max(0.0, 0.9 * min(finite) - max(errors, default=0)), 1.05 * max(finite) + max(errors, default=0))
         ax_lr.set(title=f"{task}: LR", xlabel="step", ylabel="LR / base LR", yscale="log")
         ax_loss.set(title=f"{task}: train loss", xlabel="step", ylabel="train loss (moving avg)", yscale="log")
         ax_bar.set(title=f"{task}: final test loss (mean, 95% CI)", xlabel="test loss")
         for ax in (ax_lr, ax_loss, ax_bar):
             ax.grid(alpha=0.3)
         ax_lr.legend(fontsize=7)
+    fig.tight_layout()
     _save(fig, path)

@@ -144,7 +144,9 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         raise CheckpointError(f"checkpoint {path} has an invalid policy config ({exc})") from exc
     actor, critic = Actor(policy_config, control_config), Critic(policy_config, control_config)
     load_module_weights(actor, tensors, "actor", path)
-    load_module_weights(critic, tensors, "critic", path)
+    if any(k.startswith("critic.") for k in tensors):
+        load_module_weights(critic, tensors, "critic", path)
+    # else: an actor-only policy (the bundled one); the critic stays freshly initialized
     if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
         raise CheckpointError(f"checkpoint {path} holds non-finite weights")
     actor.eval(), critic.eval()

@@ -188,6 +188,8 @@ def train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int 
     """
     out = Path(config.out)
     demos = Demonstrations.load(config.demos, config.expert_list)
+    if config.window:
+        demos.control = dataclasses.replace(demos.control, window=config.window)
     control = demos.control
     train_runs, val_runs = split_runs(len(demos.runs), config.val_fraction, config.seed)
     train_idx = np.flatnonzero(np.isin(demos.decision_run, train_runs))

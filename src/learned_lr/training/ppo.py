@@ -121,6 +121,16 @@ def ppo_update(actor: Actor, critic: Critic, actor_opt, critic_opt, batch: Batch
     return {k: (float(np.mean(v)) if v else math.nan) for k, v in stats.items()}
 
 
+def spiked(episode: Episode) -> bool:
+    """A run that did not diverge but whose train loss, after the first 10% of steps, rose above
+    its starting loss: an unsafe LR that training survived."""
+    h = episode.history
+    if episode.diverged:
+        return False
+    later = h.train_loss[max(1, h.total_steps // 10) : h.steps]
+    return bool(later.size and np.nanmax(later) > h.train_loss[0])
+
+
 def _iteration_setting(config: PPOConfig, iteration: int) -> tuple[int, np.ndarray, list[int]]:
     rng = np.random.default_rng([config.seed, iteration])
     total_steps = int(rng.choice(config.total_steps_list))
@@ -182,7 +192,7 @@ def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call
         start, log_rows = _load_state(state_path, config, actor, critic, bc_actor, actor_opt, critic_opt)
     data = load_mnist()
     end = config.iterations if max_iterations_this_call is None else min(config.iterations, start + max_iterations_this_call)
-    header = ["iteration", "total_steps", "mean_return", "mean_final_train_loss", "diverged", "updated_actor",
+    header = ["iteration", "total_steps", "mean_return", "mean_final_train_loss", "diverged", "spiked", "updated_actor",
               "policy_loss", "value_loss", "entropy", "kl_to_bc", "approx_kl", "clip_fraction"]
     bar = tqdm(range(start, end), desc="PPO", disable=not progress, initial=start, total=config.iterations)
     for iteration in bar:
@@ -198,8 +208,8 @@ def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call
         stats = ppo_update(actor, critic, actor_opt, critic_opt, batch, config, update_actor, generator)
         final_losses = [e.history.train_loss[e.history.steps - 1] for e in episodes if not e.diverged]
         row = [iteration + 1, total_steps, float(np.mean([sum(e.rewards) for e in episodes])),
-               float(np.mean(final_losses)) if final_losses else math.nan, int(sum(e.diverged for e in episodes)), int(update_actor),
-               *(stats[k] for k in header[6:])]
+               float(np.mean(final_losses)) if final_losses else math.nan, int(sum(e.diverged for e in episodes)),
+               int(sum(spiked(e) for e in episodes)), int(update_actor), *(stats[k] for k in header[7:])]
         log_rows.append(row)
         bar.set_postfix(ret=f"{row[2]:.2f}", diverged=row[4])
         _save_state(state_path, config, iteration + 1, log_rows, actor, critic, bc_actor, actor_opt, critic_opt)
