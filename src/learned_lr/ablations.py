@@ -47,7 +47,7 @@ def _early_unsafe(log_path: Path, iterations: int) -> tuple[int, int]:
 
 
 def _compare(a: dict, b: dict, key: str) -> str:
-    """'lower', 'higher' or 'no clear difference' for a vs b on ``key``, by non-overlapping 95% CIs."""
+    """'lower', 'higher' or 'no clear difference' for a (the method) vs b on ``key``, by non-overlapping 95% CIs."""
     ma, ca, mb, cb = a[key]["mean"], a[key]["ci"], b[key]["mean"], b[key]["ci"]
     if not (np.isfinite(ma) and np.isfinite(mb)):
         return "not comparable"
@@ -96,14 +96,14 @@ def run_ablations(config: cfg.AblationConfig) -> Path:
         table.append(f"| {r['scheduler']} | {fmt(r['test_loss'])} | {fmt(r['roughness'], 2)} | {r['diverged']}/{r['seeds']} | {r['early_unsafe_runs']}/{r['early_runs']} |")
     b, c, a, d = (by_label[k] for k in ("(b) no stability term", "(c) single-step observation", "(a) random init", "(d) Subramanian et al."))
     claims = [
-        f"- Stability term: with it, roughness is {_compare(main, b, 'roughness')} and test loss {_compare(main, b, 'test_loss')} than without (b). "
+        f"- Stability term, PPO from BC vs (b) without it: roughness {_compare(main, b, 'roughness')}, test loss {_compare(main, b, 'test_loss')}. "
         + ("Supported." if _compare(main, b, "roughness") == "lower" else "Not supported by this data."),
-        f"- History window: with W = 512, test loss is {_compare(main, c, 'test_loss')} than with a single step (c). "
+        f"- History window, W = 512 vs (c) a single step: test loss {_compare(main, c, 'test_loss')}, roughness {_compare(main, c, 'roughness')}. "
         + ("Supported." if _compare(main, c, "test_loss") == "lower" else "Not supported by this data."),
         f"- BC initialization and early safety: {main['early_unsafe_runs']}/{main['early_runs']} unsafe trainee runs in the first {config.early_iterations} PPO iterations from BC, "
         f"{a['early_unsafe_runs']}/{a['early_runs']} from a random init (a). "
         + ("Supported." if main["early_unsafe_runs"] < a["early_unsafe_runs"] else "Not supported by this data."),
-        f"- Against Subramanian et al. (d): test loss is {_compare(main, d, 'test_loss')} for PPO from BC.",
+        f"- PPO from BC vs (d) Subramanian et al.: test loss {_compare(main, d, 'test_loss')}, roughness {_compare(main, d, 'roughness')}.",
     ]
     text = ("# Ablations (MNIST-MLP, held-out seeds)\n\n"
             f"`learned-lr ablations --preset {config.preset}`: every variant gets the same PPO budget "

@@ -114,6 +114,7 @@ def plot_bc_vs_experts(curves: dict[str, dict[str, list]], expert_names: Sequenc
             ax_loss.set(xlabel="step", ylabel="train loss (moving avg)", yscale="log")
             ax_lr.grid(alpha=0.3), ax_loss.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
     _save(fig, path)
 
 
