@@ -103,3 +103,15 @@ def test_ppo_from_random_init_with_subramanian_reward_runs(tmp_path, mnist):
     path = train_ppo(config, progress=False)
     _, meta = load_checkpoint(path)
     assert meta["init"] == "random" and meta["control_config"]["inputs"] == "subramanian"
+
+
+def test_iteration_settings_draw_widths_lengths_and_lrs_reproducibly():
+    from learned_lr.training.ppo import _iteration_setting
+
+    config = PPOConfig(hidden_sizes="64,128,256", total_steps="100,200", runs_per_iteration=4, min_peak_lr=0.01, max_peak_lr=0.5)
+    settings = [_iteration_setting(config, i) for i in range(30)]
+    assert {s[3] for s in settings} == {64, 128, 256} and {s[0] for s in settings} == {100, 200}
+    assert all(0.01 <= lr <= 0.5 for s in settings for lr in s[1])
+    assert all(50_000 <= seed < 100_000 for s in settings for seed in s[2])  # never BC's or evaluation's seeds
+    again = _iteration_setting(config, 7)
+    assert again[0] == settings[7][0] and again[3] == settings[7][3] and np.array_equal(again[1], settings[7][1])

@@ -403,6 +403,7 @@ class PPOConfig:
     iterations: int = arg(10, "PPO iterations (rollout + update)")
     runs_per_iteration: int = arg(16, "trainee runs rolled out per iteration (advanced together)")
     total_steps: str = arg("300,500,800", "comma-separated run lengths drawn per iteration")
+    hidden_sizes: str = arg("256", "comma-separated MLP widths drawn per iteration (e.g. 128,256,512)")
     min_peak_lr: float = arg(0.02, "base LRs drawn log-uniformly from [min_peak_lr, max_peak_lr]")
     max_peak_lr: float = arg(0.4, "upper end of the base-LR range")
     update_epochs: int = arg(4, "passes over each iteration's decisions")
@@ -425,6 +426,7 @@ class PPOConfig:
         _require(self.runs_per_iteration > 0, "runs_per_iteration", f"must be > 0, got {self.runs_per_iteration}")
         steps = _parse_list(self.total_steps, "total_steps", int)
         _require(all(s > 1 for s in steps), "total_steps", f"every run length must be > 1, got {self.total_steps}")
+        _require(all(h > 0 for h in _parse_list(self.hidden_sizes, "hidden_sizes", int)), "hidden_sizes", f"every width must be > 0, got {self.hidden_sizes}")
         _require(0 < self.min_peak_lr <= self.max_peak_lr, "min_peak_lr", f"need 0 < min_peak_lr <= max_peak_lr, got {self.min_peak_lr}, {self.max_peak_lr}")
         for name in ("update_epochs", "minibatch_size", "window", "patch"):
             _require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
@@ -438,6 +440,10 @@ class PPOConfig:
     @property
     def total_steps_list(self) -> list[int]:
         return _parse_list(self.total_steps, "total_steps", int)
+
+    @property
+    def hidden_size_list(self) -> list[int]:
+        return _parse_list(self.hidden_sizes, "hidden_sizes", int)
 
 
 # Budgets of `learned-lr demo`. "small" finishes in a few minutes on a 2-core CPU; "full" is

@@ -131,12 +131,16 @@ def spiked(episode: Episode) -> bool:
     return bool(later.size and np.nanmax(later) > h.train_loss[0])
 
 
-def _iteration_setting(config: PPOConfig, iteration: int) -> tuple[int, np.ndarray, list[int]]:
+def _iteration_setting(config: PPOConfig, iteration: int) -> tuple[int, np.ndarray, list[int], int]:
+    """Run length, base LRs, trainee seeds and MLP width of one iteration, all from (seed, iteration)."""
     rng = np.random.default_rng([config.seed, iteration])
     total_steps = int(rng.choice(config.total_steps_list))
     base_lrs = np.exp(rng.uniform(math.log(config.min_peak_lr), math.log(config.max_peak_lr), size=config.runs_per_iteration))
+    widths = config.hidden_size_list
+    # Drawn only when there is a choice, so a single width leaves the other draws as they were.
+    hidden = widths[0] if len(widths) == 1 else int(rng.choice(widths))
     first = PPO_SEED_START + (config.seed * 997 + iteration * config.runs_per_iteration) % 40_000
-    return total_steps, base_lrs, list(range(first, first + config.runs_per_iteration))
+    return total_steps, base_lrs, list(range(first, first + config.runs_per_iteration)), hidden
 
 
 def episodes_to_batch(episodes: list[Episode], actor: Actor, critic: Critic, bc_actor: Actor, control: ControlConfig, config: PPOConfig) -> Batch:
@@ -196,10 +200,10 @@ def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call
               "policy_loss", "value_loss", "entropy", "kl_to_bc", "approx_kl", "clip_fraction"]
     bar = tqdm(range(start, end), desc="PPO", disable=not progress, initial=start, total=config.iterations)
     for iteration in bar:
-        total_steps, base_lrs, seeds = _iteration_setting(config, iteration)
+        total_steps, base_lrs, seeds, hidden = _iteration_setting(config, iteration)
         actor.eval(), critic.eval()
         controller = PolicyController(actor, deterministic=False, seed=config.seed * 1_000_003 + iteration)
-        group = make_run_group(config.task, seeds, data)
+        group = make_run_group(dataclasses.replace(config.task, hidden=hidden), seeds, data)
         episodes = rollout(group, controller, total_steps, base_lrs, control, config.reward, evaluate_test=False, desc=f"rollout {iteration}")
         batch = episodes_to_batch(episodes, actor, critic, bc_actor, control, config)
         actor.train(), critic.train()
