@@ -27,7 +27,7 @@ def test_trainer_uses_the_learned_scheduler(tmp_path):
     trainer = transformers.Trainer(model=model, args=args, train_dataset=data, optimizers=(optimizer, scheduler), callbacks=[callback])
     assert trainer.lr_scheduler is scheduler
     trainer.train()
-    history = scheduler._history
+    history = scheduler.history
     assert scheduler.last_epoch == steps and history.steps == steps
     # The policy, not a fixed schedule, set the LRs: they follow its decisions and stay in bounds.
     factors = history.lrs[:steps]

@@ -164,20 +164,14 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     # ---- checkpointing: plain values and tensors only ----
 
     def state_dict(self) -> dict[str, Any]:
-        h = self._history
+        history = {f"history_{k}": (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in self._history.state().items()}
         return {
             "last_epoch": self.last_epoch,
             "_step_count": self._step_count,
             "base_lrs": list(self.base_lrs),
             "_last_lr": list(self._last_lr),
             "total_steps": self.total_steps,
-            "history_steps": h.steps,
-            "history_features": torch.from_numpy(h.features.copy()),
-            "history_train_loss": torch.from_numpy(h.train_loss.copy()),
-            "history_val_loss": torch.from_numpy(h.val_loss.copy()),
-            "history_lrs": torch.from_numpy(h.lrs.copy()),
-            "history_first": [h._first_train_loss, h._first_grad_norm],
-            "history_first_layer_norms": None if h._first_layer_norms is None else torch.from_numpy(h._first_layer_norms.copy()),
+            **history,
             "ramp_previous_action": self._ramp.previous_action,
             "block": torch.from_numpy(self._block.copy()),
             "block_start": self._block_start,
@@ -189,21 +183,12 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("total_steps") != self.total_steps:
             raise ValueError(f"state is for total_steps={state_dict.get('total_steps')}, this scheduler has {self.total_steps}")
-        h = self._history
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["_step_count"])
         self.base_lrs = list(state_dict["base_lrs"])
         self._last_lr = list(state_dict["_last_lr"])
-        h.steps = int(state_dict["history_steps"])
-        h.features[:] = state_dict["history_features"].numpy()
-        h.train_loss[:] = state_dict["history_train_loss"].numpy()
-        h.val_loss[:] = state_dict["history_val_loss"].numpy()
-        h.lrs[:] = state_dict["history_lrs"].numpy()
-        h._first_train_loss, h._first_grad_norm = (float(v) for v in state_dict["history_first"])
-        first_layers = state_dict["history_first_layer_norms"]
-        h._first_layer_norms = None if first_layers is None else first_layers.numpy().copy()
-        previous = state_dict["ramp_previous_action"]
-        self._ramp.previous_action = None if previous is None else float(previous)
+        self._history.load_state({k[len("history_"):]: v for k, v in state_dict.items() if k.startswith("history_")})
+        self._ramp.load_state({"previous_action": state_dict["ramp_previous_action"]})
         self._block = state_dict["block"].numpy().copy()
         self._block_start = int(state_dict["block_start"])
         self._factor = float(state_dict["factor"])
@@ -213,3 +198,8 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         # step the run is at, whichever order the optimizer and scheduler states are loaded in.
         for group, lr in zip(self.optimizer.param_groups, self._last_lr):
             group["lr"] = lr
+
+    @property
+    def history(self) -> RunHistory:
+        """What the policy has observed so far (per-step LRs, losses, features); read-only use."""
+        return self._history

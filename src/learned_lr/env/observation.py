@@ -119,6 +119,34 @@ class RunHistory:
         self.train_loss[t], self.val_loss[t], self.lrs[t] = train_loss, val_loss, lr
         self.steps += 1
 
+    def state(self) -> dict:
+        """Everything needed to continue this history elsewhere: plain values and numpy arrays."""
+        return {
+            "steps": self.steps,
+            "features": self.features.copy(),
+            "train_loss": self.train_loss.copy(),
+            "val_loss": self.val_loss.copy(),
+            "lrs": self.lrs.copy(),
+            "first_train_loss": self._first_train_loss,
+            "first_grad_norm": self._first_grad_norm,
+            "first_layer_norms": None if self._first_layer_norms is None else self._first_layer_norms.copy(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Restore what ``state()`` returned (arrays may come back as tensors or numpy arrays)."""
+        as_array = lambda value: np.asarray(value.numpy() if hasattr(value, "numpy") else value)  # noqa: E731
+        if as_array(state["features"]).shape != self.features.shape:
+            raise ValueError(f"history state has {as_array(state['features']).shape[0]} steps, this history {self.total_steps}")
+        self.steps = int(state["steps"])
+        self.features[:] = as_array(state["features"])
+        self.train_loss[:] = as_array(state["train_loss"])
+        self.val_loss[:] = as_array(state["val_loss"])
+        self.lrs[:] = as_array(state["lrs"])
+        self._first_train_loss = float(state["first_train_loss"])
+        self._first_grad_norm = float(state["first_grad_norm"])
+        first = state["first_layer_norms"]
+        self._first_layer_norms = None if first is None else as_array(first).astype(np.float64).copy()
+
     def normalized_losses(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Train and val losses of steps [start, end) relative to the first train loss (the reward's scale)."""
         return self.train_loss[start:end] / self._first_train_loss, self.val_loss[start:end] / self._first_train_loss
