@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/batched_vs_sequential.py
 	$(VENV)/bin/python benchmarks/policy_latency.py
 	$(VENV)/bin/python benchmarks/scheduler_overhead.py
+	$(VENV)/bin/python benchmarks/decision_interval.py
 
 clean:
 	rm -rf $(VENV) results runs .pytest_cache

@@ -53,7 +53,8 @@ FEATURE_NAMES = (
 NUM_FEATURES = len(FEATURE_NAMES)
 # The log of the remaining fraction is given beside the fraction itself: expert schedules are
 # close to linear in it near the end of a run (cosine ~ 2 log r, polynomial ~ p log r), where
-# a log-space action needs precision the linear fraction gives poorly (BC error 0.085 -> see README).
+# a log-space action needs precision the linear fraction gives poorly (in development, adding it
+# cut a cosine BC policy's rollout LR error from 0.085 to 0.006).
 CONTEXT_NAMES = ("remaining_fraction_now", "log_remaining_fraction_now", "history_fill")
 NUM_CONTEXT = len(CONTEXT_NAMES)
 FEATURE_CLIP = 10.0
