@@ -5,9 +5,9 @@ A decision sets the LR to reach at the end of the next K steps; in between, the 
 log-linearly from the previous decision's value. Why a ramp rather than holding the LR for K
 steps: a held LR is a staircase whose error against a smooth expert grows linearly with K
 (mean |log error| at K=8, 1,000 steps: 0.023 linear-warm-up, 0.014 cosine; see
-benchmarks/decision_interval.py), while the ramp's error is second-order (0.006 and 0.001) and the LR curve stays smooth. The very
-first decision acts for one step only, so a schedule that starts low (warm-up) is not
-ramped from a guess.
+benchmarks/decision_interval.py), while the ramp's error is second-order (0.006 and 0.001)
+and the LR curve stays smooth. The very first decision acts for one step only, so a schedule
+that starts low (warm-up) is not ramped from a guess.
 
 Example:
     >>> ramp = LRRamp(total_steps=20, decision_interval=8, log_bounds=(-6.9, 1.39))
