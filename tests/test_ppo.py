@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from learned_lr.checkpoint import load_checkpoint
-from learned_lr.config import ControlConfig, PolicyConfig, PPOConfig, TaskConfig
+from learned_lr.config import ControlConfig, PolicyConfig, PPOConfig, RewardConfig, TaskConfig
 from learned_lr.policy import Actor, Critic, save_policy
 from learned_lr.training.ppo import Batch, gae, gaussian_kl, ppo_update, train_ppo
 
@@ -98,8 +98,7 @@ def test_ppo_resume_ends_with_the_same_weights(small_policy_path, tmp_path, mnis
 
 
 def test_ppo_from_random_init_with_subramanian_reward_runs(tmp_path, mnist):
-    config = small_ppo_config("random", tmp_path / "random", window=16, patch=16, inputs="subramanian")
-    config = PPOConfig(**{**config.__dict__, "reward": config.reward.__class__(kind="subramanian")})
+    config = small_ppo_config("random", tmp_path / "random", window=16, patch=16, inputs="subramanian", reward=RewardConfig(kind="subramanian"))
     path = train_ppo(config, progress=False)
     _, meta = load_checkpoint(path)
     assert meta["init"] == "random" and meta["control_config"]["inputs"] == "subramanian"

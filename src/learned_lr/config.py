@@ -8,7 +8,6 @@ raises ``ConfigError`` naming the offending field.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -511,7 +510,3 @@ class AblationConfig:
     def budget(self) -> dict:
         return DEMO_PRESETS[self.preset]
 
-
-def replace(config, **changes):
-    """``dataclasses.replace`` that re-runs validation (it does: frozen dataclasses re-init)."""
-    return dataclasses.replace(config, **changes)
