@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from learned_lr.cli import main
 
@@ -48,3 +49,21 @@ def test_diverging_run_stops_and_says_so(tmp_path, mnist, capsys):
     assert "diverged" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diverged"] and summary["test_loss"] is None and summary["steps_run"] < 200
+
+
+def test_evaluate_command_compares_a_policy_with_experts(tmp_path, mnist):
+    from learned_lr.config import ControlConfig, PolicyConfig
+    from learned_lr.policy import Actor, Critic, save_policy
+
+    torch.manual_seed(0)
+    control, policy = ControlConfig(window=32), PolicyConfig(patch=16, d_model=16, layers=1, heads=2)
+    path = tmp_path / "policy.safetensors"
+    save_policy(path, Actor(policy, control), Critic(policy, control))
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--hidden", "32", "--steps", "60", "--seeds", "2", "--policies", f"random policy={path}", "--schedules", "cosine,constant", "--out", str(out)]
+    assert main(argv) == 0
+    rows = json.loads((out / "evaluation.json").read_text())
+    assert [r["scheduler"] for r in rows] == ["random policy", "cosine", "constant"]
+    assert all(r["test_loss"]["n"] == 2 and r["test_loss"]["ci"] > 0 for r in rows)
+    assert (out / "evaluation.png").stat().st_size > 10_000
+    assert main(["evaluate", "--policies", f"missing={tmp_path / 'nope.safetensors'}", "--out", str(out)]) == 1

@@ -224,6 +224,33 @@ def cmd_ablations(config: cfg.AblationConfig) -> int:
     return 0
 
 
+def cmd_evaluate(config: cfg.EvaluateConfig) -> int:
+    from learned_lr.evaluate import SchedulerSpec, comparison_table, evaluate_schedulers
+    from learned_lr.files import write_json, write_text
+    from learned_lr.plots import plot_scheduler_comparison
+    from learned_lr.policy import load_policy
+
+    for _, path in config.policy_list:
+        load_policy(path)  # a missing or bad checkpoint fails here, before any training
+    specs = [SchedulerSpec(label, policy_path=path) for label, path in config.policy_list]
+    specs += [SchedulerSpec(name, expert=name) for name in config.schedule_list]
+    if not specs:
+        print("learned-lr evaluate: error: --policies/--schedules: nothing to evaluate", file=sys.stderr)
+        return 2
+    task = config.task
+    label = task.task if task.task == "mnist-mlp" else f"{task.task} (width {task.width})"
+    rows, curves = evaluate_schedulers(specs, task, config.steps, config.peak_lr, config.seeds, label=label)
+    out = Path(config.out)
+    plot_scheduler_comparison({label: curves}, rows, out / "evaluation.png")
+    table = comparison_table(rows)
+    write_json(out / "evaluation.json", rows)
+    write_text(out / "evaluation.md", f"# Evaluation on {label}, {config.steps} steps, peak LR {config.peak_lr:g}, {config.seeds} held-out seeds\n\n"
+               "![evaluation](evaluation.png)\n\nMean ± 95% CI half-width.\n\n" + table + "\n")
+    print(table)
+    print(f"wrote {out}/evaluation.md, evaluation.json, evaluation.png")
+    return 0
+
+
 COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "train": (cfg.TrainConfig, cmd_train, "train one trainee under one schedule"),
     "sweep": (cfg.SweepConfig, cmd_sweep, "sweep the peak LR of a schedule on a task"),
@@ -233,6 +260,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "bc-report": (cfg.BCReportConfig, cmd_bc_report, "roll BC policies out next to their experts: figure and tables"),
     "imitate": (cfg.ImitateConfig, cmd_imitate, "demonstrations -> four BC policies -> BC-vs-expert report"),
     "ppo": (cfg.PPOConfig, cmd_ppo, "PPO fine-tuning of a policy (from a BC checkpoint or random)"),
+    "evaluate": (cfg.EvaluateConfig, cmd_evaluate, "policies vs expert schedules on held-out seeds: table with 95% CIs and a figure"),
     "ablations": (cfg.AblationConfig, cmd_ablations, "the proposal's claims as PPO ablations at one budget: table and verdicts"),
     "bundle": (cfg.BundleConfig, cmd_bundle, "ship a trained policy in the package as LearnedLR's default"),
     "demo": (cfg.DemoConfig, cmd_demo, "the whole pipeline at a small budget: demonstrations, BC, PPO, evaluation, figures"),

@@ -510,3 +510,38 @@ class AblationConfig:
     def budget(self) -> dict:
         return DEMO_PRESETS[self.preset]
 
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """`learned-lr evaluate`: policies and expert schedules on the same held-out seeds; table with 95% CIs and a figure."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    policies: str = arg("PPO (from BC all)=runs/demo/ppo-all/policy.safetensors,BC all=runs/demo/bc-all/policy.safetensors",
+                        "comma-separated LABEL=PATH policy checkpoints")
+    schedules: str = arg("linear-warmup,cosine,polynomial,constant", "comma-separated expert schedules to compare against")
+    steps: int = arg(400, "steps per run")
+    seeds: int = arg(5, "held-out seeds (from 100000)")
+    lr: float | None = arg(None, "peak (base) LR; default: the tuned peak LR of the task and optimizer")
+    out: str = arg("results/evaluate", "output folder for evaluation.md/json and evaluation.png")
+
+    def __post_init__(self) -> None:
+        _require(self.steps > 1, "steps", f"must be > 1, got {self.steps}")
+        _require(self.seeds > 0, "seeds", f"must be > 0, got {self.seeds}")
+        if self.lr is not None:
+            _require(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be a finite number > 0, got {self.lr}")
+        if self.schedules.strip():
+            _parse_list(self.schedules, "schedules", str, SCHEDULE_NAMES)
+        for item in [p for p in self.policies.split(",") if p.strip()]:
+            _require("=" in item and all(part.strip() for part in item.split("=", 1)), "policies", f"expected LABEL=PATH, got {item!r}")
+
+    @property
+    def policy_list(self) -> list[tuple[str, str]]:
+        return [tuple(part.strip() for part in item.split("=", 1)) for item in self.policies.split(",") if item.strip()]  # type: ignore[misc]
+
+    @property
+    def schedule_list(self) -> list[str]:
+        return _parse_list(self.schedules, "schedules", str, SCHEDULE_NAMES) if self.schedules.strip() else []
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else self.task.tuned_peak_lr
