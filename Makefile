@@ -1,26 +1,30 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the tests).
 # Both create .venv and install what they need through scripts/setup.sh.
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test bench clean
 
 VENV := .venv
-STAMP := $(VENV)/.setup-done
+# Two stamps: the demo needs only the core package (and pytest); the tests also need the `hf`
+# extra (transformers, a large download) for the Hugging Face Trainer test.
+CORE := $(VENV)/.setup-core
+FULL := $(VENV)/.setup-hf
 
-$(STAMP): pyproject.toml scripts/setup.sh
-	bash scripts/setup.sh
-	touch $(STAMP)
+$(CORE): pyproject.toml scripts/setup.sh
+	EXTRAS=dev bash scripts/setup.sh
+	touch $(CORE)
 
-setup: $(STAMP)
+$(FULL): $(CORE)
+	EXTRAS=dev,hf bash scripts/setup.sh
+	touch $(FULL)
 
-demo: $(STAMP)
+setup: $(FULL)
+
+demo: $(CORE)
 	$(VENV)/bin/learned-lr demo --preset small --work runs/demo --out results/demo
 
-test: $(STAMP)
+test: $(FULL)
 	$(VENV)/bin/python -m pytest -q
 
-test-slow: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m slow
-
-bench: $(STAMP)
+bench: $(CORE)
 	$(VENV)/bin/python benchmarks/batched_vs_sequential.py
 	$(VENV)/bin/python benchmarks/policy_latency.py
 	$(VENV)/bin/python benchmarks/scheduler_overhead.py
