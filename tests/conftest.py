@@ -12,3 +12,15 @@ def mnist():
     from learned_lr.tasks import load_mnist
 
     return load_mnist()
+
+
+def save_small_policy(path, window: int = 32, decision_interval: int = 8, seed: int = 0, meta: dict | None = None):
+    """A tiny randomly initialized policy checkpoint (fast to run; what it schedules is arbitrary)."""
+    from learned_lr.config import ControlConfig, PolicyConfig
+    from learned_lr.policy import Actor, Critic, save_policy
+
+    torch.manual_seed(seed)
+    control = ControlConfig(window=window, decision_interval=decision_interval)
+    policy = PolicyConfig(patch=16, d_model=16, layers=1, heads=2)
+    save_policy(path, Actor(policy, control), Critic(policy, control), meta)
+    return path

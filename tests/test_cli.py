@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from learned_lr.cli import main
 
@@ -52,13 +51,9 @@ def test_diverging_run_stops_and_says_so(tmp_path, mnist, capsys):
 
 
 def test_evaluate_command_compares_a_policy_with_experts(tmp_path, mnist):
-    from learned_lr.config import ControlConfig, PolicyConfig
-    from learned_lr.policy import Actor, Critic, save_policy
+    from conftest import save_small_policy
 
-    torch.manual_seed(0)
-    control, policy = ControlConfig(window=32), PolicyConfig(patch=16, d_model=16, layers=1, heads=2)
-    path = tmp_path / "policy.safetensors"
-    save_policy(path, Actor(policy, control), Critic(policy, control))
+    path = save_small_policy(tmp_path / "policy.safetensors")
     out = tmp_path / "eval"
     argv = ["evaluate", "--hidden", "32", "--steps", "60", "--seeds", "2", "--policies", f"random policy={path}", "--schedules", "cosine,constant", "--out", str(out)]
     assert main(argv) == 0

@@ -7,7 +7,8 @@ import torch
 
 from learned_lr.checkpoint import load_checkpoint
 from learned_lr.config import ControlConfig, PolicyConfig, PPOConfig, RewardConfig, TaskConfig
-from learned_lr.policy import Actor, Critic, save_policy
+from learned_lr.policy import Actor, Critic
+from conftest import save_small_policy
 from learned_lr.training.ppo import Batch, gae, gaussian_kl, ppo_update, train_ppo
 
 
@@ -71,12 +72,7 @@ def test_gae_and_kl_closed_forms():
 
 @pytest.fixture(scope="module")
 def small_policy_path(tmp_path_factory):
-    torch.manual_seed(0)
-    control = ControlConfig(window=32, decision_interval=8)
-    policy = PolicyConfig(patch=16, d_model=16, layers=1, heads=2)
-    path = tmp_path_factory.mktemp("init") / "policy.safetensors"
-    save_policy(path, Actor(policy, control), Critic(policy, control), {"trained_by": "test"})
-    return path
+    return save_small_policy(tmp_path_factory.mktemp("init") / "policy.safetensors", meta={"trained_by": "test"})
 
 
 def small_ppo_config(init, out, **changes) -> PPOConfig:

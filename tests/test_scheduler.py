@@ -7,27 +7,19 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from learned_lr.config import ControlConfig, PolicyConfig
-from learned_lr.policy import Actor, Critic, load_policy, save_policy
+from learned_lr.policy import load_policy
+from conftest import save_small_policy
 from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
-
 
 @pytest.fixture(scope="module")
 def small_policy(tmp_path_factory):
-    torch.manual_seed(0)
-    control = ControlConfig(window=64, decision_interval=4)
-    policy = PolicyConfig(patch=16, d_model=16, layers=1, heads=2)
-    path = tmp_path_factory.mktemp("policy") / "policy.safetensors"
-    save_policy(path, Actor(policy, control), Critic(policy, control))
-    return load_policy(path)
-
+    return load_policy(save_small_policy(tmp_path_factory.mktemp("policy") / "policy.safetensors", window=64, decision_interval=4))
 
 def make_problem(seed=0):
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     data = torch.randn(64, 5), torch.randn(64, 1)
     return model, data
-
 
 def train_steps(model, optimizer, scheduler, data, steps, observe=True):
     lrs = []
@@ -41,7 +33,6 @@ def train_steps(model, optimizer, scheduler, data, steps, observe=True):
         scheduler.step()
         lrs.append(scheduler.get_last_lr())
     return lrs
-
 
 def test_state_dict_round_trip_mid_run_continues_with_the_same_lrs(small_policy):
     model, data = make_problem()
@@ -65,7 +56,6 @@ def test_state_dict_round_trip_mid_run_continues_with_the_same_lrs(small_policy)
     resumed = train_steps(model2, optimizer2, scheduler2, data, 23)
     np.testing.assert_allclose(np.array(resumed), np.array(uninterrupted), rtol=1e-6)
 
-
 def test_several_param_groups_keep_their_base_ratio_and_bounds(small_policy):
     model, data = make_problem()
     optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.1}, {"params": model[2].parameters(), "lr": 0.01}], momentum=0.9)
@@ -75,7 +65,6 @@ def test_several_param_groups_keep_their_base_ratio_and_bounds(small_policy):
         assert lr_a / lr_b == pytest.approx(10.0)
         assert lo * 0.1 * 0.999 <= lr_a <= hi * 0.1 * 1.001
     assert optimizer.param_groups[0]["lr"] == scheduler.get_last_lr()[0]
-
 
 def test_bad_arguments_are_rejected(small_policy, tmp_path):
     model, _ = make_problem()
@@ -92,9 +81,7 @@ def test_bad_arguments_are_rejected(small_policy, tmp_path):
     with pytest.raises(CheckpointError, match="bad.safetensors"):
         LearnedLR(optimizer, total_steps=5, policy=bad)
 
-
 losses = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -1.0, 1e30, float("nan"), float("inf")]))
-
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(train=st.lists(losses, min_size=12, max_size=12), val=st.lists(losses, min_size=12, max_size=12),
@@ -112,7 +99,6 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
         scheduler.step(train_loss=t, val_loss=v)
         lr = scheduler.get_last_lr()[0]
         assert math.isfinite(lr) and lo * 0.1 * 0.999 <= lr <= hi * 0.1 * 1.001
-
 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
 def test_bundled_policy_loads_without_arguments():

@@ -157,31 +157,35 @@ def cmd_bc(config: cfg.BCConfig) -> int:
     return 0
 
 
+def _print_bc_report(report: dict, out: Path) -> int:
+    from learned_lr.pipeline import write_bc_report
+
+    print(write_bc_report(report, out))
+    print(f"wrote {out}/bc_policy_vs_scheduler.png, bc_table.md, bc_table.json")
+    return 0
+
+
 def cmd_bc_report(config: cfg.BCReportConfig) -> int:
     from learned_lr.bc_report import bc_report
-    from learned_lr.pipeline import bc_settings, policy_paths, write_bc_report
+    from learned_lr.pipeline import bc_settings, policy_paths
 
     paths = policy_paths(Path(config.bc_root))
     if not paths:
         print(f"learned-lr bc-report: error: --bc-root: no bc-*/policy.safetensors under {config.bc_root}", file=sys.stderr)
         return 2
     report = bc_report(paths, bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds, config.resnet_width), config.handoff_fraction)
-    print(write_bc_report(report, Path(config.out)))
-    print(f"wrote {config.out}/bc_policy_vs_scheduler.png, bc_table.md, bc_table.json")
-    return 0
+    return _print_bc_report(report, Path(config.out))
 
 
 def cmd_imitate(config: cfg.ImitateConfig) -> int:
     from learned_lr.bc_report import bc_report
-    from learned_lr.pipeline import bc_settings, run_imitation, write_bc_report
+    from learned_lr.pipeline import bc_settings, run_imitation
 
     collect = cfg.CollectConfig(runs_per_setting=config.runs_per_setting, total_steps=config.total_steps, seed=config.seed)
     bc = cfg.BCConfig(policy=config.policy, epochs=config.epochs, seed=config.seed)
     paths = run_imitation(Path(config.work), collect, bc)
     report = bc_report(paths, bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds))
-    print(write_bc_report(report, Path(config.out)))
-    print(f"wrote {config.out}/bc_policy_vs_scheduler.png, bc_table.md, bc_table.json")
-    return 0
+    return _print_bc_report(report, Path(config.out))
 
 
 def cmd_ppo(config: cfg.PPOConfig) -> int:

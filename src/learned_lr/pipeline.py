@@ -95,7 +95,7 @@ def run_demo(config: cfg.DemoConfig) -> Path:
 
     # 4. Evaluation on held-out seeds: MNIST-MLP, then ResNet-18 with the MLP-trained policies.
     t = time.perf_counter()
-    specs = [SchedulerSpec(f"PPO (from BC all)", policy_path=str(ppo_paths["all"])),
+    specs = [SchedulerSpec("PPO (from BC all)", policy_path=str(ppo_paths["all"])),
              SchedulerSpec(f"PPO (from BC {best_single})", policy_path=str(ppo_paths[best_single])),
              SchedulerSpec("BC all", policy_path=str(paths["all"])),
              SchedulerSpec(f"BC {best_single}", policy_path=str(paths[best_single])),
