@@ -46,9 +46,9 @@ def _check_choice(value: str, choices: tuple[str, ...], field_name: str) -> None
     _require(value in choices, field_name, f"unknown value {value!r}; choose from {', '.join(choices)}")
 
 
-# Default peak (base) LRs, keyed by (task, optimizer). mnist-mlp/sgd was picked by
-# `learned-lr sweep --task mnist-mlp --schedule cosine --steps 1000 --seeds 3` (README); the
-# others are common defaults not yet swept.
+# Default peak (base) LRs, keyed by (task, optimizer). The two SGD values were picked by
+# `learned-lr sweep` (commands and numbers in the README); the Adam/AdamW values are common
+# defaults not yet swept.
 TUNED_PEAK_LR: dict[tuple[str, str], float] = {
     ("mnist-mlp", "sgd"): 0.1,
     ("mnist-mlp", "adam"): 1e-3,
