@@ -181,7 +181,8 @@ def cmd_imitate(config: cfg.ImitateConfig) -> int:
     from learned_lr.bc_report import bc_report
     from learned_lr.pipeline import bc_settings, run_imitation
 
-    collect = cfg.CollectConfig(runs_per_setting=config.runs_per_setting, total_steps=config.total_steps, seed=config.seed)
+    collect = cfg.CollectConfig(runs_per_setting=config.runs_per_setting, total_steps=config.total_steps, seed=config.seed,
+                                control=cfg.ControlConfig(decision_interval=config.decision_interval))
     bc = cfg.BCConfig(policy=config.policy, epochs=config.epochs, seed=config.seed)
     paths = run_imitation(Path(config.work), collect, bc)
     report = bc_report(paths, bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds))

@@ -371,6 +371,7 @@ class ImitateConfig:
     """`learned-lr imitate`: demonstrations -> the four BC policies -> the BC-vs-expert report, in one command."""
 
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    decision_interval: int = arg(8, "steps between the policy's decisions (K); the bundled policy uses 16")
     runs_per_setting: int = arg(8, "demonstration runs per (expert, run length)")
     total_steps: str = arg("300,600,1000,1500", "comma-separated demonstration run lengths")
     epochs: int = arg(20, "BC epochs per policy")
@@ -385,6 +386,7 @@ class ImitateConfig:
     def __post_init__(self) -> None:
         _require(self.runs_per_setting > 0, "runs_per_setting", f"must be > 0, got {self.runs_per_setting}")
         _require(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
+        _require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
         steps = _parse_list(self.total_steps, "total_steps", int)
         _require(all(s > 1 for s in steps), "total_steps", f"every run length must be > 1, got {self.total_steps}")
 

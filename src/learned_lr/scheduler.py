@@ -44,7 +44,7 @@ from torch import nn
 
 from learned_lr.env.control import LRRamp
 from learned_lr.env.observation import RunHistory
-from learned_lr.policy import LoadedPolicy, load_policy
+from learned_lr.policy import LoadedPolicy, load_policy, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
 
@@ -76,6 +76,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
         loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy if policy is not None else BUNDLED_POLICY)
         self.policy = loaded
+        self._decide = single_decision_fn(loaded.actor)
         self.total_steps = total_steps
         control = loaded.control_config
         self._history = RunHistory(total_steps, base_lr=1.0, window=control.window, inputs=control.inputs)
@@ -88,10 +89,13 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._val_loss: float | None = None
         self._last_train_loss = math.nan
         self._params, self._layer_of = self._layers(optimizer, model)
+        self._num_layers = int(self._layer_of.max()) + 1 if len(self._layer_of) else 0
+        self._one_device = len({p.device for p in self._params}) <= 1
+        self._all_on_cpu = all(p.device.type == "cpu" for p in self._params)
         super().__init__(optimizer, last_epoch)
 
     @staticmethod
-    def _layers(optimizer: torch.optim.Optimizer, model: nn.Module | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def _layers(optimizer: torch.optim.Optimizer, model: nn.Module | None) -> tuple[list[torch.Tensor], np.ndarray]:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if model is not None:
             owner = {}
@@ -104,8 +108,8 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             for k, i in enumerate(missing):  # parameters the model does not own: a layer each
                 layer_of[i] = base + k
             _, dense = np.unique(layer_of, return_inverse=True)
-            return params, torch.as_tensor(dense, dtype=torch.long)
-        return params, torch.as_tensor(_layer_index_from_order(params), dtype=torch.long)
+            return params, dense.astype(np.int64)
+        return params, np.array(_layer_index_from_order(params), dtype=np.int64)
 
     # ---- what the user calls ----
 
@@ -141,17 +145,21 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device) for p in self._params]
         if not grads:
             return np.zeros(0)
-        per_param = torch.stack([n.float().cpu() for n in torch._foreach_norm(grads)])
-        squared = torch.zeros(int(self._layer_of.max()) + 1).index_add_(0, self._layer_of, per_param.square())
-        return squared.sqrt().numpy()
+        norms = torch._foreach_norm(grads)  # one fused call: this runs every training step
+        if self._all_on_cpu:  # .item() on CPU scalars is cheaper than stacking them (measured, ~3x)
+            per_param = np.array([n.item() for n in norms], dtype=np.float64)
+        elif self._one_device:  # one transfer, one sync
+            per_param = torch.stack(norms).float().cpu().numpy().astype(np.float64)
+        else:
+            per_param = np.array([float(n) for n in norms])
+        return np.sqrt(np.bincount(self._layer_of, weights=per_param * per_param, minlength=self._num_layers))
 
     def _factor_for(self, step: int) -> float:
         if step >= self.total_steps:
             return self._factor
         if step in self._decision_steps:
             window, mask, context = (torch.from_numpy(a)[None] for a in self._history.observation(step))
-            with torch.no_grad():
-                mean, _ = self.policy.actor(window, mask, context)
+            mean = self._decide(window, mask, context)
             self._block = self._ramp.apply(step, float(mean[0]))
             self._block_start = step
         offset = min(step - self._block_start, len(self._block) - 1)

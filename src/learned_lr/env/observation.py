@@ -61,15 +61,23 @@ FEATURE_CLIP = 10.0
 _TINY = 1e-12
 
 
-def _safe_log_ratio(value: float, reference: float) -> float:
-    """log(value / reference), made finite: NaN or +inf reads as +FEATURE_CLIP (a blow-up)."""
-    if not math.isfinite(value) or not math.isfinite(reference) or reference <= 0:
-        return FEATURE_CLIP
-    return float(np.clip(math.log(max(value, _TINY) / max(reference, _TINY)), -FEATURE_CLIP, FEATURE_CLIP))
+def _safe_log_ratios(values: np.ndarray, reference: float) -> np.ndarray:
+    """log(values / reference), made finite: NaN or +inf reads as +FEATURE_CLIP (a blow-up)."""
+    if not math.isfinite(reference) or reference <= 0:
+        return np.full(values.shape, FEATURE_CLIP)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ratios = np.log(np.maximum(values, _TINY) / max(reference, _TINY))
+    return np.where(np.isfinite(values), np.clip(ratios, -FEATURE_CLIP, FEATURE_CLIP), FEATURE_CLIP)
 
 
 class RunHistory:
-    """Per-step features of one run, recorded as it goes, and the policy's view of them."""
+    """Per-step features of one run, recorded as it goes, and the policy's view of them.
+
+    ``record`` only stores the raw numbers of a step (it runs every training step, so it must
+    cost microseconds, not the ~0.2 ms that per-step feature arithmetic in Python costs); the
+    feature rows are computed for all new steps at once, vectorized, when ``features`` or an
+    observation is read (once per decision).
+    """
 
     def __init__(self, total_steps: int, base_lr: float, window: int, inputs: str = "all"):
         if total_steps <= 0:
@@ -80,10 +88,14 @@ class RunHistory:
         self.base_lr = base_lr
         self.window = window
         self.inputs = inputs
-        self.features = np.zeros((total_steps, NUM_FEATURES), dtype=np.float32)
+        self._features = np.zeros((total_steps, NUM_FEATURES), dtype=np.float32)
+        self._features_done = 0  # rows of _features computed so far
         self.train_loss = np.full(total_steps, np.nan)
         self.val_loss = np.full(total_steps, np.nan)
         self.lrs = np.full(total_steps, np.nan)
+        self._layer_norms: np.ndarray | None = None  # (total_steps, layers), sized at the first record
+        self._layers_match = np.zeros(total_steps, dtype=bool)
+        self._total_norm = np.full(total_steps, np.nan)
         self.steps = 0
         self._first_train_loss = math.nan
         self._first_grad_norm = math.nan
@@ -94,59 +106,90 @@ class RunHistory:
         t = self.steps
         if t >= self.total_steps:
             raise IndexError(f"run already has its {self.total_steps} steps")
-        norms = np.nan_to_num(np.asarray(layer_grad_norms, dtype=np.float64).reshape(-1), nan=np.inf)
-        with np.errstate(over="ignore", invalid="ignore"):
-            total_norm = float(np.sqrt(np.sum(np.square(norms)))) if norms.size else math.nan
+        norms = np.asarray(layer_grad_norms, dtype=np.float64).reshape(-1)
         if t == 0:
+            finite_norms = np.nan_to_num(norms, nan=np.inf)
+            with np.errstate(over="ignore", invalid="ignore"):
+                total_norm = float(np.sqrt(np.sum(np.square(finite_norms)))) if norms.size else math.nan
             self._first_train_loss = train_loss if math.isfinite(train_loss) and train_loss > 0 else 1.0
             self._first_grad_norm = total_norm if math.isfinite(total_norm) and total_norm > 0 else 1.0
-            self._first_layer_norms = np.where(np.isfinite(norms) & (norms > 0), norms, 1.0)
-        if norms.size and self._first_layer_norms is not None and norms.size == self._first_layer_norms.size:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratios = np.log(np.maximum(norms, _TINY) / self._first_layer_norms)
-            ratios = np.clip(np.nan_to_num(ratios, nan=FEATURE_CLIP, posinf=FEATURE_CLIP, neginf=-FEATURE_CLIP), -FEATURE_CLIP, FEATURE_CLIP)
-            layer_stats = (float(ratios.mean()), float(ratios.min()), float(ratios.max()))
-        else:
-            layer_stats = (0.0, 0.0, 0.0)
-        lr_factor = lr / self.base_lr if math.isfinite(lr) else math.nan
-        self.features[t] = (
-            (self.total_steps - t - 1) / self.total_steps,
-            _safe_log_ratio(lr_factor, 1.0),
-            _safe_log_ratio(train_loss, self._first_train_loss),
-            _safe_log_ratio(val_loss, self._first_train_loss),
-            _safe_log_ratio(total_norm, self._first_grad_norm),
-            *layer_stats,
-        )
+            self._first_layer_norms = np.where(np.isfinite(finite_norms) & (finite_norms > 0), finite_norms, 1.0)
+            self._layer_norms = np.zeros((self.total_steps, norms.size))
+        if norms.size and norms.size == self._layer_norms.shape[1]:
+            self._layer_norms[t] = norms
+            self._layers_match[t] = True
+        else:  # a step with another number of layers (or none): only its total norm is used
+            with np.errstate(over="ignore", invalid="ignore"):
+                self._total_norm[t] = float(np.sqrt(np.sum(np.square(np.nan_to_num(norms, nan=np.inf))))) if norms.size else math.nan
         self.train_loss[t], self.val_loss[t], self.lrs[t] = train_loss, val_loss, lr
         self.steps += 1
 
+    @property
+    def features(self) -> np.ndarray:
+        """(total_steps, F) feature rows; rows at and past ``steps`` are zero. Treat as read-only."""
+        start, end = self._features_done, self.steps
+        if end > start:
+            self._features[start:end] = self._compute_features(start, end)
+            self._features_done = end
+        return self._features
+
+    def _compute_features(self, start: int, end: int) -> np.ndarray:
+        steps = np.arange(start, end)
+        lrs = self.lrs[start:end]
+        lr_factor = np.where(np.isfinite(lrs), lrs / self.base_lr, np.nan)
+        norms = np.nan_to_num(self._layer_norms[start:end], nan=np.inf)
+        match = self._layers_match[start:end]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            total_norm = np.where(match, np.sqrt(np.sum(np.square(norms), axis=1)), self._total_norm[start:end])
+            ratios = np.log(np.maximum(norms, _TINY) / self._first_layer_norms)
+        ratios = np.clip(np.nan_to_num(ratios, nan=FEATURE_CLIP, posinf=FEATURE_CLIP, neginf=-FEATURE_CLIP), -FEATURE_CLIP, FEATURE_CLIP)
+        layer_stats = np.zeros((end - start, 3))
+        if ratios.shape[1]:
+            layer_stats[match] = np.stack([ratios.mean(1), ratios.min(1), ratios.max(1)], axis=1)[match]
+        return np.column_stack([
+            (self.total_steps - steps - 1) / self.total_steps,
+            _safe_log_ratios(lr_factor, 1.0),
+            _safe_log_ratios(self.train_loss[start:end], self._first_train_loss),
+            _safe_log_ratios(self.val_loss[start:end], self._first_train_loss),
+            _safe_log_ratios(total_norm, self._first_grad_norm),
+            layer_stats,
+        ]).astype(np.float32)
+
     def state(self) -> dict:
         """Everything needed to continue this history elsewhere: plain values and numpy arrays."""
+        layers = 0 if self._layer_norms is None else self._layer_norms.shape[1]
         return {
             "steps": self.steps,
-            "features": self.features.copy(),
             "train_loss": self.train_loss.copy(),
             "val_loss": self.val_loss.copy(),
             "lrs": self.lrs.copy(),
+            "layer_norms": np.zeros((self.total_steps, 0)) if self._layer_norms is None else self._layer_norms.copy(),
+            "layers_match": self._layers_match.copy(),
+            "total_norm": self._total_norm.copy(),
+            "has_layers": self._layer_norms is not None,
             "first_train_loss": self._first_train_loss,
             "first_grad_norm": self._first_grad_norm,
-            "first_layer_norms": None if self._first_layer_norms is None else self._first_layer_norms.copy(),
+            "first_layer_norms": np.zeros(layers) if self._first_layer_norms is None else self._first_layer_norms.copy(),
         }
 
     def load_state(self, state: dict) -> None:
         """Restore what ``state()`` returned (arrays may come back as tensors or numpy arrays)."""
         as_array = lambda value: np.asarray(value.numpy() if hasattr(value, "numpy") else value)  # noqa: E731
-        if as_array(state["features"]).shape != self.features.shape:
-            raise ValueError(f"history state has {as_array(state['features']).shape[0]} steps, this history {self.total_steps}")
+        if as_array(state["train_loss"]).shape != self.train_loss.shape:
+            raise ValueError(f"history state has {as_array(state['train_loss']).shape[0]} steps, this history {self.total_steps}")
         self.steps = int(state["steps"])
-        self.features[:] = as_array(state["features"])
         self.train_loss[:] = as_array(state["train_loss"])
         self.val_loss[:] = as_array(state["val_loss"])
         self.lrs[:] = as_array(state["lrs"])
+        self._layers_match[:] = as_array(state["layers_match"])
+        self._total_norm[:] = as_array(state["total_norm"])
+        has_layers = bool(state["has_layers"])
+        self._layer_norms = as_array(state["layer_norms"]).astype(np.float64).copy() if has_layers else None
+        self._first_layer_norms = as_array(state["first_layer_norms"]).astype(np.float64).copy() if has_layers else None
         self._first_train_loss = float(state["first_train_loss"])
         self._first_grad_norm = float(state["first_grad_norm"])
-        first = state["first_layer_norms"]
-        self._first_layer_norms = None if first is None else as_array(first).astype(np.float64).copy()
+        self._features[:] = 0.0
+        self._features_done = 0
 
     def normalized_losses(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Train and val losses of steps [start, end) relative to the first train loss (the reward's scale)."""
