@@ -90,3 +90,22 @@ def test_policy_round_trips_and_bad_files_fail_clearly(tmp_path):
 
     with pytest.raises(CheckpointError, match="does not exist"):
         load_policy(tmp_path / "missing.safetensors")
+
+
+def test_single_decision_fn_matches_the_eager_actor(tmp_path):
+    from conftest import save_small_policy
+    from learned_lr.policy import load_policy, single_decision_fn
+
+    actor = load_policy(save_small_policy(tmp_path / "p.safetensors", window=64)).actor
+    decide = single_decision_fn(actor)
+    assert decide.__name__ == "fast"  # the traced path, not the eager fallback
+    generator = torch.Generator().manual_seed(1)
+    for filled in (0, 5, 33, 64):
+        window = torch.randn(1, 64, 8, generator=generator) * 3
+        window[0, -1, 2] = float("nan")
+        mask = torch.zeros(1, 64)
+        mask[:, 64 - filled:] = 1.0
+        context = torch.rand(1, 3, generator=generator)
+        with torch.no_grad():
+            expected = actor(window, mask, context)[0]
+        torch.testing.assert_close(decide(window, mask, context), expected, atol=1e-5, rtol=1e-5)

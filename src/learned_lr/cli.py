@@ -256,6 +256,42 @@ def cmd_evaluate(config: cfg.EvaluateConfig) -> int:
     return 0
 
 
+def cmd_robustness(config: cfg.RobustnessConfig) -> int:
+    from learned_lr.files import write_json, write_text
+    from learned_lr.plots import plot_robustness
+    from learned_lr.policy import load_policy
+    from learned_lr.robustness import Contender, markdown_report, run_or_load, summarize
+    from learned_lr.scheduler import BUNDLED_POLICY
+
+    contenders = [Contender(name, "schedule", name) for name in config.schedule_list]
+    contenders += [Contender(name, "baseline", name) for name in config.baseline_list]
+    for label, path in config.policy_list:
+        path = str(BUNDLED_POLICY) if path == "bundled" else path
+        load_policy(path)  # a missing or bad checkpoint fails here, before any training
+        contenders.append(Contender(label, "policy", path))
+    if "greedy" in config.baseline_list:
+        from learned_lr.baselines import make_baseline
+
+        make_baseline("greedy", cfg.ControlConfig())  # without transformers: the install hint now, not after an hour
+    task = config.task
+    title = task.task if task.task == "mnist-mlp" else f"{task.task} (width {task.width})"
+    title += f", {task.optimizer}, {config.steps} steps, {config.seeds} seeds"
+    work = Path(config.work)
+    results = []
+    for contender in contenders:
+        results.append(run_or_load(contender, task, config.steps, config.lr_list, config.seeds, work))
+        print(f"  {contender.label}: done")
+    summary = summarize(results, config.core_lr_list)
+    out = Path(config.out)
+    plot_robustness(summary, results, out / "robustness.png", title=title)
+    report = markdown_report(summary, title)
+    write_json(out / "robustness.json", summary)
+    write_text(out / "robustness.md", f"# Robustness to the base LR\n\n![robustness](robustness.png)\n\n{report}")
+    print(report)
+    print(f"wrote {out}/robustness.md, robustness.json, robustness.png")
+    return 0
+
+
 COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "train": (cfg.TrainConfig, cmd_train, "train one trainee under one schedule"),
     "sweep": (cfg.SweepConfig, cmd_sweep, "sweep the peak LR of a schedule on a task"),
@@ -265,6 +301,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "bc-report": (cfg.BCReportConfig, cmd_bc_report, "roll BC policies out next to their experts: figure and tables"),
     "imitate": (cfg.ImitateConfig, cmd_imitate, "demonstrations -> four BC policies -> BC-vs-expert report"),
     "ppo": (cfg.PPOConfig, cmd_ppo, "PPO fine-tuning of a policy (from a BC checkpoint or random)"),
+    "robustness": (cfg.RobustnessConfig, cmd_robustness, "every scheduler across a range of base LRs: table and figure"),
     "evaluate": (cfg.EvaluateConfig, cmd_evaluate, "policies vs expert schedules on held-out seeds: table with 95% CIs and a figure"),
     "ablations": (cfg.AblationConfig, cmd_ablations, "the proposal's claims as PPO ablations at one budget: table and verdicts"),
     "bundle": (cfg.BundleConfig, cmd_bundle, "ship a trained policy in the package as LearnedLR's default"),

@@ -265,6 +265,8 @@ class CollectConfig:
     min_peak_lr: float = arg(0.03, "peak LRs are drawn log-uniformly from [min_peak_lr, max_peak_lr]")
     max_peak_lr: float = arg(0.3, "upper end of the peak-LR range")
     action_noise: float = arg(0.1, "std of log-space noise on the executed expert action (labels stay clean)")
+    target_peak_lr: float = arg(0.0, "0: labels follow each run's own base LR (the schedule's shape); > 0: the tuned-LR oracle, "
+                                     "labels run the expert at this peak LR whatever the base LR (for robustness to a mistuned base LR)")
     seed: int = arg(0, "seed of the demonstration runs (evaluation uses seeds from 100000 on)")
     out: str = arg("runs/demos", "output folder")
 
@@ -273,6 +275,7 @@ class CollectConfig:
         steps = _parse_list(self.total_steps, "total_steps", int)
         _require(all(s > 1 for s in steps), "total_steps", f"every run length must be > 1, got {self.total_steps}")
         _require(self.runs_per_setting > 0, "runs_per_setting", f"must be > 0, got {self.runs_per_setting}")
+        _require(math.isfinite(self.target_peak_lr) and self.target_peak_lr >= 0, "target_peak_lr", f"must be >= 0, got {self.target_peak_lr}")
         _require(0 < self.min_peak_lr <= self.max_peak_lr, "min_peak_lr", f"need 0 < min_peak_lr <= max_peak_lr, got {self.min_peak_lr}, {self.max_peak_lr}")
         _require(self.action_noise >= 0, "action_noise", f"must be >= 0, got {self.action_noise}")
         _require(0 <= self.seed < 100_000, "seed", "demonstration seeds must stay below 100000 (evaluation seeds start there)")
@@ -511,6 +514,60 @@ class AblationConfig:
     @property
     def budget(self) -> dict:
         return DEMO_PRESETS[self.preset]
+
+
+ROBUSTNESS_BASELINES: tuple[str, ...] = ("plateau", "greedy")
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    """`learned-lr robustness`: every scheduler across a range of base LRs; final test loss vs base LR."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    steps: int = arg(2000, "steps per run")
+    lrs: str = arg("0.01,0.02,0.05,0.1,0.2,0.4", "comma-separated base (peak) LRs to run")
+    core_lrs: str = arg("0.02,0.05,0.1,0.2", "the base LRs the worst case is taken over (a subset of --lrs)")
+    seeds: int = arg(5, "held-out seeds per base LR (from 100000)")
+    schedules: str = arg("linear-warmup,cosine,polynomial,constant", "comma-separated fixed schedules")
+    baselines: str = arg("plateau,greedy", "comma-separated loss-driven baselines (plateau: ReduceLROnPlateau; greedy: GreedyLR, needs the hf extra)")
+    policies: str = arg("BC (bundled)=bundled", "comma-separated LABEL=PATH policy checkpoints; PATH 'bundled' is LearnedLR's default policy")
+    work: str = arg("runs/robustness", "folder for per-scheduler results (a rerun skips finished schedulers)")
+    out: str = arg("results/robustness", "output folder for robustness.md/json and robustness.png")
+
+    def __post_init__(self) -> None:
+        _require(self.steps > 1, "steps", f"must be > 1, got {self.steps}")
+        _require(self.seeds > 0, "seeds", f"must be > 0, got {self.seeds}")
+        lrs = _parse_list(self.lrs, "lrs", float)
+        _require(all(math.isfinite(lr) and lr > 0 for lr in lrs), "lrs", f"every base LR must be > 0, got {self.lrs}")
+        _require(len(set(lrs)) == len(lrs), "lrs", f"base LRs must be distinct, got {self.lrs}")
+        core = _parse_list(self.core_lrs, "core_lrs", float)
+        _require(all(lr in lrs for lr in core), "core_lrs", f"every core LR must be one of --lrs ({self.lrs}), got {self.core_lrs}")
+        if self.schedules.strip():
+            _parse_list(self.schedules, "schedules", str, SCHEDULE_NAMES)
+        if self.baselines.strip():
+            _parse_list(self.baselines, "baselines", str, ROBUSTNESS_BASELINES)
+        for item in [p for p in self.policies.split(",") if p.strip()]:
+            _require("=" in item and all(part.strip() for part in item.split("=", 1)), "policies", f"expected LABEL=PATH, got {item!r}")
+
+    @property
+    def lr_list(self) -> list[float]:
+        return sorted(_parse_list(self.lrs, "lrs", float))
+
+    @property
+    def core_lr_list(self) -> list[float]:
+        return sorted(_parse_list(self.core_lrs, "core_lrs", float))
+
+    @property
+    def schedule_list(self) -> list[str]:
+        return _parse_list(self.schedules, "schedules", str, SCHEDULE_NAMES) if self.schedules.strip() else []
+
+    @property
+    def baseline_list(self) -> list[str]:
+        return _parse_list(self.baselines, "baselines", str, ROBUSTNESS_BASELINES) if self.baselines.strip() else []
+
+    @property
+    def policy_list(self) -> list[tuple[str, str]]:
+        return [tuple(part.strip() for part in item.split("=", 1)) for item in self.policies.split(",") if item.strip()]  # type: ignore[misc]
 
 
 @dataclass(frozen=True)

@@ -152,3 +152,32 @@ def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, list]], rows: 
         ax_lr.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, title: str = "") -> None:
+    """Final test loss and accuracy vs base LR (log x), one line per scheduler with 95% CI bars;
+    and the LR each policy actually used over the run, at every base LR."""
+    policies = [r for r in results if r["kind"] == "policy"]
+    fig, axes = plt.subplots(1, 2 + len(policies), figsize=(5.2 * (2 + len(policies)), 4.2))
+    for row in summary["rows"]:
+        lrs = [float(lr) for lr in row["per_lr"]]
+        style = "-" if row["kind"] == "policy" else ("--" if row["kind"] == "baseline" else ":")
+        for ax, key, scale in ((axes[0], "test_loss", 1.0), (axes[1], "test_accuracy", 100.0)):
+            means = np.array([scale * row["per_lr"][k][key]["mean"] for k in row["per_lr"]])
+            cis = np.array([scale * row["per_lr"][k][key]["ci"] for k in row["per_lr"]])
+            ax.errorbar(lrs, means, yerr=np.nan_to_num(cis), fmt=style, marker="o", ms=3, capsize=2, label=row["label"])
+    for lr in summary["core_lrs"][:1] + summary["core_lrs"][-1:]:
+        for ax in axes[:2]:
+            ax.axvline(lr, color="0.8", lw=0.8, zorder=0)
+    axes[0].set(xscale="log", yscale="log", xlabel="base LR", ylabel="final test loss", title=title or "final test loss vs base LR")
+    axes[1].set(xscale="log", xlabel="base LR", ylabel="final test accuracy (%)", title="final test accuracy vs base LR")
+    axes[1].set_ylim(bottom=max(0.0, axes[1].get_ylim()[0]))
+    axes[0].legend(fontsize=7)
+    for ax, result in zip(axes[2:], policies):
+        colors = plt.cm.viridis(np.linspace(0, 0.9, len(result["curves"])))
+        for color, (lr, curve) in zip(colors, result["curves"].items()):
+            steps = np.linspace(0, result["steps"] - 1, len(curve["lr"]))
+            ax.plot(steps, curve["lr"], color=color, label=f"base {lr}")
+        ax.set(yscale="log", xlabel="step", ylabel="LR used (mean over seeds)", title=f"{result['label']}: LR it set")
+        ax.legend(fontsize=7)
+    _save(fig, path)

@@ -72,14 +72,14 @@ def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path
         rng = np.random.default_rng(first_seed)
         peak_lrs = np.exp(rng.uniform(math.log(config.min_peak_lr), math.log(config.max_peak_lr), size=len(seeds)))
         schedule = expert_schedule(expert, config.schedule_shape)
-        controller = ScheduleController(schedule, config.control, noise_std=config.action_noise, seed=first_seed)
+        controller = ScheduleController(schedule, config.control, noise_std=config.action_noise, seed=first_seed, target_peak_lr=config.target_peak_lr)
         group = make_run_group(config.task, seeds, data)
         episodes = rollout(group, controller, total_steps, peak_lrs, config.control, config.reward, evaluate_test=False,
                            progress=progress, desc=f"{expert} T={total_steps}")
         tensors: dict[str, torch.Tensor] = {}
         for run_index, episode in enumerate(episodes):
             steps = [s for s in episode.decision_steps]
-            labels = [controller.clean_action(total_steps, s) for s in steps]
+            labels = [controller.clean_action(total_steps, s, episode.base_lr) for s in steps]
             returns = discounted_returns(np.asarray(episode.rewards), config.reward.discount)
             tensors[f"{run_index}.features"] = torch.from_numpy(episode.history.features[: episode.history.steps].copy())
             tensors[f"{run_index}.decision_steps"] = torch.tensor(steps, dtype=torch.int64)
@@ -108,6 +108,7 @@ def _merge_parts(config: CollectConfig, parts_dir: Path, target: Path) -> None:
         "control": dataclasses.asdict(config.control),
         "reward": dataclasses.asdict(config.reward),
         "action_noise": config.action_noise,
+        "target_peak_lr": config.target_peak_lr,
         "runs": runs,
     }
     save_checkpoint(target, tensors, meta, kind="demonstrations")

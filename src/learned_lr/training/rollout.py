@@ -64,20 +64,41 @@ class ScheduleController:
     ``env.control.expert_action``). ``noise_std`` > 0 perturbs the executed action (log space),
     so demonstrations also show states off the expert's path, where the expert's clean
     action, the BC label, says how to get back.
+
+    ``target_peak_lr`` > 0 makes it the *tuned-LR oracle*: its clean action runs the schedule
+    at that peak LR whatever the run's base LR (factor x target / base, within the action's
+    bounds), which is what a policy robust to a mistuned base LR should do. If it executed
+    that action, a run's past LR factors would give the correction away (a cloned policy would
+    learn to repeat its own past factor, not to read the run); so each run executes only a
+    random fraction, drawn once per run from [0, 1], of the oracle's correction.
     """
 
-    def __init__(self, schedule: ExpertSchedule, control: ControlConfig, noise_std: float = 0.0, seed: int = 0):
+    def __init__(self, schedule: ExpertSchedule, control: ControlConfig, noise_std: float = 0.0, seed: int = 0, target_peak_lr: float = 0.0):
         self.schedule = schedule
         self.control = control
         self.noise_std = noise_std
+        self.target_peak_lr = target_peak_lr
         self._rng = np.random.default_rng(seed)
+        self._mix: np.ndarray | None = None
 
-    def clean_action(self, total_steps: int, step: int) -> float:
+    def clean_action(self, total_steps: int, step: int, base_lr: float | None = None) -> float:
+        """The label: the schedule's (or, with ``target_peak_lr``, the oracle's) log factor for the block at ``step``."""
         block = LRRamp(total_steps, self.control.decision_interval, self.control.log_bounds).block_length(step)
-        return expert_action(self.schedule.factors(total_steps), step, block, self.control.log_bounds)
+        factors = self.schedule.factors(total_steps)
+        if self.target_peak_lr > 0:
+            if base_lr is None:
+                raise ValueError("the tuned-LR oracle needs the run's base LR")
+            factors = factors * (self.target_peak_lr / base_lr)
+        return expert_action(factors, step, block, self.control.log_bounds)
 
     def decide(self, histories: Sequence[RunHistory], step: int, active: np.ndarray) -> np.ndarray:
-        actions = np.array([self.clean_action(h.total_steps, step) for h in histories])
+        actions = np.array([self.clean_action(h.total_steps, step, h.base_lr) for h in histories])
+        if self.target_peak_lr > 0:
+            if self._mix is None or len(self._mix) != len(histories) or step == 0:
+                self._mix = self._rng.uniform(0.0, 1.0, size=len(histories))
+            block = LRRamp(histories[0].total_steps, self.control.decision_interval, self.control.log_bounds).block_length(step)
+            plain = np.array([expert_action(self.schedule.factors(h.total_steps), step, block, self.control.log_bounds) for h in histories])
+            actions = plain + self._mix * (actions - plain)
         if self.noise_std > 0:
             actions = actions + self._rng.normal(0.0, self.noise_std, size=len(actions))
         return actions

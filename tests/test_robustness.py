@@ -1,0 +1,95 @@
+"""Loss-driven baselines, the tuned-LR oracle, and the robustness command on a tiny setting."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from learned_lr.baselines import baseline_control, make_baseline
+from learned_lr.config import ControlConfig, RobustnessConfig, TaskConfig, ConfigError
+from learned_lr.env.observation import RunHistory
+from learned_lr.experts import expert_schedule
+from learned_lr.robustness import CHANCE_LOSS, Contender, markdown_report, run_or_load, summarize
+from learned_lr.training.rollout import ScheduleController
+
+
+def _history_with(train: list[float], val: list[float]) -> RunHistory:
+    history = RunHistory(len(train) + 1, base_lr=0.1, window=16)
+    for t, (a, b) in enumerate(zip(train, val)):
+        history.record(0.1, a, b, [1.0])
+    return history
+
+
+def test_plateau_halves_the_lr_when_the_val_loss_stalls():
+    control = baseline_control(ControlConfig())
+    assert control.decision_interval == 1
+    controller = make_baseline("plateau", control)
+    steps = 600
+    flat = [1.0] * steps  # no improvement after the first interval
+    history = _history_with(flat, flat)
+    factors = [math.exp(controller.decide([history], step, np.ones(1, bool))[0]) for step in range(steps)]
+    assert factors[0] == 1.0 and factors[99] == 1.0
+    # evaluations at 100 (best), 200, 300, 400 (3 bad > patience 2) -> halved at step 400
+    assert factors[399] == 1.0 and factors[400] == pytest.approx(0.5)
+
+
+def test_greedy_raises_the_lr_while_the_loss_keeps_falling_and_stays_in_bounds():
+    pytest.importorskip("transformers.optimization", exc_type=ImportError)
+    control = baseline_control(ControlConfig(max_lr_factor=4.0))
+    controller = make_baseline("greedy", control)
+    steps = 400
+    falling = list(np.linspace(2.0, 0.1, steps))
+    history = _history_with(falling, falling)
+    factors = np.exp([controller.decide([history], step, np.ones(1, bool))[0] for step in range(steps)])
+    assert factors[-1] > 1.5 and factors.max() <= 4.0 + 1e-9
+
+
+def test_oracle_labels_correct_a_mistuned_base_lr_and_execution_mixes():
+    control = ControlConfig(decision_interval=8)
+    schedule = expert_schedule("cosine")
+    oracle = ScheduleController(schedule, control, target_peak_lr=0.1, seed=0)
+    plain = ScheduleController(schedule, control)
+    # base 0.025: the oracle wants 4x the schedule (the bound); base 0.4: a quarter of it
+    assert oracle.clean_action(100, 1, base_lr=0.025) == pytest.approx(plain.clean_action(100, 1) + math.log(4.0))
+    assert oracle.clean_action(100, 1, base_lr=0.4) == pytest.approx(plain.clean_action(100, 1) + math.log(0.25))
+    histories = [RunHistory(100, base_lr=b, window=16) for b in (0.025, 0.4)]
+    executed = oracle.decide(histories, 0, np.ones(2, bool))
+    for h, a in zip(histories, executed):
+        lo, hi = sorted([plain.clean_action(100, 0), oracle.clean_action(100, 0, h.base_lr)])
+        assert lo - 1e-9 <= a <= hi + 1e-9
+    with pytest.raises(ValueError, match="base LR"):
+        oracle.clean_action(100, 1)
+
+
+def test_robustness_config_rejects_bad_input():
+    with pytest.raises(ConfigError, match="--core-lrs"):
+        RobustnessConfig(lrs="0.1,0.2", core_lrs="0.05")
+    with pytest.raises(ConfigError, match="--baselines"):
+        RobustnessConfig(baselines="cosine")
+    with pytest.raises(ConfigError, match="--lrs"):
+        RobustnessConfig(lrs="0.1,-1")
+
+
+def test_robustness_runs_scores_divergence_and_resumes(tmp_path, mnist, monkeypatch):
+    task = TaskConfig()
+    lrs = [0.05, 50.0]  # 50 diverges
+    cosine = run_or_load(Contender("cosine", "schedule", "cosine"), task, 40, lrs, 2, tmp_path, mnist, progress=False)
+    plateau = run_or_load(Contender("plateau", "baseline", "plateau"), task, 40, lrs, 2, tmp_path, mnist, progress=False)
+    runs = {r["base_lr"]: r for r in cosine["runs"]}
+    assert not runs[0.05]["diverged"] and runs[0.05]["test_loss"] < 1.0
+    assert runs[50.0]["diverged"] and runs[50.0]["test_loss"] == CHANCE_LOSS
+    assert len(cosine["curves"]["0.05"]["lr"]) == 40
+
+    # a rerun with the same setting loads the saved result instead of training
+    import learned_lr.robustness as robustness
+
+    monkeypatch.setattr(robustness, "run_scheduler", lambda *a, **k: pytest.fail("should have been loaded"))
+    again = run_or_load(Contender("cosine", "schedule", "cosine"), task, 40, lrs, 2, tmp_path, mnist, progress=False)
+    assert again["runs"] == json.loads(json.dumps(cosine["runs"]))
+
+    summary = summarize([cosine, plateau], core_lrs=lrs)
+    rows = {r["label"]: r for r in summary["rows"]}
+    assert rows["cosine"]["worst_core_lr"] == 50.0 and rows["cosine"]["per_lr"]["50"]["diverged"] == 2
+    report = markdown_report(summary, "tiny")
+    assert "| cosine |" in report and "(2d)" in report and "plateau: worst case" in report
