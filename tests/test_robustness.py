@@ -93,3 +93,20 @@ def test_robustness_runs_scores_divergence_and_resumes(tmp_path, mnist, monkeypa
     assert rows["cosine"]["worst_core_lr"] == 50.0 and rows["cosine"]["per_lr"]["50"]["diverged"] == 2
     report = markdown_report(summary, "tiny")
     assert "| cosine |" in report and "(2d)" in report and "plateau: worst case" in report
+
+
+def test_robust_train_pipeline_end_to_end_tiny(tmp_path):
+    from learned_lr.config import RobustTrainConfig
+    from learned_lr.pipeline import run_robust_training
+    from learned_lr.policy import load_policy
+    from learned_lr.training.bc import Demonstrations
+
+    config = RobustTrainConfig(demo_total_steps="40", demo_runs=2, bc_epochs=1, ppo_iterations=1, ppo_runs=2,
+                               ppo_total_steps="40", work=str(tmp_path))
+    paths = run_robust_training(config)
+    assert load_policy(paths["bc-oracle"]).control_config.decision_interval == 16
+    assert load_policy(paths["ppo"]).meta["trained_by"] == "ppo"
+    demos = Demonstrations.load(tmp_path / "demos")
+    for index, run in enumerate(demos.runs):  # labels: cosine at peak 0.1, whatever the base LR
+        first_label = float(demos.labels[demos.decision_run == index][0])
+        assert first_label == pytest.approx(min(math.log(0.1 / run["peak_lr"]), math.log(4.0)), abs=1e-5)

@@ -516,6 +516,38 @@ class AblationConfig:
         return DEMO_PRESETS[self.preset]
 
 
+@dataclass(frozen=True)
+class RobustTrainConfig:
+    """`learned-lr robust-train`: a policy for mistuned base LRs: tuned-LR oracle demonstrations -> BC -> PPO across base LRs."""
+
+    expert: str = arg("cosine", "the schedule the oracle runs at the tuned peak LR", choices=EXPERT_NAMES)
+    target_peak_lr: float | None = arg(None, "the oracle's peak LR; default: the task's tuned peak LR (MLP, SGD: 0.1)")
+    min_base_lr: float = arg(0.01, "base LRs of demonstrations and PPO runs are drawn log-uniformly from [min, max]")
+    max_base_lr: float = arg(0.4, "upper end of the base-LR range")
+    decision_interval: int = arg(16, "steps between decisions (K)")
+    demo_total_steps: str = arg("500,1000,2000", "comma-separated demonstration run lengths")
+    demo_runs: int = arg(16, "demonstration runs per run length")
+    action_noise: float = arg(0.2, "log-space noise on the executed demonstration actions")
+    bc_epochs: int = arg(20, "BC epochs")
+    ppo_iterations: int = arg(12, "PPO iterations (0: stop after BC)")
+    ppo_runs: int = arg(16, "trainee runs per PPO iteration")
+    ppo_total_steps: str = arg("500,1000,2000", "comma-separated PPO run lengths")
+    seed: int = arg(0, "seed of demonstrations, BC and PPO")
+    work: str = arg("runs/robust", "folder for demonstrations and policies (resumable)")
+
+    def __post_init__(self) -> None:
+        _check_choice(self.expert, EXPERT_NAMES, "expert")
+        if self.target_peak_lr is not None:
+            _require(math.isfinite(self.target_peak_lr) and self.target_peak_lr > 0, "target_peak_lr", f"must be > 0, got {self.target_peak_lr}")
+        _require(0 < self.min_base_lr <= self.max_base_lr, "min_base_lr", f"need 0 < min_base_lr <= max_base_lr, got {self.min_base_lr}, {self.max_base_lr}")
+        _require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
+        for name in ("demo_runs", "bc_epochs", "ppo_runs"):
+            _require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        _require(self.ppo_iterations >= 0, "ppo_iterations", f"must be >= 0, got {self.ppo_iterations}")
+        for name in ("demo_total_steps", "ppo_total_steps"):
+            _require(all(s > 1 for s in _parse_list(getattr(self, name), name, int)), name, "every run length must be > 1")
+
+
 ROBUSTNESS_BASELINES: tuple[str, ...] = ("plateau", "greedy")
 
 

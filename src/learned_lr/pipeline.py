@@ -160,3 +160,34 @@ def _index_markdown(config, budget, best_single, bc_table, table, timings, ppo_l
     for name, log in ppo_logs.items():
         lines += [f"PPO from BC {name}:", "", "```", log.strip(), "```", ""]
     return "\n".join(lines)
+
+
+def run_robust_training(config: cfg.RobustTrainConfig) -> dict[str, Path]:
+    """Oracle demonstrations -> BC -> PPO across base LRs, each stage resumable; the policy paths.
+
+    The oracle (``training.rollout.ScheduleController`` with ``target_peak_lr``) labels every
+    decision with what the expert would do at the tuned peak LR, whatever the run's base LR, so
+    BC learns to read a mistuned base LR off the run; PPO then trains on-policy across the same
+    range of base LRs with the proposal's reward, the action free to go up to 4x the base LR.
+    """
+    from learned_lr.training.bc import collect_demonstrations, train_bc
+    from learned_lr.training.ppo import train_ppo
+
+    work = Path(config.work)
+    task = cfg.TaskConfig()
+    target = config.target_peak_lr if config.target_peak_lr is not None else task.tuned_peak_lr
+    collect = cfg.CollectConfig(
+        task=task, control=cfg.ControlConfig(decision_interval=config.decision_interval), experts=config.expert,
+        total_steps=config.demo_total_steps, runs_per_setting=config.demo_runs, min_peak_lr=config.min_base_lr,
+        max_peak_lr=config.max_base_lr, action_noise=config.action_noise, target_peak_lr=target, seed=config.seed,
+        out=str(work / "demos"))
+    collect_demonstrations(collect)
+    paths = {"bc-oracle": work / "bc-oracle" / "policy.safetensors"}
+    if not paths["bc-oracle"].is_file():
+        train_bc(cfg.BCConfig(demos=str(work / "demos"), experts=config.expert, epochs=config.bc_epochs, seed=config.seed, out=str(work / "bc-oracle")))
+    if config.ppo_iterations > 0:
+        ppo = cfg.PPOConfig(task=task, init=str(paths["bc-oracle"]), iterations=config.ppo_iterations, runs_per_iteration=config.ppo_runs,
+                            total_steps=config.ppo_total_steps, min_peak_lr=config.min_base_lr, max_peak_lr=config.max_base_lr,
+                            seed=config.seed, out=str(work / "ppo"))
+        paths["ppo"] = train_ppo(ppo)
+    return paths
