@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed (headless machines, CI)
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from learned_lr.evaluate import RunRecord  # noqa: E402
@@ -171,7 +172,11 @@ def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, ti
             ax.axvline(lr, color="0.8", lw=0.8, zorder=0)
     axes[0].set(xscale="log", yscale="log", xlabel="base LR", ylabel="final test loss", title=title or "final test loss vs base LR")
     axes[1].set(xscale="log", xlabel="base LR", ylabel="final test accuracy (%)", title="final test accuracy vs base LR")
-    axes[1].set_ylim(bottom=max(0.0, axes[1].get_ylim()[0]))
+    axes[1].set_ylim(max(0.0, axes[1].get_ylim()[0]), min(100.0, axes[1].get_ylim()[1]))
+    all_lrs = sorted({float(lr) for row in summary["rows"] for lr in row["per_lr"]})
+    for ax in axes[:2]:
+        ax.set_xticks(all_lrs, [f"{lr:g}" for lr in all_lrs])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     axes[0].legend(fontsize=7)
     for ax, result in zip(axes[2:], policies):
         colors = plt.cm.viridis(np.linspace(0, 0.9, len(result["curves"])))
