@@ -74,3 +74,22 @@ def test_batched_runs_equal_separate_runs(mnist):
         assert abs(float(test_loss[i]) - loss) < 1e-4 and abs(float(test_acc[i]) - acc) < 1e-4
     # The run with LR 0 never moved; the others learned.
     assert test_acc[3] < 0.3 and bool((test_acc[:3] > 0.85).all())
+
+
+def test_device_choice_is_validated_and_auto_runs_here(mnist):
+    import pytest
+    import torch
+
+    from learned_lr.config import ConfigError, TaskConfig
+    from learned_lr.tasks.batched import BatchedMLPRuns
+
+    with pytest.raises(ConfigError, match="--device"):
+        TaskConfig(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="--device: cuda was asked for"):
+            BatchedMLPRuns(TaskConfig(device="cuda"), [0], mnist)
+    auto = BatchedMLPRuns(TaskConfig(device="auto", hidden=32), [0, 1], mnist)
+    cpu = BatchedMLPRuns(TaskConfig(hidden=32), [0, 1], mnist)
+    a, c = auto.step([0.1, 0.2]), cpu.step([0.1, 0.2])
+    assert a.train_loss.device.type == "cpu"
+    torch.testing.assert_close(a.train_loss, c.train_loss, rtol=1e-4, atol=1e-5)

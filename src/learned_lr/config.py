@@ -71,9 +71,12 @@ class TaskConfig:
     weight_decay: float = arg(0.0, "weight decay")
     batch_size: int = arg(128, "training batch size")
     val_batch_size: int = arg(128, "size of the rotating validation batch evaluated every step")
+    device: str = arg("cpu", "where trainees train: cpu, cuda (fails clearly without a GPU), or auto (cuda when present)",
+                      choices=("cpu", "cuda", "auto"))
 
     def __post_init__(self) -> None:
         _check_choice(self.task, TASK_NAMES, "task")
+        _check_choice(self.device, ("cpu", "cuda", "auto"), "device")
         _check_choice(self.optimizer, OPTIMIZER_NAMES, "optimizer")
         _require(self.hidden > 0, "hidden", f"must be > 0, got {self.hidden}")
         _require(self.width > 0, "width", f"must be > 0, got {self.width}")
@@ -81,6 +84,17 @@ class TaskConfig:
         _require(self.weight_decay >= 0.0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         _require(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
         _require(self.val_batch_size > 0, "val_batch_size", f"must be > 0, got {self.val_batch_size}")
+
+    @property
+    def torch_device(self) -> str:
+        """The torch device the trainees use; ``ConfigError`` if cuda is asked for and absent."""
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device", "cuda was asked for but torch sees no CUDA GPU here (use cpu or auto)")
+        return self.device
 
     @property
     def tuned_peak_lr(self) -> float:
@@ -421,6 +435,9 @@ class PPOConfig:
     max_grad_norm: float = arg(0.5, "gradient-norm clip")
     critic_warmup_iterations: int = arg(2, "first iterations update only the critic")
     seed: int = arg(0, "seed of trainee runs, settings, action sampling and minibatches")
+    backend: str = arg("local", "where rollouts run: local (this process) or ray (Ray actors; needs the ray extra)", choices=("local", "ray"))
+    ray_address: str = arg("", "ray backend: '' starts a local Ray; 'auto' or HOST:PORT joins a cluster started with `ray start --head`")
+    workers: int = arg(2, "ray backend: rollout workers (Ray actors, one CPU each); an iteration's runs are split among them")
     out: str = arg("runs/ppo", "output folder (policy.safetensors, ppo_log.csv, train_state.safetensors)")
     resume: bool = arg(True, "continue from out/train_state.safetensors if present")
 
@@ -440,6 +457,8 @@ class PPOConfig:
             _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         _require(0 <= self.gae_lambda <= 1, "gae_lambda", f"must be in [0, 1], got {self.gae_lambda}")
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _check_choice(self.backend, ("local", "ray"), "backend")
+        _require(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
 
     @property
     def total_steps_list(self) -> list[int]:

@@ -57,15 +57,23 @@ class BatchedMLPRuns:
         self.task = task
         self.seeds = list(seeds)
         self.data = data if data is not None else load_mnist()
+        self.device = torch.device(task.torch_device)
         models = [build_model(task, seed) for seed in self.seeds]
         # Stacked so that x @ w1 + b1 matches nn.Linear's x @ weight.T + bias.
-        self.w1 = torch.stack([m.fc1.weight.detach().T.contiguous() for m in models]).requires_grad_()
-        self.b1 = torch.stack([m.fc1.bias.detach()[None] for m in models]).requires_grad_()
-        self.w2 = torch.stack([m.fc2.weight.detach().T.contiguous() for m in models]).requires_grad_()
-        self.b2 = torch.stack([m.fc2.bias.detach()[None] for m in models]).requires_grad_()
+        stack = lambda tensors: torch.stack(tensors).to(self.device).requires_grad_()  # noqa: E731
+        self.w1 = stack([m.fc1.weight.detach().T.contiguous() for m in models])
+        self.b1 = stack([m.fc1.bias.detach()[None] for m in models])
+        self.w2 = stack([m.fc2.weight.detach().T.contiguous() for m in models])
+        self.b2 = stack([m.fc2.bias.detach()[None] for m in models])
         self.params = [self.w1, self.b1, self.w2, self.b2]
         self._momentum_buffers = [torch.zeros_like(p) for p in self.params]
         self.streams = [DataStream(self.data, task, seed, (-1, 784)) for seed in self.seeds]
+        # The batches are gathered on the CPU (the streams' seeded order) and moved in one copy;
+        # on the CPU .to() is a no-op. Reports come back on the CPU.
+        self._train_x = self.streams[0].train_x.to(self.device)
+        self._train_y = self.streams[0].train_y.to(self.device)
+        self._val_x = self.streams[0].val_x.to(self.device)
+        self._val_y = self.streams[0].val_y.to(self.device)
         self.steps_done = 0
 
     @property
@@ -93,21 +101,21 @@ class BatchedMLPRuns:
             raise ValueError(f"expected {self.num_runs} LRs, got {lrs.shape[0]}")
         if not bool(torch.isfinite(lrs).all()) or bool((lrs < 0).any()):
             raise ValueError(f"every LR must be finite and >= 0, got {lrs.tolist()}")
-        indices = torch.stack([stream.next_train_indices() for stream in self.streams])
-        x = self.streams[0].train_x[indices]  # (N, B, 784); all streams share the same tensors
-        y = self.streams[0].train_y[indices]
+        indices = torch.stack([stream.next_train_indices() for stream in self.streams]).to(self.device)
+        x = self._train_x[indices]  # (N, B, 784); all streams share the same tensors
+        y = self._train_y[indices]
         for p in self.params:
             p.grad = None
         losses = self._per_run_loss(x, y)
         losses.sum().backward()
         grad_norms = self._layer_grad_norms()
-        self._sgd_update(lrs)
+        self._sgd_update(lrs.to(self.device))
         val_rows = [stream.next_val_slice() for stream in self.streams]
-        val_x = torch.stack([self.streams[0].val_x[rows] for rows in val_rows])
-        val_y = torch.stack([self.streams[0].val_y[rows] for rows in val_rows])
+        val_x = torch.stack([self._val_x[rows] for rows in val_rows])
+        val_y = torch.stack([self._val_y[rows] for rows in val_rows])
         with torch.no_grad():
             val_losses = self._per_run_loss(val_x, val_y)
-        report = BatchedStepReport(self.steps_done, lrs, losses.detach(), val_losses, grad_norms)
+        report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val_losses.cpu(), grad_norms.cpu())
         self.steps_done += 1
         return report
 
@@ -131,16 +139,16 @@ class BatchedMLPRuns:
     def evaluate_test(self, batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-run (mean cross-entropy, accuracy) on the 10k test split, each (N,)."""
         images, labels = self.data.test_images, self.data.test_labels
-        loss_sum = torch.zeros(self.num_runs)
-        correct = torch.zeros(self.num_runs)
+        loss_sum = torch.zeros(self.num_runs, device=self.device)
+        correct = torch.zeros(self.num_runs, device=self.device)
         for start in range(0, len(labels), batch_size):
-            x = to_float(images[start : start + batch_size])
-            y = labels[start : start + batch_size]
+            x = to_float(images[start : start + batch_size]).to(self.device)
+            y = labels[start : start + batch_size].to(self.device)
             logits = self.logits(x.expand(self.num_runs, *x.shape))
             n, b, classes = logits.shape
             loss_sum += nn.functional.cross_entropy(logits.reshape(n * b, classes), y.repeat(n), reduction="none").view(n, b).sum(1)
             correct += (logits.argmax(2) == y).sum(1).float()
-        return loss_sum / len(labels), correct / len(labels)
+        return (loss_sum / len(labels)).cpu(), (correct / len(labels)).cpu()
 
 
 class SequentialRuns:

@@ -133,7 +133,8 @@ class TrainingRun:
         self.task = task
         self.seed = seed
         self.data = data if data is not None else load_mnist()
-        self.model = build_model(task, seed)
+        self.device = torch.device(task.torch_device)
+        self.model = build_model(task, seed).to(self.device)
         self.params, self._layer_of_param, self.layer_names = layer_groups(self.model)
         self.optimizer = make_optimizer(task, self.model.parameters(), lr=1.0)
         self._input_shape = (-1, 784) if task.task == "mnist-mlp" else (-1, 1, 28, 28)
@@ -148,7 +149,7 @@ class TrainingRun:
         """One optimizer step at learning rate ``lr``; returns what it observed."""
         if not (math.isfinite(lr) and lr >= 0):
             raise ValueError(f"lr must be a finite number >= 0, got {lr}")
-        x, y = self.stream.next_train_batch()
+        x, y = (t.to(self.device) for t in self.stream.next_train_batch())
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -157,7 +158,7 @@ class TrainingRun:
         loss.backward()
         grad_norms = self._layer_grad_norms()
         self.optimizer.step()
-        val_x, val_y = self.stream.next_val_batch()
+        val_x, val_y = (t.to(self.device) for t in self.stream.next_val_batch())
         self.model.eval()
         with torch.no_grad():
             val_loss = nn.functional.cross_entropy(self.model(val_x), val_y)
@@ -167,7 +168,7 @@ class TrainingRun:
 
     def _layer_grad_norms(self) -> torch.Tensor:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        per_param = torch.stack(torch._foreach_norm(grads)).float()
+        per_param = torch.stack(torch._foreach_norm(grads)).float().cpu()
         squared = torch.zeros(self.num_layers).index_add_(0, self._layer_of_param, per_param.square())
         return squared.sqrt()
 
@@ -185,8 +186,8 @@ class TrainingRun:
         images = self.data.test_images if split == "test" else self.data.val_images
         labels = self.data.test_labels if split == "test" else self.data.val_labels
         for start in range(0, len(labels), batch_size):
-            x = to_float(images[start : start + batch_size], self._input_shape)
-            y = labels[start : start + batch_size]
+            x = to_float(images[start : start + batch_size], self._input_shape).to(self.device)
+            y = labels[start : start + batch_size].to(self.device)
             logits = self.model(x)
             total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())

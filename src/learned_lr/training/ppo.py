@@ -36,8 +36,8 @@ from learned_lr.env.observation import window_from_features
 from learned_lr.files import write_csv
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
 from learned_lr.tasks import load_mnist
-from learned_lr.tasks.batched import make_run_group
-from learned_lr.training.rollout import Episode, PolicyController, rollout
+from learned_lr.training.backends import make_backend, rollout_job_for
+from learned_lr.training.rollout import Episode
 
 # PPO trainee seeds live in [50000, 100000): above BC demonstrations, below evaluation seeds.
 PPO_SEED_START = 50_000
@@ -194,7 +194,17 @@ def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call
     state_path = out / "train_state.safetensors"
     if config.resume and state_path.is_file():
         start, log_rows = _load_state(state_path, config, actor, critic, bc_actor, actor_opt, critic_opt)
-    data = load_mnist()
+    backend = make_backend(config.backend, config.ray_address, config.workers, data=load_mnist() if config.backend == "local" else None)
+    try:
+        return _train_iterations(config, start, log_rows, backend, actor, critic, bc_actor, actor_opt, critic_opt, state_path, out,
+                                 init_meta, progress, max_iterations_this_call)
+    finally:
+        backend.close()
+
+
+def _train_iterations(config, start, log_rows, backend, actor, critic, bc_actor, actor_opt, critic_opt, state_path, out, init_meta,
+                      progress, max_iterations_this_call) -> Path | None:
+    control = actor.control_config
     end = config.iterations if max_iterations_this_call is None else min(config.iterations, start + max_iterations_this_call)
     header = ["iteration", "total_steps", "mean_return", "mean_final_train_loss", "diverged", "spiked", "updated_actor",
               "policy_loss", "value_loss", "entropy", "kl_to_bc", "approx_kl", "clip_fraction"]
@@ -202,9 +212,9 @@ def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call
     for iteration in bar:
         total_steps, base_lrs, seeds, hidden = _iteration_setting(config, iteration)
         actor.eval(), critic.eval()
-        controller = PolicyController(actor, deterministic=False, seed=config.seed * 1_000_003 + iteration)
-        group = make_run_group(dataclasses.replace(config.task, hidden=hidden), seeds, data)
-        episodes = rollout(group, controller, total_steps, base_lrs, control, config.reward, evaluate_test=False, desc=f"rollout {iteration}")
+        job = rollout_job_for(dataclasses.replace(config.task, hidden=hidden), seeds, base_lrs, total_steps, control, config.reward,
+                              controller_seed=config.seed * 1_000_003 + iteration)
+        episodes = backend.collect(actor, job)
         batch = episodes_to_batch(episodes, actor, critic, bc_actor, control, config)
         actor.train(), critic.train()
         update_actor = iteration >= config.critic_warmup_iterations
@@ -245,7 +255,7 @@ def _save_state(path, config, iteration, log_rows, actor, critic, bc_actor, acto
 
 def _load_state(path, config, actor, critic, bc_actor, actor_opt, critic_opt) -> tuple[int, list]:
     tensors, meta = load_checkpoint(path, kind="ppo-train-state")
-    ignore = ("iterations", "resume", "out")
+    ignore = ("iterations", "resume", "out", "backend", "ray_address", "workers")  # where rollouts run does not change them
     if {k: v for k, v in meta["config"].items() if k not in ignore} != {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}:
         raise CheckpointError(f"{path} was written by a different PPO config; use another --out or --no-resume")
     load_module_weights(actor, tensors, "actor", path)

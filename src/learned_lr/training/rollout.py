@@ -105,11 +105,21 @@ class ScheduleController:
 
 
 class PolicyController:
-    """The actor, deterministic (its mean) or sampling; keeps the last raw actions it took."""
+    """The actor, deterministic (its mean) or sampling; keeps the last raw actions it took.
 
-    def __init__(self, actor: torch.nn.Module, deterministic: bool = True, seed: int = 0):
+    Sampling draws one standard-normal vector of ``batch_size`` per decision from one seeded
+    generator and gives run j the element ``indices[j]``. By default that is the whole rollout
+    (``batch_size`` = the runs given, ``indices`` = all); a rollout split over workers gives
+    each worker the full batch size and its runs' positions, so every run gets the same noise,
+    and so the same trajectory, whichever worker runs it.
+    """
+
+    def __init__(self, actor: torch.nn.Module, deterministic: bool = True, seed: int = 0,
+                 batch_size: int | None = None, indices: Sequence[int] | None = None):
         self.actor = actor
         self.deterministic = deterministic
+        self.batch_size = batch_size
+        self.indices = None if indices is None else torch.as_tensor(list(indices), dtype=torch.long)
         self._generator = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
@@ -118,7 +128,9 @@ class PolicyController:
         mean, std = self.actor(window, mask, context)
         if self.deterministic:
             return mean.double().numpy()
-        noise = torch.randn(mean.shape, generator=self._generator)
+        noise = torch.randn(self.batch_size or len(histories), generator=self._generator)
+        if self.indices is not None:
+            noise = noise[self.indices]
         return (mean + std * noise).double().numpy()
 
 
