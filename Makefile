@@ -4,16 +4,17 @@
 
 VENV := .venv
 # Two stamps: the demo needs only the core package (and pytest); the tests also need the `hf`
-# extra (transformers, a large download) for the Hugging Face Trainer test.
+# extra (transformers, a large download) for the Hugging Face Trainer test and the GreedyLR
+# baseline, and the `ray` extra for the Ray rollout-backend tests.
 CORE := $(VENV)/.setup-core
-FULL := $(VENV)/.setup-hf
+FULL := $(VENV)/.setup-full
 
 $(CORE): pyproject.toml scripts/setup.sh
 	EXTRAS=dev bash scripts/setup.sh
 	touch $(CORE)
 
 $(FULL): $(CORE)
-	EXTRAS=dev,hf bash scripts/setup.sh
+	EXTRAS=dev,hf,ray bash scripts/setup.sh
 	touch $(FULL)
 
 setup: $(FULL)
@@ -24,11 +25,13 @@ demo: $(CORE)
 test: $(FULL)
 	$(VENV)/bin/python -m pytest -q
 
-bench: $(CORE)
+bench: $(FULL)
 	$(VENV)/bin/python benchmarks/batched_vs_sequential.py
 	$(VENV)/bin/python benchmarks/policy_latency.py
 	$(VENV)/bin/python benchmarks/scheduler_overhead.py
 	$(VENV)/bin/python benchmarks/decision_interval.py
+	$(VENV)/bin/python benchmarks/ray_rollouts.py
+	$(VENV)/bin/python benchmarks/gpu_trainees.py
 
 clean:
 	rm -rf $(VENV) results runs .pytest_cache

@@ -3,8 +3,9 @@
 For the MLP and ResNet-18 (width 16 on a CPU; pass --resnet-width 64 on a GPU machine), times
 one trainee step (train batch + rotating validation batch) and one actor decision (building
 the observation from the run's history, then the forward pass at batch 1), alternating them in
-this one process. Prints the ratio per decision and per step at the default decision interval,
-for patched tokens (the default) and for one token per step (patch 1).
+this one process. Prints the ratio per decision and per step at decision interval K (16, the
+bundled policy's), for patched tokens (the default) run eagerly and traced (as ``LearnedLR``
+runs it, ``policy.single_decision_fn``), and for one token per step (patch 1).
 
     .venv/bin/python benchmarks/policy_latency.py
 """
@@ -19,7 +20,7 @@ import torch
 
 from learned_lr.config import ControlConfig, PolicyConfig, TaskConfig
 from learned_lr.env.observation import RunHistory
-from learned_lr.policy import Actor
+from learned_lr.policy import Actor, single_decision_fn
 from learned_lr.tasks import TrainingRun
 
 
@@ -36,12 +37,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resnet-width", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--decision-interval", type=int, default=16)
     args = parser.parse_args()
-    control = ControlConfig()
+    control = ControlConfig(decision_interval=args.decision_interval)
     k = control.decision_interval
     tasks = {"mnist-mlp": TaskConfig(), f"mnist-resnet18 (width {args.resnet_width})": TaskConfig(task="mnist-resnet18", width=args.resnet_width)}
     print(f"threads={torch.get_num_threads()} window={control.window} decision interval K={k}")
-    print(f"{'task':28s} {'patch':>5s} {'step ms':>9s} {'decision ms':>12s} {'decision/step':>14s} {'overhead/step at K':>19s}")
+    print(f"{'task':28s} {'patch':>12s} {'step ms':>9s} {'decision ms':>12s} {'decision/step':>14s} {'overhead/step at K':>19s}")
     for label, task in tasks.items():
         run = TrainingRun(task, seed=0)
         history = RunHistory(total_steps=10_000, base_lr=0.1, window=control.window)
@@ -49,14 +51,15 @@ def main() -> None:
             report = run.step(0.05)
             history.record(report.lr, report.train_loss, report.val_loss, report.layer_grad_norms.numpy())
         repeats = args.repeats if task.task == "mnist-mlp" else max(3, args.repeats // 10)
-        for patch in (16, 1):
+        for patch, traced in ((16, False), (16, True), (1, False)):
             torch.manual_seed(0)
             actor = Actor(PolicyConfig(patch=patch), control).eval()
+            forward = single_decision_fn(actor) if traced else (lambda w, m, c: actor(w, m, c)[0])
 
             def decide():
                 window, mask, context = (torch.from_numpy(a)[None] for a in history.observation())
                 with torch.no_grad():
-                    actor(window, mask, context)
+                    forward(window, mask, context)
 
             decide()
             step_time, decision_time = [], []
@@ -64,7 +67,8 @@ def main() -> None:
                 step_time.append(_time(lambda: run.step(0.05), 1))
                 decision_time.append(_time(decide, 1))
             s, d = statistics.median(step_time), statistics.median(decision_time)
-            print(f"{label:28s} {patch:>5d} {1e3 * s:9.2f} {1e3 * d:12.2f} {d / s:14.3f} {d / (k * s):18.1%}")
+            name = f"{patch}{' traced' if traced else ''}"
+            print(f"{label:28s} {name:>12s} {1e3 * s:9.2f} {1e3 * d:12.2f} {d / s:14.3f} {d / (k * s):18.1%}")
 
 
 if __name__ == "__main__":
