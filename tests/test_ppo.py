@@ -110,3 +110,17 @@ def test_iteration_settings_draw_widths_lengths_and_lrs_reproducibly():
     assert all(50_000 <= seed < 100_000 for s in settings for seed in s[2])  # never BC's or evaluation's seeds
     again = _iteration_setting(config, 7)
     assert again[0] == settings[7][0] and again[3] == settings[7][3] and np.array_equal(again[1], settings[7][1])
+
+
+def test_policy_rollout_continues_after_one_run_diverges(small_policy_path, mnist):
+    from learned_lr.config import RewardConfig, TaskConfig
+    from learned_lr.policy import load_policy
+    from learned_lr.tasks.batched import make_run_group
+    from learned_lr.training.rollout import PolicyController, rollout
+
+    policy = load_policy(small_policy_path)
+    group = make_run_group(TaskConfig(hidden=32), [1, 2], mnist)
+    episodes = rollout(group, PolicyController(policy.actor, deterministic=False, seed=0), 40, [0.05, 200.0],
+                       policy.control_config, RewardConfig(), evaluate_test=False)
+    assert episodes[1].diverged and episodes[1].history.steps < 40
+    assert not episodes[0].diverged and episodes[0].history.steps == 40

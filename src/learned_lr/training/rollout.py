@@ -124,7 +124,10 @@ class PolicyController:
 
     @torch.no_grad()
     def decide(self, histories: Sequence[RunHistory], step: int, active: np.ndarray) -> np.ndarray:
-        window, mask, context = (torch.from_numpy(a) for a in stack_observations([h.observation(step) for h in histories]))
+        # A run that diverged has stopped before ``step``; its action is ignored, but it keeps its
+        # place in the batch (and so in the noise draws): it observes its last recorded step.
+        observations = [h.observation(min(step, h.steps)) for h in histories]
+        window, mask, context = (torch.from_numpy(a) for a in stack_observations(observations))
         mean, std = self.actor(window, mask, context)
         if self.deterministic:
             return mean.double().numpy()
