@@ -62,3 +62,22 @@ def test_evaluate_command_compares_a_policy_with_experts(tmp_path, mnist):
     assert all(r["test_loss"]["n"] == 2 and r["test_loss"]["ci"] > 0 for r in rows)
     assert (out / "evaluation.png").stat().st_size > 10_000
     assert main(["evaluate", "--policies", f"missing={tmp_path / 'nope.safetensors'}", "--out", str(out)]) == 1
+
+
+def test_robustness_command_writes_table_and_figure(tmp_path, mnist, capsys):
+    from conftest import save_small_policy
+
+    path = save_small_policy(tmp_path / "policy.safetensors")
+    out = tmp_path / "rob"
+    argv = ["robustness", "--hidden", "32", "--steps", "40", "--lrs", "0.05,0.2", "--core-lrs", "0.05,0.2", "--seeds", "2",
+            "--schedules", "cosine", "--baselines", "plateau", "--policies", f"tiny={path}", "--work", str(tmp_path / "work"), "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads((out / "robustness.json").read_text())
+    assert [r["label"] for r in summary["rows"]] == ["cosine", "plateau", "tiny"]
+    assert all(r["per_lr"]["0.2"]["test_loss"]["n"] == 2 for r in summary["rows"])
+    assert "tiny: worst case" in (out / "robustness.md").read_text()
+    assert (out / "robustness.png").stat().st_size > 10_000
+    capsys.readouterr()
+    missing = ["--policies", f"x={tmp_path / 'missing.safetensors'}", "--work", str(tmp_path / "w2"), "--out", str(out)]
+    assert main(argv[:-6] + missing) == 1  # fails before any training, naming the file
+    assert "missing.safetensors" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from learned_lr.config import ControlConfig
+from learned_lr.config import ControlConfig, MissingExtraError
 from learned_lr.env.observation import RunHistory
 
 BASELINE_NAMES = ("plateau", "greedy")
@@ -58,7 +58,7 @@ def _make_greedy(control: ControlConfig) -> tuple[torch.optim.Optimizer, object]
     try:
         from transformers.optimization import GreedyLR
     except ImportError as exc:  # transformers missing, or a version without GreedyLR
-        raise ImportError("the 'greedy' baseline needs transformers with GreedyLR (>= 5.x): pip install 'learned-lr[hf]'") from exc
+        raise MissingExtraError("the 'greedy' baseline needs transformers with GreedyLR (>= 5.x): pip install 'learned-lr[hf]'") from exc
     optimizer = _factor_optimizer()
     scheduler = GreedyLR(optimizer, mode="min", smooth=True, window_size=50, min_lr=control.min_lr_factor, max_lr=control.max_lr_factor)
     return optimizer, scheduler

@@ -22,6 +22,10 @@ SCHEDULE_NAMES: tuple[str, ...] = ScheduleName.__args__  # type: ignore[attr-def
 EXPERT_NAMES: tuple[str, ...] = ("linear-warmup", "cosine", "polynomial")
 
 
+class MissingExtraError(ImportError):
+    """An optional dependency (a pip extra) is needed for what was asked; the message says which."""
+
+
 class ConfigError(ValueError):
     """A config value is invalid. ``field`` names the offending field (its CLI flag)."""
 

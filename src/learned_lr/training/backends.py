@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from learned_lr.config import ControlConfig, PolicyConfig, RewardConfig, TaskConfig
+from learned_lr.config import ControlConfig, MissingExtraError, PolicyConfig, RewardConfig, TaskConfig
 from learned_lr.tasks import MnistSplits, load_mnist
 from learned_lr.tasks.batched import make_run_group
 from learned_lr.training.rollout import Episode, PolicyController, rollout
@@ -98,7 +98,7 @@ class RayBackend:
         try:
             import ray
         except ImportError as exc:
-            raise ImportError("the ray backend needs Ray: pip install 'learned-lr[ray]'") from exc
+            raise MissingExtraError("the ray backend needs Ray: pip install 'learned-lr[ray]'") from exc
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._ray = ray
