@@ -256,6 +256,16 @@ class PolicyConfig:
         _require(0 < self.min_std <= self.init_std, "min_std", f"need 0 < min_std <= init_std, got {self.min_std}, {self.init_std}")
 
 
+def _labeled_paths(text: str, field_name: str) -> list[tuple[str, str]]:
+    """'LABEL=PATH,LABEL=PATH' -> [(label, path), ...]; an empty text gives an empty list."""
+    pairs = []
+    for item in [p for p in text.split(",") if p.strip()]:
+        _require("=" in item and all(part.strip() for part in item.split("=", 1)), field_name, f"expected LABEL=PATH, got {item!r}")
+        label, path = (part.strip() for part in item.split("=", 1))
+        pairs.append((label, path))
+    return pairs
+
+
 def _parse_list(text: str, field_name: str, cast, allowed: tuple[str, ...] | None = None) -> list:
     items = [item.strip() for item in text.split(",") if item.strip()]
     _require(len(items) > 0, field_name, "give at least one value")
@@ -601,8 +611,7 @@ class RobustnessConfig:
             _parse_list(self.schedules, "schedules", str, SCHEDULE_NAMES)
         if self.baselines.strip():
             _parse_list(self.baselines, "baselines", str, ROBUSTNESS_BASELINES)
-        for item in [p for p in self.policies.split(",") if p.strip()]:
-            _require("=" in item and all(part.strip() for part in item.split("=", 1)), "policies", f"expected LABEL=PATH, got {item!r}")
+        _labeled_paths(self.policies, "policies")
 
     @property
     def lr_list(self) -> list[float]:
@@ -622,7 +631,7 @@ class RobustnessConfig:
 
     @property
     def policy_list(self) -> list[tuple[str, str]]:
-        return [tuple(part.strip() for part in item.split("=", 1)) for item in self.policies.split(",") if item.strip()]  # type: ignore[misc]
+        return _labeled_paths(self.policies, "policies")
 
 
 @dataclass(frozen=True)
@@ -645,12 +654,11 @@ class EvaluateConfig:
             _require(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be a finite number > 0, got {self.lr}")
         if self.schedules.strip():
             _parse_list(self.schedules, "schedules", str, SCHEDULE_NAMES)
-        for item in [p for p in self.policies.split(",") if p.strip()]:
-            _require("=" in item and all(part.strip() for part in item.split("=", 1)), "policies", f"expected LABEL=PATH, got {item!r}")
+        _labeled_paths(self.policies, "policies")
 
     @property
     def policy_list(self) -> list[tuple[str, str]]:
-        return [tuple(part.strip() for part in item.split("=", 1)) for item in self.policies.split(",") if item.strip()]  # type: ignore[misc]
+        return _labeled_paths(self.policies, "policies")
 
     @property
     def schedule_list(self) -> list[str]:
