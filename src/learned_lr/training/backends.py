@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -144,9 +143,6 @@ class RayBackend:
                 in_flight[retry] = (index, slot)
         return [episode for index in range(len(shares)) for episode in results[index]]
 
-    def worker_pids(self) -> list[int]:
-        return self._ray.get([w.pid.remote() for w in self.workers])
-
     def close(self) -> None:
         for worker in self.workers:
             self._ray.kill(worker)
@@ -164,9 +160,6 @@ class _RolloutWorker:
 
     def run(self, job: RolloutJob, actor_weights: dict[str, torch.Tensor], policy_config: PolicyConfig) -> list[Episode]:
         return run_job(job, actor_weights, policy_config, self.data)
-
-    def pid(self) -> int:
-        return os.getpid()
 
 
 def make_backend(kind: str, address: str = "", workers: int = 2, data: MnistSplits | None = None) -> LocalBackend | RayBackend:
