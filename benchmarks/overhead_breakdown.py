@@ -21,6 +21,7 @@ from learned_lr.config import TaskConfig
 from learned_lr.scheduler import LearnedLR
 from learned_lr.tasks import build_model, load_mnist
 from learned_lr.tasks.data import to_float
+from scheduler_overhead import timed_steps  # the same loop, so the ratios compare
 
 VARIANTS = ("cosine", "learned", "learned, constant decision", "learned, constant decision, no grad norms")
 
@@ -48,18 +49,7 @@ def main() -> None:
         loops[name] = (model, optimizer, scheduler, torch.Generator().manual_seed(0))
 
     def run(name: str, n: int) -> float:
-        model, optimizer, scheduler, generator = loops[name]
-        start = time.perf_counter()
-        for _ in range(n):
-            idx = torch.randint(len(y), (128,), generator=generator)
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if name != "cosine":
-                scheduler.observe(train_loss=loss.item())
-            scheduler.step()
-        return time.perf_counter() - start
+        return timed_steps(*loops[name], x, y, n, observe=name != "cosine")
 
     for name in VARIANTS:
         run(name, args.steps)  # warm-up round

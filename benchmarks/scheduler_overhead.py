@@ -21,6 +21,21 @@ from learned_lr.tasks import build_model, load_mnist
 from learned_lr.tasks.data import to_float
 
 
+def timed_steps(model, optimizer, scheduler, generator, x: torch.Tensor, y: torch.Tensor, n: int, observe: bool) -> float:
+    """Seconds for ``n`` steps of the benchmark loop (batch 128); ``observe`` passes the loss to LearnedLR."""
+    start = time.perf_counter()
+    for _ in range(n):
+        idx = torch.randint(len(y), (128,), generator=generator)
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if observe:
+            scheduler.observe(train_loss=loss.item())
+        scheduler.step()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mlp-steps", type=int, default=200, help="steps per round on the MLP")
@@ -43,18 +58,7 @@ def main() -> None:
             loops[name] = (model, optimizer, scheduler, torch.Generator().manual_seed(0))
 
         def run(name: str, n: int) -> float:
-            model, optimizer, scheduler, generator = loops[name]
-            start = time.perf_counter()
-            for _ in range(n):
-                idx = torch.randint(len(y), (128,), generator=generator)
-                loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                if name == "learned":
-                    scheduler.observe(train_loss=loss.item())
-                scheduler.step()
-            return time.perf_counter() - start
+            return timed_steps(*loops[name], x, y, n, observe=name == "learned")
 
         run("cosine", steps), run("learned", steps)  # warm-up round
         times = {"cosine": [], "learned": []}
