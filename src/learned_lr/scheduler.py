@@ -61,15 +61,20 @@ def _layer_index_from_order(params: list[torch.Tensor]) -> list[int]:
 
 
 def _squared_norm_cpu(grad: torch.Tensor | None) -> float:
-    """Squared L2 norm of a CPU gradient. This runs every training step: for contiguous float32
-    tensors numpy's BLAS dot on a zero-copy view is ~2-3x faster than torch's norm kernels
-    (dispatch and threading cost more than the arithmetic at these sizes); others use torch."""
+    """Squared L2 norm of a CPU gradient. This runs every training step, so the kernel matters:
+    ``torch.dot`` of the flat gradient with itself runs on the calling thread for these sizes,
+    while numpy's BLAS dot and ``torch._foreach_norm`` wake helper threads that then compete
+    with the training step on a small CPU (``benchmarks/overhead_breakdown.py``: the norms cost
+    ~3 points of the MLP step this way, ~9 with the BLAS dot)."""
     if grad is None:
         return 0.0
-    if grad.dtype == torch.float32 and grad.is_contiguous() and not grad.is_sparse:
-        flat = grad.detach().numpy().reshape(-1)
-        return float(np.dot(flat, flat))
-    return float(torch.linalg.vector_norm(grad.detach().double()) ** 2)
+    flat = grad.detach()
+    if flat.is_sparse:
+        flat = flat.coalesce().values()
+    flat = flat.reshape(-1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.double()
+    return float(torch.dot(flat, flat))
 
 
 class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
@@ -102,6 +107,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._last_train_loss = math.nan
         self._params, self._layer_of = self._layers(optimizer, model)
         self._num_layers = int(self._layer_of.max()) + 1 if len(self._layer_of) else 0
+        self._layer_list = self._layer_of.tolist()
         self._one_device = len({p.device for p in self._params}) <= 1
         self._all_on_cpu = all(p.device.type == "cpu" for p in self._params)
         super().__init__(optimizer, last_epoch)
@@ -152,13 +158,17 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._history.record(self._factor, train, val, self._grad_norms())
         self._train_loss = self._val_loss = None
 
-    @torch.no_grad()
     def _grad_norms(self) -> np.ndarray:
         if not self._params:
             return np.zeros(0)
         if self._all_on_cpu:
-            squares = np.array([_squared_norm_cpu(p.grad) for p in self._params])
-        else:
+            # A plain Python sum per layer: a handful of floats, where numpy's per-call cost would
+            # exceed the arithmetic (this runs every step).
+            squares = [0.0] * self._num_layers
+            for layer, p in zip(self._layer_list, self._params):
+                squares[layer] += _squared_norm_cpu(p.grad)
+            return np.sqrt(squares)
+        with torch.no_grad():
             grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device) for p in self._params]
             norms = torch._foreach_norm(grads)
             if self._one_device:  # one transfer, one sync
