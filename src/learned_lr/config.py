@@ -667,3 +667,85 @@ class EvaluateConfig:
     @property
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else self.task.tuned_peak_lr
+
+
+LLM_SCHEDULERS: tuple[str, ...] = ("learned", "linear", "cosine", "constant", "constant_with_warmup", "greedy")
+
+
+@dataclass(frozen=True)
+class LoRASettings:
+    """What every LoRA fine-tuning run shares, whichever scheduler, batch size and seed it has."""
+
+    policy: str = arg("bundled", "policy checkpoint for the learned scheduler; 'bundled' is LearnedLR's default policy")
+    lr: float = arg(2e-4, "base (peak) LR of AdamW (2e-4: the QLoRA paper's choice for small models)")
+    steps: int = arg(80, "optimizer steps per run")
+    warmup_ratio: float = arg(0.1, "warm-up fraction for linear, cosine and constant_with_warmup")
+    lora_rank: int = arg(8, "LoRA rank (adapters on q_proj and v_proj, alpha = 2 x rank)")
+    max_tokens: int = arg(64, "tokens per example at most")
+    eval_examples: int = arg(64, "held-out examples for each of the two evaluation losses")
+    max_grad_norm: float = arg(1.0, "gradient clipping, as Hugging Face Trainer's default; 0 turns it off")
+    qlora: bool = arg(False, "QLoRA: the frozen base in 4-bit (needs a CUDA GPU and bitsandbytes)")
+    device: str = arg("cpu", "cpu, cuda or auto", choices=("cpu", "cuda", "auto"))
+    cache_dir: str = arg("", "float32 model cache; empty: $LEARNED_LR_CACHE or ~/.cache/learned-lr")
+
+    def __post_init__(self) -> None:
+        _require(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be a finite number > 0, got {self.lr}")
+        _require(self.steps >= 2, "steps", f"must be >= 2, got {self.steps}")
+        _require(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        _require(self.lora_rank >= 1, "lora_rank", f"must be >= 1, got {self.lora_rank}")
+        _require(self.max_tokens >= 8, "max_tokens", f"must be >= 8, got {self.max_tokens}")
+        _require(self.eval_examples >= 1, "eval_examples", f"must be >= 1, got {self.eval_examples}")
+        _require(math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0, "max_grad_norm", f"must be >= 0, got {self.max_grad_norm}")
+        _check_choice(self.device, ("cpu", "cuda", "auto"), "device")
+
+    @property
+    def torch_device(self) -> str:
+        """The device to train on; ``ConfigError`` if cuda is asked for and absent."""
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device", "cuda was asked for but torch sees no CUDA GPU here (use cpu or auto)")
+        return self.device
+
+
+@dataclass(frozen=True)
+class FinetuneLLMConfig:
+    """`learned-lr finetune-llm`: LoRA-fine-tune SmolLM2-135M-Instruct offline under one LR scheduler."""
+
+    settings: LoRASettings = field(default_factory=LoRASettings)
+    scheduler: str = arg("learned", "LR scheduler: learned (LearnedLR) or one of Hugging Face's", choices=LLM_SCHEDULERS)
+    batch_size: int = arg(4, "examples per step")
+    seed: int = arg(0, "seed of the LoRA initialization and the data order")
+    out: str = arg("runs/llm/run", "output folder: result.json and the LoRA adapter")
+
+    def __post_init__(self) -> None:
+        _check_choice(self.scheduler, LLM_SCHEDULERS, "scheduler")
+        _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class CompareLLMConfig:
+    """`learned-lr compare-llm`: every scheduler x batch size x seed of the LoRA fine-tuning; table and figure."""
+
+    settings: LoRASettings = field(default_factory=LoRASettings)
+    schedulers: str = arg(",".join(LLM_SCHEDULERS), "comma-separated schedulers to compare")
+    batch_sizes: str = arg("1,4", "comma-separated batch sizes")
+    seeds: int = arg(3, "seeds per scheduler and batch size")
+    work: str = arg("runs/llm-compare", "folder for the runs (a rerun skips finished ones)")
+    out: str = arg("results/llm", "output folder for llm.md/json and llm.png")
+
+    def __post_init__(self) -> None:
+        _parse_list(self.schedulers, "schedulers", str, LLM_SCHEDULERS)
+        sizes = _parse_list(self.batch_sizes, "batch_sizes", int)
+        _require(all(s >= 1 for s in sizes), "batch_sizes", f"must all be >= 1, got {self.batch_sizes}")
+        _require(self.seeds >= 1, "seeds", f"must be >= 1, got {self.seeds}")
+
+    @property
+    def scheduler_list(self) -> list[str]:
+        return _parse_list(self.schedulers, "schedulers", str, LLM_SCHEDULERS)
+
+    @property
+    def batch_size_list(self) -> list[int]:
+        return _parse_list(self.batch_sizes, "batch_sizes", int)

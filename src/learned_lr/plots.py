@@ -186,3 +186,31 @@ def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, ti
         ax.set(yscale="log", xlabel="step", ylabel="LR used (mean over seeds)", title=f"{result['label']}: LR it set")
         ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def plot_llm_comparison(results: Sequence[dict], path: str | Path, title: str = "") -> None:
+    """Per batch size (rows): the LR each scheduler set and its training loss (smoothed over 10
+    steps), both averaged over seeds; plus held-out loss after vs forgetting, one point per run."""
+    sizes = sorted({r["batch_size"] for r in results})
+    names = list(dict.fromkeys(r["scheduler"] for r in results))
+    colors = dict(zip(names, plt.cm.tab10(np.arange(len(names)))))
+    fig, axes = plt.subplots(len(sizes), 3, figsize=(16, 4.0 * len(sizes)), squeeze=False)
+    for row, size in zip(axes, sizes):
+        for name in names:
+            runs = [r for r in results if r["batch_size"] == size and r["scheduler"] == name and not r["diverged"]]
+            if not runs:
+                continue
+            lrs = np.mean([r["lrs"] for r in runs], axis=0)
+            losses = np.mean([smooth(r["train_losses"], 10) for r in runs], axis=0)
+            row[0].plot(lrs, color=colors[name], label=name, lw=2.2 if name == "learned" else 1.2)
+            row[1].plot(losses, color=colors[name], label=name, lw=2.2 if name == "learned" else 1.2)
+            row[2].scatter([r["forgetting"] for r in runs], [r["held_out_after"] for r in runs], color=colors[name], label=name,
+                           marker="*" if name == "learned" else "o", s=80 if name == "learned" else 30)
+        row[0].set(xlabel="step", ylabel="LR (mean over seeds)", title=f"batch size {size}: LR")
+        row[1].set(xlabel="step", ylabel="train loss (10-step mean, mean over seeds)", title=f"batch size {size}: training loss")
+        row[2].set(xlabel="forgetting (fortunes loss after - before)", ylabel="held-out loss after",
+                   title=f"batch size {size}: each run (lower-left is better)")
+        row[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

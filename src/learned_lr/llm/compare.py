@@ -1,0 +1,107 @@
+"""The LoRA comparison: every scheduler x batch size x seed, a table with 95% CIs and a figure.
+
+Runs are ordered batch size, then seed, then scheduler, so an interrupted comparison already
+holds whole seeds; each finished run leaves ``work/bs{B}/seed{S}/{scheduler}/result.json`` and a
+rerun skips it. The pretrained model's losses (the "before") are computed once and kept in
+``work/base.json``.
+
+Example:
+    >>> results = run_comparison(CompareLLMConfig(seeds=1, batch_sizes="4"))   # doctest: +SKIP
+    >>> print(markdown_report(summarize(results, CompareLLMConfig())))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from learned_lr.config import CompareLLMConfig, FinetuneLLMConfig
+from learned_lr.evaluate import mean_ci
+from learned_lr.files import write_json
+from learned_lr.llm.finetune import base_losses, finetune, load_result
+
+METRICS = (("held_out_after", "held-out loss after"), ("forgetting", "forgetting (fortunes loss after - before)"),
+           ("smoothness", "train-loss increments (sum)"))
+
+
+def _base(config: CompareLLMConfig, work: Path, progress: bool) -> dict[str, float]:
+    path = work / "base.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("settings") == dataclasses.asdict(config.settings):
+            return saved["losses"]
+    losses = base_losses(config.settings, progress=progress)
+    write_json(path, {"settings": dataclasses.asdict(config.settings), "losses": losses})
+    return losses
+
+
+def run_comparison(config: CompareLLMConfig, progress: bool = True) -> list[dict]:
+    """Run (or load) every run of the grid; return their results."""
+    work = Path(config.work)
+    before = None
+    results = []
+    grid = [(b, s, name) for b in config.batch_size_list for s in range(config.seeds) for name in config.scheduler_list]
+    for batch_size, seed, name in tqdm(grid, desc="LoRA comparison", disable=not progress):
+        folder = work / f"bs{batch_size}" / f"seed{seed}" / name
+        result = load_result(folder)
+        if result is not None and result.get("settings") != dataclasses.asdict(config.settings):
+            result = None  # finished under other settings: run it again
+        if result is None:
+            before = before or _base(config, work, progress)
+            run = FinetuneLLMConfig(settings=config.settings, scheduler=name, batch_size=batch_size, seed=seed, out=str(folder))
+            result = finetune(run, progress=progress, before=before)
+        results.append(result)
+    return results
+
+
+def summarize(results: list[dict], config: CompareLLMConfig) -> dict:
+    """Per (batch size, scheduler): each metric's mean and 95% CI over seeds, and the diverged count."""
+    rows = []
+    for batch_size in config.batch_size_list:
+        for name in config.scheduler_list:
+            runs = [r for r in results if r["batch_size"] == batch_size and r["scheduler"] == name]
+            row = {"batch_size": batch_size, "scheduler": name, "runs": len(runs), "diverged": sum(r["diverged"] for r in runs)}
+            for key, _ in METRICS:
+                row[key] = mean_ci([r[key] for r in runs])
+            rows.append(row)
+    before = results[0] if results else {}
+    return {"settings": dataclasses.asdict(config.settings), "seeds": config.seeds, "rows": rows,
+            "held_out_before": before.get("held_out_before"), "forget_before": before.get("forget_before")}
+
+
+def _fmt(stat: dict, digits: int = 4) -> str:
+    if stat["n"] == 0:
+        return "n/a"
+    if stat["n"] == 1 or stat["ci"] != stat["ci"]:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['ci']:.{digits}f}"
+
+
+def markdown_report(summary: dict) -> str:
+    """Tables per batch size; the best mean per column is in bold; the learned scheduler's gap is stated."""
+    s = summary["settings"]
+    lines = [f"SmolLM2-135M-Instruct, LoRA r={s['lora_rank']} on q/v, AdamW base LR {s['lr']:g}, {s['steps']} steps, "
+             f"{s['max_tokens']} tokens at most, {summary['seeds']} seeds (mean ± 95% CI). "
+             f"Before fine-tuning: held-out loss {summary['held_out_before']:.4f}, fortunes loss {summary['forget_before']:.4f}.", ""]
+    for batch_size in sorted({r["batch_size"] for r in summary["rows"]}):
+        rows = [r for r in summary["rows"] if r["batch_size"] == batch_size]
+        lines += [f"### Batch size {batch_size}", "",
+                  "| scheduler | " + " | ".join(label for _, label in METRICS) + " | diverged |",
+                  "|---" * (len(METRICS) + 2) + "|"]
+        best = {key: min((r[key]["mean"] for r in rows if r[key]["n"]), default=None) for key, _ in METRICS}
+        for r in rows:
+            cells = []
+            for key, _ in METRICS:
+                text = _fmt(r[key])
+                cells.append(f"**{text}**" if r[key]["n"] and r[key]["mean"] == best[key] else text)
+            lines.append(f"| {r['scheduler']} | " + " | ".join(cells) + f" | {r['diverged']}/{r['runs']} |")
+        learned = next((r for r in rows if r["scheduler"] == "learned" and r["held_out_after"]["n"]), None)
+        if learned and best["held_out_after"] is not None:
+            gap = learned["held_out_after"]["mean"] - best["held_out_after"]
+            winner = min((r for r in rows if r["held_out_after"]["n"]), key=lambda r: r["held_out_after"]["mean"])["scheduler"]
+            lines += ["", f"Learned vs the best ({winner}) on held-out loss: {gap:+.4f}."]
+        lines.append("")
+    return "\n".join(lines)
