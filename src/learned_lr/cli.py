@@ -331,6 +331,8 @@ def cmd_compare_llm(config: cfg.CompareLLMConfig) -> int:
         require_qlora()
     if "learned" in config.scheduler_list:
         _check_learned_policy(config.settings)
+    for _, path in config.policy_list:
+        _check_learned_policy(dataclasses.replace(config.settings, policy=path))
     float32_copy(config.settings.cache_dir or None)  # a missing model package fails now, with the install hint
     results = run_comparison(config)
     summary = summarize(results, config)
@@ -341,6 +343,18 @@ def cmd_compare_llm(config: cfg.CompareLLMConfig) -> int:
     write_text(out / "llm.md", f"# LoRA fine-tuning under each LR scheduler\n\n![llm](llm.png)\n\n{report}")
     print(report)
     print(f"wrote {out}/llm.md, llm.json, llm.png")
+    return 0
+
+
+def cmd_adapt_llm(config: cfg.AdaptLLMConfig) -> int:
+    from learned_lr.llm.adapt import adapt_policy
+    from learned_lr.llm.model import float32_copy
+
+    _check_learned_policy(config.settings)
+    float32_copy(config.settings.cache_dir or None)
+    path = adapt_policy(config)
+    print(f"wrote {path} (log: {Path(config.out) / 'adapt_log.csv'}); compare it with:")
+    print(f'  learned-lr compare-llm --policies "learned (adapted)={path}"')
     return 0
 
 
@@ -359,6 +373,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "ablations": (cfg.AblationConfig, cmd_ablations, "the proposal's claims as PPO ablations at one budget: table and verdicts"),
     "finetune-llm": (cfg.FinetuneLLMConfig, cmd_finetune_llm, "LoRA-fine-tune SmolLM2-135M offline under one LR scheduler; forgetting measured"),
     "compare-llm": (cfg.CompareLLMConfig, cmd_compare_llm, "LoRA fine-tuning: every scheduler x batch size x seed; table and figure"),
+    "adapt-llm": (cfg.AdaptLLMConfig, cmd_adapt_llm, "adapt a policy to LoRA fine-tuning: behavioral cloning on LoRA runs under a teacher schedule"),
     "bundle": (cfg.BundleConfig, cmd_bundle, "ship a trained policy in the package as LearnedLR's default"),
     "demo": (cfg.DemoConfig, cmd_demo, "the whole pipeline at a small budget: demonstrations, BC, PPO, evaluation, figures"),
 }

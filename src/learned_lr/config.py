@@ -733,11 +733,14 @@ class CompareLLMConfig:
     schedulers: str = arg(",".join(LLM_SCHEDULERS), "comma-separated schedulers to compare")
     batch_sizes: str = arg("1,4", "comma-separated batch sizes")
     seeds: int = arg(3, "seeds per scheduler and batch size")
+    policies: str = arg("", "more learned schedulers to compare: comma-separated LABEL=PATH policy checkpoints")
     work: str = arg("runs/llm-compare", "folder for the runs (a rerun skips finished ones)")
     out: str = arg("results/llm", "output folder for llm.md/json and llm.png")
 
     def __post_init__(self) -> None:
         _parse_list(self.schedulers, "schedulers", str, LLM_SCHEDULERS)
+        labels = [label for label, _ in self.policy_list]
+        _require(not set(labels) & set(LLM_SCHEDULERS), "policies", f"a policy label cannot be a scheduler name, got {self.policies}")
         sizes = _parse_list(self.batch_sizes, "batch_sizes", int)
         _require(all(s >= 1 for s in sizes), "batch_sizes", f"must all be >= 1, got {self.batch_sizes}")
         _require(self.seeds >= 1, "seeds", f"must be >= 1, got {self.seeds}")
@@ -745,6 +748,38 @@ class CompareLLMConfig:
     @property
     def scheduler_list(self) -> list[str]:
         return _parse_list(self.schedulers, "schedulers", str, LLM_SCHEDULERS)
+
+    @property
+    def batch_size_list(self) -> list[int]:
+        return _parse_list(self.batch_sizes, "batch_sizes", int)
+
+    @property
+    def policy_list(self) -> list[tuple[str, str]]:
+        return _labeled_paths(self.policies, "policies") if self.policies.strip() else []
+
+
+@dataclass(frozen=True)
+class AdaptLLMConfig:
+    """`learned-lr adapt-llm`: fine-tune a policy by behavioral cloning on LoRA runs under a teacher schedule."""
+
+    settings: LoRASettings = field(default_factory=LoRASettings)
+    teacher: str = arg("cosine", "the schedule to imitate (one of Hugging Face's)", choices=LLM_SCHEDULERS[1:5])
+    batch_sizes: str = arg("1,4", "comma-separated batch sizes of the teacher runs")
+    runs_per_batch_size: int = arg(3, "teacher runs per batch size (seeds from 100; the last one is held out for validation)")
+    epochs: int = arg(30, "passes over the examples")
+    learning_rate: float = arg(1e-4, "Adam LR for the policy")
+    batch_size: int = arg(64, "examples per policy update")
+    seed: int = arg(0, "seed of the policy updates")
+    out: str = arg("runs/llm-adapt", "folder for the teacher runs, adapt_log.csv and policy.safetensors")
+
+    def __post_init__(self) -> None:
+        _check_choice(self.teacher, LLM_SCHEDULERS[1:5], "teacher")
+        sizes = _parse_list(self.batch_sizes, "batch_sizes", int)
+        _require(all(s >= 1 for s in sizes), "batch_sizes", f"must all be >= 1, got {self.batch_sizes}")
+        _require(self.runs_per_batch_size >= 1, "runs_per_batch_size", f"must be >= 1, got {self.runs_per_batch_size}")
+        _require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        _require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
 
     @property
     def batch_size_list(self) -> list[int]:

@@ -77,6 +77,62 @@ def _squared_norm_cpu(grad: torch.Tensor | None) -> float:
     return float(torch.dot(flat, flat))
 
 
+class LayerGradNorms:
+    """Reads the gradient norm of every layer of an optimizer's parameters, as ``LearnedLR`` does.
+
+    A "layer" is a module owning parameters when ``model`` is given, else a weight tensor with
+    the 1-D tensor (its bias) that follows it in the param groups. Call it after backward and
+    before ``zero_grad``; a missing gradient counts as zero.
+
+    Example:
+        >>> read_norms = LayerGradNorms(optimizer, model)                        # doctest: +SKIP
+        >>> loss.backward(); norms = read_norms()   # np.ndarray, one norm per layer
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module | None = None):
+        self.params, self.layer_of = self._layers(optimizer, model)
+        self.num_layers = int(self.layer_of.max()) + 1 if len(self.layer_of) else 0
+        self._layer_list = self.layer_of.tolist()
+        self._one_device = len({p.device for p in self.params}) <= 1
+        self._all_on_cpu = all(p.device.type == "cpu" for p in self.params)
+
+    @staticmethod
+    def _layers(optimizer: torch.optim.Optimizer, model: nn.Module | None) -> tuple[list[torch.Tensor], np.ndarray]:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if model is not None:
+            owner = {}
+            for index, (_, module) in enumerate((n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))):
+                for p in module.parameters(recurse=False):
+                    owner[id(p)] = index
+            layer_of = [owner.get(id(p), -1) for p in params]
+            missing = [i for i, layer in enumerate(layer_of) if layer < 0]
+            base = max(layer_of) + 1
+            for k, i in enumerate(missing):  # parameters the model does not own: a layer each
+                layer_of[i] = base + k
+            _, dense = np.unique(layer_of, return_inverse=True)
+            return params, dense.astype(np.int64)
+        return params, np.array(_layer_index_from_order(params), dtype=np.int64)
+
+    def __call__(self) -> np.ndarray:
+        if not self.params:
+            return np.zeros(0)
+        if self._all_on_cpu:
+            # A plain Python sum per layer: a handful of floats, where numpy's per-call cost would
+            # exceed the arithmetic (this runs every step).
+            squares = [0.0] * self.num_layers
+            for layer, p in zip(self._layer_list, self.params):
+                squares[layer] += _squared_norm_cpu(p.grad)
+            return np.sqrt(squares)
+        with torch.no_grad():
+            grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device) for p in self.params]
+            norms = torch._foreach_norm(grads)
+            if self._one_device:  # one transfer, one sync
+                squares = np.square(torch.stack(norms).float().cpu().numpy().astype(np.float64))
+            else:
+                squares = np.square([float(n) for n in norms])
+        return np.sqrt(np.bincount(self.layer_of, weights=squares, minlength=self.num_layers))
+
+
 class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     """Sets the LR every step from a learned policy that watches the run (see module docstring).
 
@@ -105,29 +161,8 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._train_loss: float | None = None
         self._val_loss: float | None = None
         self._last_train_loss = math.nan
-        self._params, self._layer_of = self._layers(optimizer, model)
-        self._num_layers = int(self._layer_of.max()) + 1 if len(self._layer_of) else 0
-        self._layer_list = self._layer_of.tolist()
-        self._one_device = len({p.device for p in self._params}) <= 1
-        self._all_on_cpu = all(p.device.type == "cpu" for p in self._params)
+        self._grad_norms = LayerGradNorms(optimizer, model)
         super().__init__(optimizer, last_epoch)
-
-    @staticmethod
-    def _layers(optimizer: torch.optim.Optimizer, model: nn.Module | None) -> tuple[list[torch.Tensor], np.ndarray]:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        if model is not None:
-            owner = {}
-            for index, (_, module) in enumerate((n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))):
-                for p in module.parameters(recurse=False):
-                    owner[id(p)] = index
-            layer_of = [owner.get(id(p), -1) for p in params]
-            missing = [i for i, layer in enumerate(layer_of) if layer < 0]
-            base = max(layer_of) + 1
-            for k, i in enumerate(missing):  # parameters the model does not own: a layer each
-                layer_of[i] = base + k
-            _, dense = np.unique(layer_of, return_inverse=True)
-            return params, dense.astype(np.int64)
-        return params, np.array(_layer_index_from_order(params), dtype=np.int64)
 
     # ---- what the user calls ----
 
@@ -157,25 +192,6 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._last_train_loss = train
         self._history.record(self._factor, train, val, self._grad_norms())
         self._train_loss = self._val_loss = None
-
-    def _grad_norms(self) -> np.ndarray:
-        if not self._params:
-            return np.zeros(0)
-        if self._all_on_cpu:
-            # A plain Python sum per layer: a handful of floats, where numpy's per-call cost would
-            # exceed the arithmetic (this runs every step).
-            squares = [0.0] * self._num_layers
-            for layer, p in zip(self._layer_list, self._params):
-                squares[layer] += _squared_norm_cpu(p.grad)
-            return np.sqrt(squares)
-        with torch.no_grad():
-            grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device) for p in self._params]
-            norms = torch._foreach_norm(grads)
-            if self._one_device:  # one transfer, one sync
-                squares = np.square(torch.stack(norms).float().cpu().numpy().astype(np.float64))
-            else:
-                squares = np.square([float(n) for n in norms])
-        return np.sqrt(np.bincount(self._layer_of, weights=squares, minlength=self._num_layers))
 
     def _factor_for(self, step: int) -> float:
         if step >= self.total_steps:

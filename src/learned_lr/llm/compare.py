@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -43,32 +44,50 @@ def run_comparison(config: CompareLLMConfig, progress: bool = True) -> list[dict
     work = Path(config.work)
     before = None
     results = []
-    grid = [(b, s, name) for b in config.batch_size_list for s in range(config.seeds) for name in config.scheduler_list]
-    for batch_size, seed, name in tqdm(grid, desc="LoRA comparison", disable=not progress):
-        folder = work / f"bs{batch_size}" / f"seed{seed}" / name
+    contenders = [(name, name, config.settings) for name in config.scheduler_list]
+    contenders += [(label, "learned", dataclasses.replace(config.settings, policy=path)) for label, path in config.policy_list]
+    grid = [(b, s, c) for b in config.batch_size_list for s in range(config.seeds) for c in contenders]
+    for batch_size, seed, (label, name, settings) in tqdm(grid, desc="LoRA comparison", disable=not progress):
+        folder = work / f"bs{batch_size}" / f"seed{seed}" / _slug(label)
         result = load_result(folder)
-        if result is not None and result.get("settings") != dataclasses.asdict(config.settings):
+        if result is not None and result.get("settings") != dataclasses.asdict(settings):
             result = None  # finished under other settings: run it again
         if result is None:
             before = before or _base(config, work, progress)
-            run = FinetuneLLMConfig(settings=config.settings, scheduler=name, batch_size=batch_size, seed=seed, out=str(folder))
-            result = finetune(run, progress=progress, before=before)
+            run = FinetuneLLMConfig(settings=settings, scheduler=name, batch_size=batch_size, seed=seed, out=str(folder))
+            result = finetune(run, progress=progress, before=before, label=label)
         results.append(result)
     return results
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "policy"
 
 
 def summarize(results: list[dict], config: CompareLLMConfig) -> dict:
     """Per (batch size, scheduler): each metric's mean and 95% CI over seeds, and the diverged count."""
     rows = []
+    names = config.scheduler_list + [label for label, _ in config.policy_list]
     for batch_size in config.batch_size_list:
-        for name in config.scheduler_list:
+        for name in names:
             runs = [r for r in results if r["batch_size"] == batch_size and r["scheduler"] == name]
             row = {"batch_size": batch_size, "scheduler": name, "runs": len(runs), "diverged": sum(r["diverged"] for r in runs)}
             for key, _ in METRICS:
                 row[key] = mean_ci([r[key] for r in runs])
             rows.append(row)
     before = results[0] if results else {}
-    return {"settings": dataclasses.asdict(config.settings), "seeds": config.seeds, "rows": rows,
+    learned = (["learned"] if "learned" in config.scheduler_list else []) + [label for label, _ in config.policy_list]
+    paired = {}  # learned - best fixed schedule, seed by seed (same data order and LoRA init)
+    for batch_size in config.batch_size_list:
+        fixed = [r for r in rows if r["batch_size"] == batch_size and r["scheduler"] not in learned and r["held_out_after"]["n"]]
+        if not fixed:
+            continue
+        best = min(fixed, key=lambda r: r["held_out_after"]["mean"])["scheduler"]
+        by_seed = {(r["scheduler"], r["seed"]): r["held_out_after"] for r in results if r["batch_size"] == batch_size}
+        for label in learned:
+            diffs = [by_seed[(label, s)] - by_seed[(best, s)] for s in range(config.seeds) if (label, s) in by_seed and (best, s) in by_seed]
+            paired[f"{label}@{batch_size}"] = {"against": best, **mean_ci(diffs)}
+    return {"settings": dataclasses.asdict(config.settings), "seeds": config.seeds, "rows": rows, "learned": learned, "paired": paired,
             "held_out_before": before.get("held_out_before"), "forget_before": before.get("forget_before")}
 
 
@@ -98,10 +117,16 @@ def markdown_report(summary: dict) -> str:
                 text = _fmt(r[key])
                 cells.append(f"**{text}**" if r[key]["n"] and r[key]["mean"] == best[key] else text)
             lines.append(f"| {r['scheduler']} | " + " | ".join(cells) + f" | {r['diverged']}/{r['runs']} |")
-        learned = next((r for r in rows if r["scheduler"] == "learned" and r["held_out_after"]["n"]), None)
-        if learned and best["held_out_after"] is not None:
-            gap = learned["held_out_after"]["mean"] - best["held_out_after"]
-            winner = min((r for r in rows if r["held_out_after"]["n"]), key=lambda r: r["held_out_after"]["mean"])["scheduler"]
-            lines += ["", f"Learned vs the best ({winner}) on held-out loss: {gap:+.4f}."]
+        fixed = [r for r in rows if r["scheduler"] not in summary["learned"] and r["held_out_after"]["n"]]
+        if fixed:
+            best_fixed = min(fixed, key=lambda r: r["held_out_after"]["mean"])
+            lines.append("")
+            for r in rows:
+                if r["scheduler"] in summary["learned"] and r["held_out_after"]["n"]:
+                    gap = r["held_out_after"]["mean"] - best_fixed["held_out_after"]["mean"]
+                    pair = summary["paired"].get(f"{r['scheduler']}@{batch_size}", {"n": 0})
+                    paired_text = f"; seed by seed {pair['mean']:+.4f} ± {pair['ci']:.4f}" if pair["n"] > 1 else ""
+                    lines.append(f"- {r['scheduler']} vs the best Hugging Face schedule ({best_fixed['scheduler']}) on held-out loss: "
+                                 f"{gap:+.4f} ({100 * gap / best_fixed['held_out_after']['mean']:+.2f}%{paired_text}).")
         lines.append("")
     return "\n".join(lines)

