@@ -96,6 +96,20 @@ def test_hf_schedules_and_greedy_run(model_cache, tmp_path):
     # Same seed, same data order: the first step (same LR-independent forward) has the same loss.
     assert constant["train_losses"][0] == pytest.approx(cosine["train_losses"][0], rel=1e-6)
 
+    # The comparison's report and figure from these two real runs.
+    from learned_lr.config import CompareLLMConfig
+    from learned_lr.llm.compare import markdown_report, summarize
+    from learned_lr.plots import plot_llm_comparison
+
+    config = CompareLLMConfig(settings=settings, schedulers="cosine,constant", batch_sizes="1", seeds=1)
+    summary = summarize([cosine, constant], config)
+    assert [r["scheduler"] for r in summary["rows"]] == ["cosine", "constant"]
+    assert summary["rows"][1]["held_out_after"]["mean"] == pytest.approx(constant["held_out_after"])
+    report = markdown_report(summary)
+    assert "| constant |" in report and "| cosine |" in report
+    plot_llm_comparison([cosine, constant], tmp_path / "llm.png")
+    assert (tmp_path / "llm.png").stat().st_size > 10_000
+
 
 def test_missing_model_package_says_what_to_install(monkeypatch, tmp_path, capsys):
     from learned_lr.llm import model as llm_model
@@ -116,3 +130,31 @@ def test_qlora_without_gpu_is_skipped_with_a_message(capsys, tmp_path):
     code = main(["compare-llm", "--qlora", "--steps", "2", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 1 and "QLoRA" in err and "CUDA GPU" in err
+
+
+@needs_model
+def test_adapt_llm_clones_a_teacher_from_recorded_lora_runs(model_cache, tmp_path):
+    from learned_lr.config import AdaptLLMConfig
+    from learned_lr.llm.adapt import adapt_policy, examples_from_run
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
+
+    settings = LoRASettings(steps=5, max_tokens=16, eval_examples=2, warmup_ratio=0.2, cache_dir=str(model_cache))
+    config = AdaptLLMConfig(settings=settings, teacher="linear", batch_sizes="1", runs_per_batch_size=2, epochs=2, out=str(tmp_path / "adapt"))
+    path = adapt_policy(config, progress=False)
+    run = tmp_path / "adapt" / "teacher" / "bs1" / "seed100"
+    recorded = json.loads((run / "result.json").read_text())
+    windows, masks, contexts, labels = examples_from_run(run, load_policy(BUNDLED_POLICY), settings.lr)
+    assert windows.shape[0] == masks.shape[0] == contexts.shape[0] == len(labels) == 5
+    assert masks[0].sum() == 0 and masks[4].sum() == 4  # the observation before step t holds t steps
+    # Labels: the teacher's log LR factor at the end of each block (warm-up's 0 clipped to the floor).
+    factors = np.array(recorded["lrs"]) / settings.lr
+    assert labels[0] == pytest.approx(math.log(1e-3), abs=1e-4)
+    assert labels[1] == pytest.approx(math.log(factors[-1]), abs=1e-4)  # block from step 1 runs to the end
+    # The recorded features include the LoRA modules' gradient norms (4 per block x 30 blocks).
+    with np.load(run / "history.npz") as saved:
+        assert saved["layer_norms"].shape[1] == 120 and np.all(saved["layer_norms"][:5] >= 0)
+    adapted = load_policy(path)
+    assert adapted.meta["trained_by"].startswith("behavioral cloning on LoRA runs")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    LearnedLR(optimizer, total_steps=10, policy=path)  # the adapted policy works as a drop-in

@@ -700,9 +700,11 @@ class LoRASettings:
 
     @property
     def torch_device(self) -> str:
-        """The device to train on; ``ConfigError`` if cuda is asked for and absent."""
+        """The device to train on (cuda for QLoRA); ``ConfigError`` if cuda is asked for and absent."""
         import torch
 
+        if self.qlora:
+            return "cuda"  # bitsandbytes' 4-bit layers; require_qlora() says so if there is no GPU
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cuda" and not torch.cuda.is_available():

@@ -57,6 +57,7 @@ def plot_runs(records: Sequence[RunRecord], path: str | Path, title: str = "") -
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     _save(fig, path)
 
 
@@ -213,4 +214,5 @@ def plot_llm_comparison(results: Sequence[dict], path: str | Path, title: str = 
         row[0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     _save(fig, path)

@@ -22,10 +22,20 @@ from tqdm.auto import tqdm
 from learned_lr.config import CompareLLMConfig, FinetuneLLMConfig
 from learned_lr.evaluate import mean_ci
 from learned_lr.files import write_json
-from learned_lr.llm.finetune import base_losses, finetune, load_result
+from learned_lr.llm.finetune import base_losses, finetune, load_result, smoothness
 
 METRICS = (("held_out_after", "held-out loss after"), ("forgetting", "forgetting (fortunes loss after - before)"),
-           ("smoothness", "train-loss increments (sum)"))
+           ("smoothness", "train-loss increments (sum)"), ("smoothness_10", "increments of its 10-step mean"))
+SMOOTHING = 10  # at batch size 1 the raw increments are mostly batch-to-batch noise; a 10-step mean shows the trend's reversals
+
+
+def metric(result: dict, key: str) -> float:
+    """One run's value of a METRICS key (the smoothed increments are computed from its loss curve)."""
+    if key == "smoothness_10":
+        from learned_lr.plots import smooth
+
+        return smoothness(list(smooth(result["train_losses"], SMOOTHING))) if not result["diverged"] else float("nan")
+    return result[key]
 
 
 def _base(config: CompareLLMConfig, work: Path, progress: bool) -> dict[str, float]:
@@ -73,7 +83,7 @@ def summarize(results: list[dict], config: CompareLLMConfig) -> dict:
             runs = [r for r in results if r["batch_size"] == batch_size and r["scheduler"] == name]
             row = {"batch_size": batch_size, "scheduler": name, "runs": len(runs), "diverged": sum(r["diverged"] for r in runs)}
             for key, _ in METRICS:
-                row[key] = mean_ci([r[key] for r in runs])
+                row[key] = mean_ci([metric(r, key) for r in runs])
             rows.append(row)
     before = results[0] if results else {}
     learned = (["learned"] if "learned" in config.scheduler_list else []) + [label for label, _ in config.policy_list]
