@@ -24,7 +24,7 @@ demo: $(CORE)
 	$(VENV)/bin/learned-lr demo --preset small --work runs/demo --out results/demo
 
 test: $(FULL)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 bench: $(FULL)
 	$(VENV)/bin/python benchmarks/batched_vs_sequential.py

