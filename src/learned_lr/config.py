@@ -46,6 +46,17 @@ def _require(condition: bool, field_name: str, message: str) -> None:
         raise ConfigError(field_name, message)
 
 
+def _resolve_device(device: str) -> str:
+    """cpu, cuda or auto -> the torch device; ``ConfigError`` if cuda is asked for and absent."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda was asked for but torch sees no CUDA GPU here (use cpu or auto)")
+    return device
+
+
 def _check_choice(value: str, choices: tuple[str, ...], field_name: str) -> None:
     _require(value in choices, field_name, f"unknown value {value!r}; choose from {', '.join(choices)}")
 
@@ -92,13 +103,7 @@ class TaskConfig:
     @property
     def torch_device(self) -> str:
         """The torch device the trainees use; ``ConfigError`` if cuda is asked for and absent."""
-        import torch
-
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device", "cuda was asked for but torch sees no CUDA GPU here (use cpu or auto)")
-        return self.device
+        return _resolve_device(self.device)
 
     @property
     def tuned_peak_lr(self) -> float:
@@ -701,15 +706,9 @@ class LoRASettings:
     @property
     def torch_device(self) -> str:
         """The device to train on (cuda for QLoRA); ``ConfigError`` if cuda is asked for and absent."""
-        import torch
-
         if self.qlora:
             return "cuda"  # bitsandbytes' 4-bit layers; require_qlora() says so if there is no GPU
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device", "cuda was asked for but torch sees no CUDA GPU here (use cpu or auto)")
-        return self.device
+        return _resolve_device(self.device)
 
 
 @dataclass(frozen=True)
