@@ -110,3 +110,63 @@ def test_robust_train_pipeline_end_to_end_tiny(tmp_path):
     for index, run in enumerate(demos.runs):  # labels: cosine at peak 0.1, whatever the base LR
         first_label = float(demos.labels[demos.decision_run == index][0])
         assert first_label == pytest.approx(min(math.log(0.1 / run["peak_lr"]), math.log(4.0)), abs=1e-5)
+
+
+def test_robust_train_dagger_labels_the_policys_own_states(tmp_path):
+    import torch
+
+    from learned_lr.config import RobustTrainConfig
+    from learned_lr.env.observation import window_from_features
+    from learned_lr.pipeline import run_robust_training
+    from learned_lr.policy import load_policy
+    from learned_lr.training.bc import Demonstrations
+
+    config = RobustTrainConfig(demo_total_steps="40", demo_runs=2, bc_epochs=1, dagger_rounds=2, dagger_runs=3,
+                               ppo_iterations=0, work=str(tmp_path))
+    paths = run_robust_training(config)
+    assert set(paths) == {"bc-oracle", "dagger-1", "dagger-2"}
+    assert load_policy(paths["dagger-2"]).meta["demonstrations"]["runs"] == 2 + 3 + 3  # oracle runs + two rounds
+    states = Demonstrations.load(tmp_path / "dagger" / "round-1" / "states")
+    assert len(states.runs) == 3 and all(10_000 <= run["seed"] < 50_000 for run in states.runs)
+    actor = load_policy(paths["bc-oracle"]).actor
+    for index, run in enumerate(states.runs):
+        # labelled by the oracle (cosine at peak 0.1, whatever the base LR) ...
+        first_label = float(states.labels[states.decision_run == index][0])
+        assert first_label == pytest.approx(min(math.log(0.1 / run["peak_lr"]), math.log(4.0)), abs=1e-5)
+        # ... but run by the round's policy: the first executed log factor is its action plus noise (std 0.2)
+        window, mask, context = (torch.from_numpy(a)[None] for a in window_from_features(states.features[index], 0, states.control.window, 40))
+        with torch.no_grad():
+            mean, _ = actor(window, mask, context)
+        assert abs(float(states.features[index][0, 1]) - float(mean[0])) < 0.8
+    # a rerun finds every round done and retrains nothing
+    before = paths["dagger-2"].stat().st_mtime_ns
+    assert run_robust_training(config)["dagger-2"].stat().st_mtime_ns == before
+
+
+def test_merge_demonstrations_concatenates_and_refuses_mismatched_control(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from learned_lr.checkpoint import save_checkpoint
+    from learned_lr.training.bc import Demonstrations
+    from learned_lr.training.dagger import merge_demonstrations
+
+    def write(folder, control, runs):
+        tensors = {}
+        for i in range(runs):
+            tensors.update({f"{i}.features": torch.zeros(20, 8), f"{i}.decision_steps": torch.tensor([0, 1]),
+                            f"{i}.labels": torch.full((2,), float(i)), f"{i}.returns": torch.zeros(2)})
+        meta = {"control": dataclasses.asdict(control), "runs": [{"seed": i, "peak_lr": 0.1, "expert": "cosine", "total_steps": 20} for i in range(runs)]}
+        save_checkpoint(tmp_path / folder / "demos.safetensors", tensors, meta, kind="demonstrations")
+
+    write("a", ControlConfig(), 2)
+    write("b", ControlConfig(), 3)
+    write("c", ControlConfig(decision_interval=16), 1)
+    merge_demonstrations([tmp_path / "a", tmp_path / "b"], tmp_path / "ab" / "demos.safetensors")
+    merged = Demonstrations.load(tmp_path / "ab")
+    assert len(merged.runs) == 5 and merged.labels.tolist() == [0, 0, 1, 1, 0, 0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="control settings"):
+        merge_demonstrations([tmp_path / "a", tmp_path / "c"], tmp_path / "ac" / "demos.safetensors")
+    with pytest.raises(ValueError, match="nothing to merge"):
+        merge_demonstrations([], tmp_path / "none" / "demos.safetensors")

@@ -567,6 +567,8 @@ class RobustTrainConfig:
     demo_runs: int = arg(16, "demonstration runs per run length")
     action_noise: float = arg(0.2, "log-space noise on the executed demonstration actions")
     bc_epochs: int = arg(20, "BC epochs")
+    dagger_rounds: int = arg(0, "DAgger rounds after BC: run the policy, label its states with the oracle, clone again (0: none)")
+    dagger_runs: int = arg(16, "trainee runs per run length in each DAgger round")
     ppo_iterations: int = arg(12, "PPO iterations (0: stop after BC)")
     ppo_runs: int = arg(16, "trainee runs per PPO iteration")
     ppo_total_steps: str = arg("500,1000,2000", "comma-separated PPO run lengths")
@@ -579,7 +581,8 @@ class RobustTrainConfig:
             _require(math.isfinite(self.target_peak_lr) and self.target_peak_lr > 0, "target_peak_lr", f"must be > 0, got {self.target_peak_lr}")
         _require(0 < self.min_base_lr <= self.max_base_lr, "min_base_lr", f"need 0 < min_base_lr <= max_base_lr, got {self.min_base_lr}, {self.max_base_lr}")
         _require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
-        for name in ("demo_runs", "bc_epochs", "ppo_runs"):
+        _require(0 <= self.dagger_rounds <= 9, "dagger_rounds", f"must be in [0, 9], got {self.dagger_rounds}")
+        for name in ("demo_runs", "bc_epochs", "ppo_runs", "dagger_runs"):
             _require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         _require(self.ppo_iterations >= 0, "ppo_iterations", f"must be >= 0, got {self.ppo_iterations}")
         for name in ("demo_total_steps", "ppo_total_steps"):

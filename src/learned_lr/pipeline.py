@@ -163,15 +163,21 @@ def _index_markdown(config, budget, best_single, bc_table, table, timings, ppo_l
 
 
 def run_robust_training(config: cfg.RobustTrainConfig) -> dict[str, Path]:
-    """Oracle demonstrations -> BC -> PPO across base LRs, each stage resumable; the policy paths.
+    """Oracle demonstrations -> BC -> DAgger rounds -> PPO across base LRs, each stage resumable; the policy paths.
 
     The oracle (``training.rollout.ScheduleController`` with ``target_peak_lr``) labels every
     decision with what the expert would do at the tuned peak LR, whatever the run's base LR, so
-    BC learns to read a mistuned base LR off the run; PPO then trains on-policy across the same
-    range of base LRs with the proposal's reward, the action free to go up to 4x the base LR.
+    BC learns to read a mistuned base LR off the run. Each DAgger round (``training.dagger``)
+    runs the latest policy, labels the states it reached with the oracle, and clones again on all
+    data so far. PPO then trains on-policy across the same range of base LRs with the proposal's
+    reward, the action free to go up to 4x the base LR.
     """
+    from learned_lr.experts import expert_schedule
+    from learned_lr.policy import load_policy
     from learned_lr.training.bc import collect_demonstrations, train_bc
+    from learned_lr.training.dagger import DAGGER_SEED_START, collect_policy_states, merge_demonstrations
     from learned_lr.training.ppo import train_ppo
+    from learned_lr.training.rollout import ScheduleController
 
     work = Path(config.work)
     task = cfg.TaskConfig()
@@ -185,8 +191,22 @@ def run_robust_training(config: cfg.RobustTrainConfig) -> dict[str, Path]:
     paths = {"bc-oracle": work / "bc-oracle" / "policy.safetensors"}
     if not paths["bc-oracle"].is_file():
         train_bc(cfg.BCConfig(demos=str(work / "demos"), experts=config.expert, epochs=config.bc_epochs, seed=config.seed, out=str(work / "bc-oracle")))
+    latest = paths["bc-oracle"]
+    oracle = ScheduleController(expert_schedule(config.expert), collect.control, target_peak_lr=target)
+    dagger_collect = dataclasses.replace(collect, runs_per_setting=config.dagger_runs)
+    for round_index in range(1, config.dagger_rounds + 1):
+        round_dir = work / "dagger" / f"round-{round_index}"
+        policy_path = round_dir / "bc" / "policy.safetensors"
+        if not policy_path.is_file():
+            first_seed = DAGGER_SEED_START + config.seed * 1000 + round_index * 100
+            collect_policy_states(load_policy(latest), oracle, dagger_collect, first_seed, round_dir / "states")
+            sources = [work / "demos", *(work / "dagger" / f"round-{k}" / "states" for k in range(1, round_index + 1))]
+            merge_demonstrations(sources, round_dir / "data" / "demos.safetensors")
+            train_bc(cfg.BCConfig(demos=str(round_dir / "data"), experts=config.expert, epochs=config.bc_epochs, seed=config.seed,
+                                  out=str(round_dir / "bc")))
+        latest = paths[f"dagger-{round_index}"] = policy_path
     if config.ppo_iterations > 0:
-        ppo = cfg.PPOConfig(task=task, init=str(paths["bc-oracle"]), iterations=config.ppo_iterations, runs_per_iteration=config.ppo_runs,
+        ppo = cfg.PPOConfig(task=task, init=str(latest), iterations=config.ppo_iterations, runs_per_iteration=config.ppo_runs,
                             total_steps=config.ppo_total_steps, min_peak_lr=config.min_base_lr, max_peak_lr=config.max_base_lr,
                             seed=config.seed, out=str(work / "ppo"))
         paths["ppo"] = train_ppo(ppo)

@@ -20,6 +20,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from learned_lr.experts import expert_schedule
 from learned_lr.policy import Actor, Critic, save_policy
 from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import make_run_group
-from learned_lr.training.rollout import ScheduleController, rollout
+from learned_lr.training.rollout import Episode, ScheduleController, rollout
 
 DEMOS_FILE = "demos.safetensors"
 
@@ -76,19 +77,24 @@ def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path
         group = make_run_group(config.task, seeds, data)
         episodes = rollout(group, controller, total_steps, peak_lrs, config.control, config.reward, evaluate_test=False,
                            progress=progress, desc=f"{expert} T={total_steps}")
-        tensors: dict[str, torch.Tensor] = {}
-        for run_index, episode in enumerate(episodes):
-            steps = [s for s in episode.decision_steps]
-            labels = [controller.clean_action(total_steps, s, episode.base_lr) for s in steps]
-            returns = discounted_returns(np.asarray(episode.rewards), config.reward.discount)
-            tensors[f"{run_index}.features"] = torch.from_numpy(episode.history.features[: episode.history.steps].copy())
-            tensors[f"{run_index}.decision_steps"] = torch.tensor(steps, dtype=torch.int64)
-            tensors[f"{run_index}.labels"] = torch.tensor(labels, dtype=torch.float32)
-            tensors[f"{run_index}.returns"] = torch.tensor(returns, dtype=torch.float32)
+        tensors = episode_tensors(episodes, lambda episode, step: controller.clean_action(total_steps, step, episode.base_lr), config.reward.discount)
         runs = [{"seed": e.seed, "peak_lr": e.base_lr, "diverged": e.diverged} for e in episodes]
         save_checkpoint(part, tensors, {"expert": expert, "total_steps": total_steps, "runs": runs}, kind="demo-part")
     _merge_parts(config, parts_dir, out / DEMOS_FILE)
     return out / DEMOS_FILE
+
+
+def episode_tensors(episodes: Sequence[Episode], label: Callable[[Episode, int], float], discount: float) -> dict[str, torch.Tensor]:
+    """The stored form of rollout episodes: per run its features, decision steps, labels and returns."""
+    tensors: dict[str, torch.Tensor] = {}
+    for run_index, episode in enumerate(episodes):
+        steps = list(episode.decision_steps)
+        returns = discounted_returns(np.asarray(episode.rewards), discount)
+        tensors[f"{run_index}.features"] = torch.from_numpy(episode.history.features[: episode.history.steps].copy())
+        tensors[f"{run_index}.decision_steps"] = torch.tensor(steps, dtype=torch.int64)
+        tensors[f"{run_index}.labels"] = torch.tensor([label(episode, s) for s in steps], dtype=torch.float32)
+        tensors[f"{run_index}.returns"] = torch.tensor(returns, dtype=torch.float32)
+    return tensors
 
 
 def _merge_parts(config: CollectConfig, parts_dir: Path, target: Path) -> None:
