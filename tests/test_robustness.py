@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import torch
 import pytest
 
 from learned_lr.baselines import baseline_control, make_baseline
@@ -170,3 +171,38 @@ def test_merge_demonstrations_concatenates_and_refuses_mismatched_control(tmp_pa
         merge_demonstrations([tmp_path / "a", tmp_path / "c"], tmp_path / "ac" / "demos.safetensors")
     with pytest.raises(ValueError, match="nothing to merge"):
         merge_demonstrations([], tmp_path / "none" / "demos.safetensors")
+
+
+def test_robustness_reruns_a_policy_retrained_in_place_and_other_seeds(tmp_path, mnist, monkeypatch):
+    import shutil
+
+    import learned_lr.robustness as robustness
+    from learned_lr.scheduler import BUNDLED_POLICY
+
+    policy = tmp_path / "policy.safetensors"
+    shutil.copy(BUNDLED_POLICY, policy)
+    contender = Contender("mine", "policy", str(policy))
+    calls = []
+    real = robustness.run_scheduler
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(robustness, "run_scheduler", counting)
+    first = run_or_load(contender, TaskConfig(), 20, [0.1], 1, tmp_path, mnist, progress=False)
+    run_or_load(contender, TaskConfig(), 20, [0.1], 1, tmp_path, mnist, progress=False)
+    assert len(calls) == 1 and first["runs"][0]["seed"] == 100_000
+    validation = run_or_load(contender, TaskConfig(), 20, [0.1], 1, tmp_path, mnist, progress=False, first_seed=90_000)
+    assert len(calls) == 2 and validation["runs"][0]["seed"] == 90_000
+    policy.write_bytes(policy.read_bytes())  # same bytes: still cached
+    run_or_load(contender, TaskConfig(), 20, [0.1], 1, tmp_path, mnist, progress=False, first_seed=90_000)
+    assert len(calls) == 2
+    from learned_lr.policy import load_policy, save_policy
+
+    loaded = load_policy(policy)
+    with torch.no_grad():
+        next(loaded.actor.parameters()).add_(0.01)  # "retrained": other weights at the same path
+    save_policy(policy, loaded.actor, loaded.critic, loaded.meta)
+    run_or_load(contender, TaskConfig(), 20, [0.1], 1, tmp_path, mnist, progress=False, first_seed=90_000)
+    assert len(calls) == 3

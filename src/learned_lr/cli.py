@@ -284,10 +284,12 @@ def cmd_robustness(config: cfg.RobustnessConfig) -> int:
     task = config.task
     title = task.task if task.task == "mnist-mlp" else f"{task.task} (width {task.width})"
     title += f", {task.optimizer}, {config.steps} steps, {config.seeds} seeds"
+    if config.first_seed != 100_000:
+        title += f" from {config.first_seed} (validation)"
     work = Path(config.work)
     results = []
     for contender in contenders:
-        results.append(run_or_load(contender, task, config.steps, config.lr_list, config.seeds, work))
+        results.append(run_or_load(contender, task, config.steps, config.lr_list, config.seeds, work, first_seed=config.first_seed))
         print(f"  {contender.label}: done")
     summary = summarize(results, config.core_lr_list)
     out = Path(config.out)

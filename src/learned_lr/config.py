@@ -600,7 +600,9 @@ class RobustnessConfig:
     steps: int = arg(2000, "steps per run")
     lrs: str = arg("0.01,0.02,0.05,0.1,0.2,0.4", "comma-separated base (peak) LRs to run")
     core_lrs: str = arg("0.02,0.05,0.1,0.2", "the base LRs the worst case is taken over (a subset of --lrs)")
-    seeds: int = arg(5, "held-out seeds per base LR (from 100000)")
+    seeds: int = arg(5, "held-out seeds per base LR (from --first-seed)")
+    first_seed: int = arg(100_000, "first trainee seed; 100000 on are the held-out evaluation seeds; 90000-99999, used by no training stage at "
+                                   "the default seeds, make a validation set for choosing between policies")
     schedules: str = arg("linear-warmup,cosine,polynomial,constant", "comma-separated fixed schedules")
     baselines: str = arg("plateau,greedy", "comma-separated loss-driven baselines (plateau: ReduceLROnPlateau; greedy: GreedyLR, needs the hf extra)")
     policies: str = arg("BC (bundled)=bundled", "comma-separated LABEL=PATH policy checkpoints; PATH 'bundled' is LearnedLR's default policy")
@@ -610,6 +612,7 @@ class RobustnessConfig:
     def __post_init__(self) -> None:
         _require(self.steps > 1, "steps", f"must be > 1, got {self.steps}")
         _require(self.seeds > 0, "seeds", f"must be > 0, got {self.seeds}")
+        _require(self.first_seed >= 90_000, "first_seed", f"must be >= 90000 (lower seeds train policies), got {self.first_seed}")
         lrs = _parse_list(self.lrs, "lrs", float)
         _require(all(math.isfinite(lr) and lr > 0 for lr in lrs), "lrs", f"every base LR must be > 0, got {self.lrs}")
         _require(len(set(lrs)) == len(lrs), "lrs", f"base LRs must be distinct, got {self.lrs}")

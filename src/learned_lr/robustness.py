@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -56,15 +57,16 @@ def _downsample(values: np.ndarray, points: int = CURVE_POINTS) -> list[float]:
 
 
 def run_scheduler(contender: Contender, task: TaskConfig, steps: int, lrs: Sequence[float], seeds: int,
-                  data: MnistSplits | None = None, progress: bool = True) -> dict:
-    """Run one contender at every base LR on ``seeds`` held-out seeds; per-run results and mean curves."""
+                  data: MnistSplits | None = None, progress: bool = True, first_seed: int = EVAL_SEED_START) -> dict:
+    """Run one contender at every base LR on ``seeds`` seeds from ``first_seed`` (default: the held-out
+    evaluation seeds); per-run results and mean curves."""
     from learned_lr.baselines import baseline_control, make_baseline
     from learned_lr.experts import expert_schedule
     from learned_lr.policy import load_policy
     from learned_lr.tasks.batched import make_run_group
     from learned_lr.training.rollout import PolicyController, rollout, rollout_exact_schedule
 
-    seed_list = [EVAL_SEED_START + i for i in range(seeds)]
+    seed_list = [first_seed + i for i in range(seeds)]
     runs = [(float(lr), seed) for lr in lrs for seed in seed_list]
     group = make_run_group(task, [seed for _, seed in runs], data)
     base_lrs = [lr for lr, _ in runs]
@@ -96,22 +98,34 @@ def run_scheduler(contender: Contender, task: TaskConfig, steps: int, lrs: Seque
             warnings.simplefilter("ignore", RuntimeWarning)
             curves[f"{float(lr):g}"] = {"lr": _downsample(np.nanmean(lr_curves, 0)), "train_loss": _downsample(np.nanmean(loss_curves, 0))}
     return {"label": contender.label, "kind": contender.kind, "name": contender.name, "task": task.task, "steps": steps,
-            "lrs": [float(lr) for lr in lrs], "seeds": seeds, "runs": per_run, "curves": curves}
+            "lrs": [float(lr) for lr in lrs], "seeds": seeds, "first_seed": first_seed, "runs": per_run, "curves": curves}
+
+
+def _file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def run_or_load(contender: Contender, task: TaskConfig, steps: int, lrs: Sequence[float], seeds: int, work: Path,
-                data: MnistSplits | None = None, progress: bool = True) -> dict:
-    """``run_scheduler``, saved to ``work/<label>.json``; a saved result with the same setting is reused."""
+                data: MnistSplits | None = None, progress: bool = True, first_seed: int = EVAL_SEED_START) -> dict:
+    """``run_scheduler``, saved to ``work/<label>.json``; a saved result with the same setting is reused.
+
+    For a policy the setting includes the checkpoint's SHA-256, so a policy retrained in place
+    (e.g. PPO resumed for more iterations) is run again, not read from a stale result.
+    """
     path = work / f"{contender.slug}.json"
-    setting = {"name": contender.name, "task": task.task, "steps": steps, "lrs": [float(lr) for lr in lrs], "seeds": seeds}
+    setting = {"name": contender.name, "task": task.task, "steps": steps, "lrs": [float(lr) for lr in lrs], "seeds": seeds,
+               "first_seed": first_seed}
+    if contender.kind == "policy":
+        setting["policy_sha256"] = _file_digest(contender.name)
     if path.is_file():
         try:
             saved = json.loads(path.read_text())
+            saved.setdefault("first_seed", EVAL_SEED_START)  # results saved before the option existed
             if {k: saved.get(k) for k in setting} == setting:
                 return saved
         except (json.JSONDecodeError, OSError):
             pass  # unreadable: run it again
-    result = run_scheduler(contender, task, steps, lrs, seeds, data, progress)
+    result = {**run_scheduler(contender, task, steps, lrs, seeds, data, progress, first_seed), **setting}
     write_json(path, result)
     return result
 
