@@ -104,7 +104,7 @@ def require_qlora() -> None:
     if not torch.cuda.is_available():
         raise MissingExtraError("QLoRA (--qlora) needs a CUDA GPU; none is visible here, so it is skipped (run without --qlora for LoRA in float32)")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise MissingExtraError("QLoRA (--qlora) needs bitsandbytes: pip install bitsandbytes")
+        raise MissingExtraError("QLoRA (--qlora) needs bitsandbytes: pip install 'learned-lr[qlora]' (or: pip install bitsandbytes)")
 
 
 def _clear_quantization_markers(model) -> None:
