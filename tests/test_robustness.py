@@ -142,6 +142,11 @@ def test_robust_train_dagger_labels_the_policys_own_states(tmp_path):
     # a rerun finds every round done and retrains nothing
     before = paths["dagger-2"].stat().st_mtime_ns
     assert run_robust_training(config)["dagger-2"].stat().st_mtime_ns == before
+    # another recipe in the same folder is refused before it mixes demonstrations
+    import dataclasses
+
+    with pytest.raises(ConfigError, match="expert: 'cosine' -> 'linear-warmup'"):
+        run_robust_training(dataclasses.replace(config, expert="linear-warmup"))
 
 
 def test_merge_demonstrations_concatenates_and_refuses_mismatched_control(tmp_path):

@@ -408,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from learned_lr.checkpoint import CheckpointError
         from learned_lr.tasks.data import MnistDataError
 
-        if isinstance(exc, (MnistDataError, CheckpointError, cfg.MissingExtraError)):
+        if isinstance(exc, (MnistDataError, CheckpointError, cfg.MissingExtraError, cfg.ConfigError)):
             print(f"learned-lr {command}: error: {exc}", file=sys.stderr)
             return 1
         raise

@@ -180,6 +180,7 @@ def run_robust_training(config: cfg.RobustTrainConfig) -> dict[str, Path]:
     from learned_lr.training.rollout import ScheduleController
 
     work = Path(config.work)
+    _check_same_robust_recipe(config, work / "robust_train.json")
     task = cfg.TaskConfig()
     target = config.target_peak_lr if config.target_peak_lr is not None else task.tuned_peak_lr
     collect = cfg.CollectConfig(
@@ -211,3 +212,21 @@ def run_robust_training(config: cfg.RobustTrainConfig) -> dict[str, Path]:
                             seed=config.seed, out=str(work / "ppo"))
         paths["ppo"] = train_ppo(ppo)
     return paths
+
+
+# What a rerun may change in a robust-train work folder: more DAgger rounds or PPO iterations
+# continue it; anything else (the oracle's expert, the base-LR range, run lengths, seeds) would
+# mix demonstrations and policies made under different recipes, so it is refused.
+_ROBUST_RESUMABLE = ("dagger_rounds", "ppo_iterations", "work")
+
+
+def _check_same_robust_recipe(config: cfg.RobustTrainConfig, record: Path) -> None:
+    recipe = {k: v for k, v in dataclasses.asdict(config).items() if k not in _ROBUST_RESUMABLE}
+    if record.is_file():
+        saved = json.loads(record.read_text())
+        changed = sorted(k for k in set(saved) | set(recipe) if saved.get(k) != recipe.get(k))
+        if changed:
+            details = ", ".join(f"{k}: {saved.get(k)!r} -> {recipe.get(k)!r}" for k in changed)
+            raise cfg.ConfigError("work", f"{record.parent} was made by another robust-train recipe ({details}); use another --work")
+        return
+    write_json(record, recipe)

@@ -160,14 +160,22 @@ def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, ti
     """Final test loss and accuracy vs base LR (log x), one line per scheduler with 95% CI bars;
     and the LR each policy actually used over the run, at every base LR."""
     policies = [r for r in results if r["kind"] == "policy"]
-    fig, axes = plt.subplots(1, 2 + len(policies), figsize=(5.2 * (2 + len(policies)), 4.2))
-    for row in summary["rows"]:
+    panels = 2 + len(policies)
+    columns = min(4, panels)  # a grid, so many policies do not make a strip too wide to read
+    rows = -(-panels // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.2 * rows), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    colors = plt.cm.tab20(np.linspace(0, 1, 20))  # more schedulers than the default 10 colors
+    for index, row in enumerate(summary["rows"]):
         lrs = [float(lr) for lr in row["per_lr"]]
         style = "-" if row["kind"] == "policy" else ("--" if row["kind"] == "baseline" else ":")
         for ax, key, scale in ((axes[0], "test_loss", 1.0), (axes[1], "test_accuracy", 100.0)):
             means = np.array([scale * row["per_lr"][k][key]["mean"] for k in row["per_lr"]])
             cis = np.array([scale * row["per_lr"][k][key]["ci"] for k in row["per_lr"]])
-            ax.errorbar(lrs, means, yerr=np.nan_to_num(cis), fmt=style, marker="o", ms=3, capsize=2, label=row["label"])
+            ax.errorbar(lrs, means, yerr=np.nan_to_num(cis), fmt=style, marker="o", ms=3, capsize=2, label=row["label"],
+                        color=colors[index % len(colors)])
     for lr in summary["core_lrs"][:1] + summary["core_lrs"][-1:]:
         for ax in axes[:2]:
             ax.axvline(lr, color="0.8", lw=0.8, zorder=0)
@@ -180,8 +188,8 @@ def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, ti
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     axes[0].legend(fontsize=7)
     for ax, result in zip(axes[2:], policies):
-        colors = plt.cm.viridis(np.linspace(0, 0.9, len(result["curves"])))
-        for color, (lr, curve) in zip(colors, result["curves"].items()):
+        lr_colors = plt.cm.viridis(np.linspace(0, 0.9, len(result["curves"])))
+        for color, (lr, curve) in zip(lr_colors, result["curves"].items()):
             steps = np.linspace(0, result["steps"] - 1, len(curve["lr"]))
             ax.plot(steps, curve["lr"], color=color, label=f"base {lr}")
         ax.set(yscale="log", xlabel="step", ylabel="LR used (mean over seeds)", title=f"{result['label']}: LR it set")
