@@ -102,8 +102,8 @@ def test_robust_train_pipeline_end_to_end_tiny(tmp_path):
     from learned_lr.policy import load_policy
     from learned_lr.training.bc import Demonstrations
 
-    config = RobustTrainConfig(demo_total_steps="40", demo_runs=2, bc_epochs=1, ppo_iterations=1, ppo_runs=2,
-                               ppo_total_steps="40", work=str(tmp_path))
+    config = RobustTrainConfig(expert="cosine", demo_total_steps="40", demo_runs=2, bc_epochs=1, dagger_rounds=0, ppo_iterations=1,
+                               ppo_runs=2, ppo_total_steps="40", work=str(tmp_path))
     paths = run_robust_training(config)
     assert load_policy(paths["bc-oracle"]).control_config.decision_interval == 16
     assert load_policy(paths["ppo"]).meta["trained_by"] == "ppo"
@@ -122,7 +122,7 @@ def test_robust_train_dagger_labels_the_policys_own_states(tmp_path):
     from learned_lr.policy import load_policy
     from learned_lr.training.bc import Demonstrations
 
-    config = RobustTrainConfig(demo_total_steps="40", demo_runs=2, bc_epochs=1, dagger_rounds=2, dagger_runs=3,
+    config = RobustTrainConfig(expert="cosine", demo_total_steps="40", demo_runs=2, bc_epochs=1, dagger_rounds=2, dagger_runs=3,
                                ppo_iterations=0, work=str(tmp_path))
     paths = run_robust_training(config)
     assert set(paths) == {"bc-oracle", "dagger-1", "dagger-2"}

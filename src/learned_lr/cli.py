@@ -369,7 +369,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "bc-report": (cfg.BCReportConfig, cmd_bc_report, "roll BC policies out next to their experts: figure and tables"),
     "imitate": (cfg.ImitateConfig, cmd_imitate, "demonstrations -> four BC policies -> BC-vs-expert report"),
     "ppo": (cfg.PPOConfig, cmd_ppo, "PPO fine-tuning of a policy (from a BC checkpoint or random)"),
-    "robust-train": (cfg.RobustTrainConfig, cmd_robust_train, "a policy for mistuned base LRs: oracle demonstrations -> BC -> PPO across base LRs"),
+    "robust-train": (cfg.RobustTrainConfig, cmd_robust_train, "a policy for mistuned base LRs: oracle demonstrations -> BC -> DAgger (-> PPO) across base LRs"),
     "robustness": (cfg.RobustnessConfig, cmd_robustness, "every scheduler across a range of base LRs: table and figure"),
     "evaluate": (cfg.EvaluateConfig, cmd_evaluate, "policies vs expert schedules on held-out seeds: table with 95% CIs and a figure"),
     "ablations": (cfg.AblationConfig, cmd_ablations, "the proposal's claims as PPO ablations at one budget: table and verdicts"),

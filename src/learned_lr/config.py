@@ -556,9 +556,9 @@ class AblationConfig:
 
 @dataclass(frozen=True)
 class RobustTrainConfig:
-    """`learned-lr robust-train`: a policy for mistuned base LRs: tuned-LR oracle demonstrations -> BC -> PPO across base LRs."""
+    """`learned-lr robust-train`: a policy for mistuned base LRs: tuned-LR oracle demonstrations -> BC -> DAgger rounds -> optional PPO across base LRs."""
 
-    expert: str = arg("cosine", "the schedule the oracle runs at the tuned peak LR", choices=EXPERT_NAMES)
+    expert: str = arg("linear-warmup", "the schedule the oracle runs at the tuned peak LR (linear-warmup: the best tuned expert on MNIST-MLP)", choices=EXPERT_NAMES)
     target_peak_lr: float | None = arg(None, "the oracle's peak LR; default: the task's tuned peak LR (MLP, SGD: 0.1)")
     min_base_lr: float = arg(0.01, "base LRs of demonstrations and PPO runs are drawn log-uniformly from [min, max]")
     max_base_lr: float = arg(0.4, "upper end of the base-LR range")
@@ -567,13 +567,13 @@ class RobustTrainConfig:
     demo_runs: int = arg(16, "demonstration runs per run length")
     action_noise: float = arg(0.2, "log-space noise on the executed demonstration actions")
     bc_epochs: int = arg(20, "BC epochs")
-    dagger_rounds: int = arg(0, "DAgger rounds after BC: run the policy, label its states with the oracle, clone again (0: none)")
+    dagger_rounds: int = arg(3, "DAgger rounds after BC: run the policy, label its states with the oracle, clone again (0: none)")
     dagger_runs: int = arg(16, "trainee runs per run length in each DAgger round")
-    ppo_iterations: int = arg(12, "PPO iterations (0: stop after BC)")
+    ppo_iterations: int = arg(0, "PPO iterations after BC and DAgger (0: none; PPO (robust) in the README: --expert cosine --dagger-rounds 0 --ppo-iterations 24)")
     ppo_runs: int = arg(16, "trainee runs per PPO iteration")
     ppo_total_steps: str = arg("500,1000,2000", "comma-separated PPO run lengths")
     seed: int = arg(0, "seed of demonstrations, BC and PPO")
-    work: str = arg("runs/robust", "folder for demonstrations and policies (resumable)")
+    work: str = arg("runs/robust-lw", "folder for demonstrations and policies (resumable; a rerun may add DAgger rounds or PPO iterations)")
 
     def __post_init__(self) -> None:
         _check_choice(self.expert, EXPERT_NAMES, "expert")
