@@ -62,12 +62,8 @@ def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path
         expert = config.expert_list[expert_index]
         total_steps = config.total_steps_list[steps_index]
         part = parts_dir / f"{expert}-{total_steps}.safetensors"
-        if part.is_file():
-            try:
-                load_checkpoint(part, kind="demo-part")
-                continue  # done in an earlier, interrupted invocation
-            except CheckpointError:
-                pass  # damaged: collect it again
+        if part_is_done(part):
+            continue  # done in an earlier, interrupted invocation
         first_seed = _setting_seed(config, expert_index, steps_index)
         seeds = list(range(first_seed, first_seed + config.runs_per_setting))
         rng = np.random.default_rng(first_seed)
@@ -82,6 +78,17 @@ def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path
         save_checkpoint(part, tensors, {"expert": expert, "total_steps": total_steps, "runs": runs}, kind="demo-part")
     _merge_parts(config, parts_dir, out / DEMOS_FILE)
     return out / DEMOS_FILE
+
+
+def part_is_done(part: Path) -> bool:
+    """Whether a demonstration part was written whole by an earlier invocation (a damaged one is collected again)."""
+    if not part.is_file():
+        return False
+    try:
+        load_checkpoint(part, kind="demo-part")
+        return True
+    except CheckpointError:
+        return False
 
 
 def episode_tensors(episodes: Sequence[Episode], label: Callable[[Episode, int], float], discount: float) -> dict[str, torch.Tensor]:

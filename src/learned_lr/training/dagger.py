@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from learned_lr.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from learned_lr.checkpoint import load_checkpoint, save_checkpoint
 from learned_lr.config import CollectConfig
 from learned_lr.env.observation import RunHistory
 from learned_lr.policy import LoadedPolicy
 from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import make_run_group
-from learned_lr.training.bc import DEMOS_FILE, episode_tensors
+from learned_lr.training.bc import DEMOS_FILE, episode_tensors, part_is_done
 from learned_lr.training.rollout import PolicyController, ScheduleController, rollout
 
 # DAgger trainee seeds live in [10000, 50000): above BC demonstrations (< 10000), below PPO's.
@@ -71,12 +71,8 @@ def collect_policy_states(policy: LoadedPolicy, oracle: ScheduleController, conf
     for steps_index, total_steps in enumerate(tqdm(lengths, desc="DAgger: policy runs", disable=not progress)):
         part = out / "parts" / f"{oracle.schedule.name}-{total_steps}.safetensors"
         part_paths.append(part)
-        if part.is_file():
-            try:
-                load_checkpoint(part, kind="demo-part")
-                continue  # done in an earlier, interrupted invocation
-            except CheckpointError:
-                pass  # damaged: collect it again
+        if part_is_done(part):
+            continue  # done in an earlier, interrupted invocation
         seed0 = first_seed + steps_index * config.runs_per_setting
         seeds = list(range(seed0, seed0 + config.runs_per_setting))
         rng = np.random.default_rng(seed0)
