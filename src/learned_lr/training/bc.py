@@ -76,7 +76,7 @@ def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path
         tensors = episode_tensors(episodes, lambda episode, step: controller.clean_action(total_steps, step, episode.base_lr), config.reward.discount)
         runs = [{"seed": e.seed, "peak_lr": e.base_lr, "diverged": e.diverged} for e in episodes]
         save_checkpoint(part, tensors, {"expert": expert, "total_steps": total_steps, "runs": runs}, kind="demo-part")
-    _merge_parts(config, parts_dir, out / DEMOS_FILE)
+    merge_parts(config, parts_dir, out / DEMOS_FILE)
     return out / DEMOS_FILE
 
 
@@ -104,17 +104,24 @@ def episode_tensors(episodes: Sequence[Episode], label: Callable[[Episode, int],
     return tensors
 
 
-def _merge_parts(config: CollectConfig, parts_dir: Path, target: Path) -> None:
+def append_runs(tensors: dict[str, torch.Tensor], runs: list[dict], new_tensors: dict[str, torch.Tensor], new_runs: list[dict],
+                extra: dict | None = None) -> None:
+    """Append stored runs (``new_tensors`` indexed from 0) to ``tensors``/``runs``, renumbering them."""
+    for local_index, run in enumerate(new_runs):
+        index = len(runs)
+        for name in ("features", "decision_steps", "labels", "returns"):
+            tensors[f"{index}.{name}"] = new_tensors[f"{local_index}.{name}"]
+        runs.append({**run, **(extra or {})})
+
+
+def merge_parts(config: CollectConfig, parts_dir: Path, target: Path) -> None:
+    """Write the parts ``parts_dir/<expert>-<steps>.safetensors`` of ``config`` as one demonstrations file."""
     tensors: dict[str, torch.Tensor] = {}
-    runs = []
+    runs: list[dict] = []
     for expert in config.expert_list:
         for total_steps in config.total_steps_list:
             part_tensors, meta = load_checkpoint(parts_dir / f"{expert}-{total_steps}.safetensors", kind="demo-part")
-            for local_index, run in enumerate(meta["runs"]):
-                index = len(runs)
-                for name in ("features", "decision_steps", "labels", "returns"):
-                    tensors[f"{index}.{name}"] = part_tensors[f"{local_index}.{name}"]
-                runs.append({**run, "expert": expert, "total_steps": total_steps})
+            append_runs(tensors, runs, part_tensors, meta["runs"], {"expert": expert, "total_steps": total_steps})
     meta = {
         "task": dataclasses.asdict(config.task),
         "schedule_shape": dataclasses.asdict(config.schedule_shape),

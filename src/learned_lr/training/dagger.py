@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Sequence
@@ -32,7 +33,7 @@ from learned_lr.env.observation import RunHistory
 from learned_lr.policy import LoadedPolicy
 from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import make_run_group
-from learned_lr.training.bc import DEMOS_FILE, episode_tensors, part_is_done
+from learned_lr.training.bc import DEMOS_FILE, append_runs, episode_tensors, merge_parts, part_is_done
 from learned_lr.training.rollout import PolicyController, ScheduleController, rollout
 
 # DAgger trainee seeds live in [10000, 50000): above BC demonstrations (< 10000), below PPO's.
@@ -66,11 +67,9 @@ def collect_policy_states(policy: LoadedPolicy, oracle: ScheduleController, conf
         raise ValueError(f"the policy's control settings {policy.control_config} differ from the collection's {config.control}")
     out = Path(out)
     data = load_mnist()
-    part_paths = []
     lengths = config.total_steps_list
     for steps_index, total_steps in enumerate(tqdm(lengths, desc="DAgger: policy runs", disable=not progress)):
         part = out / "parts" / f"{oracle.schedule.name}-{total_steps}.safetensors"
-        part_paths.append(part)
         if part_is_done(part):
             continue  # done in an earlier, interrupted invocation
         seed0 = first_seed + steps_index * config.runs_per_setting
@@ -84,50 +83,30 @@ def collect_policy_states(policy: LoadedPolicy, oracle: ScheduleController, conf
         tensors = episode_tensors(episodes, lambda episode, step: oracle.clean_action(total_steps, step, episode.base_lr), config.reward.discount)
         runs = [{"seed": e.seed, "peak_lr": e.base_lr, "diverged": e.diverged} for e in episodes]
         save_checkpoint(part, tensors, {"expert": oracle.schedule.name, "total_steps": total_steps, "runs": runs}, kind="demo-part")
-    return merge_demonstrations([], out / DEMOS_FILE, parts=part_paths, config=config)
+    # The parts are named as demonstration parts are, so the demonstrations' merge writes them.
+    merge_parts(dataclasses.replace(config, experts=oracle.schedule.name), out / "parts", out / DEMOS_FILE)
+    return out / DEMOS_FILE
 
 
-def merge_demonstrations(sources: Sequence[str | Path], target: str | Path, parts: Sequence[Path] = (),
-                         config: CollectConfig | None = None) -> Path:
-    """Concatenate demonstration folders (each with a demos.safetensors) and parts into ``target``.
+def merge_demonstrations(sources: Sequence[str | Path], target: str | Path) -> Path:
+    """Concatenate demonstration folders (each with a demos.safetensors) into ``target``.
 
     Every source must share the control settings (window, decision interval, action bounds):
     labels and windows mean nothing across different ones.
     """
-    import dataclasses
-
+    if not sources:
+        raise ValueError("nothing to merge: give at least one source folder")
     tensors: dict[str, torch.Tensor] = {}
     runs: list[dict] = []
-    meta_out: dict | None = None
-    if parts and config is None:
-        raise ValueError("merging parts needs the CollectConfig that made them")
-
-    def add(part_tensors: dict[str, torch.Tensor], part_runs: list[dict], extra: dict) -> None:
-        for local_index, run in enumerate(part_runs):
-            index = len(runs)
-            for name in ("features", "decision_steps", "labels", "returns"):
-                tensors[f"{index}.{name}"] = part_tensors[f"{local_index}.{name}"]
-            runs.append({**run, **extra})
-
+    meta_out: dict = {}
     for source in sources:
         path = Path(source) / DEMOS_FILE
         source_tensors, meta = load_checkpoint(path, kind="demonstrations")
-        if meta_out is None:
+        if not meta_out:
             meta_out = {k: v for k, v in meta.items() if k not in ("runs", "format", "version", "kind")}
         elif meta["control"] != meta_out["control"]:
             raise ValueError(f"{path} has control settings {meta['control']}, the first source {meta_out['control']}")
-        add(source_tensors, meta["runs"], {})
-    for part in parts:
-        part_tensors, meta = load_checkpoint(part, kind="demo-part")
-        add(part_tensors, meta["runs"], {"expert": meta["expert"], "total_steps": meta["total_steps"]})
-    if config is not None:
-        control = dataclasses.asdict(config.control)
-        if meta_out is not None and meta_out["control"] != control:
-            raise ValueError(f"the parts' control settings {control} differ from the sources' {meta_out['control']}")
-        meta_out = meta_out or {"task": dataclasses.asdict(config.task), "control": control, "reward": dataclasses.asdict(config.reward),
-                                "action_noise": config.action_noise, "target_peak_lr": config.target_peak_lr}
-    if meta_out is None or not runs:
-        raise ValueError("nothing to merge: give at least one source folder or part")
+        append_runs(tensors, runs, source_tensors, meta["runs"])
     target = Path(target)
     save_checkpoint(target, tensors, {**meta_out, "runs": runs}, kind="demonstrations")
     return target
