@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import numpy as np
+
 import torch
 
 from learned_lr.config import TaskConfig
@@ -44,7 +44,7 @@ def main() -> None:
             if "constant decision" in name:
                 scheduler._decide = lambda w, m, c: torch.tensor([-0.5])
             if "no grad norms" in name:
-                scheduler._grad_norms = lambda: np.ones(2)
+                scheduler._grad_norms = lambda: (1.0, 1.0)
         loops[name] = (model, optimizer, scheduler, torch.Generator().manual_seed(0))
 
     def run(name: str, n: int) -> float:

@@ -1,8 +1,13 @@
 """Wall-time ratio of the same training loop with LearnedLR vs CosineAnnealingLR, side by side.
 
-The MLP (784-256-10) and ResNet-18 (width 16 on a CPU) train with SGD, batch 128; the two
-schedulers alternate in short rounds inside this one process so that machine noise hits both
-alike. The loop calls ``observe(train_loss=...)`` for LearnedLR, as a user would.
+The MLP (784-256-10) and ResNet-18 (width 16 on a CPU) train with SGD, batch 128. The two
+schedulers alternate in short rounds inside this one process, so that machine noise hits both
+alike: a round is one decision interval of the bundled policy (16 steps, so every LearnedLR
+round holds exactly one decision), and which loop goes first alternates. The ratio printed is
+the median over rounds of learned/cosine, with a bootstrap 95% interval. Why many short rounds:
+on a shared 2-core machine the speed drifts by +-10% over seconds, which a few long rounds
+turn into a ratio that moves by several points from one run to the next. The loop calls
+``observe(train_loss=...)`` for LearnedLR, as a user would.
 
     .venv/bin/python benchmarks/scheduler_overhead.py
 """
@@ -10,9 +15,9 @@ alike. The loop calls ``observe(train_loss=...)`` for LearnedLR, as a user would
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
+import numpy as np
 import torch
 
 from learned_lr.config import TaskConfig
@@ -36,20 +41,42 @@ def timed_steps(model, optimizer, scheduler, generator, x: torch.Tensor, y: torc
     return time.perf_counter() - start
 
 
+def alternate_rounds(run, names: tuple[str, ...], rounds: int, steps: int) -> dict[str, np.ndarray]:
+    """Seconds per round for each loop; the loops take turns, the first one changing every round."""
+    for name in names:
+        run(name, steps)  # warm-up round
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(run(name, steps))
+    return {name: np.array(values) for name, values in times.items()}
+
+
+def median_ratio(numerator: np.ndarray, denominator: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """Median of per-round ratios and a bootstrap 95% interval of that median."""
+    ratios = numerator / denominator
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(ratios, size=(2000, len(ratios))), axis=1)
+    return float(np.median(ratios)), float(np.quantile(medians, 0.025)), float(np.quantile(medians, 0.975))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mlp-steps", type=int, default=200, help="steps per round on the MLP")
-    parser.add_argument("--resnet-steps", type=int, default=8, help="steps per round on ResNet-18")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--round-steps", type=int, default=16, help="steps per round (16: one decision of the bundled policy)")
+    parser.add_argument("--mlp-rounds", type=int, default=150)
+    parser.add_argument("--resnet-rounds", type=int, default=6)
     parser.add_argument("--resnet-width", type=int, default=16)
     args = parser.parse_args()
     data = load_mnist()
     x_flat, y = to_float(data.train_images), data.train_labels
-    print(f"threads={torch.get_num_threads()} rounds={args.rounds}")
-    for label, task, steps in (("mnist-mlp", TaskConfig(), args.mlp_steps),
-                               (f"mnist-resnet18 (width {args.resnet_width})", TaskConfig(task="mnist-resnet18", width=args.resnet_width), args.resnet_steps)):
+    print(f"threads={torch.get_num_threads()} steps/round={args.round_steps}")
+    for label, task, rounds in (("mnist-mlp", TaskConfig(), args.mlp_rounds),
+                                (f"mnist-resnet18 (width {args.resnet_width})", TaskConfig(task="mnist-resnet18", width=args.resnet_width), args.resnet_rounds)):
+        if rounds <= 0:
+            continue
         x = x_flat if task.task == "mnist-mlp" else x_flat.view(-1, 1, 28, 28)
-        total = steps * (args.rounds + 1)
+        total = args.round_steps * (rounds + 1)
         loops = {}
         for name in ("cosine", "learned"):
             model = build_model(task, seed=0)
@@ -60,14 +87,11 @@ def main() -> None:
         def run(name: str, n: int) -> float:
             return timed_steps(*loops[name], x, y, n, observe=name == "learned")
 
-        run("cosine", steps), run("learned", steps)  # warm-up round
-        times = {"cosine": [], "learned": []}
-        for _ in range(args.rounds):
-            for name in ("cosine", "learned"):
-                times[name].append(run(name, steps))
-        ratio = statistics.median(l / c for l, c in zip(times["learned"], times["cosine"]))
-        print(f"{label:30s} cosine {1e3 * statistics.median(times['cosine']) / steps:7.2f} ms/step   "
-              f"learned {1e3 * statistics.median(times['learned']) / steps:7.2f} ms/step   ratio learned/cosine {ratio:.3f}x")
+        times = alternate_rounds(run, ("cosine", "learned"), rounds, args.round_steps)
+        ratio, low, high = median_ratio(times["learned"], times["cosine"])
+        per_step = {name: 1e3 * float(np.median(values)) / args.round_steps for name, values in times.items()}
+        print(f"{label:30s} cosine {per_step['cosine']:7.2f} ms/step   learned {per_step['learned']:7.2f} ms/step   "
+              f"ratio learned/cosine {ratio:.3f}x (95% CI {low:.3f}-{high:.3f}, {rounds} rounds)")
 
 
 if __name__ == "__main__":

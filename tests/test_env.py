@@ -2,6 +2,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from gymnasium.utils.env_checker import check_env
 
 from learned_lr.config import ControlConfig, EnvConfig, RewardConfig
@@ -66,6 +68,63 @@ def test_history_features_are_finite_and_normalized():
     window, mask, context = history.observation()
     assert mask.tolist() == [0] * 5 + [1] * 3 and context.tolist() == pytest.approx([0.7, math.log(0.7), 3 / 8])
     np.testing.assert_array_equal(window[-3:], history.features[:3])
+
+
+def _reference_features(total_steps: int, base_lr: float, steps: list[tuple]) -> np.ndarray:
+    """The feature table of observation.py computed the slow, obvious way: one step at a time."""
+    big = np.finfo(np.float64).max
+
+    def finite(v: float) -> float:  # as numpy's nan_to_num(nan=inf): NaN -> inf, +-inf -> +-largest float
+        return math.inf if math.isnan(v) else (big if v == math.inf else (-big if v == -math.inf else v))
+
+    def log_ratio(value: float, reference: float) -> float:
+        if not (math.isfinite(reference) and reference > 0) or not math.isfinite(value):
+            return FEATURE_CLIP
+        return min(max(math.log(max(value, 1e-12) / max(reference, 1e-12)), -FEATURE_CLIP), FEATURE_CLIP)
+
+    def total(norms: list[float]) -> float:
+        with np.errstate(over="ignore"):
+            return float(np.sqrt(np.sum(np.square([finite(v) for v in norms])))) if norms else math.nan
+
+    _, first_train, _, first_norms = steps[0]
+    first_train = first_train if math.isfinite(first_train) and first_train > 0 else 1.0
+    first_total = total(first_norms) if math.isfinite(total(first_norms)) and total(first_norms) > 0 else 1.0
+    first_layers = [finite(v) if finite(v) > 0 and math.isfinite(finite(v)) else 1.0 for v in first_norms]
+    rows = []
+    for t, (lr, train, val, norms) in enumerate(steps):
+        row = [(total_steps - t - 1) / total_steps, log_ratio(lr / base_lr if math.isfinite(lr) else math.nan, 1.0),
+               log_ratio(train, first_train), log_ratio(val, first_train), log_ratio(total(norms), first_total)]
+        if norms and len(norms) == len(first_norms):
+            ratios = [min(max(math.log(max(finite(v), 1e-12) / f), -FEATURE_CLIP), FEATURE_CLIP) for v, f in zip(norms, first_layers)]
+            row += [sum(ratios) / len(ratios), min(ratios), max(ratios)]
+        else:
+            row += [0.0, 0.0, 0.0]
+        rows.append(row)
+    return np.array(rows, dtype=np.float32)
+
+
+_value = st.one_of(st.floats(1e-4, 1e4), st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -1.0]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(layers=st.integers(0, 3), data=st.data())
+def test_history_features_match_a_step_by_step_reference(layers, data):
+    """Steps are stored raw and turned into features in batches when read; whenever they are
+    read, the table must equal the one-step-at-a-time definition, bad values included."""
+    total_steps = data.draw(st.integers(1, 40))
+    base_lr = data.draw(st.sampled_from([0.1, 1.0, 3e-4]))
+    history = RunHistory(total_steps, base_lr=base_lr, window=16)
+    steps = []
+    for _ in range(total_steps):
+        width = layers if data.draw(st.booleans()) or layers == 0 else data.draw(st.integers(0, 3))
+        step = (data.draw(_value), data.draw(_value), data.draw(_value), [data.draw(_value) for _ in range(width)])
+        history.record(*step)
+        steps.append(step)
+        if data.draw(st.integers(0, 4)) == 0:  # read in between, as a decision does
+            history.observation()
+    expected = _reference_features(total_steps, base_lr, steps)
+    np.testing.assert_allclose(history.features[:total_steps], expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(history.train_loss, np.array([s[1] for s in steps], dtype=np.float64))
 
 
 def test_ramp_reaches_each_decision_and_clips():

@@ -60,21 +60,21 @@ def _layer_index_from_order(params: list[torch.Tensor]) -> list[int]:
     return layer_of
 
 
-def _squared_norm_cpu(grad: torch.Tensor | None) -> float:
-    """Squared L2 norm of a CPU gradient. This runs every training step, so the kernel matters:
-    ``torch.dot`` of the flat gradient with itself runs on the calling thread for these sizes,
-    while numpy's BLAS dot and ``torch._foreach_norm`` wake helper threads that then compete
-    with the training step on a small CPU (``benchmarks/overhead_breakdown.py``: the norms cost
-    ~3 points of the MLP step this way, ~9 with the BLAS dot)."""
-    if grad is None:
-        return 0.0
-    flat = grad.detach()
-    if flat.is_sparse:
-        flat = flat.coalesce().values()
+def _squared_norm_cpu(grad: torch.Tensor) -> float:
+    """Squared L2 norm of a CPU gradient (call under no_grad). This runs every training step, so
+    the kernel matters: ``torch.dot`` of the flat gradient with itself runs on the calling thread
+    for these sizes, while numpy's BLAS dot and ``torch._foreach_norm`` wake helper threads that
+    then compete with the training step on a small CPU (``benchmarks/overhead_breakdown.py``:
+    the norms cost ~3 points of the MLP step this way, ~9 with the BLAS dot). The common case (a
+    dense, contiguous float32 gradient) takes the shortest path: each tensor call costs ~1-3 us."""
+    if grad.dtype is torch.float32 and grad.layout is torch.strided and grad.is_contiguous():
+        flat = grad if grad.dim() == 1 else grad.view(-1)
+        return torch.dot(flat, flat).item()
+    flat = grad.coalesce().values() if grad.is_sparse else grad
     flat = flat.reshape(-1)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.double()
-    return float(torch.dot(flat, flat))
+    return torch.dot(flat, flat).item()
 
 
 class LayerGradNorms:
@@ -86,7 +86,7 @@ class LayerGradNorms:
 
     Example:
         >>> read_norms = LayerGradNorms(optimizer, model)                        # doctest: +SKIP
-        >>> loss.backward(); norms = read_norms()   # np.ndarray, one norm per layer
+        >>> loss.backward(); norms = read_norms()   # a tuple of floats, one norm per layer
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module | None = None):
@@ -113,16 +113,19 @@ class LayerGradNorms:
             return params, dense.astype(np.int64)
         return params, np.array(_layer_index_from_order(params), dtype=np.int64)
 
-    def __call__(self) -> np.ndarray:
+    def __call__(self) -> tuple[float, ...]:
         if not self.params:
-            return np.zeros(0)
+            return ()
         if self._all_on_cpu:
-            # A plain Python sum per layer: a handful of floats, where numpy's per-call cost would
-            # exceed the arithmetic (this runs every step).
+            # Plain Python arithmetic on a handful of floats: this runs every training step, right
+            # after the step has pushed numpy out of the CPU caches (see ``RunHistory.record``).
             squares = [0.0] * self.num_layers
-            for layer, p in zip(self._layer_list, self.params):
-                squares[layer] += _squared_norm_cpu(p.grad)
-            return np.sqrt(squares)
+            with torch.no_grad():
+                for layer, p in zip(self._layer_list, self.params):
+                    grad = p.grad
+                    if grad is not None:
+                        squares[layer] += _squared_norm_cpu(grad)
+            return tuple(math.sqrt(square) for square in squares)
         with torch.no_grad():
             grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device) for p in self.params]
             norms = torch._foreach_norm(grads)
@@ -130,7 +133,7 @@ class LayerGradNorms:
                 squares = np.square(torch.stack(norms).float().cpu().numpy().astype(np.float64))
             else:
                 squares = np.square([float(n) for n in norms])
-        return np.sqrt(np.bincount(self.layer_of, weights=squares, minlength=self.num_layers))
+        return tuple(np.sqrt(np.bincount(self.layer_of, weights=squares, minlength=self.num_layers)).tolist())
 
 
 class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
@@ -155,7 +158,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._history = RunHistory(total_steps, base_lr=1.0, window=control.window, inputs=control.inputs)
         self._ramp = LRRamp(total_steps, control.decision_interval, control.log_bounds)
         self._decision_steps = set(self._ramp.decision_steps())
-        self._block: np.ndarray = np.ones(1)
+        self._block: list[float] = [1.0]  # LR factors of the current decision's steps
         self._block_start = 0
         self._factor = 1.0
         self._train_loss: float | None = None
@@ -199,10 +202,10 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         if step in self._decision_steps:
             window, mask, context = (torch.from_numpy(a)[None] for a in self._history.observation(step))
             mean = self._decide(window, mask, context)
-            self._block = self._ramp.apply(step, float(mean[0]))
+            self._block = self._ramp.apply(step, float(mean[0])).tolist()
             self._block_start = step
         offset = min(step - self._block_start, len(self._block) - 1)
-        return float(self._block[offset])
+        return self._block[offset]
 
     def get_lr(self) -> list[float]:
         self._factor = self._factor_for(self.last_epoch)
@@ -220,7 +223,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             "total_steps": self.total_steps,
             **history,
             "ramp_previous_action": self._ramp.previous_action,
-            "block": torch.from_numpy(self._block.copy()),
+            "block": torch.tensor(self._block, dtype=torch.float64),
             "block_start": self._block_start,
             "factor": self._factor,
             "pending_losses": [self._train_loss, self._val_loss],
@@ -236,7 +239,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._last_lr = list(state_dict["_last_lr"])
         self._history.load_state({k[len("history_"):]: v for k, v in state_dict.items() if k.startswith("history_")})
         self._ramp.load_state({"previous_action": state_dict["ramp_previous_action"]})
-        self._block = state_dict["block"].numpy().copy()
+        self._block = [float(v) for v in state_dict["block"].tolist()]
         self._block_start = int(state_dict["block_start"])
         self._factor = float(state_dict["factor"])
         self._train_loss, self._val_loss = state_dict["pending_losses"]

@@ -90,43 +90,92 @@ class RunHistory:
         self.inputs = inputs
         self._features = np.zeros((total_steps, NUM_FEATURES), dtype=np.float32)
         self._features_done = 0  # rows of _features computed so far
-        self.train_loss = np.full(total_steps, np.nan)
-        self.val_loss = np.full(total_steps, np.nan)
-        self.lrs = np.full(total_steps, np.nan)
+        self._train_loss = np.full(total_steps, np.nan)
+        self._val_loss = np.full(total_steps, np.nan)
+        self._lrs = np.full(total_steps, np.nan)
         self._layer_norms: np.ndarray | None = None  # (total_steps, layers), sized at the first record
         self._layers_match = np.zeros(total_steps, dtype=bool)
         self._total_norm = np.full(total_steps, np.nan)
+        # Steps recorded but not yet written into the arrays above: (lr, train, val, norms) tuples.
+        self._pending: list[tuple] = []
         self.steps = 0
         self._first_train_loss = math.nan
         self._first_grad_norm = math.nan
         self._first_layer_norms: np.ndarray | None = None
 
     def record(self, lr: float, train_loss: float, val_loss: float, layer_grad_norms: Sequence[float] | np.ndarray) -> None:
-        """Append one step. Values may be NaN/inf (a diverging run); features stay finite."""
+        """Append one step. Values may be NaN/inf (a diverging run); features stay finite.
+
+        Why a Python list and not numpy writes: this runs inside the user's training loop, where
+        the training step has just pushed numpy's code and data out of the CPU caches; there ten
+        small numpy calls cost ~50 us (1.5 us when warm), a list append ~1 us. The rows are
+        written into arrays, vectorized, when anything reads the history (once per decision).
+        """
         t = self.steps
         if t >= self.total_steps:
             raise IndexError(f"run already has its {self.total_steps} steps")
-        norms = np.asarray(layer_grad_norms, dtype=np.float64).reshape(-1)
+        if type(layer_grad_norms) is not tuple:  # noqa: E721 - a tuple of floats is the fast path
+            layer_grad_norms = tuple(np.asarray(layer_grad_norms, dtype=np.float64).reshape(-1).tolist())
         if t == 0:
-            finite_norms = np.nan_to_num(norms, nan=np.inf)
-            with np.errstate(over="ignore", invalid="ignore"):
-                total_norm = float(np.sqrt(np.sum(np.square(finite_norms)))) if norms.size else math.nan
-            self._first_train_loss = train_loss if math.isfinite(train_loss) and train_loss > 0 else 1.0
-            self._first_grad_norm = total_norm if math.isfinite(total_norm) and total_norm > 0 else 1.0
-            self._first_layer_norms = np.where(np.isfinite(finite_norms) & (finite_norms > 0), finite_norms, 1.0)
-            self._layer_norms = np.zeros((self.total_steps, norms.size))
-        if norms.size and norms.size == self._layer_norms.shape[1]:
-            self._layer_norms[t] = norms
-            self._layers_match[t] = True
-        else:  # a step with another number of layers (or none): only its total norm is used
-            with np.errstate(over="ignore", invalid="ignore"):
-                self._total_norm[t] = float(np.sqrt(np.sum(np.square(np.nan_to_num(norms, nan=np.inf))))) if norms.size else math.nan
-        self.train_loss[t], self.val_loss[t], self.lrs[t] = train_loss, val_loss, lr
-        self.steps += 1
+            self._start(train_loss, np.array(layer_grad_norms, dtype=np.float64))
+        self._pending.append((lr, train_loss, val_loss, layer_grad_norms))
+        self.steps = t + 1
+
+    def _start(self, train_loss: float, norms: np.ndarray) -> None:
+        """The first step's values: the references that every later feature is relative to."""
+        finite_norms = np.nan_to_num(norms, nan=np.inf)
+        with np.errstate(over="ignore", invalid="ignore"):
+            total_norm = float(np.sqrt(np.sum(np.square(finite_norms)))) if norms.size else math.nan
+        self._first_train_loss = train_loss if math.isfinite(train_loss) and train_loss > 0 else 1.0
+        self._first_grad_norm = total_norm if math.isfinite(total_norm) and total_norm > 0 else 1.0
+        self._first_layer_norms = np.where(np.isfinite(finite_norms) & (finite_norms > 0), finite_norms, 1.0)
+        self._layer_norms = np.zeros((self.total_steps, norms.size))
+
+    def _flush(self) -> None:
+        """Write the pending steps into the arrays."""
+        if not self._pending:
+            return
+        end = self.steps
+        start = end - len(self._pending)
+        lrs, trains, vals, norm_rows = zip(*self._pending)
+        self._pending = []
+        self._lrs[start:end], self._train_loss[start:end], self._val_loss[start:end] = lrs, trains, vals
+        layers = self._layer_norms.shape[1]
+        if layers and all(len(row) == layers for row in norm_rows):
+            self._layer_norms[start:end] = norm_rows
+            self._layers_match[start:end] = True
+            return
+        for t, row in enumerate(norm_rows, start):
+            if layers and len(row) == layers:
+                self._layer_norms[t] = row
+                self._layers_match[t] = True
+            else:  # a step with another number of layers (or none): only its total norm is used
+                norms = np.array(row, dtype=np.float64)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    self._total_norm[t] = float(np.sqrt(np.sum(np.square(np.nan_to_num(norms, nan=np.inf))))) if norms.size else math.nan
+
+    @property
+    def train_loss(self) -> np.ndarray:
+        """(total_steps,) training loss of each step, NaN past ``steps``. Treat as read-only."""
+        self._flush()
+        return self._train_loss
+
+    @property
+    def val_loss(self) -> np.ndarray:
+        """(total_steps,) validation loss of each step, NaN past ``steps``. Treat as read-only."""
+        self._flush()
+        return self._val_loss
+
+    @property
+    def lrs(self) -> np.ndarray:
+        """(total_steps,) LR of each step, NaN past ``steps``. Treat as read-only."""
+        self._flush()
+        return self._lrs
 
     @property
     def features(self) -> np.ndarray:
         """(total_steps, F) feature rows; rows at and past ``steps`` are zero. Treat as read-only."""
+        self._flush()
         start, end = self._features_done, self.steps
         if end > start:
             self._features[start:end] = self._compute_features(start, end)
@@ -134,35 +183,38 @@ class RunHistory:
         return self._features
 
     def _compute_features(self, start: int, end: int) -> np.ndarray:
-        steps = np.arange(start, end)
-        lrs = self.lrs[start:end]
-        lr_factor = np.where(np.isfinite(lrs), lrs / self.base_lr, np.nan)
+        # Called once per decision inside the user's training loop, so it is written as few
+        # whole-array numpy calls as possible (each costs microseconds whatever its size); the
+        # per-element arithmetic is that of ``_safe_log_ratios``.
+        out = np.empty((end - start, NUM_FEATURES), dtype=np.float32)
+        out[:, 0] = (self.total_steps - np.arange(start, end) - 1) / self.total_steps
+        # As in ``record``: NaN reads as a blow-up (the largest float, as +inf does).
         norms = np.nan_to_num(self._layer_norms[start:end], nan=np.inf)
         match = self._layers_match[start:end]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            total_norm = np.where(match, np.sqrt(np.sum(np.square(norms), axis=1)), self._total_norm[start:end])
+            total_norm = np.where(match, np.sqrt(np.square(norms).sum(axis=1)), self._total_norm[start:end])
+            # Columns 1-4: lr factor, train loss, val loss, total gradient norm, each a log ratio.
+            values = np.stack([self._lrs[start:end] / self.base_lr, self._train_loss[start:end], self._val_loss[start:end], total_norm], axis=1)
+            references = np.array([1.0, self._first_train_loss, self._first_train_loss, self._first_grad_norm])
+            logs = np.log(np.maximum(values, _TINY) / np.maximum(references, _TINY))
+            logs = np.where(np.isfinite(values) & (np.isfinite(references) & (references > 0)), np.clip(logs, -FEATURE_CLIP, FEATURE_CLIP), FEATURE_CLIP)
+            out[:, 1:5] = logs
             ratios = np.log(np.maximum(norms, _TINY) / self._first_layer_norms)
-        ratios = np.clip(np.nan_to_num(ratios, nan=FEATURE_CLIP, posinf=FEATURE_CLIP, neginf=-FEATURE_CLIP), -FEATURE_CLIP, FEATURE_CLIP)
-        layer_stats = np.zeros((end - start, 3))
-        if ratios.shape[1]:
-            layer_stats[match] = np.stack([ratios.mean(1), ratios.min(1), ratios.max(1)], axis=1)[match]
-        return np.column_stack([
-            (self.total_steps - steps - 1) / self.total_steps,
-            _safe_log_ratios(lr_factor, 1.0),
-            _safe_log_ratios(self.train_loss[start:end], self._first_train_loss),
-            _safe_log_ratios(self.val_loss[start:end], self._first_train_loss),
-            _safe_log_ratios(total_norm, self._first_grad_norm),
-            layer_stats,
-        ]).astype(np.float32)
+        ratios = np.where(np.isnan(ratios), FEATURE_CLIP, np.clip(ratios, -FEATURE_CLIP, FEATURE_CLIP))
+        out[:, 5:] = 0.0
+        if ratios.shape[1] and match.any():
+            out[match, 5:] = np.stack([ratios.mean(1), ratios.min(1), ratios.max(1)], axis=1)[match]
+        return out
 
     def state(self) -> dict:
         """Everything needed to continue this history elsewhere: plain values and numpy arrays."""
+        self._flush()
         layers = 0 if self._layer_norms is None else self._layer_norms.shape[1]
         return {
             "steps": self.steps,
-            "train_loss": self.train_loss.copy(),
-            "val_loss": self.val_loss.copy(),
-            "lrs": self.lrs.copy(),
+            "train_loss": self._train_loss.copy(),
+            "val_loss": self._val_loss.copy(),
+            "lrs": self._lrs.copy(),
             "layer_norms": np.zeros((self.total_steps, 0)) if self._layer_norms is None else self._layer_norms.copy(),
             "layers_match": self._layers_match.copy(),
             "total_norm": self._total_norm.copy(),
@@ -175,12 +227,13 @@ class RunHistory:
     def load_state(self, state: dict) -> None:
         """Restore what ``state()`` returned (arrays may come back as tensors or numpy arrays)."""
         as_array = lambda value: np.asarray(value.numpy() if hasattr(value, "numpy") else value)  # noqa: E731
-        if as_array(state["train_loss"]).shape != self.train_loss.shape:
+        if as_array(state["train_loss"]).shape != self._train_loss.shape:
             raise ValueError(f"history state has {as_array(state['train_loss']).shape[0]} steps, this history {self.total_steps}")
+        self._pending = []
         self.steps = int(state["steps"])
-        self.train_loss[:] = as_array(state["train_loss"])
-        self.val_loss[:] = as_array(state["val_loss"])
-        self.lrs[:] = as_array(state["lrs"])
+        self._train_loss[:] = as_array(state["train_loss"])
+        self._val_loss[:] = as_array(state["val_loss"])
+        self._lrs[:] = as_array(state["lrs"])
         self._layers_match[:] = as_array(state["layers_match"])
         self._total_norm[:] = as_array(state["total_norm"])
         has_layers = bool(state["has_layers"])
@@ -193,7 +246,8 @@ class RunHistory:
 
     def normalized_losses(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Train and val losses of steps [start, end) relative to the first train loss (the reward's scale)."""
-        return self.train_loss[start:end] / self._first_train_loss, self.val_loss[start:end] / self._first_train_loss
+        self._flush()
+        return self._train_loss[start:end] / self._first_train_loss, self._val_loss[start:end] / self._first_train_loss
 
     def observation(self, at_step: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(window (W, F), mask (W,), context (C,)) for a decision taken before step ``at_step``.
