@@ -1,17 +1,18 @@
 """Where LearnedLR's per-step overhead on the MLP goes: the loop with parts of it switched off.
 
 Runs the benchmark loop of ``scheduler_overhead.py`` (MLP, SGD, batch 128) with
-CosineAnnealingLR, with LearnedLR, with LearnedLR whose decision is replaced by a constant, and
-with both the decision and the gradient-norm reading replaced; rounds alternate in this one
-process. Replacing private methods is for attribution only; nothing else uses it.
+CosineAnnealingLR, with LearnedLR, with LearnedLR whose decision (the actor's forward) is
+replaced by a constant, and with both the decision and the gradient-norm reading replaced. As
+there, the loops take turns in short rounds of 16 steps (one decision) in this one process, and
+each ratio is total time over the cosine loop's, with a bootstrap 95% interval. Replacing
+private methods is for attribution only; nothing else uses it.
 
-    .venv/bin/python benchmarks/overhead_breakdown.py --rounds 10
+    .venv/bin/python benchmarks/overhead_breakdown.py
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 
 
 import torch
@@ -20,23 +21,23 @@ from learned_lr.config import TaskConfig
 from learned_lr.scheduler import LearnedLR
 from learned_lr.tasks import build_model, load_mnist
 from learned_lr.tasks.data import to_float
-from scheduler_overhead import timed_steps  # the same loop, so the ratios compare
+from scheduler_overhead import alternate_rounds, time_ratio, timed_steps  # the same loop and estimator
 
 VARIANTS = ("cosine", "learned", "learned, constant decision", "learned, constant decision, no grad norms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=160, help="steps per round")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=120, help="rounds of 16 steps")
     args = parser.parse_args()
+    steps = 16
     data = load_mnist()
     x, y = to_float(data.train_images), data.train_labels
     loops = {}
     for name in VARIANTS:
         model = build_model(TaskConfig(), seed=0)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        total = args.steps * (args.rounds + 1)
+        total = steps * (args.rounds + 1)
         if name == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
         else:
@@ -50,16 +51,11 @@ def main() -> None:
     def run(name: str, n: int) -> float:
         return timed_steps(*loops[name], x, y, n, observe=name != "cosine")
 
+    times = alternate_rounds(run, VARIANTS, args.rounds, steps)
+    print(f"threads={torch.get_num_threads()} steps/round={steps} rounds={args.rounds}")
     for name in VARIANTS:
-        run(name, args.steps)  # warm-up round
-    times = {name: [] for name in VARIANTS}
-    for _ in range(args.rounds):
-        for name in VARIANTS:
-            times[name].append(run(name, args.steps))
-    print(f"threads={torch.get_num_threads()} steps/round={args.steps} rounds={args.rounds}")
-    for name in VARIANTS:
-        ratio = statistics.median(t / c for t, c in zip(times[name], times["cosine"]))
-        print(f"{name:45s} {1e3 * statistics.median(times[name]) / args.steps:6.2f} ms/step   ratio to cosine {ratio:.3f}x")
+        ratio, low, high = time_ratio(times[name], times["cosine"])
+        print(f"{name:45s} {1e3 * float(times[name].mean()) / steps:6.2f} ms/step   ratio to cosine {ratio:.3f}x (95% CI {low:.3f}-{high:.3f})")
 
 
 if __name__ == "__main__":
