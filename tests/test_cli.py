@@ -8,6 +8,19 @@ import pytest
 from learned_lr.cli import main
 
 
+def test_help_prints_for_the_program_and_every_command(capsys):
+    from learned_lr.cli import COMMANDS
+
+    for argv in [["--help"], *[[name, "--help"] for name in COMMANDS]]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 0, argv
+        assert "usage: learned-lr" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "95% CIs" in capsys.readouterr().out  # a literal % in a help text survives argparse
+
+
 @pytest.mark.parametrize(
     "argv, flag",
     [

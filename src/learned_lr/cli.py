@@ -45,7 +45,8 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, config_cls: type) -> N
             _add_dataclass_flags(parser, hints[f.name])
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{f.metadata.get('help', '')} (default: {default})"}
+        # argparse %-formats help strings, so a literal % (as in "95% CI") must be doubled.
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")}
         if hints[f.name] is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -385,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="learned-lr", description="A learned learning-rate scheduler for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     for name, (config_cls, _, help_text) in COMMANDS.items():
-        _add_dataclass_flags(sub.add_parser(name, help=help_text, description=help_text), config_cls)
+        _add_dataclass_flags(sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text), config_cls)
     return parser
 
 
