@@ -77,6 +77,34 @@ def test_evaluate_command_compares_a_policy_with_experts(tmp_path, mnist):
     assert main(["evaluate", "--policies", f"missing={tmp_path / 'nope.safetensors'}", "--out", str(out)]) == 1
 
 
+def test_evaluate_and_sweep_continue_from_saved_runs(tmp_path, mnist, monkeypatch):
+    """A rerun reads every finished scheduler (evaluate) and run (sweep) back instead of training
+    again, and gives the same numbers; a changed policy file is evaluated again."""
+    import learned_lr.evaluate as evaluate
+    from conftest import save_small_policy
+
+    path = save_small_policy(tmp_path / "policy.safetensors")
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--hidden", "32", "--steps", "40", "--seeds", "2", "--policies", f"p={path}", "--schedules", "cosine", "--out", str(out)]
+    sweep_argv = ["sweep", "--hidden", "32", "--steps", "30", "--lrs", "0.05,0.1", "--seeds", "1", "--out", str(tmp_path / "sweep")]
+    assert main(argv) == 0 and main(sweep_argv) == 0
+    first_rows = json.loads((out / "evaluation.json").read_text())
+    first_sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+
+    ran = []
+    real_outcome = evaluate._scheduler_outcome
+    monkeypatch.setattr(evaluate, "_scheduler_outcome", lambda spec, *a, **k: ran.append(spec.label) or real_outcome(spec, *a, **k))
+    monkeypatch.setattr(evaluate, "final_val_loss", lambda *a, **k: pytest.fail("the sweep trained again"))
+    assert main(argv) == 0 and main(sweep_argv) == 0
+    assert ran == []
+    assert json.loads((out / "evaluation.json").read_text()) == first_rows
+    assert json.loads((tmp_path / "sweep" / "sweep.json").read_text()) == first_sweep
+
+    save_small_policy(path, seed=1)  # the policy changed in place: its result is stale
+    assert main(argv) == 0
+    assert ran == ["p"]
+
+
 def test_robustness_command_writes_table_and_figure(tmp_path, mnist, capsys):
     from conftest import save_small_policy
 

@@ -94,6 +94,7 @@ def cmd_train(config: cfg.TrainConfig) -> int:
 
 
 def cmd_sweep(config: cfg.SweepConfig) -> int:
+    import json
     import math
 
     from tqdm.auto import tqdm
@@ -104,13 +105,29 @@ def cmd_sweep(config: cfg.SweepConfig) -> int:
     from learned_lr.plots import plot_sweep
 
     schedule = expert_schedule(config.schedule, config.schedule_shape)
+    out = Path(config.out)
+    # Every finished run is saved at once, so an interrupted sweep continues where it stopped.
+    progress_path = out / "sweep_runs.json"
+    setting = {"task": dataclasses.asdict(config.task), "schedule": config.schedule,
+               "schedule_shape": dataclasses.asdict(config.schedule_shape), "steps": config.steps}
+    done: dict[str, float] = {}
+    if progress_path.is_file():
+        try:
+            saved = json.loads(progress_path.read_text())
+            if saved.get("setting") == setting:
+                done = {k: (math.inf if v is None else float(v)) for k, v in saved["val_loss"].items()}
+        except (OSError, ValueError, KeyError, AttributeError):
+            done = {}  # unreadable: start over
     results: dict[float, list[float]] = {}
     jobs = [(lr, seed) for lr in config.lr_values for seed in range(config.seeds)]
     for lr, seed in tqdm(jobs, desc=f"sweep {config.task.task} {config.schedule}"):
-        results.setdefault(lr, []).append(final_val_loss(config.task, schedule, config.steps, lr, seed))
+        key = f"{lr!r}/{seed}"
+        if key not in done:
+            done[key] = final_val_loss(config.task, schedule, config.steps, lr, seed)
+            write_json(progress_path, {"setting": setting, "val_loss": done})
+        results.setdefault(lr, []).append(done[key])
     mean = {lr: (sum(v) / len(v) if all(math.isfinite(x) for x in v) else math.inf) for lr, v in results.items()}
     best = min(mean, key=mean.get)
-    out = Path(config.out)
     write_json(out / "sweep.json", {"task": dataclasses.asdict(config.task), "schedule": config.schedule, "steps": config.steps,
                                     "val_loss_by_lr": {str(k): v for k, v in results.items()}, "best_peak_lr": best})
     plot_sweep({config.schedule: results}, out / "sweep.png", title=f"{config.task.task}, {config.schedule}, {config.steps} steps")
@@ -245,8 +262,9 @@ def cmd_evaluate(config: cfg.EvaluateConfig) -> int:
         return 2
     task = config.task
     label = task.task if task.task == "mnist-mlp" else f"{task.task} (width {task.width})"
-    rows, curves = evaluate_schedulers(specs, task, config.steps, config.peak_lr, config.seeds, label=label)
     out = Path(config.out)
+    # Each scheduler's outcome is saved under out/work as it finishes; a rerun reuses it.
+    rows, curves = evaluate_schedulers(specs, task, config.steps, config.peak_lr, config.seeds, label=label, work=out / "work")
     plot_scheduler_comparison({label: curves}, rows, out / "evaluation.png")
     table = comparison_table(rows)
     write_json(out / "evaluation.json", rows)

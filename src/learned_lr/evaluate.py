@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -147,38 +148,96 @@ class SchedulerSpec:
     policy_path: str | None = None
 
 
-def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_steps: int, base_lr: float, seeds: int,
-                        data: MnistSplits | None = None, progress: bool = True, label: str = "") -> tuple[list[dict], dict]:
-    """Roll every scheduler out on the same held-out seeds; (rows of metrics with 95% CIs, curves)."""
+def _scheduler_outcome(spec: SchedulerSpec, task: TaskConfig, total_steps: int, base_lr: float, seeds: int,
+                       data: MnistSplits | None, progress: bool, desc: str) -> dict:
+    """Roll one scheduler out on the evaluation seeds: per-seed numbers and mean curves (plain lists)."""
     from learned_lr.config import ControlConfig, RewardConfig
     from learned_lr.experts import expert_schedule
     from learned_lr.policy import load_policy
     from learned_lr.tasks.batched import make_run_group
     from learned_lr.training.rollout import PolicyController, rollout, rollout_exact_schedule
 
-    seed_list = list(range(EVAL_SEED_START, EVAL_SEED_START + seeds))
+    group = make_run_group(task, list(range(EVAL_SEED_START, EVAL_SEED_START + seeds)), data)
+    if spec.expert is not None:
+        episodes = rollout_exact_schedule(group, expert_schedule(spec.expert), total_steps, [base_lr] * seeds, ControlConfig(), progress=progress)
+    else:
+        policy = load_policy(spec.policy_path)
+        episodes = rollout(group, PolicyController(policy.actor), total_steps, [base_lr] * seeds, policy.control_config, RewardConfig(), progress=progress, desc=desc)
+    finished = [e for e in episodes if not e.diverged]
+    shown = finished or episodes  # curves: the finished runs, or all of them if every run diverged
+    length = min(e.history.steps for e in shown)
+    losses = [e.history.train_loss[: e.history.steps] for e in finished]
+    return {
+        "test_loss": [e.test_loss for e in finished],
+        "test_accuracy": [e.test_accuracy for e in finished],
+        "train_loss_auc": [train_loss_auc(loss) for loss in losses],
+        "roughness": [train_loss_roughness(loss) for loss in losses],
+        "diverged": int(sum(e.diverged for e in episodes)),
+        "curves": {"lr": np.mean([e.history.lrs[:length] for e in shown], axis=0).tolist() if length else [],
+                   "train_loss": np.mean([e.history.train_loss[:length] for e in shown], axis=0).tolist() if length else []},
+    }
+
+
+def _read_outcome(path: Path, setting: dict) -> dict | None:
+    """A saved outcome with exactly this setting, or None (missing, unreadable or another setting)."""
+    import json
+
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if saved.get("setting") != setting:
+        return None
+    # JSON stores NaN/inf as null; every number here is a float or a list of floats.
+    as_float = lambda values: [float("nan") if v is None else float(v) for v in values]  # noqa: E731
+    outcome = saved["outcome"]
+    for key in ("test_loss", "test_accuracy", "train_loss_auc", "roughness"):
+        outcome[key] = as_float(outcome[key])
+    outcome["curves"] = {k: as_float(v) for k, v in outcome["curves"].items()}
+    return outcome
+
+
+def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_steps: int, base_lr: float, seeds: int,
+                        data: MnistSplits | None = None, progress: bool = True, label: str = "",
+                        work: str | Path | None = None) -> tuple[list[dict], dict]:
+    """Roll every scheduler out on the same held-out seeds; (rows of metrics with 95% CIs, curves).
+
+    ``curves[label]`` holds the mean LR factor (LR / base LR) and mean training loss per step over
+    the runs that finished. With ``work``, each scheduler's outcome is saved there as it
+    finishes and reused by a later call with the same setting (a policy is identified by its
+    checkpoint's SHA-256), so an interrupted evaluation continues where it stopped.
+    """
+    import dataclasses
+    import hashlib
+    import re
+
+    from learned_lr.files import write_json
+
     rows, curves = [], {}
     for spec in specs:
-        group = make_run_group(task, seed_list, data)
         desc = f"{label} {spec.label}".strip()
-        if spec.expert is not None:
-            episodes = rollout_exact_schedule(group, expert_schedule(spec.expert), total_steps, [base_lr] * seeds, ControlConfig(), progress=progress)
-        else:
-            policy = load_policy(spec.policy_path)
-            episodes = rollout(group, PolicyController(policy.actor), total_steps, [base_lr] * seeds, policy.control_config, RewardConfig(), progress=progress, desc=desc)
-        curves[spec.label] = episodes
-        finished = [e for e in episodes if not e.diverged]
+        setting = {"label": spec.label, "expert": spec.expert, "task": dataclasses.asdict(task), "total_steps": total_steps,
+                   "base_lr": base_lr, "seeds": seeds, "first_seed": EVAL_SEED_START,
+                   "policy_sha256": hashlib.sha256(Path(spec.policy_path).read_bytes()).hexdigest() if spec.policy_path else None}
+        path = Path(work) / f"{re.sub(r'[^a-z0-9]+', '-', spec.label.lower()).strip('-')}.json" if work is not None else None
+        outcome = _read_outcome(path, setting) if path is not None and path.is_file() else None
+        if outcome is None:
+            outcome = _scheduler_outcome(spec, task, total_steps, base_lr, seeds, data, progress, desc)
+            if path is not None:
+                write_json(path, {"setting": setting, "outcome": outcome})
+        curves[spec.label] = {"lr_factor": np.asarray(outcome["curves"]["lr"], dtype=float) / base_lr,
+                              "train_loss": np.asarray(outcome["curves"]["train_loss"], dtype=float)}
         rows.append({
             "task": label or task.task,
             "scheduler": spec.label,
             "base_lr": base_lr,
             "total_steps": total_steps,
             "seeds": seeds,
-            "test_loss": mean_ci([e.test_loss for e in finished]),
-            "test_accuracy": mean_ci([e.test_accuracy for e in finished]),
-            "train_loss_auc": mean_ci([train_loss_auc(e.history.train_loss[: e.history.steps]) for e in finished]),
-            "roughness": mean_ci([train_loss_roughness(e.history.train_loss[: e.history.steps]) for e in finished]),
-            "diverged": int(sum(e.diverged for e in episodes)),
+            "test_loss": mean_ci(outcome["test_loss"]),
+            "test_accuracy": mean_ci(outcome["test_accuracy"]),
+            "train_loss_auc": mean_ci(outcome["train_loss_auc"]),
+            "roughness": mean_ci(outcome["roughness"]),
+            "diverged": outcome["diverged"],
         })
     return rows, curves
 

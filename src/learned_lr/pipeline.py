@@ -101,7 +101,8 @@ def run_demo(config: cfg.DemoConfig) -> Path:
              SchedulerSpec(f"BC {best_single}", policy_path=str(paths[best_single])),
              *(SchedulerSpec(name, expert=name) for name in cfg.EXPERT_NAMES),
              SchedulerSpec("constant", expert="constant")]
-    rows, curves = evaluate_schedulers(specs, cfg.TaskConfig(), budget["eval_steps"], cfg.TaskConfig().tuned_peak_lr, budget["eval_seeds"], label="mnist-mlp")
+    rows, curves = evaluate_schedulers(specs, cfg.TaskConfig(), budget["eval_steps"], cfg.TaskConfig().tuned_peak_lr, budget["eval_seeds"],
+                                       label="mnist-mlp", work=work / "eval-mnist-mlp")
     curves_by_task = {"mnist-mlp": curves}
     resnet_label = f"mnist-resnet18 (width {config.resnet_width})"
     if budget["resnet_steps"] > 0:
@@ -109,7 +110,8 @@ def run_demo(config: cfg.DemoConfig) -> Path:
         # The small preset skips the single-expert policies on ResNet-18: each ResNet run costs
         # ~12 s on 2 cores (most of it the 10k-image test pass), and the demo must stay short.
         resnet_specs = specs if budget["resnet_single_expert_policies"] else [sp for sp in specs if sp.expert is not None or best_single not in sp.label]
-        resnet_rows, resnet_curves = evaluate_schedulers(resnet_specs, resnet, budget["resnet_steps"], resnet.tuned_peak_lr, budget["resnet_seeds"], label=resnet_label)
+        resnet_rows, resnet_curves = evaluate_schedulers(resnet_specs, resnet, budget["resnet_steps"], resnet.tuned_peak_lr, budget["resnet_seeds"],
+                                                         label=resnet_label, work=work / "eval-mnist-resnet18")
         rows += resnet_rows
         curves_by_task[resnet_label] = resnet_curves
     timings["evaluation"] = time.perf_counter() - t

@@ -120,9 +120,9 @@ def plot_bc_vs_experts(curves: dict[str, dict[str, list]], expert_names: Sequenc
     _save(fig, path)
 
 
-def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, list]], rows: Sequence[dict], path: str | Path) -> None:
+def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, dict]], rows: Sequence[dict], path: str | Path) -> None:
     """Per task: LR / base LR, train loss (moving average), and final test loss with 95% CIs,
-    one line or bar per scheduler. Curves are means over the evaluation seeds."""
+    one line or bar per scheduler. Curves are ``evaluate_schedulers``' means over the seeds."""
     tasks = list(curves_by_task)
     fig, axes = plt.subplots(len(tasks), 3, figsize=(17, 4 * len(tasks)), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -130,12 +130,10 @@ def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, list]], rows: 
         ax_lr, ax_loss, ax_bar = axes[t]
         labels = list(curves_by_task[task])
         for i, label in enumerate(labels):
-            episodes = [e for e in curves_by_task[task][label] if not e.diverged] or curves_by_task[task][label]
+            curve = curves_by_task[task][label]
             style = dict(color=colors[i % len(colors)], lw=2.0 if label.startswith("PPO") else 1.2, ls="-" if not label.startswith("BC") else "--")
-            total = episodes[0].history.total_steps
-            factors = _mean_curve(episodes, "lrs", 1) / episodes[0].base_lr
-            ax_lr.plot(np.arange(len(factors)), factors, label=label, **style)
-            loss = _mean_curve(episodes, "train_loss", max(1, total // 30))
+            ax_lr.plot(np.arange(len(curve["lr_factor"])), curve["lr_factor"], label=label, **style)
+            loss = smooth(curve["train_loss"], max(1, len(curve["train_loss"]) // 30))
             ax_loss.plot(np.arange(len(loss)), loss, label=label, **style)
         task_rows = [r for r in rows if r["task"] == task]
         means = [r["test_loss"]["mean"] for r in task_rows]
