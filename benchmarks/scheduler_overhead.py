@@ -69,10 +69,11 @@ def main() -> None:
     parser.add_argument("--mlp-rounds", type=int, default=150, help="rounds of 16 MLP steps")
     parser.add_argument("--resnet-rounds", type=int, default=48, help="rounds of 2 ResNet-18 steps")
     parser.add_argument("--resnet-width", type=int, default=16)
+    parser.add_argument("--policy", default=None, help="policy checkpoint to time (default: the bundled one)")
     args = parser.parse_args()
     data = load_mnist()
     x_flat, y = to_float(data.train_images), data.train_labels
-    print(f"threads={torch.get_num_threads()}")
+    print(f"threads={torch.get_num_threads()} policy={args.policy or 'bundled'}")
     for label, task, rounds, round_steps in (("mnist-mlp", TaskConfig(), args.mlp_rounds, 16),
                                              (f"mnist-resnet18 (width {args.resnet_width})", TaskConfig(task="mnist-resnet18", width=args.resnet_width), args.resnet_rounds, 2)):
         if rounds <= 0:
@@ -83,7 +84,7 @@ def main() -> None:
         for name in ("cosine", "learned"):
             model = build_model(task, seed=0)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-            scheduler = LearnedLR(optimizer, total_steps=total) if name == "learned" else torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+            scheduler = LearnedLR(optimizer, total_steps=total, policy=args.policy) if name == "learned" else torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
             loops[name] = (model, optimizer, scheduler, torch.Generator().manual_seed(0))
 
         def run(name: str, n: int) -> float:
