@@ -109,3 +109,18 @@ def test_single_decision_fn_matches_the_eager_actor(tmp_path):
         with torch.no_grad():
             expected = actor(window, mask, context)[0]
         torch.testing.assert_close(decide(window, mask, context), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_single_decision_fn_keeps_the_weights_it_was_built_with(tmp_path):
+    from conftest import save_small_policy
+    from learned_lr.policy import load_policy, single_decision_fn
+
+    actor = load_policy(save_small_policy(tmp_path / "p.safetensors", window=64)).actor
+    decide = single_decision_fn(actor)
+    window, mask, context = torch.randn(1, 64, 8), torch.ones(1, 64), torch.rand(1, 3)
+    before = decide(window, mask, context).clone()
+    with torch.no_grad():
+        actor.mean_head.bias.add_(5.0)  # e.g. the caller goes on training its actor
+    actor.train()
+    torch.testing.assert_close(decide(window, mask, context), before)
+    assert not torch.allclose(actor.eval()(window, mask, context)[0], before)

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -122,9 +123,10 @@ def single_decision_fn(actor: Actor) -> Callable[[torch.Tensor, torch.Tensor, to
     this is paid inside their training loop. The trace is frozen (weights become constants,
     so the function keeps the weights the actor has now) and runs under inference mode; the
     two cut another ~9%. It is checked against the eager actor on an empty, a partial and a
-    full window; if tracing fails or disagrees, the eager actor is used.
+    full window; if tracing fails or disagrees, the eager actor is used. Either way it runs a
+    copy, so later changes to ``actor`` (training, ``train()`` mode) do not reach it.
     """
-    actor = actor.eval()
+    actor = copy.deepcopy(actor).eval()
     window = actor.encoder.num_tokens * actor.encoder.patch
 
     def eager(w: torch.Tensor, m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

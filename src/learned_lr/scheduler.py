@@ -142,7 +142,8 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     Args:
         optimizer: the wrapped optimizer; each group's ``lr`` now is its base (peak) LR.
         total_steps: how many times ``step()`` will be called in the run.
-        policy: a path to a policy checkpoint, a ``LoadedPolicy``, or None for the bundled one.
+        policy: a path to a policy checkpoint, a ``LoadedPolicy``, or None for the bundled one. Its
+            weights are copied when the scheduler is built; later changes to them do not reach it.
         model: optional; groups gradient norms by module, as during training.
     """
 
