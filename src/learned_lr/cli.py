@@ -94,14 +94,13 @@ def cmd_train(config: cfg.TrainConfig) -> int:
 
 
 def cmd_sweep(config: cfg.SweepConfig) -> int:
-    import json
     import math
 
     from tqdm.auto import tqdm
 
     from learned_lr.evaluate import final_val_loss
     from learned_lr.experts import expert_schedule
-    from learned_lr.files import write_json
+    from learned_lr.files import read_saved, write_json
     from learned_lr.plots import plot_sweep
 
     schedule = expert_schedule(config.schedule, config.schedule_shape)
@@ -110,14 +109,9 @@ def cmd_sweep(config: cfg.SweepConfig) -> int:
     progress_path = out / "sweep_runs.json"
     setting = {"task": dataclasses.asdict(config.task), "schedule": config.schedule,
                "schedule_shape": dataclasses.asdict(config.schedule_shape), "steps": config.steps}
-    done: dict[str, float] = {}
-    if progress_path.is_file():
-        try:
-            saved = json.loads(progress_path.read_text())
-            if saved.get("setting") == setting:
-                done = {k: (math.inf if v is None else float(v)) for k, v in saved["val_loss"].items()}
-        except (OSError, ValueError, KeyError, AttributeError):
-            done = {}  # unreadable: start over
+    saved = read_saved(progress_path, setting)
+    # JSON has no inf: a diverged run (inf) was saved as null.
+    done = {k: (math.inf if v is None else float(v)) for k, v in saved["val_loss"].items()} if saved else {}
     results: dict[float, list[float]] = {}
     jobs = [(lr, seed) for lr in config.lr_values for seed in range(config.seeds)]
     for lr, seed in tqdm(jobs, desc=f"sweep {config.task.task} {config.schedule}"):

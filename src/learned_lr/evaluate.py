@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from learned_lr.config import TaskConfig
 from learned_lr.experts import ExpertSchedule
+from learned_lr.files import file_sha256, read_saved, slug, write_json
 from learned_lr.tasks import MnistSplits, TrainingRun
 from learned_lr.tasks.run import is_diverged
 
@@ -178,17 +179,11 @@ def _scheduler_outcome(spec: SchedulerSpec, task: TaskConfig, total_steps: int, 
     }
 
 
-def _read_outcome(path: Path, setting: dict) -> dict | None:
-    """A saved outcome with exactly this setting, or None (missing, unreadable or another setting)."""
-    import json
-
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
+def _saved_outcome(path: Path, setting: dict) -> dict | None:
+    """A saved outcome with exactly this setting, or None; JSON's nulls (NaN/inf) read back as NaN."""
+    saved = read_saved(path, setting)
+    if saved is None:
         return None
-    if saved.get("setting") != setting:
-        return None
-    # JSON stores NaN/inf as null; every number here is a float or a list of floats.
     as_float = lambda values: [float("nan") if v is None else float(v) for v in values]  # noqa: E731
     outcome = saved["outcome"]
     for key in ("test_loss", "test_accuracy", "train_loss_auc", "roughness"):
@@ -208,19 +203,15 @@ def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_
     checkpoint's SHA-256), so an interrupted evaluation continues where it stopped.
     """
     import dataclasses
-    import hashlib
-    import re
-
-    from learned_lr.files import write_json
 
     rows, curves = [], {}
     for spec in specs:
         desc = f"{label} {spec.label}".strip()
         setting = {"label": spec.label, "expert": spec.expert, "task": dataclasses.asdict(task), "total_steps": total_steps,
                    "base_lr": base_lr, "seeds": seeds, "first_seed": EVAL_SEED_START,
-                   "policy_sha256": hashlib.sha256(Path(spec.policy_path).read_bytes()).hexdigest() if spec.policy_path else None}
-        path = Path(work) / f"{re.sub(r'[^a-z0-9]+', '-', spec.label.lower()).strip('-')}.json" if work is not None else None
-        outcome = _read_outcome(path, setting) if path is not None and path.is_file() else None
+                   "policy_sha256": file_sha256(spec.policy_path) if spec.policy_path else None}
+        path = Path(work) / f"{slug(spec.label)}.json" if work is not None else None
+        outcome = _saved_outcome(path, setting) if path is not None else None
         if outcome is None:
             outcome = _scheduler_outcome(spec, task, total_steps, base_lr, seeds, data, progress, desc)
             if path is not None:

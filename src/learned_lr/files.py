@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -45,3 +47,24 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[A
 
 def write_text(path: str | Path, text: str) -> None:
     _atomic_write_text(Path(path), text)
+
+
+def slug(label: str) -> str:
+    """A file-name-safe form of a label: 'BC (bundled)' -> 'bc-bundled'."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes: identifies a checkpoint, so a result saved for it goes stale when it changes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_saved(path: str | Path, setting: dict) -> dict | None:
+    """What ``write_json`` saved at ``path`` if its ``"setting"`` equals ``setting``, else None
+    (missing, unreadable, or written for another setting): how resumable commands find their
+    finished work."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and saved.get("setting") == setting else None

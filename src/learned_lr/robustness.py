@@ -17,10 +17,8 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ import numpy as np
 
 from learned_lr.config import EXPERT_NAMES, ControlConfig, RewardConfig, TaskConfig
 from learned_lr.evaluate import EVAL_SEED_START, mean_ci
-from learned_lr.files import write_json
+from learned_lr.files import file_sha256, slug, write_json
 from learned_lr.tasks import MnistSplits
 
 CHANCE_LOSS = math.log(10.0)
@@ -48,7 +46,7 @@ class Contender:
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
+        return slug(self.label)
 
 
 def _downsample(values: np.ndarray, points: int = CURVE_POINTS) -> list[float]:
@@ -101,10 +99,6 @@ def run_scheduler(contender: Contender, task: TaskConfig, steps: int, lrs: Seque
             "lrs": [float(lr) for lr in lrs], "seeds": seeds, "first_seed": first_seed, "runs": per_run, "curves": curves}
 
 
-def _file_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def run_or_load(contender: Contender, task: TaskConfig, steps: int, lrs: Sequence[float], seeds: int, work: Path,
                 data: MnistSplits | None = None, progress: bool = True, first_seed: int = EVAL_SEED_START) -> dict:
     """``run_scheduler``, saved to ``work/<label>.json``; a saved result with the same setting is reused.
@@ -116,7 +110,7 @@ def run_or_load(contender: Contender, task: TaskConfig, steps: int, lrs: Sequenc
     setting = {"name": contender.name, "task": task.task, "steps": steps, "lrs": [float(lr) for lr in lrs], "seeds": seeds,
                "first_seed": first_seed}
     if contender.kind == "policy":
-        setting["policy_sha256"] = _file_digest(contender.name)
+        setting["policy_sha256"] = file_sha256(contender.name)
     if path.is_file():
         try:
             saved = json.loads(path.read_text())

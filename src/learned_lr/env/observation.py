@@ -61,15 +61,6 @@ FEATURE_CLIP = 10.0
 _TINY = 1e-12
 
 
-def _safe_log_ratios(values: np.ndarray, reference: float) -> np.ndarray:
-    """log(values / reference), made finite: NaN or +inf reads as +FEATURE_CLIP (a blow-up)."""
-    if not math.isfinite(reference) or reference <= 0:
-        return np.full(values.shape, FEATURE_CLIP)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        ratios = np.log(np.maximum(values, _TINY) / max(reference, _TINY))
-    return np.where(np.isfinite(values), np.clip(ratios, -FEATURE_CLIP, FEATURE_CLIP), FEATURE_CLIP)
-
-
 class RunHistory:
     """Per-step features of one run, recorded as it goes, and the policy's view of them.
 
@@ -184,8 +175,9 @@ class RunHistory:
 
     def _compute_features(self, start: int, end: int) -> np.ndarray:
         # Called once per decision inside the user's training loop, so it is written as few
-        # whole-array numpy calls as possible (each costs microseconds whatever its size); the
-        # per-element arithmetic is that of ``_safe_log_ratios``.
+        # whole-array numpy calls as possible (each costs microseconds whatever its size). A log
+        # ratio is made finite: a NaN or +inf value, or an unusable reference, reads as
+        # +FEATURE_CLIP (a blow-up).
         out = np.empty((end - start, NUM_FEATURES), dtype=np.float32)
         out[:, 0] = (self.total_steps - np.arange(start, end) - 1) / self.total_steps
         # As in ``record``: NaN reads as a blow-up (the largest float, as +inf does).
