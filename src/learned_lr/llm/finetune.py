@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 
 from learned_lr.config import ControlConfig, FinetuneLLMConfig, LoRASettings, MissingExtraError
 from learned_lr.env.observation import RunHistory
-from learned_lr.files import write_json
+from learned_lr.files import file_sha256, write_json
 from learned_lr.llm import data as llm_data
 from learned_lr.llm.model import add_lora, float32_copy, load_smollm2, require_qlora
-from learned_lr.scheduler import LayerGradNorms
+from learned_lr.scheduler import BUNDLED_POLICY, LayerGradNorms
 
 EVAL_BATCH = 16
 DEMO_WINDOW = ControlConfig().window  # a recorded history's window (only its raw values are saved)
@@ -200,10 +200,18 @@ def finetune(config: FinetuneLLMConfig, progress: bool = True, before: dict[str,
         "smoothness": smoothness(losses), "train_seconds": train_seconds,
         "lrs": lrs, "train_losses": losses,
     }
+    if config.scheduler == "learned":
+        result["policy_sha256"] = learned_policy_sha256(settings)
     if history is not None:
         np.savez(out / "history.npz", **{k: np.asarray(v) for k, v in history.state().items()})
     write_json(out / "result.json", result)  # last: its presence marks a finished run
     return result
+
+
+def learned_policy_sha256(settings: LoRASettings) -> str:
+    """SHA-256 of the policy file the learned scheduler uses: a result saved for an older version of
+    it (the bundled policy replaced, a policy retrained in place) is stale."""
+    return file_sha256(BUNDLED_POLICY if settings.policy == "bundled" else settings.policy)
 
 
 def load_result(folder: str | Path) -> dict | None:
