@@ -3,7 +3,7 @@
 Runs the benchmark loop of ``scheduler_overhead.py`` (MLP, SGD, batch 128) with
 CosineAnnealingLR, with LearnedLR, with LearnedLR whose decision (the actor's forward) is
 replaced by a constant, and with both the decision and the gradient-norm reading replaced. As
-there, the loops take turns in short rounds of 16 steps (one decision) in this one process, and
+there, the loops take turns in short rounds of K steps (one decision) in this one process, and
 each ratio is total time over the cosine loop's, with a bootstrap 95% interval. Replacing
 private methods is for attribution only; nothing else uses it.
 
@@ -18,7 +18,8 @@ import argparse
 import torch
 
 from learned_lr.config import TaskConfig
-from learned_lr.scheduler import LearnedLR
+from learned_lr.policy import load_policy
+from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
 from learned_lr.tasks import build_model, load_mnist
 from learned_lr.tasks.data import to_float
 from scheduler_overhead import alternate_rounds, time_ratio, timed_steps  # the same loop and estimator
@@ -28,9 +29,10 @@ VARIANTS = ("cosine", "learned", "learned, constant decision", "learned, constan
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=120, help="rounds of 16 steps")
+    parser.add_argument("--rounds", type=int, default=120, help="rounds of K steps (K: the policy's decision interval)")
+    parser.add_argument("--policy", default=None, help="a policy checkpoint to time instead of the bundled one")
     args = parser.parse_args()
-    steps = 16
+    steps = load_policy(args.policy or BUNDLED_POLICY).control_config.decision_interval
     data = load_mnist()
     x, y = to_float(data.train_images), data.train_labels
     loops = {}
@@ -41,7 +43,7 @@ def main() -> None:
         if name == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
         else:
-            scheduler = LearnedLR(optimizer, total_steps=total)
+            scheduler = LearnedLR(optimizer, total_steps=total, policy=args.policy)
             if "constant decision" in name:
                 scheduler._decide = lambda w, m, c: torch.tensor([-0.5])
             if "no grad norms" in name:

@@ -3,9 +3,10 @@
 For the MLP and ResNet-18 (width 16 on a CPU; pass --resnet-width 64 on a GPU machine), times
 one trainee step (train batch + rotating validation batch) and one actor decision (building
 the observation from the run's history, then the forward pass at batch 1), alternating them in
-this one process. Prints the ratio per decision and per step at decision interval K (16, the
-bundled policy's), for patched tokens (the default) run eagerly and traced (as ``LearnedLR``
-runs it, ``policy.single_decision_fn``), and for one token per step (patch 1).
+this one process. Prints the ratio per decision and per step at decision interval K (16 unless
+--decision-interval), for the research default actor (4 layers, d = 64) with patched tokens run
+eagerly and traced (as ``LearnedLR`` runs it, ``policy.single_decision_fn``) and with one token
+per step (patch 1); and for the bundled policy, traced, at its own K.
 
     .venv/bin/python benchmarks/policy_latency.py
 """
@@ -20,7 +21,8 @@ import torch
 
 from learned_lr.config import ControlConfig, PolicyConfig, TaskConfig
 from learned_lr.env.observation import RunHistory
-from learned_lr.policy import Actor, single_decision_fn
+from learned_lr.policy import Actor, load_policy, single_decision_fn
+from learned_lr.scheduler import BUNDLED_POLICY
 from learned_lr.tasks import TrainingRun
 
 
@@ -43,7 +45,7 @@ def main() -> None:
     k = control.decision_interval
     tasks = {"mnist-mlp": TaskConfig(), f"mnist-resnet18 (width {args.resnet_width})": TaskConfig(task="mnist-resnet18", width=args.resnet_width)}
     print(f"threads={torch.get_num_threads()} window={control.window} decision interval K={k}")
-    print(f"{'task':28s} {'patch':>12s} {'step ms':>9s} {'decision ms':>12s} {'decision/step':>14s} {'overhead/step at K':>19s}")
+    print(f"{'task':28s} {'policy/patch':>16s} {'step ms':>9s} {'decision ms':>12s} {'decision/step':>14s} {'overhead/step at K':>19s}")
     for label, task in tasks.items():
         run = TrainingRun(task, seed=0)
         history = RunHistory(total_steps=10_000, base_lr=0.1, window=control.window)
@@ -51,9 +53,13 @@ def main() -> None:
             report = run.step(0.05)
             history.record(report.lr, report.train_loss, report.val_loss, report.layer_grad_norms.numpy())
         repeats = args.repeats if task.task == "mnist-mlp" else max(3, args.repeats // 10)
-        for patch, traced in ((16, False), (16, True), (1, False)):
+        for patch, traced in ((16, False), (16, True), (1, False), ("bundled", True)):
             torch.manual_seed(0)
-            actor = Actor(PolicyConfig(patch=patch), control).eval()
+            if patch == "bundled":
+                bundled = load_policy(BUNDLED_POLICY)
+                actor, k = bundled.actor.eval(), bundled.control_config.decision_interval
+            else:
+                actor, k = Actor(PolicyConfig(patch=patch), control).eval(), control.decision_interval
             forward = single_decision_fn(actor) if traced else (lambda w, m, c: actor(w, m, c)[0])
 
             def decide():
@@ -67,8 +73,8 @@ def main() -> None:
                 step_time.append(_time(lambda: run.step(0.05), 1))
                 decision_time.append(_time(decide, 1))
             s, d = statistics.median(step_time), statistics.median(decision_time)
-            name = f"{patch}{' traced' if traced else ''}"
-            print(f"{label:28s} {name:>12s} {1e3 * s:9.2f} {1e3 * d:12.2f} {d / s:14.3f} {d / (k * s):18.1%}")
+            name = f"bundled, K={k}" if patch == "bundled" else f"{patch}{' traced' if traced else ''}"
+            print(f"{label:28s} {name:>16s} {1e3 * s:9.2f} {1e3 * d:12.2f} {d / s:14.3f} {d / (k * s):18.1%}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ alike, and which loop goes first alternates. The ratio printed is total learned 
 cosine time, with a bootstrap 95% interval (rounds resampled in pairs). Why many short rounds:
 on a shared 2-core machine the speed drifts by +-10% over seconds, which a few long rounds
 turn into a ratio that moves by several points from one run to the next. An MLP round is one
-decision interval of the bundled policy (16 steps, one decision); a ResNet-18 step takes
-~0.4 s, so its rounds are 2 steps and the decisions fall in every eighth round. The loop calls
+decision interval of the policy timed (K steps, one decision); a ResNet-18 step takes
+~0.4 s, so its rounds are 2 steps and a decision falls in every (K/2)-th round. The loop calls
 ``observe(train_loss=...)`` for LearnedLR, as a user would. The ms LearnedLR adds per step is
 printed too: it moves less than the ratio, which also depends on how fast the machine runs
 the step at that moment.
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from learned_lr.config import TaskConfig
-from learned_lr.scheduler import LearnedLR
+from learned_lr.policy import load_policy
+from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
 from learned_lr.tasks import build_model, load_mnist
 from learned_lr.tasks.data import to_float
 
@@ -66,15 +67,16 @@ def time_ratio(numerator: np.ndarray, denominator: np.ndarray, seed: int = 0) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mlp-rounds", type=int, default=150, help="rounds of 16 MLP steps")
+    parser.add_argument("--mlp-rounds", type=int, default=150, help="rounds of K MLP steps (K: the policy's decision interval)")
     parser.add_argument("--resnet-rounds", type=int, default=48, help="rounds of 2 ResNet-18 steps")
     parser.add_argument("--resnet-width", type=int, default=16)
     parser.add_argument("--policy", default=None, help="policy checkpoint to time (default: the bundled one)")
     args = parser.parse_args()
     data = load_mnist()
     x_flat, y = to_float(data.train_images), data.train_labels
-    print(f"threads={torch.get_num_threads()} policy={args.policy or 'bundled'}")
-    for label, task, rounds, round_steps in (("mnist-mlp", TaskConfig(), args.mlp_rounds, 16),
+    interval = load_policy(args.policy or BUNDLED_POLICY).control_config.decision_interval
+    print(f"threads={torch.get_num_threads()} policy={args.policy or 'bundled'} decision interval K={interval}")
+    for label, task, rounds, round_steps in (("mnist-mlp", TaskConfig(), args.mlp_rounds, interval),
                                              (f"mnist-resnet18 (width {args.resnet_width})", TaskConfig(task="mnist-resnet18", width=args.resnet_width), args.resnet_rounds, 2)):
         if rounds <= 0:
             continue

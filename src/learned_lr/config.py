@@ -407,7 +407,7 @@ class ImitateConfig:
     """`learned-lr imitate`: demonstrations -> the four BC policies -> the BC-vs-expert report, in one command."""
 
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    decision_interval: int = arg(8, "steps between the policy's decisions (K); the bundled policy uses 16")
+    decision_interval: int = arg(8, "steps between the policy's decisions (K); the bundled policy uses 32")
     runs_per_setting: int = arg(8, "demonstration runs per (expert, run length)")
     total_steps: str = arg("300,600,1000,1500", "comma-separated demonstration run lengths")
     epochs: int = arg(20, "BC epochs per policy")
