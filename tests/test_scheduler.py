@@ -108,3 +108,24 @@ def test_bundled_policy_loads_without_arguments():
     lrs = train_steps(model, optimizer, scheduler, data, 20)
     assert all(math.isfinite(lr[0]) for lr in lrs)
     assert scheduler.policy.meta.get("bundled_from")
+
+
+def test_layer_grad_norms_match_a_direct_computation():
+    from learned_lr.scheduler import LayerGradNorms
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 5), torch.randn(16, 1)
+    # create_graph=True: the gradients require grad themselves (as for a second-order method)
+    torch.nn.functional.mse_loss(model(x), y).backward(create_graph=True)
+    model[2].bias.grad = None  # a parameter without a gradient counts as zero
+    model[2].weight.grad = torch.randn(8, 3).t()  # a non-contiguous gradient takes the general path
+    expected = []
+    for layer in (model[0], model[2], model[4]):
+        squares = sum(float(p.grad.detach().double().pow(2).sum()) for p in layer.parameters() if p.grad is not None)
+        expected.append(math.sqrt(squares))
+    for model_arg in (None, model):  # grouped by order (weight + following bias) and by module
+        norms = LayerGradNorms(optimizer, model_arg)()
+        assert isinstance(norms, tuple) and all(type(n) is float for n in norms)
+        np.testing.assert_allclose(norms, expected, rtol=1e-6)
