@@ -21,14 +21,14 @@ def main() -> None:
     bounds = ControlConfig().log_bounds
     lo, hi = bounds
     print(f"mean |log LR error| vs the exact schedule, bounds [{np.exp(lo):g}, {np.exp(hi):g}] x base LR")
-    print(f"{'expert':14s} {'steps':>6s} " + " ".join(f"{'K=' + str(k) + ' hold':>11s} {'K=' + str(k) + ' ramp':>11s}" for k in (4, 8, 16)))
+    print(f"{'expert':14s} {'steps':>6s} " + " ".join(f"{'K=' + str(k) + ' hold':>11s} {'K=' + str(k) + ' ramp':>11s}" for k in (4, 8, 16, 32)))
     for name in EXPERT_NAMES:
         for total in (300, 1000, 2000):
             factors = expert_schedule(name).factors(total)
             with np.errstate(divide="ignore"):
                 exact = np.clip(np.log(factors), lo, hi)
             cells = []
-            for k in (4, 8, 16):
+            for k in (4, 8, 16, 32):
                 held = np.concatenate([np.full(min(k, total - s), exact[s : s + k].mean()) for s in range(0, total, k)])
                 ramp = LRRamp(total, k, bounds)
                 ramped = np.concatenate([np.log(ramp.apply(s, expert_action(factors, s, ramp.block_length(s), bounds))) for s in ramp.decision_steps()])
