@@ -30,7 +30,7 @@ def test_trainer_uses_the_learned_scheduler(tmp_path):
     history = scheduler.history
     assert scheduler.last_epoch == steps and history.steps == steps
     # The policy, not a fixed schedule, set the LRs: they follow its decisions and stay in bounds.
-    factors = history.lrs[:steps]
+    factors = history.lrs[:steps] / 1e-3  # the history holds LRs; as fractions of the base LR 1e-3
     lo, hi = scheduler.policy.control_config.min_lr_factor, scheduler.policy.control_config.max_lr_factor
     assert np.all((factors >= lo * 0.999) & (factors <= hi * 1.001))
     assert len(set(np.round(factors, 6))) > 2

@@ -98,6 +98,21 @@ def test_ppo_from_random_init_with_subramanian_reward_runs(tmp_path, mnist):
     path = train_ppo(config, progress=False)
     _, meta = load_checkpoint(path)
     assert meta["init"] == "random" and meta["control_config"]["inputs"] == "subramanian"
+    # The reward PPO was given is Subramanian et al.'s: g * (best val loss so far - this block's), recomputed by hand
+    from learned_lr.policy import load_policy
+    from learned_lr.tasks.batched import make_run_group
+    from learned_lr.training.rollout import PolicyController, rollout
+
+    policy = load_policy(path)
+    (episode,) = rollout(make_run_group(TaskConfig(hidden=32), [3], mnist), PolicyController(policy.actor), 60, [0.1],
+                         policy.control_config, RewardConfig(kind="subramanian", subramanian_gain=2.0), evaluate_test=False)
+    history, best, expected = episode.history, math.nan, []
+    for start, end in zip(episode.decision_steps, [*episode.decision_steps[1:], 60]):
+        current = float(np.mean(history.val_loss[start:end] / history.train_loss[0]))
+        expected.append(2.0 * ((current if math.isnan(best) else best) - current))
+        best = current if math.isnan(best) else min(best, current)
+    np.testing.assert_allclose(episode.rewards, expected, rtol=1e-9)
+    assert expected[0] == 0.0 and max(expected) > 0.05  # the first block sets the best; later ones improve on it
 
 
 def test_iteration_settings_draw_widths_lengths_and_lrs_reproducibly():

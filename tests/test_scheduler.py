@@ -43,7 +43,7 @@ def test_state_dict_round_trip_mid_run_continues_with_the_same_lrs(small_policy)
     saved_opt = copy.deepcopy(optimizer.state_dict())  # state_dict() shares the momentum buffers
     state = scheduler.state_dict()
     for value in state.values():  # plain values and tensors only
-        assert isinstance(value, (int, float, list, torch.Tensor, type(None)))
+        assert isinstance(value, (int, float, str, list, torch.Tensor, type(None)))
     state = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
     uninterrupted = train_steps(model, optimizer, scheduler, data, 23)
 
@@ -129,3 +129,90 @@ def test_layer_grad_norms_match_a_direct_computation():
         norms = LayerGradNorms(optimizer, model_arg)()
         assert isinstance(norms, tuple) and all(type(n) is float for n in norms)
         np.testing.assert_allclose(norms, expected, rtol=1e-6)
+
+
+def test_get_lr_only_reads_so_extra_calls_change_nothing(small_policy):
+    def run(extra_reads: int):
+        model, data = make_problem()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        scheduler = LearnedLR(optimizer, total_steps=30, policy=small_policy)
+        lrs = []
+        for _ in range(30):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(data[0]), data[1])
+            loss.backward()
+            optimizer.step()
+            for _ in range(extra_reads):  # what a logger does
+                scheduler.get_lr(), scheduler.get_last_lr()
+            scheduler.step(train_loss=loss.item())
+            for _ in range(extra_reads):
+                assert scheduler.get_lr() == scheduler.get_last_lr() == [optimizer.param_groups[0]["lr"]]
+            lrs.append(scheduler.get_last_lr()[0])
+        return lrs
+
+    plain = run(0)
+    assert len(set(plain)) > 5  # the policy does move the LR
+    assert run(3) == plain  # exactly the same LRs
+
+
+def _fed_steps(optimizer, learned, stepper, params, steps, first=0):
+    """Steps with fixed gradients and losses (so two runs see the same inputs); the LR of each step."""
+    lrs = []
+    for j in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        for k, p in enumerate(params):
+            p.grad = torch.full_like(p, 0.5 * (0.97 ** (j - first)) * (k + 1)) if j >= first else torch.ones_like(p)
+        optimizer.step()
+        if j >= first:
+            learned.observe(train_loss=2.0 * 0.98 ** (j - first))
+        stepper.step()
+    return lrs
+
+
+def test_works_after_a_warm_up_inside_sequential_lr(small_policy):
+    params = [torch.nn.Parameter(torch.zeros(3, 2)), torch.nn.Parameter(torch.zeros(2))]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    warm_up = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=5)
+    learned = LearnedLR(optimizer, total_steps=20, policy=small_policy)
+    sequential = torch.optim.lr_scheduler.SequentialLR(optimizer, [warm_up, learned], milestones=[5])
+    chained = _fed_steps(optimizer, learned, sequential, params, 25, first=5)
+
+    alone_params = [torch.nn.Parameter(torch.zeros(3, 2)), torch.nn.Parameter(torch.zeros(2))]
+    alone_optimizer = torch.optim.SGD(alone_params, lr=0.1)
+    alone = LearnedLR(alone_optimizer, total_steps=20, policy=small_policy)
+    alone_lrs = _fed_steps(alone_optimizer, alone, alone, alone_params, 20)
+
+    np.testing.assert_allclose(chained[:5], [0.1 * (0.1 + 0.9 * k / 5) for k in range(5)], rtol=1e-12)
+    # after the milestone: exactly the run LearnedLR makes on its own, step for step
+    np.testing.assert_allclose(chained[5:], alone_lrs, rtol=1e-12)
+    assert learned.history.steps == 20 and len(set(alone_lrs)) > 5
+
+
+def test_state_from_another_policy_is_refused(small_policy, tmp_path):
+    other = load_policy(save_small_policy(tmp_path / "other.safetensors", window=64, decision_interval=4, seed=1))
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = LearnedLR(optimizer, total_steps=20, policy=small_policy)
+    train_steps(model, optimizer, scheduler, data, 3)
+    state = scheduler.state_dict()
+    assert len(state["policy_sha256"]) == 64
+    # the same policy, loaded again, is the same policy
+    LearnedLR(optimizer, total_steps=20, policy=load_policy(save_small_policy(tmp_path / "same.safetensors", window=64, decision_interval=4))).load_state_dict(state)
+    with pytest.raises(ValueError, match="another policy"):
+        LearnedLR(optimizer, total_steps=20, policy=other).load_state_dict(state)
+
+
+def test_layer_grouping_without_model_warns_only_where_it_can_be_wrong():
+    import warnings
+
+    mlp = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    with_norm = torch.nn.Sequential(torch.nn.Linear(5, 8, bias=False), torch.nn.LayerNorm(8), torch.nn.Linear(8, 1))
+    for model, model_arg, warns in ((mlp, None, False), (with_norm, None, True), (with_norm, with_norm, False)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=10, model=model_arg)
+        assert any("model=" in str(w.message) for w in caught) == warns
+    from learned_lr.scheduler import LayerGradNorms
+
+    # with the model, the LayerNorm is a layer of its own, as a trainee groups it
+    assert LayerGradNorms(torch.optim.SGD(with_norm.parameters(), lr=0.1), with_norm).layer_of.tolist() == [0, 1, 1, 2, 2]

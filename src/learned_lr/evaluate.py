@@ -19,7 +19,7 @@ from learned_lr.config import TaskConfig
 from learned_lr.experts import ExpertSchedule
 from learned_lr.files import file_sha256, read_saved, slug, write_json
 from learned_lr.tasks import MnistSplits, TrainingRun
-from learned_lr.tasks.run import is_diverged
+from learned_lr.env.loop import is_diverged
 
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 import warnings
@@ -166,6 +168,21 @@ class LoadedPolicy:
     policy_config: PolicyConfig
     control_config: ControlConfig
     meta: dict
+
+
+def policy_sha256(policy: LoadedPolicy) -> str:
+    """SHA-256 of what sets the LRs: the actor's weights and its policy and control configs.
+
+    ``LearnedLR`` stores it in its ``state_dict`` so a run is never resumed under another policy.
+    Unlike a file hash it also identifies a policy that was never saved (one being trained).
+    """
+    digest = hashlib.sha256()
+    configs = {"policy_config": dataclasses.asdict(policy.policy_config), "control_config": dataclasses.asdict(policy.control_config)}
+    digest.update(json.dumps(configs, sort_keys=True).encode())
+    for name, tensor in sorted(policy.actor.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", copy=True).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_policy(path: str | Path, actor: Actor, critic: Critic, meta: dict | None = None) -> None:

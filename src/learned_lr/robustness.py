@@ -5,7 +5,7 @@ seeds x base LRs per scheduler). Fixed schedules run exactly as torch computes t
 loss-driven baselines (``baselines``) and the policies act through rollouts. Each scheduler's
 runs are saved under ``work/`` as they finish, so a rerun skips what is done.
 
-A diverged run (``tasks.run.is_diverged``) is scored as an untrained classifier would be:
+A diverged run (``env.loop.is_diverged``) is scored as an untrained classifier would be:
 test loss ln(10), accuracy 10%; the divergences are also counted in the table. Dropping them
 instead would make a scheduler that blows up look better than one that merely trains badly.
 

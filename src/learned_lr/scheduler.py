@@ -19,9 +19,11 @@ the policy sets every group's LR to its base LR times one factor in
 What it observes at each step: the training loss and validation loss given to ``observe`` (or
 to ``step(train_loss=..., val_loss=...)``); the gradient norm of every layer, read from the
 optimizer's parameters when ``step()`` is called (so call it after ``optimizer.step()`` and
-before the next ``zero_grad``); and its own LRs. Without a model, a "layer" is a weight tensor
-together with the 1-D tensor (its bias) that follows it in the param group; pass ``model=`` to
-group parameters by module exactly as in training. Missing values are handled:
+before the next ``zero_grad``); and its own LRs. A "layer" is a module owning parameters, as in
+training (``learned_lr.layers``): pass ``model=`` so the scheduler can see the modules. Without
+it the layers are guessed from the order of the parameters (a weight and the bias after it),
+which is right for plain Linear/Conv stacks; where it cannot be (normalization layers), the
+scheduler warns once. Missing values are handled:
 
 * no validation loss: the latest training loss stands in for it;
 * no loss at all in a step: the last known loss is carried forward (before the first one,
@@ -30,11 +32,18 @@ group parameters by module exactly as in training. Missing values are handled:
   within bounds whatever happens.
 
 Past ``total_steps`` the LR stays at its last value.
+
+The decision is taken in ``step()``; ``get_lr()`` only reads it, so a logger may call
+``get_lr()`` or ``get_last_lr()`` as often as it likes. The per-step cycle (decide every K
+steps, ramp, record) is ``env.loop.DecisionLoop``, the one the policy was trained through.
+``LearnedLR`` also works as a later stage of ``torch.optim.lr_scheduler.SequentialLR`` (after a
+warm-up scheduler), with ``total_steps`` counting its own steps.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +51,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from learned_lr.env.control import LRRamp
+from learned_lr.env.loop import DecisionLoop
 from learned_lr.env.observation import RunHistory
-from learned_lr.policy import LoadedPolicy, load_policy, single_decision_fn
+from learned_lr.layers import layer_index
+from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
-
-
-def _layer_index_from_order(params: list[torch.Tensor]) -> list[int]:
-    """Layer of each parameter: a >=2-D tensor opens a layer; a 1-D tensor right after it joins it."""
-    layer_of, layer, previous_was_matrix = [], -1, False
-    for p in params:
-        if p.dim() >= 2 or not previous_was_matrix:
-            layer += 1
-        layer_of.append(layer)
-        previous_was_matrix = p.dim() >= 2
-    return layer_of
 
 
 def _squared_norm_cpu(grad: torch.Tensor) -> float:
@@ -80,9 +79,10 @@ def _squared_norm_cpu(grad: torch.Tensor) -> float:
 class LayerGradNorms:
     """Reads the gradient norm of every layer of an optimizer's parameters, as ``LearnedLR`` does.
 
-    A "layer" is a module owning parameters when ``model`` is given, else a weight tensor with
-    the 1-D tensor (its bias) that follows it in the param groups. Call it after backward and
-    before ``zero_grad``; a missing gradient counts as zero.
+    A "layer" is a module owning parameters (``learned_lr.layers``); without ``model`` it is
+    guessed from the order of the parameters, and ``grouping_is_sure`` says whether that guess
+    is certain to match. Call it after backward and before ``zero_grad``; a missing gradient
+    counts as zero.
 
     Example:
         >>> read_norms = LayerGradNorms(optimizer, model)                        # doctest: +SKIP
@@ -90,28 +90,17 @@ class LayerGradNorms:
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module | None = None):
-        self.params, self.layer_of = self._layers(optimizer, model)
+        self.params, self.layer_of, self.grouping_is_sure = self._layers(optimizer, model)
         self.num_layers = int(self.layer_of.max()) + 1 if len(self.layer_of) else 0
         self._layer_list = self.layer_of.tolist()
         self._one_device = len({p.device for p in self.params}) <= 1
         self._all_on_cpu = all(p.device.type == "cpu" for p in self.params)
 
     @staticmethod
-    def _layers(optimizer: torch.optim.Optimizer, model: nn.Module | None) -> tuple[list[torch.Tensor], np.ndarray]:
+    def _layers(optimizer: torch.optim.Optimizer, model: nn.Module | None) -> tuple[list[torch.Tensor], np.ndarray, bool]:
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        if model is not None:
-            owner = {}
-            for index, (_, module) in enumerate((n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))):
-                for p in module.parameters(recurse=False):
-                    owner[id(p)] = index
-            layer_of = [owner.get(id(p), -1) for p in params]
-            missing = [i for i, layer in enumerate(layer_of) if layer < 0]
-            base = max(layer_of) + 1
-            for k, i in enumerate(missing):  # parameters the model does not own: a layer each
-                layer_of[i] = base + k
-            _, dense = np.unique(layer_of, return_inverse=True)
-            return params, dense.astype(np.int64)
-        return params, np.array(_layer_index_from_order(params), dtype=np.int64)
+        layer_of, sure = layer_index(params, model)
+        return params, np.array(layer_of, dtype=np.int64), sure
 
     def __call__(self) -> tuple[float, ...]:
         if not self.params:
@@ -145,28 +134,36 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         total_steps: how many times ``step()`` will be called in the run.
         policy: a path to a policy checkpoint, a ``LoadedPolicy``, or None for the bundled one. Its
             weights are copied when the scheduler is built; later changes to them do not reach it.
-        model: optional; groups gradient norms by module, as during training.
+        model: the model being trained; groups gradient norms by module, as during training.
+
+    ``history`` holds what the policy observed: per-step LRs (of the first param group), losses
+    and features.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, policy: str | Path | LoadedPolicy | None = None,
                  model: nn.Module | None = None, last_epoch: int = -1):
         if not isinstance(total_steps, int) or total_steps <= 0:
             raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
+        if last_epoch != -1:
+            raise ValueError("LearnedLR starts at last_epoch=-1; to resume a run, build it as usual and call load_state_dict()")
         loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy if policy is not None else BUNDLED_POLICY)
         self.policy = loaded
+        self.policy_sha256 = policy_sha256(loaded)
         self._decide = single_decision_fn(loaded.actor)
         self.total_steps = total_steps
-        control = loaded.control_config
-        self._history = RunHistory(total_steps, base_lr=1.0, window=control.window, inputs=control.inputs)
-        self._ramp = LRRamp(total_steps, control.decision_interval, control.log_bounds)
-        self._decision_steps = set(self._ramp.decision_steps())
-        self._block: list[float] = [1.0]  # LR factors of the current decision's steps
-        self._block_start = 0
-        self._factor = 1.0
+        first = optimizer.param_groups[0] if optimizer.param_groups else {}
+        first_lr = float(first.get("initial_lr", first.get("lr", 1.0)))  # initial_lr: after a warm-up scheduler
+        # The run's history records the first group's LRs; the features only read LR / base LR.
+        self._loop = DecisionLoop(total_steps, first_lr if math.isfinite(first_lr) and first_lr > 0 else 1.0, loaded.control_config)
         self._train_loss: float | None = None
         self._val_loss: float | None = None
         self._last_train_loss = math.nan
         self._grad_norms = LayerGradNorms(optimizer, model)
+        if not self._grad_norms.grouping_is_sure:
+            warnings.warn(
+                "LearnedLR: without model= the layers of the gradient norms are guessed from the order of the parameters, and "
+                "this optimizer has 1-D parameters (normalization layers?) that the guess may group differently from training; "
+                "pass LearnedLR(optimizer, total_steps, model=model)", UserWarning, stacklevel=2)
         super().__init__(optimizer, last_epoch)
 
     # ---- what the user calls ----
@@ -179,71 +176,65 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             self._val_loss = float(val_loss)
 
     def step(self, epoch: int | None = None, *, train_loss: float | None = None, val_loss: float | None = None) -> None:  # type: ignore[override]
-        """Advance one step. Works with no arguments; losses may be passed here instead of ``observe``."""
+        """Record the step just taken, take the next decision when one is due, and set the LR.
+
+        Works with no arguments; losses may be passed here instead of ``observe``.
+        """
         if epoch is not None:
             raise ValueError("LearnedLR.step() does not take an epoch; call it once per optimizer step")
         self.observe(train_loss, val_loss)
-        if self.last_epoch >= 0 and self._history.steps < self.total_steps:
+        if self.last_epoch >= 0 and not self._loop.done:
             self._record_finished_step()
+        if self._loop.needs_decision():
+            window, mask, context = (torch.from_numpy(a)[None] for a in self._loop.observation())
+            self._loop.decide(float(self._decide(window, mask, context)[0]))
         super().step()
+
+    def get_lr(self) -> list[float]:
+        """The LR of every param group for the current step. Only reads: call it as often as you like."""
+        factor = self._loop.lr_factor()
+        return [base * factor for base in self.base_lrs]
 
     # ---- internals ----
 
     def _record_finished_step(self) -> None:
         train = self._train_loss
         if train is None:
-            train = self._last_train_loss if not math.isnan(self._last_train_loss) else (self._history.train_loss[0] if self._history.steps else 1.0)
+            train = self._last_train_loss if not math.isnan(self._last_train_loss) else (self.history.train_loss[0] if self.history.steps else 1.0)
         val = self._val_loss if self._val_loss is not None else train
         self._last_train_loss = train
-        self._history.record(self._factor, train, val, self._grad_norms())
+        self._loop.record(train, val, self._grad_norms())
         self._train_loss = self._val_loss = None
-
-    def _factor_for(self, step: int) -> float:
-        if step >= self.total_steps:
-            return self._factor
-        if step in self._decision_steps:
-            window, mask, context = (torch.from_numpy(a)[None] for a in self._history.observation(step))
-            mean = self._decide(window, mask, context)
-            self._block = self._ramp.apply(step, float(mean[0])).tolist()
-            self._block_start = step
-        offset = min(step - self._block_start, len(self._block) - 1)
-        return self._block[offset]
-
-    def get_lr(self) -> list[float]:
-        self._factor = self._factor_for(self.last_epoch)
-        return [base * self._factor for base in self.base_lrs]
 
     # ---- checkpointing: plain values and tensors only ----
 
     def state_dict(self) -> dict[str, Any]:
-        history = {f"history_{k}": (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in self._history.state().items()}
+        loop = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in self._loop.state().items()}
         return {
+            "policy_sha256": self.policy_sha256,
             "last_epoch": self.last_epoch,
             "_step_count": self._step_count,
             "base_lrs": list(self.base_lrs),
             "_last_lr": list(self._last_lr),
             "total_steps": self.total_steps,
-            **history,
-            "ramp_previous_action": self._ramp.previous_action,
-            "block": torch.tensor(self._block, dtype=torch.float64),
-            "block_start": self._block_start,
-            "factor": self._factor,
+            **loop,
             "pending_losses": [self._train_loss, self._val_loss],
             "last_train_loss": self._last_train_loss,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved_policy = state_dict.get("policy_sha256")
+        if saved_policy != self.policy_sha256:
+            raise ValueError(
+                f"this state was saved by a LearnedLR running another policy (policy_sha256 {saved_policy}, this scheduler's "
+                f"{self.policy_sha256}); build the scheduler with the policy the run used")
         if state_dict.get("total_steps") != self.total_steps:
             raise ValueError(f"state is for total_steps={state_dict.get('total_steps')}, this scheduler has {self.total_steps}")
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["_step_count"])
         self.base_lrs = list(state_dict["base_lrs"])
         self._last_lr = list(state_dict["_last_lr"])
-        self._history.load_state({k[len("history_"):]: v for k, v in state_dict.items() if k.startswith("history_")})
-        self._ramp.load_state({"previous_action": state_dict["ramp_previous_action"]})
-        self._block = [float(v) for v in state_dict["block"].tolist()]
-        self._block_start = int(state_dict["block_start"])
-        self._factor = float(state_dict["factor"])
+        self._loop.load_state(state_dict)
         self._train_loss, self._val_loss = state_dict["pending_losses"]
         self._last_train_loss = float(state_dict["last_train_loss"])
         # Constructing the scheduler set the optimizer's LR for step 0; put back the LR of the
@@ -253,5 +244,10 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
 
     @property
     def history(self) -> RunHistory:
-        """What the policy has observed so far (per-step LRs, losses, features); read-only use."""
-        return self._history
+        """What the policy has observed so far (per-step LRs of the first param group, losses, features); read-only use."""
+        return self._loop.history
+
+    @property
+    def decision_interval(self) -> int:
+        """Steps between the policy's decisions (K)."""
+        return self.policy.control_config.decision_interval

@@ -23,10 +23,9 @@ import numpy as np
 from gymnasium import spaces
 
 from learned_lr.config import EnvConfig
-from learned_lr.env.control import LRRamp
-from learned_lr.env.observation import FEATURE_CLIP, NUM_CONTEXT, NUM_FEATURES, RunHistory
-from learned_lr.env.reward import block_reward
-from learned_lr.tasks.run import TrainingRun, is_diverged
+from learned_lr.env.loop import DecisionLoop
+from learned_lr.env.observation import FEATURE_CLIP, NUM_CONTEXT, NUM_FEATURES
+from learned_lr.tasks.run import TrainingRun
 
 
 class LRScheduleEnv(gym.Env):
@@ -48,7 +47,7 @@ class LRScheduleEnv(gym.Env):
         self._run: TrainingRun | None = None
 
     def _observation(self) -> dict[str, np.ndarray]:
-        window, mask, context = self._history.observation()
+        window, mask, context = self._loop.observation()
         return {"window": window, "mask": mask, "context": context}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -63,36 +62,21 @@ class LRScheduleEnv(gym.Env):
         base_lr = lr_scale * math.exp(rng.uniform(math.log(cfg.min_peak_lr), math.log(cfg.max_peak_lr)))
         run_seed = int(rng.integers(2**31 - 1))
         self._run = TrainingRun(task, run_seed)
-        self._history = RunHistory(total_steps, base_lr, cfg.control.window, cfg.control.inputs)
-        self._ramp = LRRamp(total_steps, cfg.control.decision_interval, cfg.control.log_bounds)
-        self._step = 0
-        self._base_lr = base_lr
+        self._loop = DecisionLoop(total_steps, base_lr, cfg.control, cfg.reward)
         info = {"task": task_name, "optimizer": optimizer, "total_steps": total_steps, "base_lr": base_lr, "trainee_seed": run_seed}
         return self._observation(), info
 
     def step(self, action):
         if self._run is None:
             raise RuntimeError("call reset() before step()")
-        if self._step >= self._history.total_steps:
+        loop = self._loop
+        if loop.done or loop.diverged:
             raise RuntimeError("episode is over; call reset()")
-        value = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
-        factors = self._ramp.apply(self._step, value)
-        diverged = False
-        for factor in factors:
-            report = self._run.step(float(self._base_lr * factor))
-            self._history.record(report.lr, report.train_loss, report.val_loss, report.layer_grad_norms.numpy())
-            self._step += 1
-            if is_diverged(report.train_loss, float(self._history.train_loss[0])):
-                diverged = True
-                break
-        end = self._history.steps
-        block = len(factors)
-        if diverged:
-            reward = -self.config.reward.divergence_penalty
-        else:
-            train, val = self._history.normalized_losses(end - block, end)
-            previous = float(self._history.normalized_losses(end - block - 1, end - block)[0][0]) if end - block > 0 else math.nan
-            reward = block_reward(train, val, previous, self.config.reward)
-        terminated = diverged or self._step >= self._history.total_steps
-        info = {"lr": float(self._history.lrs[end - 1]), "train_loss": float(self._history.train_loss[end - 1]), "diverged": diverged}
-        return self._observation(), float(reward), terminated, False, info
+        loop.decide(float(np.asarray(action, dtype=np.float64).reshape(-1)[0]))
+        while loop.step < loop.block_end and not loop.diverged:
+            report = self._run.step(loop.lr())
+            loop.record(report.train_loss, report.val_loss, report.layer_grad_norms.numpy())
+        history, end = loop.history, loop.step
+        terminated = loop.diverged or loop.done
+        info = {"lr": float(history.lrs[end - 1]), "train_loss": float(history.train_loss[end - 1]), "diverged": loop.diverged}
+        return self._observation(), float(loop.rewards[-1]), terminated, False, info

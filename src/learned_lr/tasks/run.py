@@ -21,17 +21,9 @@ import torch
 from torch import nn
 
 from learned_lr.config import TaskConfig
+from learned_lr.layers import module_layers
 from learned_lr.tasks.data import MnistSplits, load_mnist, to_float
 from learned_lr.tasks.models import build_model
-
-
-# A run whose training loss exceeds this multiple of its first loss, or is not finite, is
-# called diverged: continuing wastes compute and its numbers mean nothing.
-DIVERGENCE_FACTOR = 10.0
-
-
-def is_diverged(loss: float, first_loss: float) -> bool:
-    return not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * first_loss
 
 
 @dataclass(frozen=True)
@@ -50,18 +42,12 @@ class StepReport:
 
 
 def layer_groups(model: nn.Module) -> tuple[list[nn.Parameter], torch.Tensor, list[str]]:
-    """Parameters, the index of the layer each belongs to, and the layer names.
-
-    A layer is a module that owns parameters directly (Linear, Conv2d, BatchNorm2d): its weight
-    and bias together give one gradient norm.
-    """
+    """Parameters, the index of the layer each belongs to, and the layer names (``layers.module_layers``)."""
     params, owner, names = [], [], []
-    for name, module in model.named_modules():
-        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
-        if own:
-            names.append(name)
-            params.extend(own)
-            owner.extend([len(names) - 1] * len(own))
+    for index, (name, own) in enumerate(module_layers(model)):
+        names.append(name)
+        params.extend(own)
+        owner.extend([index] * len(own))
     return params, torch.tensor(owner, dtype=torch.long), names
 
 

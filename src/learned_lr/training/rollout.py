@@ -1,9 +1,9 @@
 """Roll controllers (an expert schedule or a policy) out on groups of trainee runs.
 
 A rollout advances N trainee runs together (stacked weights for the MLP, sequential
-otherwise), asks the controller for one action per run at every decision step, ramps the LR
-to it (``env.control.LRRamp``), records each run's features (``env.observation.RunHistory``)
-and gives each decision the proposal's reward. A run that diverges ends its episode there.
+otherwise), asks the controller for one action per run at every decision step, and lets each
+run's ``env.loop.DecisionLoop`` ramp the LR to it, record the run's features and give each
+decision the proposal's reward. A run that diverges ends its episode there.
 
 Example:
     >>> group = make_run_group(TaskConfig(), seeds=[0, 1])                       # doctest: +SKIP
@@ -25,11 +25,10 @@ from tqdm.auto import tqdm
 
 from learned_lr.config import ControlConfig, RewardConfig
 from learned_lr.env.control import LRRamp, expert_action
+from learned_lr.env.loop import DecisionLoop, is_diverged
 from learned_lr.env.observation import RunHistory, stack_observations
-from learned_lr.env.reward import block_reward, subramanian_reward
 from learned_lr.experts import ExpertSchedule
 from learned_lr.tasks.batched import BatchedMLPRuns, SequentialRuns
-from learned_lr.tasks.run import is_diverged
 
 
 @dataclass
@@ -159,54 +158,33 @@ def rollout(
     progress: bool = False,
     desc: str = "rollout",
 ) -> list[Episode]:
-    """Run every trainee of ``group`` for ``total_steps`` steps under ``controller``."""
+    """Run every trainee of ``group`` for ``total_steps`` steps under ``controller``.
+
+    Each run acts through its own ``env.loop.DecisionLoop`` (the cycle ``LearnedLR`` runs); the
+    runs advance in lockstep, so they all need a decision at the same steps.
+    """
     n = group.num_runs
     base = np.asarray(base_lrs, dtype=np.float64)
     if base.shape != (n,):
         raise ValueError(f"expected {n} base LRs, got {base.shape}")
-    episodes = [Episode(seed, float(b), RunHistory(total_steps, float(b), control.window, control.inputs)) for seed, b in zip(group.seeds, base)]
-    ramps = [LRRamp(total_steps, control.decision_interval, control.log_bounds) for _ in range(n)]
+    loops = [DecisionLoop(total_steps, float(b), control, reward) for b in base]
     active = np.ones(n, dtype=bool)
-    best_val = np.full(n, math.nan)  # for the Subramanian reward
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
-    for step in ramps[0].decision_steps():
-        if not active.any():
-            break
-        histories = [e.history for e in episodes]
-        actions = np.asarray(controller.decide(histories, step, active), dtype=np.float64)
-        block = ramps[0].block_length(step)
-        factors = np.stack([ramp.apply(step, float(a)) for ramp, a in zip(ramps, actions)])  # (n, block)
-        started = active.copy()
-        block_diverged = np.zeros(n, dtype=bool)
-        for i in np.flatnonzero(started):
-            episodes[i].decision_steps.append(step)
-            episodes[i].actions.append(float(actions[i]))
-        for j in range(block):
-            lrs = np.where(active, base * factors[:, j], 0.0)
+    while active.any() and not loops[0].done:
+        step = loops[0].step
+        actions = np.asarray(controller.decide([loop.history for loop in loops], step, active), dtype=np.float64)
+        for i in np.flatnonzero(active):
+            loops[i].decide(float(actions[i]))
+        for _ in range(loops[0].block_end - step):
+            lrs = np.array([loop.lr() if on else 0.0 for loop, on in zip(loops, active)])
             report = group.step(torch.from_numpy(lrs).float(), active=active.tolist())
             for i in np.flatnonzero(active):
-                history = episodes[i].history
-                train_loss = float(report.train_loss[i])
-                history.record(float(lrs[i]), train_loss, float(report.val_loss[i]), report.layer_grad_norms[i].numpy())
-                if is_diverged(train_loss, float(history.train_loss[0])):
-                    block_diverged[i] = True
-                    active[i] = False
+                loops[i].record(float(report.train_loss[i]), float(report.val_loss[i]), report.layer_grad_norms[i].numpy())
+                active[i] = not loops[i].diverged
             bar.update()
-        for i in np.flatnonzero(started):
-            episode = episodes[i]
-            if block_diverged[i]:
-                episode.diverged = True
-                episode.rewards.append(-reward.divergence_penalty)
-                continue
-            end = episode.history.steps
-            train, val = episode.history.normalized_losses(end - block, end)
-            if reward.kind == "subramanian":
-                value, best_val[i] = subramanian_reward(val, best_val[i], (total_steps - end) / total_steps, reward)
-                episode.rewards.append(value)
-                continue
-            previous = float(episode.history.normalized_losses(end - block - 1, end - block)[0][0]) if end - block > 0 else math.nan
-            episode.rewards.append(block_reward(train, val, previous, reward))
     bar.close()
+    episodes = [Episode(seed, loop.base_lr, loop.history, loop.decision_steps, loop.actions, loop.rewards, loop.diverged)
+                for seed, loop in zip(group.seeds, loops)]
     if evaluate_test:
         test_loss, test_accuracy = group.evaluate_test()
         for i, episode in enumerate(episodes):

@@ -1,0 +1,179 @@
+"""One run's control cycle: decide every K steps, ramp the LR, record what the step observed, reward.
+
+This is the one implementation of the per-step loop a policy acts through. ``LearnedLR`` drives
+one in a user's training loop, the rollouts drive N of them over a group of trainee runs, and the
+gymnasium env drives one per episode, so a policy sees and acts on a user's run exactly as it did
+in training.
+
+The cycle, per run:
+
+1. ``needs_decision()``: true at the steps of ``LRRamp.decision_steps()`` (0, 1, 1+K, ...);
+   the controller then reads ``observation()`` and gives ``decide(action)`` one action;
+2. ``lr()``: the LR of the next step, ramped log-linearly towards the last decision (pure: it
+   can be read any number of times);
+3. ``record(train_loss, val_loss, layer_grad_norms)``: what that step observed, at ``lr()``;
+   at the end of a decision's block (or when the run diverges) the decision's reward is appended
+   to ``rewards`` when a ``RewardConfig`` was given.
+
+Example:
+    >>> from learned_lr.config import ControlConfig, RewardConfig
+    >>> loop = DecisionLoop(total_steps=20, base_lr=0.1, control=ControlConfig(decision_interval=8), reward=RewardConfig())
+    >>> loop.needs_decision()
+    True
+    >>> _ = loop.decide(0.0); loop.lr()
+    0.1
+    >>> loop.record(train_loss=2.3, val_loss=2.2, layer_grad_norms=(1.0, 0.5))
+    >>> loop.step, loop.needs_decision(), len(loop.rewards)
+    (1, True, 1)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from learned_lr.config import ControlConfig, RewardConfig
+from learned_lr.env.control import LRRamp
+from learned_lr.env.observation import RunHistory
+from learned_lr.env.reward import block_reward, subramanian_reward
+
+# A run whose training loss exceeds this multiple of its first loss, or is not finite, is
+# called diverged: continuing wastes compute and its numbers mean nothing.
+DIVERGENCE_FACTOR = 10.0
+
+
+def is_diverged(loss: float, first_loss: float) -> bool:
+    """True if ``loss`` is not finite or above ``DIVERGENCE_FACTOR`` times the run's first loss."""
+    return not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * first_loss
+
+
+class DecisionLoop:
+    """Decisions, LRs, observations and rewards of one run (see the module docstring).
+
+    Args:
+        total_steps: steps in the run.
+        base_lr: the optimizer's base (peak) LR; ``lr()`` is this times the ramped factor.
+        control: window, decision interval, action bounds and inputs of the policy.
+        reward: the reward to give each decision; None records no rewards (``LearnedLR``).
+    """
+
+    def __init__(self, total_steps: int, base_lr: float, control: ControlConfig, reward: RewardConfig | None = None):
+        self.control = control
+        self.reward_config = reward
+        self.history = RunHistory(total_steps, base_lr, control.window, control.inputs)
+        self.ramp = LRRamp(total_steps, control.decision_interval, control.log_bounds)
+        self.decision_steps: list[int] = []
+        self.actions: list[float] = []  # as the controller gave them (before clipping)
+        self.rewards: list[float] = []
+        self.diverged = False
+        # The current decision's LR factors, for steps [block_start, block_end). Before the first
+        # decision (and so past none) the run is at its base LR.
+        self._block: list[float] = [1.0]
+        self._block_start = 0
+        self.block_end = 0
+        self._first_train_loss = math.nan
+        self._best_val = math.nan  # the Subramanian reward's best validation loss so far
+
+    @property
+    def total_steps(self) -> int:
+        return self.history.total_steps
+
+    @property
+    def base_lr(self) -> float:
+        return self.history.base_lr
+
+    @property
+    def step(self) -> int:
+        """The next step to run (= the steps recorded so far)."""
+        return self.history.steps
+
+    @property
+    def done(self) -> bool:
+        return self.history.steps >= self.history.total_steps
+
+    def needs_decision(self) -> bool:
+        """True when the next step starts a new decision's block."""
+        return self.history.steps == self.block_end and not self.done
+
+    def observation(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(window, mask, context) the decision at the next step reads."""
+        return self.history.observation(self.history.steps)
+
+    def decide(self, action: float) -> np.ndarray:
+        """Take the decision for the block starting at the next step; returns the block's LR factors."""
+        step = self.history.steps
+        if not self.needs_decision():
+            raise RuntimeError(f"no decision is due at step {step} (the current one controls steps up to {self.block_end})")
+        factors = self.ramp.apply(step, float(action))
+        self._block = factors.tolist()
+        self._block_start = step
+        self.block_end = step + len(self._block)
+        self.decision_steps.append(step)
+        self.actions.append(float(action))
+        return factors
+
+    def lr_factor(self) -> float:
+        """The next step's LR as a fraction of the base LR (past the run's end: the last one)."""
+        offset = min(self.history.steps - self._block_start, len(self._block) - 1)
+        return self._block[offset]
+
+    def lr(self) -> float:
+        """The next step's LR."""
+        return self.history.base_lr * self.lr_factor()
+
+    def record(self, train_loss: float, val_loss: float, layer_grad_norms: Sequence[float] | np.ndarray) -> None:
+        """What the next step observed, run at ``lr()``; gives the decision its reward when its block ends.
+
+        This runs every step of a user's training loop (``LearnedLR``), so it is kept to a few
+        float operations besides ``RunHistory.record``.
+        """
+        step = self.history.steps
+        if step >= self.block_end:
+            raise RuntimeError(f"step {step} has no decision yet: call decide() first")
+        self.history.record(self.lr(), train_loss, val_loss, layer_grad_norms)
+        if step == 0:
+            self._first_train_loss = train_loss
+        newly_diverged = not self.diverged and is_diverged(train_loss, self._first_train_loss)
+        self.diverged = self.diverged or newly_diverged
+        if self.reward_config is None:
+            return
+        if newly_diverged:
+            self.rewards.append(-self.reward_config.divergence_penalty)
+        elif not self.diverged and step + 1 == self.block_end:
+            self.rewards.append(self._block_reward())
+
+    def _block_reward(self) -> float:
+        config, history = self.reward_config, self.history
+        end = history.steps
+        start = self._block_start
+        train, val = history.normalized_losses(start, end)
+        if config.kind == "subramanian":
+            value, self._best_val = subramanian_reward(val, self._best_val, (history.total_steps - end) / history.total_steps, config)
+            return value
+        previous = float(history.normalized_losses(start - 1, start)[0][0]) if start > 0 else math.nan
+        return block_reward(train, val, previous, config)
+
+    # ---- checkpointing (``LearnedLR.state_dict``): plain values and arrays ----
+
+    def state(self) -> dict:
+        return {
+            **{f"history_{k}": v for k, v in self.history.state().items()},
+            "ramp_previous_action": self.ramp.previous_action,
+            "block": np.asarray(self._block, dtype=np.float64),
+            "block_start": self._block_start,
+            "block_end": self.block_end,
+            "first_train_loss": self._first_train_loss,
+            "diverged": self.diverged,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.history.load_state({k[len("history_"):]: v for k, v in state.items() if k.startswith("history_")})
+        self.ramp.load_state({"previous_action": state["ramp_previous_action"]})
+        block = state["block"]
+        self._block = [float(v) for v in (block.tolist() if hasattr(block, "tolist") else block)]
+        self._block_start = int(state["block_start"])
+        self.block_end = int(state["block_end"])
+        self._first_train_loss = float(state["first_train_loss"])
+        self.diverged = bool(state["diverged"])

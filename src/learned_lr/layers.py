@@ -1,0 +1,62 @@
+"""What a "layer" is, for the layer-wise gradient norms the policy reads.
+
+One definition, used by the trainees the policy was trained on (``tasks.run``) and by the drop-in
+``LearnedLR``: **a layer is a module that owns trainable parameters directly** (a Linear, a
+Conv2d, a BatchNorm2d, a LayerNorm), numbered in ``model.named_modules()`` order; its weight and
+bias together give one gradient norm.
+
+Without the model only the optimizer's tensors are known, and tensors do not know their module.
+Then a layer is guessed from the order of the param groups: a tensor of two or more dimensions
+opens a layer and the 1-D tensor right after it (its bias) joins it. That guess equals the module
+grouping for stacks of Linear / Conv layers with biases (the MNIST MLP), but not where 1-D
+tensors stand alone (normalization layers: ResNet-18, Transformers), so ``layer_index`` reports
+when the guess may differ, and ``LearnedLR`` then warns once, naming ``model=``.
+
+Example:
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    >>> layer_index(list(model.parameters()), model)
+    ([0, 0, 1, 1], True)
+    >>> layer_index(list(model.parameters()))   # the guess from the order, which is sure here
+    ([0, 0, 1, 1], True)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def module_layers(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
+    """(name, trainable parameters) of every module owning trainable parameters, in model order."""
+    layers = []
+    for name, module in model.named_modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if own:
+            layers.append((name, own))
+    return layers
+
+
+def layer_index(params: Sequence[torch.Tensor], model: nn.Module | None = None) -> tuple[list[int], bool]:
+    """The layer of each of ``params`` (numbered 0..L-1 in order of first appearance), and whether it is sure.
+
+    With ``model``: the module owning each parameter (``module_layers``); a parameter the model
+    does not own is a layer of its own, and the grouping is sure. Without it: the guess from the
+    order (see the module docstring), sure only when every 1-D tensor follows a tensor of two or
+    more dimensions.
+    """
+    if model is not None:
+        owner = {id(p): i for i, (_, own) in enumerate(module_layers(model)) for p in own}
+        keys = [owner.get(id(p), ("own", k)) for k, p in enumerate(params)]
+    else:
+        keys, layer, previous_was_matrix, sure = [], -1, False, True
+        for p in params:
+            if p.dim() >= 2 or not previous_was_matrix:
+                layer += 1
+                sure = sure and p.dim() >= 2
+            keys.append(layer)
+            previous_was_matrix = p.dim() >= 2
+    dense: dict = {}
+    layer_of = [dense.setdefault(key, len(dense)) for key in keys]
+    return layer_of, (model is not None or sure)

@@ -1,0 +1,54 @@
+"""The drop-in scheduler acts as the policy acted in training: LearnedLR in a plain loop and the
+rollout path give the same LRs and features on the same run (the bundled policy, MLP and ResNet-18)."""
+
+import numpy as np
+import pytest
+import torch
+
+from learned_lr.config import RewardConfig, TaskConfig
+from learned_lr.policy import load_policy
+from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
+from learned_lr.tasks.batched import make_run_group
+from learned_lr.tasks.run import TrainingRun
+from learned_lr.training.rollout import PolicyController, rollout
+
+
+def plain_loop(task: TaskConfig, seed: int, base_lr: float, total_steps: int, data) -> LearnedLR:
+    """A user's loop: the trainee's model, optimizer and batches, with LearnedLR setting the LR."""
+    run = TrainingRun(task, seed, data)
+    for group in run.optimizer.param_groups:
+        group["lr"] = base_lr
+    scheduler = LearnedLR(run.optimizer, total_steps=total_steps, model=run.model)
+    loss_fn = torch.nn.functional.cross_entropy
+    for _ in range(total_steps):
+        x, y = run.stream.next_train_batch()
+        run.model.train()
+        run.optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(run.model(x), y)
+        loss.backward()
+        run.optimizer.step()
+        val_x, val_y = run.stream.next_val_batch()
+        run.model.eval()
+        with torch.no_grad():
+            val_loss = loss_fn(run.model(val_x), val_y)
+        scheduler.step(train_loss=loss.item(), val_loss=val_loss.item())
+    return scheduler
+
+
+@pytest.mark.parametrize("task, steps", [
+    (TaskConfig(), 100),
+    (TaskConfig(task="mnist-resnet18", width=4, batch_size=32, val_batch_size=32), 40),
+], ids=["mlp", "resnet18"])
+def test_learned_lr_and_rollouts_give_the_same_lrs_and_features(mnist, task, steps):
+    policy = load_policy(BUNDLED_POLICY)
+    base_lr, seed = 0.05, 7
+    scheduler = plain_loop(task, seed, base_lr, steps, mnist)
+    (episode,) = rollout(make_run_group(task, [seed], mnist), PolicyController(policy.actor), steps, [base_lr],
+                         policy.control_config, RewardConfig(), evaluate_test=False)
+    assert not episode.diverged and episode.history.steps == scheduler.history.steps == steps
+    learned_lrs, rollout_lrs = scheduler.history.lrs, episode.history.lrs
+    # the policy moves the LR (so the comparison means something), and both paths move it alike
+    assert learned_lrs.max() / learned_lrs.min() > 1.5
+    np.testing.assert_allclose(learned_lrs, rollout_lrs, rtol=1e-4)
+    np.testing.assert_allclose(scheduler.history.features[:steps], episode.history.features[:steps], atol=1e-4)
+    assert scheduler.history.state()["layer_norms"].shape[1] == episode.history.state()["layer_norms"].shape[1]
