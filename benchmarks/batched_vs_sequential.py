@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from learned_lr.config import TaskConfig
 from learned_lr.tasks import TrainingRun, load_mnist
 from learned_lr.tasks.batched import BatchedMLPRuns
+from learned_lr.tasks.config import TaskConfig
 
 
 def main() -> None:

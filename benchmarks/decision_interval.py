@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from learned_lr.config import EXPERT_NAMES, ControlConfig
-from learned_lr.env.control import LRRamp, expert_action
-from learned_lr.experts import expert_schedule
+from learned_lr.control import LRRamp, expert_action
+from learned_lr.settings import ControlConfig
+from learned_lr.training.config import EXPERT_NAMES
+from learned_lr.training.experts import expert_schedule
 
 
 def main() -> None:

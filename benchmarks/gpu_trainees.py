@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from learned_lr.config import TaskConfig
 from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import BatchedMLPRuns
+from learned_lr.tasks.config import TaskConfig
 
 
 def rate(runs: BatchedMLPRuns, lrs: torch.Tensor, steps: int, sync: bool) -> float:

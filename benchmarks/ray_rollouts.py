@@ -16,10 +16,11 @@ import time
 
 import torch
 
-from learned_lr.config import RewardConfig, TaskConfig
 from learned_lr.policy import load_policy
 from learned_lr.scheduler import BUNDLED_POLICY
+from learned_lr.settings import RewardConfig
 from learned_lr.tasks import load_mnist
+from learned_lr.tasks.config import TaskConfig
 from learned_lr.training.backends import LocalBackend, RayBackend, rollout_job_for
 
 

@@ -23,10 +23,10 @@ import time
 import numpy as np
 import torch
 
-from learned_lr.config import TaskConfig
 from learned_lr.policy import load_policy
 from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
 from learned_lr.tasks import build_model, load_mnist
+from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import to_float
 
 

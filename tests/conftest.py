@@ -16,8 +16,8 @@ def mnist():
 
 def save_small_policy(path, window: int = 32, decision_interval: int = 8, seed: int = 0, meta: dict | None = None):
     """A tiny randomly initialized policy checkpoint (fast to run; what it schedules is arbitrary)."""
-    from learned_lr.config import ControlConfig, PolicyConfig
     from learned_lr.policy import Actor, Critic, save_policy
+    from learned_lr.settings import ControlConfig, PolicyConfig
 
     torch.manual_seed(seed)
     control = ControlConfig(window=window, decision_interval=decision_interval)

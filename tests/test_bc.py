@@ -4,14 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from learned_lr.bc_report import log_lr_error
 from learned_lr.checkpoint import load_checkpoint
 from learned_lr.cli import main
-from learned_lr.config import BCConfig, CollectConfig, ControlConfig, PolicyConfig, RewardConfig, TaskConfig
-from learned_lr.experts import expert_schedule
+from learned_lr.experiments.bc_report import log_lr_error
 from learned_lr.policy import load_policy
+from learned_lr.settings import ControlConfig, PolicyConfig, RewardConfig
 from learned_lr.tasks.batched import BatchedMLPRuns, SequentialRuns
+from learned_lr.tasks.config import TaskConfig
 from learned_lr.training.bc import Demonstrations, collect_demonstrations, discounted_returns, train_bc
+from learned_lr.training.config import BCConfig, CollectConfig
+from learned_lr.training.experts import expert_schedule
 from learned_lr.training.rollout import ScheduleController, rollout, rollout_exact_schedule
 
 CONTROL = ControlConfig(window=32, decision_interval=4)

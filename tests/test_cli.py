@@ -80,8 +80,9 @@ def test_evaluate_command_compares_a_policy_with_experts(tmp_path, mnist):
 def test_evaluate_and_sweep_continue_from_saved_runs(tmp_path, mnist, monkeypatch):
     """A rerun reads every finished scheduler (evaluate) and run (sweep) back instead of training
     again, and gives the same numbers; a changed policy file is evaluated again."""
-    import learned_lr.evaluate as evaluate
     from conftest import save_small_policy
+
+    import learned_lr.experiments.evaluate as evaluate
 
     path = save_small_policy(tmp_path / "policy.safetensors")
     out = tmp_path / "eval"

@@ -30,7 +30,7 @@ def test_readme_example_matches_cosine_on_mnist(mnist):
     assert len(code.strip().splitlines()) <= 16
     learned = run_example(code, seed=0)
     cosine_code = code.replace("from learned_lr import LearnedLR\n", "").replace(
-        "LearnedLR(optimizer, total_steps=1000)", "torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=1000)"
+        "LearnedLR(optimizer, total_steps=1000, model=model)", "torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=1000)"
     )
     cosine_code = re.sub(r"\n\s*scheduler\.observe\(.*", "", cosine_code)
     assert "CosineAnnealingLR" in cosine_code and "LearnedLR" not in cosine_code

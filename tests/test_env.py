@@ -2,15 +2,16 @@ import math
 
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from gymnasium.utils.env_checker import check_env
 
-from learned_lr.config import ControlConfig, EnvConfig, RewardConfig
-from learned_lr.env.control import LRRamp, clip_action
-from learned_lr.env.gym_env import LRScheduleEnv
-from learned_lr.env.observation import FEATURE_CLIP, RunHistory
-from learned_lr.env.reward import block_reward
+from learned_lr.control import LRRamp, clip_action
+from learned_lr.observation import FEATURE_CLIP, RunHistory
+from learned_lr.reward import block_reward
+from learned_lr.settings import ControlConfig, RewardConfig
+from learned_lr.training.config import EnvConfig
+from learned_lr.training.gym_env import LRScheduleEnv
 
 
 def small_env_config(**changes) -> EnvConfig:

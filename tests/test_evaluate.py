@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from learned_lr.evaluate import mean_ci, train_loss_auc, train_loss_roughness
+from learned_lr.experiments.evaluate import train_loss_auc, train_loss_roughness
+from learned_lr.experiments.stats import mean_ci
 
 
 def test_mean_ci_matches_the_t_interval():

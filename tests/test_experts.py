@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from learned_lr.config import ConfigError, ScheduleConfig
-from learned_lr.experts import expert_schedule
+from learned_lr.settings import ConfigError
+from learned_lr.training.config import ScheduleConfig
+from learned_lr.training.experts import expert_schedule
 
 
 @pytest.mark.parametrize("total", [1, 7, 100, 1000])

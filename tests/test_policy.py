@@ -1,4 +1,3 @@
-import math
 
 import numpy as np
 import pytest
@@ -8,10 +7,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from learned_lr.checkpoint import CheckpointError
-from learned_lr.config import ControlConfig, PolicyConfig
-from learned_lr.env.control import clip_action
-from learned_lr.env.observation import NUM_CONTEXT, NUM_FEATURES
+from learned_lr.control import clip_action
+from learned_lr.observation import NUM_CONTEXT, NUM_FEATURES
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
+from learned_lr.settings import ControlConfig, PolicyConfig
 
 CONTROL = ControlConfig(window=64)
 POLICY = PolicyConfig(patch=8, d_model=32, layers=2)
@@ -94,6 +93,7 @@ def test_policy_round_trips_and_bad_files_fail_clearly(tmp_path):
 
 def test_single_decision_fn_matches_the_eager_actor(tmp_path):
     from conftest import save_small_policy
+
     from learned_lr.policy import load_policy, single_decision_fn
 
     actor = load_policy(save_small_policy(tmp_path / "p.safetensors", window=64)).actor
@@ -113,6 +113,7 @@ def test_single_decision_fn_matches_the_eager_actor(tmp_path):
 
 def test_single_decision_fn_keeps_the_weights_it_was_built_with(tmp_path):
     from conftest import save_small_policy
+
     from learned_lr.policy import load_policy, single_decision_fn
 
     actor = load_policy(save_small_policy(tmp_path / "p.safetensors", window=64)).actor

@@ -4,11 +4,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import save_small_policy
 
 from learned_lr.checkpoint import load_checkpoint
-from learned_lr.config import ControlConfig, PolicyConfig, PPOConfig, RewardConfig, TaskConfig
 from learned_lr.policy import Actor, Critic
-from conftest import save_small_policy
+from learned_lr.settings import ControlConfig, PolicyConfig, RewardConfig
+from learned_lr.tasks.config import TaskConfig
+from learned_lr.training.config import PPOConfig
 from learned_lr.training.ppo import Batch, gae, gaussian_kl, ppo_update, train_ppo
 
 
@@ -94,7 +96,8 @@ def test_ppo_resume_ends_with_the_same_weights(small_policy_path, tmp_path, mnis
 
 
 def test_ppo_from_random_init_with_subramanian_reward_runs(tmp_path, mnist):
-    config = small_ppo_config("random", tmp_path / "random", window=16, patch=16, inputs="subramanian", reward=RewardConfig(kind="subramanian"))
+    config = small_ppo_config("random", tmp_path / "random", control=ControlConfig(window=16, inputs="subramanian"), policy=PolicyConfig(patch=16),
+                              reward=RewardConfig(kind="subramanian"))
     path = train_ppo(config, progress=False)
     _, meta = load_checkpoint(path)
     assert meta["init"] == "random" and meta["control_config"]["inputs"] == "subramanian"
@@ -128,9 +131,10 @@ def test_iteration_settings_draw_widths_lengths_and_lrs_reproducibly():
 
 
 def test_policy_rollout_continues_after_one_run_diverges(small_policy_path, mnist):
-    from learned_lr.config import RewardConfig, TaskConfig
     from learned_lr.policy import load_policy
+    from learned_lr.settings import RewardConfig
     from learned_lr.tasks.batched import make_run_group
+    from learned_lr.tasks.config import TaskConfig
     from learned_lr.training.rollout import PolicyController, rollout
 
     policy = load_policy(small_policy_path)

@@ -7,8 +7,10 @@ import torch
 ray = pytest.importorskip("ray")
 
 from conftest import save_small_policy  # noqa: E402
-from learned_lr.config import ControlConfig, RewardConfig, TaskConfig  # noqa: E402
+
 from learned_lr.policy import load_policy  # noqa: E402
+from learned_lr.settings import ControlConfig, RewardConfig
+from learned_lr.tasks.config import TaskConfig  # noqa: E402
 from learned_lr.training.backends import LocalBackend, RayBackend, rollout_job_for  # noqa: E402
 
 pytestmark = pytest.mark.ray

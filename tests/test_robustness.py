@@ -4,14 +4,16 @@ import json
 import math
 
 import numpy as np
-import torch
 import pytest
+import torch
 
-from learned_lr.baselines import baseline_control, make_baseline
-from learned_lr.config import ControlConfig, RobustnessConfig, TaskConfig, ConfigError
-from learned_lr.env.observation import RunHistory
-from learned_lr.experts import expert_schedule
-from learned_lr.robustness import CHANCE_LOSS, Contender, markdown_report, run_or_load, summarize
+from learned_lr.experiments.baselines import baseline_control, make_baseline
+from learned_lr.experiments.config import RobustnessConfig
+from learned_lr.experiments.robustness import CHANCE_LOSS, Contender, markdown_report, run_or_load, summarize
+from learned_lr.observation import RunHistory
+from learned_lr.settings import ConfigError, ControlConfig
+from learned_lr.tasks.config import TaskConfig
+from learned_lr.training.experts import expert_schedule
 from learned_lr.training.rollout import ScheduleController
 
 
@@ -83,7 +85,7 @@ def test_robustness_runs_scores_divergence_and_resumes(tmp_path, mnist, monkeypa
     assert len(cosine["curves"]["0.05"]["lr"]) == 40
 
     # a rerun with the same setting loads the saved result instead of training
-    import learned_lr.robustness as robustness
+    import learned_lr.experiments.robustness as robustness
 
     monkeypatch.setattr(robustness, "run_scheduler", lambda *a, **k: pytest.fail("should have been loaded"))
     again = run_or_load(Contender("cosine", "schedule", "cosine"), task, 40, lrs, 2, tmp_path, mnist, progress=False)
@@ -97,8 +99,8 @@ def test_robustness_runs_scores_divergence_and_resumes(tmp_path, mnist, monkeypa
 
 
 def test_robust_train_pipeline_end_to_end_tiny(tmp_path):
-    from learned_lr.config import RobustTrainConfig
-    from learned_lr.pipeline import run_robust_training
+    from learned_lr.experiments.config import RobustTrainConfig
+    from learned_lr.experiments.pipeline import run_robust_training
     from learned_lr.policy import load_policy
     from learned_lr.training.bc import Demonstrations
 
@@ -116,9 +118,9 @@ def test_robust_train_pipeline_end_to_end_tiny(tmp_path):
 def test_robust_train_dagger_labels_the_policys_own_states(tmp_path):
     import torch
 
-    from learned_lr.config import RobustTrainConfig
-    from learned_lr.env.observation import window_from_features
-    from learned_lr.pipeline import run_robust_training
+    from learned_lr.experiments.config import RobustTrainConfig
+    from learned_lr.experiments.pipeline import run_robust_training
+    from learned_lr.observation import window_from_features
     from learned_lr.policy import load_policy
     from learned_lr.training.bc import Demonstrations
 
@@ -181,7 +183,7 @@ def test_merge_demonstrations_concatenates_and_refuses_mismatched_control(tmp_pa
 def test_robustness_reruns_a_policy_retrained_in_place_and_other_seeds(tmp_path, mnist, monkeypatch):
     import shutil
 
-    import learned_lr.robustness as robustness
+    import learned_lr.experiments.robustness as robustness
     from learned_lr.scheduler import BUNDLED_POLICY
 
     policy = tmp_path / "policy.safetensors"

@@ -4,12 +4,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import save_small_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learned_lr.policy import load_policy
-from conftest import save_small_policy
 from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
+
 
 @pytest.fixture(scope="module")
 def small_policy(tmp_path_factory):

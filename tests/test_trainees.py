@@ -2,10 +2,10 @@ import math
 
 import torch
 
-from learned_lr.config import TaskConfig
-from learned_lr.experts import expert_schedule
-from learned_lr.tasks import MLP, ResNet18, TrainingRun
+from learned_lr.tasks import ResNet18, TrainingRun
 from learned_lr.tasks.batched import BatchedMLPRuns
+from learned_lr.tasks.config import TaskConfig
+from learned_lr.training.experts import expert_schedule
 
 
 def test_resnet18_has_resnet18_parameter_count():
@@ -80,8 +80,9 @@ def test_device_choice_is_validated_and_auto_runs_here(mnist):
     import pytest
     import torch
 
-    from learned_lr.config import ConfigError, TaskConfig
+    from learned_lr.settings import ConfigError
     from learned_lr.tasks.batched import BatchedMLPRuns
+    from learned_lr.tasks.config import TaskConfig
 
     with pytest.raises(ConfigError, match="--device"):
         TaskConfig(device="tpu")

@@ -1,7 +1,7 @@
 """The ``learned-lr`` command line.
 
-Flags are generated from the config dataclasses in ``learned_lr.config`` (one home for every
-default and help text). We build on argparse rather than tyro because a bad argument must give
+Flags are generated from the config dataclasses (``learned_lr.settings`` and each layer's
+``config`` module: one home for every default and help text). We build on argparse rather than tyro because a bad argument must give
 a one-line error naming the flag and exit code 2; tyro prints a multi-line panel.
 
     learned-lr train --task mnist-mlp --schedule cosine --steps 1000 --seed 0 --out runs/cosine
@@ -18,7 +18,23 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from learned_lr import config as cfg
+from learned_lr.experiments.config import (
+    AblationConfig,
+    BCReportConfig,
+    BundleConfig,
+    CompareConfig,
+    DemoConfig,
+    EvaluateConfig,
+    ImitateConfig,
+    RobustnessConfig,
+    RobustTrainConfig,
+    SweepConfig,
+    TrainConfig,
+)
+from learned_lr.experiments.llm.config import AdaptLLMConfig, CompareLLMConfig, FinetuneLLMConfig, LoRASettings
+from learned_lr.settings import ConfigError, ControlConfig, MissingExtraError
+from learned_lr.tasks.seeds import EVAL_SEED_START
+from learned_lr.training.config import EXPERT_NAMES, BCConfig, CollectConfig, PPOConfig
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -73,11 +89,11 @@ def _build_config(config_cls: type, values: dict[str, Any]):
 # ---- commands ---------------------------------------------------------------------------------
 
 
-def cmd_train(config: cfg.TrainConfig) -> int:
-    from learned_lr.evaluate import run_schedule
-    from learned_lr.experts import expert_schedule
+def cmd_train(config: TrainConfig) -> int:
+    from learned_lr.experiments.evaluate import run_schedule
+    from learned_lr.experiments.plots import plot_runs
     from learned_lr.files import write_csv, write_json
-    from learned_lr.plots import plot_runs
+    from learned_lr.training.experts import expert_schedule
 
     out = Path(config.out)
     schedule = expert_schedule(config.schedule, config.schedule_shape)
@@ -93,37 +109,12 @@ def cmd_train(config: cfg.TrainConfig) -> int:
     return 0
 
 
-def cmd_sweep(config: cfg.SweepConfig) -> int:
-    import math
+def cmd_sweep(config: SweepConfig) -> int:
+    from learned_lr.experiments.plots import plot_sweep
+    from learned_lr.experiments.sweep import run_sweep
 
-    from tqdm.auto import tqdm
-
-    from learned_lr.evaluate import final_val_loss
-    from learned_lr.experts import expert_schedule
-    from learned_lr.files import read_saved, write_json
-    from learned_lr.plots import plot_sweep
-
-    schedule = expert_schedule(config.schedule, config.schedule_shape)
     out = Path(config.out)
-    # Every finished run is saved at once, so an interrupted sweep continues where it stopped.
-    progress_path = out / "sweep_runs.json"
-    setting = {"task": dataclasses.asdict(config.task), "schedule": config.schedule,
-               "schedule_shape": dataclasses.asdict(config.schedule_shape), "steps": config.steps}
-    saved = read_saved(progress_path, setting)
-    # JSON has no inf: a diverged run (inf) was saved as null.
-    done = {k: (math.inf if v is None else float(v)) for k, v in saved["val_loss"].items()} if saved else {}
-    results: dict[float, list[float]] = {}
-    jobs = [(lr, seed) for lr in config.lr_values for seed in range(config.seeds)]
-    for lr, seed in tqdm(jobs, desc=f"sweep {config.task.task} {config.schedule}"):
-        key = f"{lr!r}/{seed}"
-        if key not in done:
-            done[key] = final_val_loss(config.task, schedule, config.steps, lr, seed)
-            write_json(progress_path, {"setting": setting, "val_loss": done})
-        results.setdefault(lr, []).append(done[key])
-    mean = {lr: (sum(v) / len(v) if all(math.isfinite(x) for x in v) else math.inf) for lr, v in results.items()}
-    best = min(mean, key=mean.get)
-    write_json(out / "sweep.json", {"task": dataclasses.asdict(config.task), "schedule": config.schedule, "steps": config.steps,
-                                    "val_loss_by_lr": {str(k): v for k, v in results.items()}, "best_peak_lr": best})
+    results, mean, best = run_sweep(config)
     plot_sweep({config.schedule: results}, out / "sweep.png", title=f"{config.task.task}, {config.schedule}, {config.steps} steps")
     for lr in sorted(mean):
         print(f"peak LR {lr:<8g} final val loss {mean[lr]:.4f}" + ("  <- best" if lr == best else ""))
@@ -131,15 +122,15 @@ def cmd_sweep(config: cfg.SweepConfig) -> int:
     return 0
 
 
-def cmd_compare_experts(config: cfg.CompareConfig) -> int:
-    from learned_lr.evaluate import run_schedule
-    from learned_lr.experts import expert_schedule
+def cmd_compare_experts(config: CompareConfig) -> int:
+    from learned_lr.experiments.evaluate import run_schedule
+    from learned_lr.experiments.plots import plot_runs
     from learned_lr.files import write_json, write_text
-    from learned_lr.plots import plot_runs
+    from learned_lr.training.experts import expert_schedule
 
     out = Path(config.out)
     records = []
-    for name in ("constant", *cfg.EXPERT_NAMES):
+    for name in ("constant", *EXPERT_NAMES):
         records.append(run_schedule(config.task, expert_schedule(name, config.schedule_shape), config.steps, config.peak_lr, config.seed, progress=True))
     plot_runs(records, out / "experts.png", title=f"{config.task.task}, peak LR {config.peak_lr:g}, {config.steps} steps, seed {config.seed}")
     write_json(out / "experts.json", [r.summary() for r in records])
@@ -153,7 +144,7 @@ def cmd_compare_experts(config: cfg.CompareConfig) -> int:
     return 0
 
 
-def cmd_collect(config: cfg.CollectConfig) -> int:
+def cmd_collect(config: CollectConfig) -> int:
     from learned_lr.training.bc import collect_demonstrations
 
     path = collect_demonstrations(config)
@@ -161,7 +152,7 @@ def cmd_collect(config: cfg.CollectConfig) -> int:
     return 0
 
 
-def cmd_bc(config: cfg.BCConfig) -> int:
+def cmd_bc(config: BCConfig) -> int:
     from learned_lr.training.bc import train_bc
 
     path = train_bc(config)
@@ -170,16 +161,16 @@ def cmd_bc(config: cfg.BCConfig) -> int:
 
 
 def _print_bc_report(report: dict, out: Path) -> int:
-    from learned_lr.pipeline import write_bc_report
+    from learned_lr.experiments.pipeline import write_bc_report
 
     print(write_bc_report(report, out))
     print(f"wrote {out}/bc_policy_vs_scheduler.png, bc_table.md, bc_table.json")
     return 0
 
 
-def cmd_bc_report(config: cfg.BCReportConfig) -> int:
-    from learned_lr.bc_report import bc_report
-    from learned_lr.pipeline import bc_settings, policy_paths
+def cmd_bc_report(config: BCReportConfig) -> int:
+    from learned_lr.experiments.bc_report import bc_report
+    from learned_lr.experiments.pipeline import bc_settings, policy_paths
 
     paths = policy_paths(Path(config.bc_root))
     if not paths:
@@ -189,19 +180,19 @@ def cmd_bc_report(config: cfg.BCReportConfig) -> int:
     return _print_bc_report(report, Path(config.out))
 
 
-def cmd_imitate(config: cfg.ImitateConfig) -> int:
-    from learned_lr.bc_report import bc_report
-    from learned_lr.pipeline import bc_settings, run_imitation
+def cmd_imitate(config: ImitateConfig) -> int:
+    from learned_lr.experiments.bc_report import bc_report
+    from learned_lr.experiments.pipeline import bc_settings, run_imitation
 
-    collect = cfg.CollectConfig(runs_per_setting=config.runs_per_setting, total_steps=config.total_steps, seed=config.seed,
-                                control=cfg.ControlConfig(decision_interval=config.decision_interval))
-    bc = cfg.BCConfig(policy=config.policy, epochs=config.epochs, seed=config.seed)
+    collect = CollectConfig(runs_per_setting=config.runs_per_setting, total_steps=config.total_steps, seed=config.seed,
+                                control=ControlConfig(decision_interval=config.decision_interval))
+    bc = BCConfig(policy=config.policy, epochs=config.epochs, seed=config.seed)
     paths = run_imitation(Path(config.work), collect, bc)
     report = bc_report(paths, bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds))
     return _print_bc_report(report, Path(config.out))
 
 
-def cmd_ppo(config: cfg.PPOConfig) -> int:
+def cmd_ppo(config: PPOConfig) -> int:
     from learned_lr.training.ppo import train_ppo
 
     path = train_ppo(config)
@@ -209,8 +200,8 @@ def cmd_ppo(config: cfg.PPOConfig) -> int:
     return 0
 
 
-def cmd_demo(config: cfg.DemoConfig) -> int:
-    from learned_lr.pipeline import run_demo
+def cmd_demo(config: DemoConfig) -> int:
+    from learned_lr.experiments.pipeline import run_demo
 
     index = run_demo(config)
     print(index.read_text())
@@ -218,33 +209,27 @@ def cmd_demo(config: cfg.DemoConfig) -> int:
     return 0
 
 
-def cmd_bundle(config: cfg.BundleConfig) -> int:
-    from learned_lr.checkpoint import load_checkpoint, save_checkpoint
-    from learned_lr.policy import load_policy
+def cmd_bundle(config: BundleConfig) -> int:
+    from learned_lr.policy import bundle_policy
     from learned_lr.scheduler import BUNDLED_POLICY
 
-    load_policy(config.policy)  # refuse anything that is not a loadable policy
-    tensors, meta = load_checkpoint(config.policy, kind="policy")
-    tensors = {k: v for k, v in tensors.items() if k.startswith("actor.")}  # the scheduler needs only the actor
-    meta = {k: v for k, v in meta.items() if k not in ("format", "version", "kind")}
-    meta.update({"bundled_from": str(config.policy), "produced_by": config.produced_by, "scored": config.scored})
-    save_checkpoint(BUNDLED_POLICY, tensors, meta, kind="policy")
+    bundle_policy(config.policy, BUNDLED_POLICY, {"produced_by": config.produced_by, "scored": config.scored})
     print(f"wrote {BUNDLED_POLICY} ({BUNDLED_POLICY.stat().st_size / 1e6:.2f} MB) from {config.policy}")
     return 0
 
 
-def cmd_ablations(config: cfg.AblationConfig) -> int:
-    from learned_lr.ablations import run_ablations
+def cmd_ablations(config: AblationConfig) -> int:
+    from learned_lr.experiments.ablations import run_ablations
 
     path = run_ablations(config)
     print(path.read_text())
     return 0
 
 
-def cmd_evaluate(config: cfg.EvaluateConfig) -> int:
-    from learned_lr.evaluate import SchedulerSpec, comparison_table, evaluate_schedulers
+def cmd_evaluate(config: EvaluateConfig) -> int:
+    from learned_lr.experiments.evaluate import SchedulerSpec, comparison_table, evaluate_schedulers
+    from learned_lr.experiments.plots import plot_scheduler_comparison
     from learned_lr.files import write_json, write_text
-    from learned_lr.plots import plot_scheduler_comparison
     from learned_lr.policy import load_policy
 
     for _, path in config.policy_list:
@@ -269,19 +254,19 @@ def cmd_evaluate(config: cfg.EvaluateConfig) -> int:
     return 0
 
 
-def cmd_robust_train(config: cfg.RobustTrainConfig) -> int:
-    from learned_lr.pipeline import run_robust_training
+def cmd_robust_train(config: RobustTrainConfig) -> int:
+    from learned_lr.experiments.pipeline import run_robust_training
 
     for name, path in run_robust_training(config).items():
         print(f"{name}: {path}")
     return 0
 
 
-def cmd_robustness(config: cfg.RobustnessConfig) -> int:
+def cmd_robustness(config: RobustnessConfig) -> int:
+    from learned_lr.experiments.plots import plot_robustness
+    from learned_lr.experiments.robustness import Contender, markdown_report, run_or_load, summarize
     from learned_lr.files import write_json, write_text
-    from learned_lr.plots import plot_robustness
     from learned_lr.policy import load_policy
-    from learned_lr.robustness import Contender, markdown_report, run_or_load, summarize
     from learned_lr.scheduler import BUNDLED_POLICY
 
     contenders = [Contender(name, "schedule", name) for name in config.schedule_list]
@@ -291,13 +276,13 @@ def cmd_robustness(config: cfg.RobustnessConfig) -> int:
         load_policy(path)  # a missing or bad checkpoint fails here, before any training
         contenders.append(Contender(label, "policy", path))
     if "greedy" in config.baseline_list:
-        from learned_lr.baselines import make_baseline
+        from learned_lr.experiments.baselines import make_baseline
 
-        make_baseline("greedy", cfg.ControlConfig())  # without transformers: the install hint now, not after an hour
+        make_baseline("greedy", ControlConfig())  # without transformers: the install hint now, not after an hour
     task = config.task
     title = task.task if task.task == "mnist-mlp" else f"{task.task} (width {task.width})"
     title += f", {task.optimizer}, {config.steps} steps, {config.seeds} seeds"
-    if config.first_seed != 100_000:
+    if config.first_seed != EVAL_SEED_START:
         title += f" from {config.first_seed} (validation)"
     work = Path(config.work)
     results = []
@@ -315,15 +300,15 @@ def cmd_robustness(config: cfg.RobustnessConfig) -> int:
     return 0
 
 
-def _check_learned_policy(settings: cfg.LoRASettings) -> None:
+def _check_learned_policy(settings: LoRASettings) -> None:
     from learned_lr.policy import load_policy
     from learned_lr.scheduler import BUNDLED_POLICY
 
     load_policy(BUNDLED_POLICY if settings.policy == "bundled" else settings.policy)  # a bad checkpoint fails now
 
 
-def cmd_finetune_llm(config: cfg.FinetuneLLMConfig) -> int:
-    from learned_lr.llm.finetune import finetune
+def cmd_finetune_llm(config: FinetuneLLMConfig) -> int:
+    from learned_lr.experiments.llm.finetune import finetune
 
     if config.scheduler == "learned":
         _check_learned_policy(config.settings)
@@ -336,11 +321,11 @@ def cmd_finetune_llm(config: cfg.FinetuneLLMConfig) -> int:
     return 0
 
 
-def cmd_compare_llm(config: cfg.CompareLLMConfig) -> int:
+def cmd_compare_llm(config: CompareLLMConfig) -> int:
+    from learned_lr.experiments.llm.compare import markdown_report, run_comparison, summarize
+    from learned_lr.experiments.plots import plot_llm_comparison
     from learned_lr.files import write_json, write_text
-    from learned_lr.llm.compare import markdown_report, run_comparison, summarize
-    from learned_lr.llm.model import float32_copy, require_qlora
-    from learned_lr.plots import plot_llm_comparison
+    from learned_lr.tasks.llm.model import float32_copy, require_qlora
 
     if config.settings.qlora:
         require_qlora()
@@ -361,9 +346,9 @@ def cmd_compare_llm(config: cfg.CompareLLMConfig) -> int:
     return 0
 
 
-def cmd_adapt_llm(config: cfg.AdaptLLMConfig) -> int:
-    from learned_lr.llm.adapt import adapt_policy
-    from learned_lr.llm.model import float32_copy
+def cmd_adapt_llm(config: AdaptLLMConfig) -> int:
+    from learned_lr.experiments.llm.adapt import adapt_policy
+    from learned_lr.tasks.llm.model import float32_copy
 
     _check_learned_policy(config.settings)
     float32_copy(config.settings.cache_dir or None)
@@ -374,23 +359,23 @@ def cmd_adapt_llm(config: cfg.AdaptLLMConfig) -> int:
 
 
 COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
-    "train": (cfg.TrainConfig, cmd_train, "train one trainee under one schedule"),
-    "sweep": (cfg.SweepConfig, cmd_sweep, "sweep the peak LR of a schedule on a task"),
-    "compare-experts": (cfg.CompareConfig, cmd_compare_experts, "train one trainee per expert schedule and plot them together"),
-    "collect": (cfg.CollectConfig, cmd_collect, "collect expert demonstrations for behavioral cloning"),
-    "bc": (cfg.BCConfig, cmd_bc, "behavioral cloning of one policy on demonstrations"),
-    "bc-report": (cfg.BCReportConfig, cmd_bc_report, "roll BC policies out next to their experts: figure and tables"),
-    "imitate": (cfg.ImitateConfig, cmd_imitate, "demonstrations -> four BC policies -> BC-vs-expert report"),
-    "ppo": (cfg.PPOConfig, cmd_ppo, "PPO fine-tuning of a policy (from a BC checkpoint or random)"),
-    "robust-train": (cfg.RobustTrainConfig, cmd_robust_train, "a policy for mistuned base LRs: oracle demonstrations -> BC -> DAgger (-> PPO) across base LRs"),
-    "robustness": (cfg.RobustnessConfig, cmd_robustness, "every scheduler across a range of base LRs: table and figure"),
-    "evaluate": (cfg.EvaluateConfig, cmd_evaluate, "policies vs expert schedules on held-out seeds: table with 95% CIs and a figure"),
-    "ablations": (cfg.AblationConfig, cmd_ablations, "the proposal's claims as PPO ablations at one budget: table and verdicts"),
-    "finetune-llm": (cfg.FinetuneLLMConfig, cmd_finetune_llm, "LoRA-fine-tune SmolLM2-135M offline under one LR scheduler; forgetting measured"),
-    "compare-llm": (cfg.CompareLLMConfig, cmd_compare_llm, "LoRA fine-tuning: every scheduler x batch size x seed; table and figure"),
-    "adapt-llm": (cfg.AdaptLLMConfig, cmd_adapt_llm, "adapt a policy to LoRA fine-tuning: behavioral cloning on LoRA runs under a teacher schedule"),
-    "bundle": (cfg.BundleConfig, cmd_bundle, "ship a trained policy in the package as LearnedLR's default"),
-    "demo": (cfg.DemoConfig, cmd_demo, "the whole pipeline at a small budget: demonstrations, BC, PPO, evaluation, figures"),
+    "train": (TrainConfig, cmd_train, "train one trainee under one schedule"),
+    "sweep": (SweepConfig, cmd_sweep, "sweep the peak LR of a schedule on a task"),
+    "compare-experts": (CompareConfig, cmd_compare_experts, "train one trainee per expert schedule and plot them together"),
+    "collect": (CollectConfig, cmd_collect, "collect expert demonstrations for behavioral cloning"),
+    "bc": (BCConfig, cmd_bc, "behavioral cloning of one policy on demonstrations"),
+    "bc-report": (BCReportConfig, cmd_bc_report, "roll BC policies out next to their experts: figure and tables"),
+    "imitate": (ImitateConfig, cmd_imitate, "demonstrations -> four BC policies -> BC-vs-expert report"),
+    "ppo": (PPOConfig, cmd_ppo, "PPO fine-tuning of a policy (from a BC checkpoint or random)"),
+    "robust-train": (RobustTrainConfig, cmd_robust_train, "a policy for mistuned base LRs: oracle demonstrations -> BC -> DAgger (-> PPO) across base LRs"),
+    "robustness": (RobustnessConfig, cmd_robustness, "every scheduler across a range of base LRs: table and figure"),
+    "evaluate": (EvaluateConfig, cmd_evaluate, "policies vs expert schedules on held-out seeds: table with 95% CIs and a figure"),
+    "ablations": (AblationConfig, cmd_ablations, "the proposal's claims as PPO ablations at one budget: table and verdicts"),
+    "finetune-llm": (FinetuneLLMConfig, cmd_finetune_llm, "LoRA-fine-tune SmolLM2-135M offline under one LR scheduler; forgetting measured"),
+    "compare-llm": (CompareLLMConfig, cmd_compare_llm, "LoRA fine-tuning: every scheduler x batch size x seed; table and figure"),
+    "adapt-llm": (AdaptLLMConfig, cmd_adapt_llm, "adapt a policy to LoRA fine-tuning: behavioral cloning on LoRA runs under a teacher schedule"),
+    "bundle": (BundleConfig, cmd_bundle, "ship a trained policy in the package as LearnedLR's default"),
+    "demo": (DemoConfig, cmd_demo, "the whole pipeline at a small budget: demonstrations, BC, PPO, evaluation, figures"),
 }
 
 
@@ -409,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_cls, run, _ = COMMANDS[command]
     try:
         config = _build_config(config_cls, args)
-    except cfg.ConfigError as exc:
+    except ConfigError as exc:
         print(f"learned-lr {command}: error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -421,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from learned_lr.checkpoint import CheckpointError
         from learned_lr.tasks.data import MnistDataError
 
-        if isinstance(exc, (MnistDataError, CheckpointError, cfg.MissingExtraError, cfg.ConfigError)):
+        if isinstance(exc, (MnistDataError, CheckpointError, MissingExtraError, ConfigError)):
             print(f"learned-lr {command}: error: {exc}", file=sys.stderr)
             return 1
         raise

@@ -9,7 +9,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -68,3 +68,18 @@ def read_saved(path: str | Path, setting: dict) -> dict | None:
     except (OSError, ValueError):
         return None
     return saved if isinstance(saved, dict) and saved.get("setting") == setting else None
+
+
+def saved_or_computed(path: str | Path, setting: dict, compute: Callable[[], dict]) -> dict:
+    """The result saved at ``path`` for exactly ``setting``, else ``compute()``, saved there with its setting.
+
+    The one result cache of the resumable commands (``evaluate``, ``robustness``): a result is
+    reused only for the same setting (which names policies by their SHA-256), never for another.
+    JSON has no NaN or inf: such values come back as None from a saved result.
+    """
+    saved = read_saved(path, setting)
+    if saved is not None and "result" in saved:
+        return saved["result"]
+    result = compute()
+    write_json(path, {"setting": setting, "result": result})
+    return result

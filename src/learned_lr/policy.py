@@ -10,7 +10,7 @@ history still gives a well-defined output.
 The actor's action is the log of the LR as a fraction of the base LR. Its mean is squashed
 into the bounds (a sigmoid), its spread is a learned, state-independent log-std floored at
 ``min_std``. Inputs are sanitized (NaN -> 0, clipped), so no observation can make the policy
-emit NaN; the LR applied is the action clipped to the bounds (``env.control.clip_action``).
+emit NaN; the LR applied is the action clipped to the bounds (``control.clip_action``).
 
 Example:
     >>> actor = Actor(PolicyConfig(), ControlConfig())
@@ -27,8 +27,8 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from learned_lr.checkpoint import CheckpointError, load_checkpoint, load_module_weights, save_checkpoint
-from learned_lr.config import ControlConfig, ConfigError, PolicyConfig
-from learned_lr.env.observation import FEATURE_CLIP, NUM_CONTEXT, NUM_FEATURES
+from learned_lr.observation import FEATURE_CLIP, NUM_CONTEXT, NUM_FEATURES
+from learned_lr.settings import ConfigError, ControlConfig, PolicyConfig
 
 
 def sanitize(x: torch.Tensor) -> torch.Tensor:
@@ -195,6 +195,16 @@ def save_policy(path: str | Path, actor: Actor, critic: Critic, meta: dict | Non
         **(meta or {}),
     }
     save_checkpoint(path, tensors, document, kind="policy")
+
+
+def bundle_policy(source: str | Path, destination: str | Path, meta: dict) -> None:
+    """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
+    training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored): ``learned-lr bundle``."""
+    load_policy(source)  # refuse anything that is not a loadable policy
+    tensors, saved = load_checkpoint(source, kind="policy")
+    tensors = {k: v for k, v in tensors.items() if k.startswith("actor.")}
+    saved = {k: v for k, v in saved.items() if k not in ("format", "version", "kind")}
+    save_checkpoint(destination, tensors, {**saved, "bundled_from": str(source), **meta}, kind="policy")
 
 
 def load_policy(path: str | Path) -> LoadedPolicy:

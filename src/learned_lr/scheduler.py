@@ -35,7 +35,7 @@ Past ``total_steps`` the LR stays at its last value.
 
 The decision is taken in ``step()``; ``get_lr()`` only reads it, so a logger may call
 ``get_lr()`` or ``get_last_lr()`` as often as it likes. The per-step cycle (decide every K
-steps, ramp, record) is ``env.loop.DecisionLoop``, the one the policy was trained through.
+steps, ramp, record) is ``loop.DecisionLoop``, the one the policy was trained through.
 ``LearnedLR`` also works as a later stage of ``torch.optim.lr_scheduler.SequentialLR`` (after a
 warm-up scheduler), with ``total_steps`` counting its own steps.
 """
@@ -51,9 +51,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from learned_lr.env.loop import DecisionLoop
-from learned_lr.env.observation import RunHistory
 from learned_lr.layers import layer_index
+from learned_lr.loop import DecisionLoop
+from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"

@@ -4,7 +4,7 @@ This package knows nothing of schedules, policies or RL: it takes an LR per step
 what happened.
 """
 
-from learned_lr.tasks.data import MnistSplits, MnistDataError, load_mnist
+from learned_lr.tasks.data import MnistDataError, MnistSplits, load_mnist
 from learned_lr.tasks.models import MLP, ResNet18, build_model
 from learned_lr.tasks.run import StepReport, TrainingRun
 

@@ -25,7 +25,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from learned_lr.config import ConfigError, TaskConfig
+from learned_lr.settings import ConfigError
+from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits, load_mnist, to_float
 from learned_lr.tasks.models import build_model
 from learned_lr.tasks.run import DataStream

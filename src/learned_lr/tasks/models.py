@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from learned_lr.config import TaskConfig
+from learned_lr.tasks.config import TaskConfig
 
 
 class MLP(nn.Module):

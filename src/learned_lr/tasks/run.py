@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from learned_lr.config import TaskConfig
 from learned_lr.layers import module_layers
+from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits, load_mnist, to_float
 from learned_lr.tasks.models import build_model
 

@@ -26,9 +26,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from learned_lr.config import ControlConfig, MissingExtraError, PolicyConfig, RewardConfig, TaskConfig
+from learned_lr.settings import ControlConfig, MissingExtraError, PolicyConfig, RewardConfig
 from learned_lr.tasks import MnistSplits, load_mnist
 from learned_lr.tasks.batched import make_run_group
+from learned_lr.tasks.config import TaskConfig
 from learned_lr.training.rollout import Episode, PolicyController, rollout
 
 

@@ -15,24 +15,24 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
-from learned_lr.config import BCConfig, CollectConfig, ControlConfig, RewardConfig, ScheduleConfig, TaskConfig
-from learned_lr.env.observation import window_from_features
-from learned_lr.experts import expert_schedule
+from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, save_policy
+from learned_lr.settings import ControlConfig
 from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import make_run_group
+from learned_lr.training.config import BCConfig, CollectConfig
+from learned_lr.training.experts import expert_schedule
 from learned_lr.training.rollout import Episode, ScheduleController, rollout
 
 DEMOS_FILE = "demos.safetensors"
@@ -199,6 +199,37 @@ def _evaluate(actor: Actor, critic: Critic, demos: Demonstrations, indices: np.n
     return {"val_action_mae": float(torch.cat(errors).mean()), "val_value_mse": float(torch.cat(value_errors).mean())}
 
 
+def clone_epoch(actor: Actor, actor_opt: torch.optim.Optimizer, batches: Iterable[Sequence[torch.Tensor]],
+                critic: Critic | None = None, critic_opt: torch.optim.Optimizer | None = None) -> np.ndarray:
+    """One pass of behavioral cloning over ``batches`` of (window, mask, context, label[, return]).
+
+    The actor minimizes the NLL of the expert's action; with a critic, the critic regresses the
+    return. Gradients are clipped to norm 1. Returns the sums over examples of (NLL, |mean action -
+    label|, value loss); divide by the number of examples for means. The one BC fit loop: ``train_bc``
+    and ``adapt-llm`` (``experiments.llm.adapt``) both run it.
+    """
+    sums = np.zeros(3)
+    for batch in batches:
+        window, mask, context, label = batch[:4]
+        dist = actor.distribution(window, mask, context)
+        nll = -dist.log_prob(label).mean()
+        actor_opt.zero_grad()
+        nll.backward()
+        torch.nn.utils.clip_grad_norm_(actor.parameters(), 1.0)
+        actor_opt.step()
+        value_loss = 0.0
+        if critic is not None:
+            loss = (critic(window, mask, context) - batch[4]).square().mean()
+            critic_opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
+            critic_opt.step()
+            value_loss = float(loss.detach())
+        n = len(label)
+        sums += np.array([float(nll.detach()) * n, float((dist.mean.detach() - label).abs().mean()) * n, value_loss * n])
+    return sums
+
+
 def train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int | None = None) -> Path | None:
     """Fit actor and critic on the chosen experts' demonstrations; returns the policy path.
 
@@ -234,22 +265,8 @@ def train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int 
     for epoch in tqdm(range(start_epoch, end_epoch), desc=f"BC {config.experts}", disable=not progress, initial=start_epoch, total=config.epochs):
         actor.train(), critic.train()
         order = rng.permutation(train_idx)
-        sums = np.zeros(3)
-        for start in range(0, len(order), config.batch_size):
-            window, mask, context, label, ret = demos.batch(order[start : start + config.batch_size])
-            dist = actor.distribution(window, mask, context)
-            nll = -dist.log_prob(label).mean()
-            actor_opt.zero_grad()
-            nll.backward()
-            torch.nn.utils.clip_grad_norm_(actor.parameters(), 1.0)
-            actor_opt.step()
-            value_loss = (critic(window, mask, context) - ret).square().mean()
-            critic_opt.zero_grad()
-            value_loss.backward()
-            torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
-            critic_opt.step()
-            n = len(label)
-            sums += np.array([float(nll.detach()) * n, float((dist.mean.detach() - label).abs().mean()) * n, float(value_loss.detach()) * n])
+        batches = (demos.batch(order[start : start + config.batch_size]) for start in range(0, len(order), config.batch_size))
+        sums = clone_epoch(actor, actor_opt, batches, critic, critic_opt)
         actor_sched.step(), critic_sched.step()
         actor.eval(), critic.eval()
         metrics = _evaluate(actor, critic, demos, val_idx)

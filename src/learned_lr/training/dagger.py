@@ -28,16 +28,15 @@ import torch
 from tqdm.auto import tqdm
 
 from learned_lr.checkpoint import load_checkpoint, save_checkpoint
-from learned_lr.config import CollectConfig
-from learned_lr.env.observation import RunHistory
+from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy
 from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import make_run_group
 from learned_lr.training.bc import DEMOS_FILE, append_runs, episode_tensors, merge_parts, part_is_done
+from learned_lr.training.config import CollectConfig
 from learned_lr.training.rollout import PolicyController, ScheduleController, rollout
 
 # DAgger trainee seeds live in [10000, 50000): above BC demonstrations (< 10000), below PPO's.
-DAGGER_SEED_START = 10_000
 
 
 class NoisyPolicyController:

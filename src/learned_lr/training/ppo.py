@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +31,17 @@ import torch
 from tqdm.auto import tqdm
 
 from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoint, load_module_weights, save_checkpoint, unflatten_state
-from learned_lr.config import ControlConfig, PolicyConfig, PPOConfig
-from learned_lr.env.observation import window_from_features
 from learned_lr.files import write_csv
+from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
+from learned_lr.settings import ControlConfig
 from learned_lr.tasks import load_mnist
+from learned_lr.tasks.seeds import PPO_SEED_SPAN, PPO_SEED_START
 from learned_lr.training.backends import make_backend, rollout_job_for
+from learned_lr.training.config import PPOConfig
 from learned_lr.training.rollout import Episode
 
 # PPO trainee seeds live in [50000, 100000): above BC demonstrations, below evaluation seeds.
-PPO_SEED_START = 50_000
 
 
 @dataclass
@@ -139,7 +140,7 @@ def _iteration_setting(config: PPOConfig, iteration: int) -> tuple[int, np.ndarr
     widths = config.hidden_size_list
     # Drawn only when there is a choice, so a single width leaves the other draws as they were.
     hidden = widths[0] if len(widths) == 1 else int(rng.choice(widths))
-    first = PPO_SEED_START + (config.seed * 997 + iteration * config.runs_per_iteration) % 40_000
+    first = PPO_SEED_START + (config.seed * 997 + iteration * config.runs_per_iteration) % PPO_SEED_SPAN
     return total_steps, base_lrs, list(range(first, first + config.runs_per_iteration)), hidden
 
 
@@ -171,43 +172,75 @@ def episodes_to_batch(episodes: list[Episode], actor: Actor, critic: Critic, bc_
 
 def _initial_networks(config: PPOConfig) -> tuple[Actor, Critic, dict]:
     if config.init == "random":
-        control = ControlConfig(window=config.window, inputs=config.inputs)
-        policy = PolicyConfig(patch=config.patch)
+        control, policy = config.control, config.policy
         torch.manual_seed(config.seed)
         return Actor(policy, control), Critic(policy, control), {"init": "random"}
     loaded = load_policy(config.init)
     return loaded.actor, loaded.critic, {"init": str(config.init), "init_meta": {k: loaded.meta.get(k) for k in ("trained_by", "experts")}}
 
 
+@dataclass
+class PPOLogRow:
+    """One iteration of ``ppo_log.csv`` (the columns are these fields, in this order)."""
+
+    iteration: int
+    total_steps: int
+    mean_return: float
+    mean_final_train_loss: float
+    diverged: int
+    spiked: int
+    updated_actor: int
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    kl_to_bc: float
+    approx_kl: float
+    clip_fraction: float
+
+
+@dataclass
+class PPOLearner:
+    """What PPO trains and checkpoints: the networks, the frozen BC anchor, their optimizers, the log so far."""
+
+    actor: Actor
+    critic: Critic
+    bc_actor: Actor
+    actor_opt: torch.optim.Optimizer
+    critic_opt: torch.optim.Optimizer
+    log: list[PPOLogRow] = field(default_factory=list)
+
+    @property
+    def iterations_done(self) -> int:
+        return len(self.log)
+
+
 def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call: int | None = None) -> Path | None:
     """Fine-tune with PPO; checkpoints every iteration and resumes. Returns the policy path
     (None if stopped early by ``max_iterations_this_call``)."""
-    out = Path(config.out)
     actor, critic, init_meta = _initial_networks(config)
-    control = actor.control_config
     bc_actor = copy.deepcopy(actor).eval()  # the anchor: frozen at the starting weights
     for p in bc_actor.parameters():
         p.requires_grad_(False)
-    actor_opt = torch.optim.Adam(actor.parameters(), lr=config.actor_lr, eps=1e-5)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, eps=1e-5)
-    start, log_rows = 0, []
-    state_path = out / "train_state.safetensors"
+    learner = PPOLearner(actor, critic, bc_actor, torch.optim.Adam(actor.parameters(), lr=config.actor_lr, eps=1e-5),
+                         torch.optim.Adam(critic.parameters(), lr=config.critic_lr, eps=1e-5))
+    state_path = Path(config.out) / "train_state.safetensors"
     if config.resume and state_path.is_file():
-        start, log_rows = _load_state(state_path, config, actor, critic, bc_actor, actor_opt, critic_opt)
+        _load_state(state_path, config, learner)
     backend = make_backend(config.backend, config.ray_address, config.workers, data=load_mnist() if config.backend == "local" else None)
     try:
-        return _train_iterations(config, start, log_rows, backend, actor, critic, bc_actor, actor_opt, critic_opt, state_path, out,
-                                 init_meta, progress, max_iterations_this_call)
+        return _train_iterations(config, learner, backend, state_path=state_path, init_meta=init_meta, progress=progress,
+                                 max_iterations_this_call=max_iterations_this_call)
     finally:
         backend.close()
 
 
-def _train_iterations(config, start, log_rows, backend, actor, critic, bc_actor, actor_opt, critic_opt, state_path, out, init_meta,
-                      progress, max_iterations_this_call) -> Path | None:
+def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_path: Path, init_meta: dict, progress: bool,
+                      max_iterations_this_call: int | None) -> Path | None:
+    actor, critic, out = learner.actor, learner.critic, Path(config.out)
     control = actor.control_config
+    start = learner.iterations_done
     end = config.iterations if max_iterations_this_call is None else min(config.iterations, start + max_iterations_this_call)
-    header = ["iteration", "total_steps", "mean_return", "mean_final_train_loss", "diverged", "spiked", "updated_actor",
-              "policy_loss", "value_loss", "entropy", "kl_to_bc", "approx_kl", "clip_fraction"]
+    header = [f.name for f in dataclasses.fields(PPOLogRow)]
     bar = tqdm(range(start, end), desc="PPO", disable=not progress, initial=start, total=config.iterations)
     for iteration in bar:
         total_steps, base_lrs, seeds, hidden = _iteration_setting(config, iteration)
@@ -215,52 +248,58 @@ def _train_iterations(config, start, log_rows, backend, actor, critic, bc_actor,
         job = rollout_job_for(dataclasses.replace(config.task, hidden=hidden), seeds, base_lrs, total_steps, control, config.reward,
                               controller_seed=config.seed * 1_000_003 + iteration)
         episodes = backend.collect(actor, job)
-        batch = episodes_to_batch(episodes, actor, critic, bc_actor, control, config)
+        batch = episodes_to_batch(episodes, actor, critic, learner.bc_actor, control, config)
         actor.train(), critic.train()
         update_actor = iteration >= config.critic_warmup_iterations
         generator = torch.Generator().manual_seed(config.seed * 7919 + iteration)
-        stats = ppo_update(actor, critic, actor_opt, critic_opt, batch, config, update_actor, generator)
+        stats = ppo_update(actor, critic, learner.actor_opt, learner.critic_opt, batch, config, update_actor, generator)
         final_losses = [e.history.train_loss[e.history.steps - 1] for e in episodes if not e.diverged]
-        row = [iteration + 1, total_steps, float(np.mean([sum(e.rewards) for e in episodes])),
-               float(np.mean(final_losses)) if final_losses else math.nan, int(sum(e.diverged for e in episodes)),
-               int(sum(spiked(e) for e in episodes)), int(update_actor), *(stats[k] for k in header[7:])]
-        log_rows.append(row)
-        bar.set_postfix(ret=f"{row[2]:.2f}", diverged=row[4])
-        _save_state(state_path, config, iteration + 1, log_rows, actor, critic, bc_actor, actor_opt, critic_opt)
-        write_csv(out / "ppo_log.csv", header, log_rows)
+        row = PPOLogRow(
+            iteration=iteration + 1, total_steps=total_steps, mean_return=float(np.mean([sum(e.rewards) for e in episodes])),
+            mean_final_train_loss=float(np.mean(final_losses)) if final_losses else math.nan,
+            diverged=int(sum(e.diverged for e in episodes)), spiked=int(sum(spiked(e) for e in episodes)), updated_actor=int(update_actor),
+            **{name: stats[name] for name in header[7:]})
+        learner.log.append(row)
+        bar.set_postfix(ret=f"{row.mean_return:.2f}", diverged=row.diverged)
+        _save_state(state_path, config, learner)
+        write_csv(out / "ppo_log.csv", header, [dataclasses.astuple(r) for r in learner.log])
     if end < config.iterations:
         return None
     actor.eval(), critic.eval()
     path = out / "policy.safetensors"
     save_policy(path, actor, critic, {"trained_by": "ppo", **init_meta, "ppo_config": dataclasses.asdict(config),
-                                      "final_iteration": dict(zip(header, log_rows[-1]))})
+                                      "final_iteration": dataclasses.asdict(learner.log[-1])})
     return path
 
 
-def _save_state(path, config, iteration, log_rows, actor, critic, bc_actor, actor_opt, critic_opt) -> None:
-    tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
-    tensors.update({f"critic.{k}": v for k, v in critic.state_dict().items()})
-    tensors.update({f"bc_actor.{k}": v for k, v in bc_actor.state_dict().items()})
+def _save_state(path: Path, config: PPOConfig, learner: PPOLearner) -> None:
+    tensors = {f"actor.{k}": v for k, v in learner.actor.state_dict().items()}
+    tensors.update({f"critic.{k}": v for k, v in learner.critic.state_dict().items()})
+    tensors.update({f"bc_actor.{k}": v for k, v in learner.bc_actor.state_dict().items()})
     meta = {
-        "iteration": iteration,
-        "log_rows": log_rows,
+        "iteration": learner.iterations_done,
+        "log_rows": [dataclasses.asdict(row) for row in learner.log],
         "config": dataclasses.asdict(config),
-        "policy_config": dataclasses.asdict(actor.policy_config),
-        "control_config": dataclasses.asdict(actor.control_config),
-        "actor_opt": flatten_state(actor_opt.state_dict(), "actor_opt", tensors),
-        "critic_opt": flatten_state(critic_opt.state_dict(), "critic_opt", tensors),
+        "policy_config": dataclasses.asdict(learner.actor.policy_config),
+        "control_config": dataclasses.asdict(learner.actor.control_config),
+        "actor_opt": flatten_state(learner.actor_opt.state_dict(), "actor_opt", tensors),
+        "critic_opt": flatten_state(learner.critic_opt.state_dict(), "critic_opt", tensors),
     }
     save_checkpoint(path, tensors, meta, kind="ppo-train-state")
 
 
-def _load_state(path, config, actor, critic, bc_actor, actor_opt, critic_opt) -> tuple[int, list]:
+def _load_state(path: Path, config: PPOConfig, learner: PPOLearner) -> None:
     tensors, meta = load_checkpoint(path, kind="ppo-train-state")
     ignore = ("iterations", "resume", "out", "backend", "ray_address", "workers")  # where rollouts run does not change them
     if {k: v for k, v in meta["config"].items() if k not in ignore} != {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}:
         raise CheckpointError(f"{path} was written by a different PPO config; use another --out or --no-resume")
-    load_module_weights(actor, tensors, "actor", path)
-    load_module_weights(critic, tensors, "critic", path)
-    load_module_weights(bc_actor, tensors, "bc_actor", path)
-    actor_opt.load_state_dict(unflatten_state(meta["actor_opt"], tensors))
-    critic_opt.load_state_dict(unflatten_state(meta["critic_opt"], tensors))
-    return int(meta["iteration"]), meta["log_rows"]
+    try:
+        log = [PPOLogRow(**row) for row in meta["log_rows"]]
+    except TypeError as exc:  # a state written before the log had named fields
+        raise CheckpointError(f"{path} holds a PPO log of an older format ({exc}); use another --out or --no-resume") from exc
+    load_module_weights(learner.actor, tensors, "actor", path)
+    load_module_weights(learner.critic, tensors, "critic", path)
+    load_module_weights(learner.bc_actor, tensors, "bc_actor", path)
+    learner.actor_opt.load_state_dict(unflatten_state(meta["actor_opt"], tensors))
+    learner.critic_opt.load_state_dict(unflatten_state(meta["critic_opt"], tensors))
+    learner.log[:] = log

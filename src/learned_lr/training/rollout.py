@@ -2,7 +2,7 @@
 
 A rollout advances N trainee runs together (stacked weights for the MLP, sequential
 otherwise), asks the controller for one action per run at every decision step, and lets each
-run's ``env.loop.DecisionLoop`` ramp the LR to it, record the run's features and give each
+run's ``loop.DecisionLoop`` ramp the LR to it, record the run's features and give each
 decision the proposal's reward. A run that diverges ends its episode there.
 
 Example:
@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from learned_lr.config import ControlConfig, RewardConfig
-from learned_lr.env.control import LRRamp, expert_action
-from learned_lr.env.loop import DecisionLoop, is_diverged
-from learned_lr.env.observation import RunHistory, stack_observations
-from learned_lr.experts import ExpertSchedule
+from learned_lr.control import LRRamp, expert_action
+from learned_lr.loop import DecisionLoop, is_diverged
+from learned_lr.observation import RunHistory, stack_observations
+from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks.batched import BatchedMLPRuns, SequentialRuns
+from learned_lr.training.experts import ExpertSchedule
 
 
 @dataclass
@@ -60,7 +60,7 @@ class ScheduleController:
     """An expert schedule acting through the same decisions as a policy.
 
     At each decision it picks the schedule's log factor at the end of the block (see
-    ``env.control.expert_action``). ``noise_std`` > 0 perturbs the executed action (log space),
+    ``control.expert_action``). ``noise_std`` > 0 perturbs the executed action (log space),
     so demonstrations also show states off the expert's path, where the expert's clean
     action, the BC label, says how to get back.
 
@@ -160,7 +160,7 @@ def rollout(
 ) -> list[Episode]:
     """Run every trainee of ``group`` for ``total_steps`` steps under ``controller``.
 
-    Each run acts through its own ``env.loop.DecisionLoop`` (the cycle ``LearnedLR`` runs); the
+    Each run acts through its own ``loop.DecisionLoop`` (the cycle ``LearnedLR`` runs); the
     runs advance in lockstep, so they all need a decision at the same steps.
     """
     n = group.num_runs
@@ -199,27 +199,39 @@ def rollout_exact_schedule(
     total_steps: int,
     base_lrs: Sequence[float],
     control: ControlConfig,
+    evaluate_test: bool = True,
     progress: bool = False,
 ) -> list[Episode]:
-    """The expert schedule exactly as torch computes it, every step (no decisions, no ramp): the reference."""
+    """The expert schedule exactly as torch computes it, every step (no decisions, no ramp): the reference.
+
+    The one runner of an exact schedule: the evaluation and robustness tables run it on groups of
+    seeds, and ``experiments.evaluate.run_schedule`` (``train``, ``compare-experts``, ``sweep``) on one.
+    A run whose loss diverges (``loop.is_diverged``) stops there.
+    """
     n = group.num_runs
     base = np.asarray(base_lrs, dtype=np.float64)
     factors = schedule.factors(total_steps)
     episodes = [Episode(seed, float(b), RunHistory(total_steps, float(b), control.window, control.inputs)) for seed, b in zip(group.seeds, base)]
     active = np.ones(n, dtype=bool)
-    for step in tqdm(range(total_steps), desc=f"{schedule.name} (exact)", disable=not progress, leave=False):
+    first_loss = np.full(n, np.nan)
+    bar = tqdm(range(total_steps), desc=f"{schedule.name} (exact)", disable=not progress, leave=False)
+    for step in bar:
         lrs = np.where(active, base * factors[step], 0.0)
         report = group.step(torch.from_numpy(lrs).float(), active=active.tolist())
         for i in np.flatnonzero(active):
-            history = episodes[i].history
-            history.record(float(lrs[i]), float(report.train_loss[i]), float(report.val_loss[i]), report.layer_grad_norms[i].numpy())
-            if is_diverged(float(report.train_loss[i]), float(history.train_loss[0])):
+            train_loss = float(report.train_loss[i])
+            episodes[i].history.record(float(lrs[i]), train_loss, float(report.val_loss[i]), report.layer_grad_norms[i].numpy())
+            first_loss[i] = train_loss if step == 0 else first_loss[i]
+            if is_diverged(train_loss, float(first_loss[i])):
                 episodes[i].diverged = True
                 active[i] = False
+        if progress and step % 50 == 0:
+            bar.set_postfix(train_loss=f"{float(np.nanmean(report.train_loss)):.3f}")
         if not active.any():
             break
-    test_loss, test_accuracy = group.evaluate_test()
-    for i, episode in enumerate(episodes):
-        if not episode.diverged:
-            episode.test_loss, episode.test_accuracy = float(test_loss[i]), float(test_accuracy[i])
+    if evaluate_test:
+        test_loss, test_accuracy = group.evaluate_test()
+        for i, episode in enumerate(episodes):
+            if not episode.diverged:
+                episode.test_loss, episode.test_accuracy = float(test_loss[i]), float(test_accuracy[i])
     return episodes

@@ -22,10 +22,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from learned_lr.config import EnvConfig
-from learned_lr.env.loop import DecisionLoop
-from learned_lr.env.observation import FEATURE_CLIP, NUM_CONTEXT, NUM_FEATURES
+from learned_lr.loop import DecisionLoop
+from learned_lr.observation import FEATURE_CLIP, NUM_CONTEXT, NUM_FEATURES
 from learned_lr.tasks.run import TrainingRun
+from learned_lr.training.config import EnvConfig
 
 
 class LRScheduleEnv(gym.Env):

@@ -16,7 +16,7 @@ The cycle, per run:
    to ``rewards`` when a ``RewardConfig`` was given.
 
 Example:
-    >>> from learned_lr.config import ControlConfig, RewardConfig
+    >>> from learned_lr.settings import ControlConfig, RewardConfig
     >>> loop = DecisionLoop(total_steps=20, base_lr=0.1, control=ControlConfig(decision_interval=8), reward=RewardConfig())
     >>> loop.needs_decision()
     True
@@ -34,10 +34,10 @@ from typing import Sequence
 
 import numpy as np
 
-from learned_lr.config import ControlConfig, RewardConfig
-from learned_lr.env.control import LRRamp
-from learned_lr.env.observation import RunHistory
-from learned_lr.env.reward import block_reward, subramanian_reward
+from learned_lr.control import LRRamp
+from learned_lr.observation import RunHistory
+from learned_lr.reward import block_reward, subramanian_reward
+from learned_lr.settings import ControlConfig, RewardConfig
 
 # A run whose training loss exceeds this multiple of its first loss, or is not finite, is
 # called diverged: continuing wastes compute and its numbers mean nothing.

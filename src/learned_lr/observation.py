@@ -164,6 +164,16 @@ class RunHistory:
         return self._lrs
 
     @property
+    def layer_grad_norms(self) -> np.ndarray:
+        """(steps, layers) gradient norm of every layer at each recorded step; NaN where a step had another number of layers."""
+        self._flush()
+        if self._layer_norms is None:
+            return np.zeros((self.steps, 0))
+        norms = self._layer_norms[: self.steps].copy()
+        norms[~self._layers_match[: self.steps]] = np.nan
+        return norms
+
+    @property
     def features(self) -> np.ndarray:
         """(total_steps, F) feature rows; rows at and past ``steps`` are zero. Treat as read-only."""
         self._flush()

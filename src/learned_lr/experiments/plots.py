@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from learned_lr.evaluate import RunRecord  # noqa: E402
+from learned_lr.experiments.evaluate import RunRecord  # noqa: E402
 
 
 def smooth(values: Sequence[float], window: int) -> np.ndarray:

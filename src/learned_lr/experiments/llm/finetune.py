@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from learned_lr.config import ControlConfig, FinetuneLLMConfig, LoRASettings, MissingExtraError
-from learned_lr.env.observation import RunHistory
+from learned_lr.experiments.llm.config import FinetuneLLMConfig, LoRASettings
 from learned_lr.files import file_sha256, write_json
-from learned_lr.llm import data as llm_data
-from learned_lr.llm.model import add_lora, float32_copy, load_smollm2, require_qlora
+from learned_lr.observation import RunHistory
 from learned_lr.scheduler import BUNDLED_POLICY, LayerGradNorms
+from learned_lr.settings import ControlConfig, MissingExtraError
+from learned_lr.tasks.llm import data as llm_data
+from learned_lr.tasks.llm.model import add_lora, float32_copy, load_smollm2, require_qlora
 
 EVAL_BATCH = 16
 DEMO_WINDOW = ControlConfig().window  # a recorded history's window (only its raw values are saved)
@@ -136,7 +137,7 @@ def finetune(config: FinetuneLLMConfig, progress: bool = True, before: dict[str,
 
     ``record_history`` also keeps what a LearnedLR would have observed in this run (losses,
     layer-wise gradient norms, LRs) in ``out/history.npz``, whichever scheduler set the LRs:
-    the demonstrations for adapting a policy to LoRA runs (``learned_lr.llm.adapt``).
+    the demonstrations for adapting a policy to LoRA runs (``learned_lr.experiments.llm.adapt``).
     ``label`` names the scheduler in the result (e.g. a second learned policy); default: its name.
     """
     settings = config.settings

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from learned_lr.config import RewardConfig
+from learned_lr.settings import RewardConfig
 
 
 def block_reward(train: np.ndarray, val: np.ndarray, previous_train: float, config: RewardConfig) -> float:

@@ -16,20 +16,21 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from learned_lr.config import EXPERT_NAMES, RewardConfig, TaskConfig
-from learned_lr.experts import expert_schedule
+from learned_lr.experiments.stats import mean_std
 from learned_lr.policy import load_policy
+from learned_lr.settings import RewardConfig
 from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import make_run_group
+from learned_lr.tasks.config import TaskConfig
+from learned_lr.tasks.seeds import EVAL_SEED_START  # noqa: E402
+from learned_lr.training.config import EXPERT_NAMES
+from learned_lr.training.experts import expert_schedule
 from learned_lr.training.rollout import Episode, HandoffController, PolicyController, ScheduleController, rollout, rollout_exact_schedule
-
-from learned_lr.evaluate import EVAL_SEED_START  # noqa: E402  (one definition of the evaluation seeds)
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,6 @@ def log_lr_error(policy_factors: np.ndarray, expert_factors: np.ndarray, log_bou
         p = np.clip(np.log(policy_factors[start:n]), lo, hi)
         e = np.clip(np.log(expert_factors[start:n]), lo, hi)
     return float(np.abs(p - e).mean()) if n > start else float("nan")
-
-
-def _stats(values: list[float]) -> dict[str, float]:
-    arr = np.asarray(values, dtype=float)
-    return {"mean": float(np.nanmean(arr)), "std": float(np.nanstd(arr)), "n": int(np.isfinite(arr).sum())}
 
 
 def _run(setting: TaskSetting, controller, base_lr: float, control, data) -> list[Episode]:
@@ -111,13 +107,13 @@ def _row(setting, label, expert, episodes, expert_episodes, expert_factors, boun
         "policy": label,
         "expert": expert,
         "lr_error_from_step": start,
-        "lr_log_error": _stats(errors),
+        "lr_log_error": mean_std(errors),
         "expert_below_lower_bound": below,
-        "policy_test_loss": _stats(policy_loss),
-        "expert_test_loss": _stats(expert_loss),
-        "test_loss_relative_diff": _stats(relative),
-        "policy_test_accuracy": _stats([e.test_accuracy for e in episodes]),
-        "expert_test_accuracy": _stats([e.test_accuracy for e in expert_episodes]),
+        "policy_test_loss": mean_std(policy_loss),
+        "expert_test_loss": mean_std(expert_loss),
+        "test_loss_relative_diff": mean_std(relative),
+        "policy_test_accuracy": mean_std([e.test_accuracy for e in episodes]),
+        "expert_test_accuracy": mean_std([e.test_accuracy for e in expert_episodes]),
         "diverged": int(sum(e.diverged for e in episodes)),
     }
 

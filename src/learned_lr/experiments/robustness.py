@@ -5,7 +5,7 @@ seeds x base LRs per scheduler). Fixed schedules run exactly as torch computes t
 loss-driven baselines (``baselines``) and the policies act through rollouts. Each scheduler's
 runs are saved under ``work/`` as they finish, so a rerun skips what is done.
 
-A diverged run (``env.loop.is_diverged``) is scored as an untrained classifier would be:
+A diverged run (``loop.is_diverged``) is scored as an untrained classifier would be:
 test loss ln(10), accuracy 10%; the divergences are also counted in the table. Dropping them
 instead would make a scheduler that blows up look better than one that merely trains badly.
 
@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -26,10 +26,13 @@ from typing import Sequence
 
 import numpy as np
 
-from learned_lr.config import EXPERT_NAMES, ControlConfig, RewardConfig, TaskConfig
-from learned_lr.evaluate import EVAL_SEED_START, mean_ci
-from learned_lr.files import file_sha256, slug, write_json
+from learned_lr.experiments.stats import format_stat, mean_ci
+from learned_lr.files import file_sha256, saved_or_computed, slug
+from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks import MnistSplits
+from learned_lr.tasks.config import TaskConfig
+from learned_lr.tasks.seeds import EVAL_SEED_START
+from learned_lr.training.config import EXPERT_NAMES
 
 CHANCE_LOSS = math.log(10.0)
 CHANCE_ACCURACY = 0.1
@@ -58,10 +61,10 @@ def run_scheduler(contender: Contender, task: TaskConfig, steps: int, lrs: Seque
                   data: MnistSplits | None = None, progress: bool = True, first_seed: int = EVAL_SEED_START) -> dict:
     """Run one contender at every base LR on ``seeds`` seeds from ``first_seed`` (default: the held-out
     evaluation seeds); per-run results and mean curves."""
-    from learned_lr.baselines import baseline_control, make_baseline
-    from learned_lr.experts import expert_schedule
+    from learned_lr.experiments.baselines import baseline_control, make_baseline
     from learned_lr.policy import load_policy
     from learned_lr.tasks.batched import make_run_group
+    from learned_lr.training.experts import expert_schedule
     from learned_lr.training.rollout import PolicyController, rollout, rollout_exact_schedule
 
     seed_list = [first_seed + i for i in range(seeds)]
@@ -106,22 +109,12 @@ def run_or_load(contender: Contender, task: TaskConfig, steps: int, lrs: Sequenc
     For a policy the setting includes the checkpoint's SHA-256, so a policy retrained in place
     (e.g. PPO resumed for more iterations) is run again, not read from a stale result.
     """
-    path = work / f"{contender.slug}.json"
-    setting = {"name": contender.name, "task": task.task, "steps": steps, "lrs": [float(lr) for lr in lrs], "seeds": seeds,
-               "first_seed": first_seed}
-    if contender.kind == "policy":
-        setting["policy_sha256"] = file_sha256(contender.name)
-    if path.is_file():
-        try:
-            saved = json.loads(path.read_text())
-            saved.setdefault("first_seed", EVAL_SEED_START)  # results saved before the option existed
-            if {k: saved.get(k) for k in setting} == setting:
-                return saved
-        except (json.JSONDecodeError, OSError):
-            pass  # unreadable: run it again
-    result = {**run_scheduler(contender, task, steps, lrs, seeds, data, progress, first_seed), **setting}
-    write_json(path, result)
-    return result
+    setting = {"label": contender.label, "kind": contender.kind, "name": contender.name, "task": dataclasses.asdict(task), "steps": steps,
+               "lrs": [float(lr) for lr in lrs], "seeds": seeds, "first_seed": first_seed,
+               "policy_sha256": file_sha256(contender.name) if contender.kind == "policy" else None}
+    result = saved_or_computed(work / f"{contender.slug}.json", setting,
+                               lambda: run_scheduler(contender, task, steps, lrs, seeds, data, progress, first_seed))
+    return {**result, "policy_sha256": setting["policy_sha256"]}
 
 
 def summarize(results: Sequence[dict], core_lrs: Sequence[float]) -> dict:
@@ -168,13 +161,6 @@ def _headline(rows: list[dict]) -> dict:
             "others": others}
 
 
-def _fmt(stat: dict, scale: float = 1.0, digits: int = 4) -> str:
-    if stat["n"] == 0:
-        return "-"
-    ci = f" ± {scale * stat['ci']:.{digits}f}" if np.isfinite(stat["ci"]) else ""
-    return f"{scale * stat['mean']:.{digits}f}{ci}"
-
-
 def markdown_report(summary: dict, title: str) -> str:
     """The tables (loss, accuracy) and the headline as markdown."""
     rows = summary["rows"]
@@ -188,11 +174,11 @@ def markdown_report(summary: dict, title: str) -> str:
         cells = []
         for lr in lrs:
             cell = r["per_lr"][lr]
-            cells.append(_fmt(cell["test_loss"]) + (f" ({cell['diverged']}d)" if cell["diverged"] else ""))
+            cells.append(format_stat(cell["test_loss"]) + (f" ({cell['diverged']}d)" if cell["diverged"] else ""))
         lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | **{r['worst_core_loss']:.4f}** ({r['worst_core_lr']:g}) |")
     lines += ["", "Final test accuracy (%):", "", "| scheduler | " + " | ".join(f"LR {lr}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
     for r in rows:
-        lines.append(f"| {r['label']} | " + " | ".join(_fmt(r["per_lr"][lr]["test_accuracy"], 100, 2) for lr in lrs) + " |")
+        lines.append(f"| {r['label']} | " + " | ".join(format_stat(r["per_lr"][lr]["test_accuracy"], 100, 2) for lr in lrs) + " |")
     head = summary["headline"]
     if head:
         bw, bt = head["best_expert_worst_case"], head["best_tuned_expert"]

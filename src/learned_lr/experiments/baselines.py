@@ -31,8 +31,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from learned_lr.config import ControlConfig, MissingExtraError
-from learned_lr.env.observation import RunHistory
+from learned_lr.observation import RunHistory
+from learned_lr.settings import ControlConfig, MissingExtraError
 
 BASELINE_NAMES = ("plateau", "greedy")
 PLATEAU_INTERVAL = 100

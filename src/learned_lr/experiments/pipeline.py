@@ -13,31 +13,34 @@ import json
 import time
 from pathlib import Path
 
-from learned_lr import config as cfg
+from learned_lr.experiments.config import DemoConfig, RobustTrainConfig
 from learned_lr.files import write_json, write_text
+from learned_lr.settings import ConfigError, ControlConfig
+from learned_lr.tasks.config import TaskConfig
+from learned_lr.training.config import EXPERT_NAMES, BCConfig, CollectConfig, PPOConfig
 
 
 def bc_settings(mlp_steps: int, mlp_seeds: int, resnet_steps: int, resnet_seeds: int, resnet_width: int = 16, resnet_batch: int = 128):
-    from learned_lr.bc_report import TaskSetting
+    from learned_lr.experiments.bc_report import TaskSetting
 
-    settings = [TaskSetting("mnist-mlp", cfg.TaskConfig(), mlp_steps, mlp_seeds)]
+    settings = [TaskSetting("mnist-mlp", TaskConfig(), mlp_steps, mlp_seeds)]
     if resnet_steps > 0:
-        task = cfg.TaskConfig(task="mnist-resnet18", width=resnet_width, batch_size=resnet_batch, val_batch_size=resnet_batch)
+        task = TaskConfig(task="mnist-resnet18", width=resnet_width, batch_size=resnet_batch, val_batch_size=resnet_batch)
         settings.append(TaskSetting(f"mnist-resnet18 (width {resnet_width})", task, resnet_steps, resnet_seeds))
     return settings
 
 
 def policy_paths(root: Path) -> dict[str, Path]:
     """The BC policies found under ``root`` (bc-<expert>/ and bc-all/), by name."""
-    paths = {name: root / f"bc-{name}" / "policy.safetensors" for name in (*cfg.EXPERT_NAMES, "all")}
+    paths = {name: root / f"bc-{name}" / "policy.safetensors" for name in (*EXPERT_NAMES, "all")}
     return {name: path for name, path in paths.items() if path.is_file()}
 
 
 def write_bc_report(report: dict, out: Path) -> str:
-    from learned_lr.bc_report import markdown_table
-    from learned_lr.plots import plot_bc_vs_experts
+    from learned_lr.experiments.bc_report import markdown_table
+    from learned_lr.experiments.plots import plot_bc_vs_experts
 
-    plot_bc_vs_experts(report["curves"], cfg.EXPERT_NAMES, out / "bc_policy_vs_scheduler.png")
+    plot_bc_vs_experts(report["curves"], EXPERT_NAMES, out / "bc_policy_vs_scheduler.png")
     table = markdown_table(report["rows"])
     write_json(out / "bc_table.json", report["rows"])
     write_text(out / "bc_table.md", "# BC policies vs expert schedules (held-out seeds)\n\n![curves](bc_policy_vs_scheduler.png)\n\n"
@@ -45,23 +48,23 @@ def write_bc_report(report: dict, out: Path) -> str:
     return table
 
 
-def run_imitation(work: Path, collect: cfg.CollectConfig, bc: cfg.BCConfig) -> dict[str, Path]:
+def run_imitation(work: Path, collect: CollectConfig, bc: BCConfig) -> dict[str, Path]:
     """Demonstrations and the four BC policies (resumable); returns the policy paths."""
     from learned_lr.training.bc import collect_demonstrations, train_bc
 
     collect_demonstrations(dataclasses.replace(collect, out=str(work / "demos")))
-    for name in (*cfg.EXPERT_NAMES, "all"):
-        experts = ",".join(cfg.EXPERT_NAMES) if name == "all" else name
+    for name in (*EXPERT_NAMES, "all"):
+        experts = ",".join(EXPERT_NAMES) if name == "all" else name
         out = work / f"bc-{name}"
         if not (out / "policy.safetensors").is_file():
             train_bc(dataclasses.replace(bc, demos=str(work / "demos"), experts=experts, out=str(out)))
     return policy_paths(work)
 
 
-def run_demo(config: cfg.DemoConfig) -> Path:
-    from learned_lr.bc_report import bc_report
-    from learned_lr.evaluate import SchedulerSpec, comparison_table, evaluate_schedulers
-    from learned_lr.plots import plot_scheduler_comparison
+def run_demo(config: DemoConfig) -> Path:
+    from learned_lr.experiments.bc_report import bc_report
+    from learned_lr.experiments.evaluate import SchedulerSpec, comparison_table, evaluate_schedulers
+    from learned_lr.experiments.plots import plot_scheduler_comparison
     from learned_lr.training.ppo import train_ppo
 
     budget = config.budget
@@ -70,8 +73,8 @@ def run_demo(config: cfg.DemoConfig) -> Path:
     start = time.perf_counter()
 
     # 1-2. Demonstrations and the four BC policies.
-    collect = cfg.CollectConfig(total_steps=budget["demo_total_steps"], runs_per_setting=budget["demo_runs"], seed=config.seed)
-    bc = cfg.BCConfig(epochs=budget["bc_epochs"], seed=config.seed)
+    collect = CollectConfig(total_steps=budget["demo_total_steps"], runs_per_setting=budget["demo_runs"], seed=config.seed)
+    bc = BCConfig(epochs=budget["bc_epochs"], seed=config.seed)
     paths = run_imitation(work, collect, bc)
     timings["demonstrations + BC"] = time.perf_counter() - start
 
@@ -88,7 +91,7 @@ def run_demo(config: cfg.DemoConfig) -> Path:
     ppo_paths = {}
     for name in ("all", best_single):
         ppo_out = work / f"ppo-{name}"
-        ppo = cfg.PPOConfig(init=str(paths[name]), iterations=budget["ppo_iterations"], runs_per_iteration=budget["ppo_runs"],
+        ppo = PPOConfig(init=str(paths[name]), iterations=budget["ppo_iterations"], runs_per_iteration=budget["ppo_runs"],
                             total_steps=budget["ppo_total_steps"], seed=config.seed, out=str(ppo_out))
         ppo_paths[name] = train_ppo(ppo)
     timings["PPO"] = time.perf_counter() - t
@@ -99,14 +102,14 @@ def run_demo(config: cfg.DemoConfig) -> Path:
              SchedulerSpec(f"PPO (from BC {best_single})", policy_path=str(ppo_paths[best_single])),
              SchedulerSpec("BC all", policy_path=str(paths["all"])),
              SchedulerSpec(f"BC {best_single}", policy_path=str(paths[best_single])),
-             *(SchedulerSpec(name, expert=name) for name in cfg.EXPERT_NAMES),
+             *(SchedulerSpec(name, expert=name) for name in EXPERT_NAMES),
              SchedulerSpec("constant", expert="constant")]
-    rows, curves = evaluate_schedulers(specs, cfg.TaskConfig(), budget["eval_steps"], cfg.TaskConfig().tuned_peak_lr, budget["eval_seeds"],
+    rows, curves = evaluate_schedulers(specs, TaskConfig(), budget["eval_steps"], TaskConfig().tuned_peak_lr, budget["eval_seeds"],
                                        label="mnist-mlp", work=work / "eval-mnist-mlp")
     curves_by_task = {"mnist-mlp": curves}
     resnet_label = f"mnist-resnet18 (width {config.resnet_width})"
     if budget["resnet_steps"] > 0:
-        resnet = cfg.TaskConfig(task="mnist-resnet18", width=config.resnet_width, batch_size=budget["resnet_batch"], val_batch_size=budget["resnet_batch"])
+        resnet = TaskConfig(task="mnist-resnet18", width=config.resnet_width, batch_size=budget["resnet_batch"], val_batch_size=budget["resnet_batch"])
         # The small preset skips the single-expert policies on ResNet-18: each ResNet run costs
         # ~12 s on 2 cores (most of it the 10k-image test pass), and the demo must stay short.
         resnet_specs = specs if budget["resnet_single_expert_policies"] else [sp for sp in specs if sp.expert is not None or best_single not in sp.label]
@@ -133,7 +136,7 @@ def _index_markdown(config, budget, best_single, bc_table, table, timings, ppo_l
         f"# learned-lr demo ({config.preset} preset)",
         "",
         f"Produced by `learned-lr demo --preset {config.preset}`. Budget: `{json.dumps(budget)}`.",
-        f"Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".",
+        "Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".",
         "",
         "## BC policy vs expert scheduler",
         "",
@@ -164,7 +167,7 @@ def _index_markdown(config, budget, best_single, bc_table, table, timings, ppo_l
     return "\n".join(lines)
 
 
-def run_robust_training(config: cfg.RobustTrainConfig) -> dict[str, Path]:
+def run_robust_training(config: RobustTrainConfig) -> dict[str, Path]:
     """Oracle demonstrations -> BC -> DAgger rounds -> PPO across base LRs, each stage resumable; the policy paths.
 
     The oracle (``training.rollout.ScheduleController`` with ``target_peak_lr``) labels every
@@ -174,26 +177,27 @@ def run_robust_training(config: cfg.RobustTrainConfig) -> dict[str, Path]:
     data so far. PPO then trains on-policy across the same range of base LRs with the proposal's
     reward, the action free to go up to 4x the base LR.
     """
-    from learned_lr.experts import expert_schedule
     from learned_lr.policy import load_policy
+    from learned_lr.tasks.seeds import DAGGER_SEED_START
     from learned_lr.training.bc import collect_demonstrations, train_bc
-    from learned_lr.training.dagger import DAGGER_SEED_START, collect_policy_states, merge_demonstrations
+    from learned_lr.training.dagger import collect_policy_states, merge_demonstrations
+    from learned_lr.training.experts import expert_schedule
     from learned_lr.training.ppo import train_ppo
     from learned_lr.training.rollout import ScheduleController
 
     work = Path(config.work)
     _check_same_robust_recipe(config, work / "robust_train.json")
-    task = cfg.TaskConfig()
+    task = TaskConfig()
     target = config.target_peak_lr if config.target_peak_lr is not None else task.tuned_peak_lr
-    collect = cfg.CollectConfig(
-        task=task, control=cfg.ControlConfig(decision_interval=config.decision_interval), experts=config.expert,
+    collect = CollectConfig(
+        task=task, control=ControlConfig(decision_interval=config.decision_interval), experts=config.expert,
         total_steps=config.demo_total_steps, runs_per_setting=config.demo_runs, min_peak_lr=config.min_base_lr,
         max_peak_lr=config.max_base_lr, action_noise=config.action_noise, target_peak_lr=target, seed=config.seed,
         out=str(work / "demos"))
     collect_demonstrations(collect)
     paths = {"bc-oracle": work / "bc-oracle" / "policy.safetensors"}
     if not paths["bc-oracle"].is_file():
-        train_bc(cfg.BCConfig(demos=str(work / "demos"), experts=config.expert, epochs=config.bc_epochs, seed=config.seed, out=str(work / "bc-oracle")))
+        train_bc(BCConfig(demos=str(work / "demos"), experts=config.expert, epochs=config.bc_epochs, seed=config.seed, out=str(work / "bc-oracle")))
     latest = paths["bc-oracle"]
     oracle = ScheduleController(expert_schedule(config.expert), collect.control, target_peak_lr=target)
     dagger_collect = dataclasses.replace(collect, runs_per_setting=config.dagger_runs)
@@ -205,11 +209,11 @@ def run_robust_training(config: cfg.RobustTrainConfig) -> dict[str, Path]:
             collect_policy_states(load_policy(latest), oracle, dagger_collect, first_seed, round_dir / "states")
             sources = [work / "demos", *(work / "dagger" / f"round-{k}" / "states" for k in range(1, round_index + 1))]
             merge_demonstrations(sources, round_dir / "data" / "demos.safetensors")
-            train_bc(cfg.BCConfig(demos=str(round_dir / "data"), experts=config.expert, epochs=config.bc_epochs, seed=config.seed,
+            train_bc(BCConfig(demos=str(round_dir / "data"), experts=config.expert, epochs=config.bc_epochs, seed=config.seed,
                                   out=str(round_dir / "bc")))
         latest = paths[f"dagger-{round_index}"] = policy_path
     if config.ppo_iterations > 0:
-        ppo = cfg.PPOConfig(task=task, init=str(latest), iterations=config.ppo_iterations, runs_per_iteration=config.ppo_runs,
+        ppo = PPOConfig(task=task, init=str(latest), iterations=config.ppo_iterations, runs_per_iteration=config.ppo_runs,
                             total_steps=config.ppo_total_steps, min_peak_lr=config.min_base_lr, max_peak_lr=config.max_base_lr,
                             seed=config.seed, out=str(work / "ppo"))
         paths["ppo"] = train_ppo(ppo)
@@ -222,13 +226,13 @@ def run_robust_training(config: cfg.RobustTrainConfig) -> dict[str, Path]:
 _ROBUST_RESUMABLE = ("dagger_rounds", "ppo_iterations", "work")
 
 
-def _check_same_robust_recipe(config: cfg.RobustTrainConfig, record: Path) -> None:
+def _check_same_robust_recipe(config: RobustTrainConfig, record: Path) -> None:
     recipe = {k: v for k, v in dataclasses.asdict(config).items() if k not in _ROBUST_RESUMABLE}
     if record.is_file():
         saved = json.loads(record.read_text())
         changed = sorted(k for k in set(saved) | set(recipe) if saved.get(k) != recipe.get(k))
         if changed:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {recipe.get(k)!r}" for k in changed)
-            raise cfg.ConfigError("work", f"{record.parent} was made by another robust-train recipe ({details}); use another --work")
+            raise ConfigError("work", f"{record.parent} was made by another robust-train recipe ({details}); use another --work")
         return
     write_json(record, recipe)

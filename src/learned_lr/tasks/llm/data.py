@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from learned_lr.config import MissingExtraError
-from learned_lr.llm.model import INSTALL_HINT
+from learned_lr.settings import MissingExtraError
+from learned_lr.tasks.llm.model import INSTALL_HINT
 
 FORTUNE_FILE = "fortunes"  # the inoffensive main collection
 

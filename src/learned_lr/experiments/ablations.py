@@ -22,20 +22,24 @@ from pathlib import Path
 
 import numpy as np
 
-from learned_lr import config as cfg
+from learned_lr.experiments.config import AblationConfig
+from learned_lr.experiments.stats import format_stat
 from learned_lr.files import write_json, write_text
+from learned_lr.settings import ControlConfig, PolicyConfig, RewardConfig
+from learned_lr.tasks.config import TaskConfig
+from learned_lr.training.config import BCConfig, CollectConfig, PPOConfig
 
 
-def _variants(work: Path, budget: dict, seed: int) -> dict[str, cfg.PPOConfig]:
+def _variants(work: Path, budget: dict, seed: int) -> dict[str, PPOConfig]:
     base = dict(iterations=budget["ppo_iterations"], runs_per_iteration=budget["ppo_runs"], total_steps=budget["ppo_total_steps"], seed=seed)
     bc_all = str(work / "bc-all" / "policy.safetensors")
     return {
-        "PPO from BC": cfg.PPOConfig(init=bc_all, out=str(work / "ppo-all"), **base),
-        "(a) random init": cfg.PPOConfig(init="random", kl_coef=0.0, out=str(work / "ablation-random-init"), **base),
-        "(b) no stability term": cfg.PPOConfig(init=bc_all, reward=cfg.RewardConfig(stability_weight=0.0), out=str(work / "ablation-no-stability"), **base),
-        "(c) single-step observation": cfg.PPOConfig(init=str(work / "bc-all-w1" / "policy.safetensors"), out=str(work / "ablation-single-step"), **base),
-        "(d) Subramanian et al.": cfg.PPOConfig(init="random", kl_coef=0.0, window=1, patch=1, inputs="subramanian",
-                                                reward=cfg.RewardConfig(kind="subramanian"), out=str(work / "ablation-subramanian"), **base),
+        "PPO from BC": PPOConfig(init=bc_all, out=str(work / "ppo-all"), **base),
+        "(a) random init": PPOConfig(init="random", kl_coef=0.0, out=str(work / "ablation-random-init"), **base),
+        "(b) no stability term": PPOConfig(init=bc_all, reward=RewardConfig(stability_weight=0.0), out=str(work / "ablation-no-stability"), **base),
+        "(c) single-step observation": PPOConfig(init=str(work / "bc-all-w1" / "policy.safetensors"), out=str(work / "ablation-single-step"), **base),
+        "(d) Subramanian et al.": PPOConfig(init="random", kl_coef=0.0, control=ControlConfig(window=1, inputs="subramanian"), policy=PolicyConfig(patch=1),
+                                                reward=RewardConfig(kind="subramanian"), out=str(work / "ablation-subramanian"), **base),
     }
 
 
@@ -59,18 +63,18 @@ def _compare(a: dict, b: dict, key: str) -> str:
     return "no clear difference"
 
 
-def run_ablations(config: cfg.AblationConfig) -> Path:
-    from learned_lr.evaluate import SchedulerSpec, evaluate_schedulers
-    from learned_lr.pipeline import run_imitation
+def run_ablations(config: AblationConfig) -> Path:
+    from learned_lr.experiments.evaluate import SchedulerSpec, evaluate_schedulers
+    from learned_lr.experiments.pipeline import run_imitation
     from learned_lr.training.bc import train_bc
     from learned_lr.training.ppo import train_ppo
 
     budget, work, out = config.budget, Path(config.work), Path(config.out)
-    collect = cfg.CollectConfig(total_steps=budget["demo_total_steps"], runs_per_setting=budget["demo_runs"], seed=config.seed)
-    bc = cfg.BCConfig(epochs=budget["bc_epochs"], seed=config.seed)
+    collect = CollectConfig(total_steps=budget["demo_total_steps"], runs_per_setting=budget["demo_runs"], seed=config.seed)
+    bc = BCConfig(epochs=budget["bc_epochs"], seed=config.seed)
     run_imitation(work, collect, bc)
     if not (work / "bc-all-w1" / "policy.safetensors").is_file():
-        train_bc(dataclasses.replace(bc, demos=str(work / "demos"), window=1, policy=cfg.PolicyConfig(patch=1), out=str(work / "bc-all-w1")))
+        train_bc(dataclasses.replace(bc, demos=str(work / "demos"), window=1, policy=PolicyConfig(patch=1), out=str(work / "bc-all-w1")))
     variants = _variants(work, budget, config.seed)
     specs, early = [], {}
     for label, ppo in variants.items():
@@ -79,7 +83,7 @@ def run_ablations(config: cfg.AblationConfig) -> Path:
             train_ppo(ppo)
         specs.append(SchedulerSpec(label, policy_path=str(path)))
         early[label] = _early_unsafe(Path(ppo.out) / "ppo_log.csv", config.early_iterations)
-    rows, _ = evaluate_schedulers(specs, cfg.TaskConfig(), budget["eval_steps"], cfg.TaskConfig().tuned_peak_lr, budget["eval_seeds"], label="mnist-mlp")
+    rows, _ = evaluate_schedulers(specs, TaskConfig(), budget["eval_steps"], TaskConfig().tuned_peak_lr, budget["eval_seeds"], label="mnist-mlp")
     for row in rows:
         unsafe, iterations = early[row["scheduler"]]
         row["early_unsafe_runs"] = unsafe
@@ -87,13 +91,9 @@ def run_ablations(config: cfg.AblationConfig) -> Path:
     by_label = {r["scheduler"]: r for r in rows}
     main = by_label["PPO from BC"]
 
-    def fmt(stat, digits=4):
-        ci = f" ± {stat['ci']:.{digits}f}" if np.isfinite(stat["ci"]) else ""
-        return f"{stat['mean']:.{digits}f}{ci}"
-
     table = ["| variant | test loss | roughness (sum of increases) | diverged (eval) | unsafe runs in first PPO iterations |", "|---|---|---|---|---|"]
     for r in rows:
-        table.append(f"| {r['scheduler']} | {fmt(r['test_loss'])} | {fmt(r['roughness'], 2)} | {r['diverged']}/{r['seeds']} | {r['early_unsafe_runs']}/{r['early_runs']} |")
+        table.append(f"| {r['scheduler']} | {format_stat(r['test_loss'])} | {format_stat(r['roughness'], digits=2)} | {r['diverged']}/{r['seeds']} | {r['early_unsafe_runs']}/{r['early_runs']} |")
     b, c, a, d = (by_label[k] for k in ("(b) no stability term", "(c) single-step observation", "(a) random init", "(d) Subramanian et al."))
     claims = [
         f"- Stability term, PPO from BC vs (b) without it: roughness {_compare(main, b, 'roughness')}, test loss {_compare(main, b, 'test_loss')}. "

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from learned_lr.config import CompareLLMConfig, FinetuneLLMConfig
-from learned_lr.evaluate import mean_ci
-from learned_lr.files import write_json
-from learned_lr.llm.finetune import base_losses, finetune, learned_policy_sha256, load_result, smoothness
+from learned_lr.experiments.llm.config import CompareLLMConfig, FinetuneLLMConfig
+from learned_lr.experiments.llm.finetune import base_losses, finetune, learned_policy_sha256, load_result, smoothness
+from learned_lr.experiments.stats import format_stat, mean_ci
+from learned_lr.files import slug, write_json
 
 METRICS = (("held_out_after", "held-out loss after"), ("forgetting", "forgetting (fortunes loss after - before)"),
            ("smoothness", "train-loss increments (sum)"), ("smoothness_10", "increments of its 10-step mean"))
@@ -32,7 +31,7 @@ SMOOTHING = 10  # at batch size 1 the raw increments are mostly batch-to-batch n
 def metric(result: dict, key: str) -> float:
     """One run's value of a METRICS key (the smoothed increments are computed from its loss curve)."""
     if key == "smoothness_10":
-        from learned_lr.plots import smooth
+        from learned_lr.experiments.plots import smooth
 
         return smoothness(list(smooth(result["train_losses"], SMOOTHING))) if not result["diverged"] else float("nan")
     return result[key]
@@ -58,7 +57,7 @@ def run_comparison(config: CompareLLMConfig, progress: bool = True) -> list[dict
     contenders += [(label, "learned", dataclasses.replace(config.settings, policy=path)) for label, path in config.policy_list]
     grid = [(b, s, c) for b in config.batch_size_list for s in range(config.seeds) for c in contenders]
     for batch_size, seed, (label, name, settings) in tqdm(grid, desc="LoRA comparison", disable=not progress):
-        folder = work / f"bs{batch_size}" / f"seed{seed}" / _slug(label)
+        folder = work / f"bs{batch_size}" / f"seed{seed}" / slug(label)
         result = load_result(folder)
         if result is not None and result.get("settings") != dataclasses.asdict(settings):
             result = None  # finished under other settings: run it again
@@ -70,10 +69,6 @@ def run_comparison(config: CompareLLMConfig, progress: bool = True) -> list[dict
             result = finetune(run, progress=progress, before=before, label=label)
         results.append(result)
     return results
-
-
-def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "policy"
 
 
 def summarize(results: list[dict], config: CompareLLMConfig) -> dict:
@@ -103,14 +98,6 @@ def summarize(results: list[dict], config: CompareLLMConfig) -> dict:
             "held_out_before": before.get("held_out_before"), "forget_before": before.get("forget_before")}
 
 
-def _fmt(stat: dict, digits: int = 4) -> str:
-    if stat["n"] == 0:
-        return "n/a"
-    if stat["n"] == 1 or stat["ci"] != stat["ci"]:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['ci']:.{digits}f}"
-
-
 def markdown_report(summary: dict) -> str:
     """Tables per batch size; the best mean per column is in bold; the learned scheduler's gap is stated."""
     s = summary["settings"]
@@ -126,7 +113,7 @@ def markdown_report(summary: dict) -> str:
         for r in rows:
             cells = []
             for key, _ in METRICS:
-                text = _fmt(r[key])
+                text = format_stat(r[key], missing="n/a")
                 cells.append(f"**{text}**" if r[key]["n"] and r[key]["mean"] == best[key] else text)
             lines.append(f"| {r['scheduler']} | " + " | ".join(cells) + f" | {r['diverged']}/{r['runs']} |")
         fixed = [r for r in rows if r["scheduler"] not in summary["learned"] and r["held_out_after"]["n"]]

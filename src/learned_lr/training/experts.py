@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.optim import lr_scheduler
 
-from learned_lr.config import SCHEDULE_NAMES, ScheduleConfig
+from learned_lr.training.config import SCHEDULE_NAMES, ScheduleConfig
 
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], lr_scheduler.LRScheduler]
 
@@ -111,7 +111,7 @@ def _factors(name: str, shape: ScheduleConfig, total_steps: int) -> np.ndarray:
 
 
 def expert_schedule(name: str, shape: ScheduleConfig | None = None) -> ExpertSchedule:
-    """The schedule called ``name`` (one of ``learned_lr.config.SCHEDULE_NAMES``)."""
+    """The schedule called ``name`` (one of ``training.config.SCHEDULE_NAMES``)."""
     if name not in SCHEDULE_NAMES:
         raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULE_NAMES)}")
     return ExpertSchedule(name, shape or ScheduleConfig())

@@ -1,4 +1,4 @@
-"""Run a schedule on a trainee and record what happened.
+"""Run a schedule on a trainee and record what happened; compare schedulers on held-out seeds.
 
 Example:
     >>> record = run_schedule(TaskConfig(), expert_schedule("cosine"), steps=200, peak_lr=0.1, seed=0)  # doctest: +SKIP
@@ -8,19 +8,22 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from learned_lr.config import TaskConfig
-from learned_lr.experts import ExpertSchedule
-from learned_lr.files import file_sha256, read_saved, slug, write_json
-from learned_lr.tasks import MnistSplits, TrainingRun
-from learned_lr.env.loop import is_diverged
-
+from learned_lr.experiments.stats import format_stat, mean_ci
+from learned_lr.files import file_sha256, saved_or_computed, slug
+from learned_lr.settings import ControlConfig, RewardConfig
+from learned_lr.tasks import MnistSplits
+from learned_lr.tasks.batched import SequentialRuns, make_run_group
+from learned_lr.tasks.config import TaskConfig
+from learned_lr.tasks.seeds import EVAL_SEED_START
+from learned_lr.training.experts import ExpertSchedule, expert_schedule
+from learned_lr.training.rollout import Episode, PolicyController, rollout, rollout_exact_schedule
 
 
 @dataclass
@@ -40,6 +43,16 @@ class RunRecord:
     diverged: bool = False
     test_loss: float = float("nan")
     test_accuracy: float = float("nan")
+
+    @classmethod
+    def from_episode(cls, schedule: str, total_steps: int, episode: Episode) -> "RunRecord":
+        """The record of a run's episode (``training.rollout``): its per-step numbers and final test numbers."""
+        history, n = episode.history, episode.history.steps
+        norms = history.layer_grad_norms
+        return cls(schedule, episode.seed, episode.base_lr, total_steps, lrs=history.lrs[:n].tolist(), train_loss=history.train_loss[:n].tolist(),
+                   val_loss=history.val_loss[:n].tolist(), grad_norm_total=np.sqrt(np.square(norms).sum(1)).tolist(),
+                   grad_norm_layer_min=norms.min(1).tolist(), grad_norm_layer_max=norms.max(1).tolist(), diverged=episode.diverged,
+                   test_loss=episode.test_loss, test_accuracy=episode.test_accuracy)
 
     def metrics_rows(self) -> list[list[float]]:
         return [
@@ -63,70 +76,22 @@ class RunRecord:
         }
 
 
-def run_schedule(
-    task: TaskConfig,
-    schedule: ExpertSchedule,
-    steps: int,
-    peak_lr: float,
-    seed: int,
-    data: MnistSplits | None = None,
-    progress: bool = False,
-) -> RunRecord:
+def run_schedule(task: TaskConfig, schedule: ExpertSchedule, steps: int, peak_lr: float, seed: int,
+                 data: MnistSplits | None = None, progress: bool = False) -> RunRecord:
     """Train one trainee for ``steps`` steps under ``schedule`` scaled to ``peak_lr``, then test it."""
-    run = TrainingRun(task, seed, data)
-    record = RunRecord(schedule.name, seed, peak_lr, steps)
-    lrs = schedule.lrs(steps, peak_lr)
-    bar = tqdm(total=steps, desc=f"{task.task} {schedule.name} seed={seed}", disable=not progress, leave=False)
-    for step in range(steps):
-        report = run.step(float(lrs[step]))
-        norms = report.layer_grad_norms
-        record.lrs.append(float(lrs[step]))
-        record.train_loss.append(report.train_loss)
-        record.val_loss.append(report.val_loss)
-        record.grad_norm_total.append(float(norms.square().sum().sqrt()))
-        record.grad_norm_layer_min.append(float(norms.min()))
-        record.grad_norm_layer_max.append(float(norms.max()))
-        bar.update()
-        if step % 50 == 0:
-            bar.set_postfix(train_loss=f"{report.train_loss:.3f}", val_loss=f"{report.val_loss:.3f}")
-        if is_diverged(report.train_loss, record.train_loss[0]):
-            record.diverged = True
-            break
-    bar.close()
-    if not record.diverged:
-        record.test_loss, record.test_accuracy = run.evaluate_test()
-    return record
+    (episode,) = rollout_exact_schedule(SequentialRuns(task, [seed], data), schedule, steps, [peak_lr], ControlConfig(), progress=progress)
+    return RunRecord.from_episode(schedule.name, steps, episode)
 
 
 def final_val_loss(task: TaskConfig, schedule: ExpertSchedule, steps: int, peak_lr: float, seed: int, data: MnistSplits | None = None) -> float:
     """Loss on the whole validation split after a full run (inf if it diverged): what a sweep ranks by."""
-    run = TrainingRun(task, seed, data)
-    lrs = schedule.lrs(steps, peak_lr)
-    first = None
-    for step in range(steps):
-        loss = run.step(float(lrs[step])).train_loss
-        first = loss if first is None else first
-        if is_diverged(loss, first):
-            return float("inf")
-    return run.evaluate("val")[0]
+    group = SequentialRuns(task, [seed], data)
+    (episode,) = rollout_exact_schedule(group, schedule, steps, [peak_lr], ControlConfig(), evaluate_test=False)
+    return math.inf if episode.diverged else group.runs[0].evaluate("val")[0]
 
 
 # ---- comparing schedulers on held-out seeds ---------------------------------------------------
 
-EVAL_SEED_START = 100_000  # evaluation seeds; demonstrations and PPO use seeds below this
-
-
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
-    """Mean and half-width of its two-sided t confidence interval (NaNs dropped)."""
-    from scipy import stats
-
-    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    if len(arr) == 0:
-        return {"mean": float("nan"), "ci": float("nan"), "n": 0}
-    if len(arr) == 1:
-        return {"mean": float(arr[0]), "ci": float("nan"), "n": 1}
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr)))
-    return {"mean": float(arr.mean()), "ci": half, "n": int(len(arr))}
 
 
 def train_loss_auc(train_loss: np.ndarray) -> float:
@@ -152,11 +117,7 @@ class SchedulerSpec:
 def _scheduler_outcome(spec: SchedulerSpec, task: TaskConfig, total_steps: int, base_lr: float, seeds: int,
                        data: MnistSplits | None, progress: bool, desc: str) -> dict:
     """Roll one scheduler out on the evaluation seeds: per-seed numbers and mean curves (plain lists)."""
-    from learned_lr.config import ControlConfig, RewardConfig
-    from learned_lr.experts import expert_schedule
     from learned_lr.policy import load_policy
-    from learned_lr.tasks.batched import make_run_group
-    from learned_lr.training.rollout import PolicyController, rollout, rollout_exact_schedule
 
     group = make_run_group(task, list(range(EVAL_SEED_START, EVAL_SEED_START + seeds)), data)
     if spec.expert is not None:
@@ -179,13 +140,9 @@ def _scheduler_outcome(spec: SchedulerSpec, task: TaskConfig, total_steps: int, 
     }
 
 
-def _saved_outcome(path: Path, setting: dict) -> dict | None:
-    """A saved outcome with exactly this setting, or None; JSON's nulls (NaN/inf) read back as NaN."""
-    saved = read_saved(path, setting)
-    if saved is None:
-        return None
+def _as_floats(outcome: dict) -> dict:
+    """An outcome with every number a float (a saved one has None for NaN)."""
     as_float = lambda values: [float("nan") if v is None else float(v) for v in values]  # noqa: E731
-    outcome = saved["outcome"]
     for key in ("test_loss", "test_accuracy", "train_loss_auc", "roughness"):
         outcome[key] = as_float(outcome[key])
     outcome["curves"] = {k: as_float(v) for k, v in outcome["curves"].items()}
@@ -210,12 +167,8 @@ def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_
         setting = {"label": spec.label, "expert": spec.expert, "task": dataclasses.asdict(task), "total_steps": total_steps,
                    "base_lr": base_lr, "seeds": seeds, "first_seed": EVAL_SEED_START,
                    "policy_sha256": file_sha256(spec.policy_path) if spec.policy_path else None}
-        path = Path(work) / f"{slug(spec.label)}.json" if work is not None else None
-        outcome = _saved_outcome(path, setting) if path is not None else None
-        if outcome is None:
-            outcome = _scheduler_outcome(spec, task, total_steps, base_lr, seeds, data, progress, desc)
-            if path is not None:
-                write_json(path, {"setting": setting, "outcome": outcome})
+        compute = lambda: _scheduler_outcome(spec, task, total_steps, base_lr, seeds, data, progress, desc)  # noqa: E731
+        outcome = _as_floats(compute() if work is None else saved_or_computed(Path(work) / f"{slug(spec.label)}.json", setting, compute))
         curves[spec.label] = {"lr_factor": np.asarray(outcome["curves"]["lr"], dtype=float) / base_lr,
                               "train_loss": np.asarray(outcome["curves"]["train_loss"], dtype=float)}
         rows.append({
@@ -236,14 +189,8 @@ def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_
 def comparison_table(rows: Sequence[dict]) -> str:
     """Markdown table of ``evaluate_schedulers`` rows (mean ± 95% CI half-width)."""
 
-    def fmt(stat: dict, scale: float = 1.0, digits: int = 4, suffix: str = "") -> str:
-        if stat["n"] == 0:
-            return "-"
-        ci = "" if not np.isfinite(stat["ci"]) else f" ± {scale * stat['ci']:.{digits}f}"
-        return f"{scale * stat['mean']:.{digits}f}{ci}{suffix}"
-
     lines = ["| task | scheduler | test loss | test accuracy (%) | train-loss AUC | roughness (sum of increases) | diverged |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['scheduler']} | {fmt(r['test_loss'])} | {fmt(r['test_accuracy'], 100, 2)} | "
-                     f"{fmt(r['train_loss_auc'])} | {fmt(r['roughness'], digits=2)} | {r['diverged']}/{r['seeds']} |")
+        lines.append(f"| {r['task']} | {r['scheduler']} | {format_stat(r['test_loss'])} | {format_stat(r['test_accuracy'], 100, 2)} | "
+                     f"{format_stat(r['train_loss_auc'])} | {format_stat(r['roughness'], digits=2)} | {r['diverged']}/{r['seeds']} |")
     return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""Settings every layer shares, and the helpers every stage config is built with.
+
+``ControlConfig`` (how the policy sees a run and acts), ``PolicyConfig`` (its networks) and
+``RewardConfig`` (the proposal's reward) are read by the library (``LearnedLR``, the policy,
+``loop.DecisionLoop``) and by every training stage; each stage's own config sits beside its
+stage (``tasks.config``, ``training.config``, ``experiments.config``, ``experiments.llm.config``).
+
+The CLI (``learned_lr.cli``) builds its flags from these dataclasses' fields and ``help``
+metadata, the library API takes them as arguments and the tests build them directly, so a
+default lives in exactly one place. Each config validates itself in ``__post_init__`` and
+raises ``ConfigError`` naming the offending field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency (a pip extra) is needed for what was asked; the message says which."""
+
+
+class ConfigError(ValueError):
+    """A config value is invalid. ``field`` names the offending field (its CLI flag)."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"--{field_name.replace('_', '-')}: {message}")
+        self.field = field_name
+
+
+def arg(default, help: str, **kwargs):  # noqa: A002 - mirrors argparse's name
+    """A dataclass field with a one-line help text the CLI shows."""
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kwargs})
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+def require(condition: bool, field_name: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(field_name, message)
+
+
+def resolve_device(device: str) -> str:
+    """cpu, cuda or auto -> the torch device; ``ConfigError`` if cuda is asked for and absent."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda was asked for but torch sees no CUDA GPU here (use cpu or auto)")
+    return device
+
+
+def check_choice(value: str, choices: tuple[str, ...], field_name: str) -> None:
+    require(value in choices, field_name, f"unknown value {value!r}; choose from {', '.join(choices)}")
+
+
+def parse_list(text: str, field_name: str, cast, allowed: tuple[str, ...] | None = None) -> list:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    require(len(items) > 0, field_name, "give at least one value")
+    try:
+        values = [cast(item) for item in items]
+    except ValueError:
+        raise ConfigError(field_name, f"cannot parse {text!r}") from None
+    if allowed is not None:
+        bad = [v for v in values if v not in allowed]
+        require(not bad, field_name, f"unknown value(s) {', '.join(map(str, bad))}; choose from {', '.join(allowed)}")
+    return values
+
+
+def labeled_paths(text: str, field_name: str) -> list[tuple[str, str]]:
+    """'LABEL=PATH,LABEL=PATH' -> [(label, path), ...]; an empty text gives an empty list."""
+    pairs = []
+    for item in [p for p in text.split(",") if p.strip()]:
+        require("=" in item and all(part.strip() for part in item.split("=", 1)), field_name, f"expected LABEL=PATH, got {item!r}")
+        label, path = (part.strip() for part in item.split("=", 1))
+        pairs.append((label, path))
+    return pairs
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """How the policy sees a run and acts on it (shared by the env, BC, PPO and the scheduler)."""
+
+    window: int = arg(512, "steps of history the policy sees (left-padded and masked early in a run)")
+    decision_interval: int = arg(8, "steps between decisions (K); the LR ramps log-linearly to each new decision")
+    min_lr_factor: float = arg(1e-3, "lowest LR the policy can set, as a fraction of the base (peak) LR")
+    max_lr_factor: float = arg(4.0, "highest LR the policy can set, as a fraction of the base LR (>1 lets PPO raise a too-low base LR)")
+    inputs: str = arg("all", "observed features: all, or subramanian (remaining time, val loss, grad norms only)", choices=("all", "subramanian"))
+
+    def __post_init__(self) -> None:
+        check_choice(self.inputs, ("all", "subramanian"), "inputs")
+        require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
+        require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
+        require(0 < self.min_lr_factor < self.max_lr_factor, "min_lr_factor", f"need 0 < min_lr_factor < max_lr_factor, got {self.min_lr_factor}, {self.max_lr_factor}")
+        require(math.isfinite(self.max_lr_factor), "max_lr_factor", "must be finite")
+
+    @property
+    def log_bounds(self) -> tuple[float, float]:
+        """The action's bounds: log of the LR as a fraction of the base LR."""
+        return math.log(self.min_lr_factor), math.log(self.max_lr_factor)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """The proposal's reward: minus the window mean of l1*max(0, dL_train) + l2*L_train + l3*L_val (normalized losses)."""
+
+    stability_weight: float = arg(1.0, "l1: weight of training-loss increases (the stability term)")
+    train_loss_weight: float = arg(1.0, "l2: weight of the training loss")
+    val_loss_weight: float = arg(1.0, "l3: weight of the validation loss")
+    divergence_penalty: float = arg(10.0, "reward given (negated) when a run diverges, ending its episode")
+    discount: float = arg(0.97, "discount per decision for returns (critic targets, GAE)")
+    kind: str = arg("proposal", "reward: proposal (the formula above) or subramanian (g*(best_val - val) + l*(steps left), Subramanian et al. 2023)", choices=("proposal", "subramanian"))
+    subramanian_gain: float = arg(1.0, "subramanian reward: g, weight of the improvement over the best validation loss so far")
+    subramanian_time_weight: float = arg(0.0, "subramanian reward: l, weight of the remaining fraction of the run")
+
+    def __post_init__(self) -> None:
+        check_choice(self.kind, ("proposal", "subramanian"), "kind")
+        for name in ("stability_weight", "train_loss_weight", "val_loss_weight", "divergence_penalty"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value >= 0, name, f"must be a finite number >= 0, got {value}")
+        require(0.0 <= self.discount <= 1.0, "discount", f"must be in [0, 1], got {self.discount}")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Actor and critic: each a small Transformer encoder over the observation window."""
+
+    patch: int = arg(16, "consecutive steps folded into one token (the window must be a multiple)")
+    d_model: int = arg(64, "Transformer width")
+    layers: int = arg(4, "Transformer layers")
+    heads: int = arg(2, "attention heads")
+    min_std: float = arg(0.05, "floor on the actor's spread (log-LR units), so PPO can still explore after BC")
+    init_std: float = arg(0.3, "actor's spread at initialization (log-LR units)")
+
+    def __post_init__(self) -> None:
+        require(self.patch >= 1, "patch", f"must be >= 1, got {self.patch}")
+        require(self.d_model >= 1 and self.heads >= 1 and self.d_model % self.heads == 0, "d_model", f"must be a positive multiple of heads ({self.heads}), got {self.d_model}")
+        require(self.layers >= 1, "layers", f"must be >= 1, got {self.layers}")
+        require(0 < self.min_std <= self.init_std, "min_std", f"need 0 < min_std <= init_std, got {self.min_std}, {self.init_std}")
