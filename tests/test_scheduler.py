@@ -102,13 +102,16 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
         assert math.isfinite(lr) and lo * 0.1 * 0.999 <= lr <= hi * 0.1 * 1.001
 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
-def test_bundled_policy_loads_without_arguments():
+def test_bundled_policy_loads_without_arguments_and_schedules_like_its_experts():
     model, data = make_problem()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scheduler = LearnedLR(optimizer, total_steps=20)
-    lrs = train_steps(model, optimizer, scheduler, data, 20)
-    assert all(math.isfinite(lr[0]) for lr in lrs)
-    assert scheduler.policy.meta.get("bundled_from")
+    scheduler = LearnedLR(optimizer, total_steps=200)
+    assert scheduler.policy.meta.get("bundled_from") and scheduler.decision_interval == 32
+    factors = np.array(train_steps(model, optimizer, scheduler, data, 200))[:, 0] / 0.1
+    # It learned warm-up + decay from the experts: it starts low, reaches about the base LR, ends near zero.
+    assert factors[0] < 0.4
+    assert 0.8 < factors.max() < 1.3 and 20 <= int(np.argmax(factors)) <= 120
+    assert factors[-1] < 0.1
 
 
 def test_layer_grad_norms_match_a_direct_computation():

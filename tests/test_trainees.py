@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import torch
 
 from learned_lr.tasks import ResNet18, TrainingRun
@@ -51,9 +52,13 @@ def test_mlp_learns_and_reports_test_accuracy(mnist):
 
 def test_adam_and_resnet_run(mnist):
     run = TrainingRun(TaskConfig(task="mnist-resnet18", width=4, optimizer="adam", batch_size=32, val_batch_size=32), 0, mnist)
-    losses = [run.step(1e-2).train_loss for _ in range(15)]
-    assert all(math.isfinite(x) for x in losses)
-    assert sum(losses[-5:]) < sum(losses[:5])
+    assert isinstance(run.optimizer, torch.optim.Adam)
+    assert run.num_layers == 41  # the parameterized modules of ResNet-18: 20 convs, 20 batch norms, the head
+    reports = [run.step(1e-2) for _ in range(15)]
+    losses = [r.train_loss for r in reports]
+    assert abs(losses[0] - math.log(10)) < 0.5  # an untrained 10-class classifier
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])  # Adam at 1e-2 learns within 15 steps
+    assert all(r.layer_grad_norms.shape == (41,) and bool((r.layer_grad_norms > 0).all()) for r in reports)
 
 
 def test_batched_runs_equal_separate_runs(mnist):

@@ -184,10 +184,7 @@ def cmd_imitate(config: ImitateConfig) -> int:
     from learned_lr.experiments.bc_report import bc_report
     from learned_lr.experiments.pipeline import bc_settings, run_imitation
 
-    collect = CollectConfig(runs_per_setting=config.runs_per_setting, total_steps=config.total_steps, seed=config.seed,
-                                control=ControlConfig(decision_interval=config.decision_interval))
-    bc = BCConfig(policy=config.policy, epochs=config.epochs, seed=config.seed)
-    paths = run_imitation(Path(config.work), collect, bc)
+    paths = run_imitation(Path(config.work), config.collect_config(), config.bc_config())
     report = bc_report(paths, bc_settings(config.mlp_steps, config.mlp_seeds, config.resnet_steps, config.resnet_seeds))
     return _print_bc_report(report, Path(config.out))
 

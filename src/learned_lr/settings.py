@@ -13,6 +13,7 @@ raises ``ConfigError`` naming the offending field.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -34,6 +35,18 @@ def arg(default, help: str, **kwargs):  # noqa: A002 - mirrors argparse's name
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kwargs})
     return field(default=default, metadata={"help": help, **kwargs})
+
+
+def same_as(config_cls: type, name: str, help: str | None = None):  # noqa: A002
+    """The field ``name`` of ``config_cls`` again (its default, choices and help unless ``help`` is given).
+
+    For a pipeline's config that passes a setting on to a stage: the default stays defined once,
+    in the stage's config, and cannot drift from it.
+    """
+    source = {f.name: f for f in dataclasses.fields(config_cls)}[name]
+    default = source.default if source.default is not dataclasses.MISSING else source.default_factory()  # type: ignore[misc]
+    extra = {k: v for k, v in source.metadata.items() if k != "help"}
+    return arg(default, help or source.metadata["help"], **extra)
 
 
 def require(condition: bool, field_name: str, message: str) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from learned_lr.settings import ConfigError, PolicyConfig, arg, check_choice, labeled_paths, parse_list, require
+from learned_lr.settings import ConfigError, ControlConfig, PolicyConfig, arg, check_choice, labeled_paths, parse_list, require, same_as
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.seeds import EVAL_SEED_START, VALIDATION_SEED_START
-from learned_lr.training.config import EXPERT_NAMES, SCHEDULE_NAMES, ScheduleConfig
+from learned_lr.training.config import EXPERT_NAMES, SCHEDULE_NAMES, BCConfig, CollectConfig, ScheduleConfig
 
 
 @dataclass(frozen=True)
@@ -109,25 +109,30 @@ class BCReportConfig:
 class ImitateConfig:
     """`learned-lr imitate`: demonstrations -> the four BC policies -> the BC-vs-expert report, in one command."""
 
+    # The settings it passes on are the stages' own fields (defaults, help, checks defined there once).
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    decision_interval: int = arg(8, "steps between the policy's decisions (K); the bundled policy uses 32")
-    runs_per_setting: int = arg(8, "demonstration runs per (expert, run length)")
-    total_steps: str = arg("300,600,1000,1500", "comma-separated demonstration run lengths")
-    epochs: int = arg(20, "BC epochs per policy")
-    mlp_seeds: int = arg(10, "held-out evaluation seeds on MNIST-MLP")
-    mlp_steps: int = arg(1000, "steps of each MNIST-MLP evaluation run")
-    resnet_steps: int = arg(100, "steps of each ResNet-18 (width 16) evaluation run (0 skips it)")
-    resnet_seeds: int = arg(2, "held-out evaluation seeds on ResNet-18")
+    decision_interval: int = same_as(ControlConfig, "decision_interval", "steps between the policy's decisions (K); the bundled policy uses 32")
+    runs_per_setting: int = same_as(CollectConfig, "runs_per_setting")
+    total_steps: str = same_as(CollectConfig, "total_steps", "comma-separated demonstration run lengths")
+    epochs: int = same_as(BCConfig, "epochs", "BC epochs per policy")
+    mlp_seeds: int = same_as(BCReportConfig, "mlp_seeds")
+    mlp_steps: int = same_as(BCReportConfig, "mlp_steps")
+    resnet_steps: int = same_as(BCReportConfig, "resnet_steps", "steps of each ResNet-18 (width 16) evaluation run (0 skips it)")
+    resnet_seeds: int = same_as(BCReportConfig, "resnet_seeds")
     seed: int = arg(0, "seed of demonstrations and BC")
     work: str = arg("runs/imitate", "folder for demonstrations and policies (resumable)")
     out: str = arg("results/bc", "folder for the figure and tables")
 
     def __post_init__(self) -> None:
-        require(self.runs_per_setting > 0, "runs_per_setting", f"must be > 0, got {self.runs_per_setting}")
-        require(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
-        require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
-        steps = parse_list(self.total_steps, "total_steps", int)
-        require(all(s > 1 for s in steps), "total_steps", f"every run length must be > 1, got {self.total_steps}")
+        self.collect_config(), self.bc_config()  # each stage checks its own settings
+        BCReportConfig(mlp_steps=self.mlp_steps, mlp_seeds=self.mlp_seeds, resnet_steps=self.resnet_steps, resnet_seeds=self.resnet_seeds)
+
+    def collect_config(self) -> CollectConfig:
+        return CollectConfig(runs_per_setting=self.runs_per_setting, total_steps=self.total_steps, seed=self.seed,
+                             control=ControlConfig(decision_interval=self.decision_interval))
+
+    def bc_config(self) -> BCConfig:
+        return BCConfig(policy=self.policy, epochs=self.epochs, seed=self.seed)
 
 
 # Budgets of `learned-lr demo`. "small" finishes in a few minutes on a 2-core CPU; "full" is

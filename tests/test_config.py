@@ -1,0 +1,30 @@
+"""Config dataclasses: a pipeline passes on the stages' own defaults, and bad combinations are refused by name."""
+
+import pytest
+
+from learned_lr.experiments.config import ImitateConfig
+from learned_lr.settings import ConfigError, ControlConfig, PolicyConfig
+from learned_lr.training.config import BCConfig, CollectConfig, PPOConfig
+
+
+def test_imitate_passes_on_exactly_the_stages_defaults():
+    assert ImitateConfig().collect_config() == CollectConfig()
+    assert ImitateConfig().bc_config() == BCConfig()
+    changed = ImitateConfig(decision_interval=32, epochs=3, runs_per_setting=2)
+    assert changed.collect_config().control.decision_interval == 32 and changed.collect_config().runs_per_setting == 2
+    assert changed.bc_config().epochs == 3
+
+
+@pytest.mark.parametrize("changes, field", [({"epochs": 0}, "epochs"), ({"total_steps": "300,1"}, "total_steps"),
+                                            ({"decision_interval": 0}, "decision_interval"), ({"mlp_seeds": 0}, "mlp_seeds")])
+def test_imitate_checks_each_setting_where_its_stage_does(changes, field):
+    with pytest.raises(ConfigError) as caught:
+        ImitateConfig(**changes)
+    assert caught.value.field == field
+
+
+def test_ppo_takes_a_shape_only_for_a_random_init():
+    assert PPOConfig(init="random", control=ControlConfig(window=64), policy=PolicyConfig(patch=8)).control.window == 64
+    with pytest.raises(ConfigError) as caught:
+        PPOConfig(init="runs/bc/policy.safetensors", control=ControlConfig(window=64))
+    assert caught.value.field == "init"
