@@ -86,7 +86,8 @@ def main() -> None:
         for name in ("cosine", "learned"):
             model = build_model(task, seed=0)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-            scheduler = LearnedLR(optimizer, total_steps=total, policy=args.policy) if name == "learned" else torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+            scheduler = (LearnedLR(optimizer, total_steps=total, policy=args.policy, model=model) if name == "learned"
+                         else torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total))
             loops[name] = (model, optimizer, scheduler, torch.Generator().manual_seed(0))
 
         def run(name: str, n: int) -> float:
