@@ -97,6 +97,7 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
         torch.nn.functional.mse_loss(model(data[0]), data[1]).backward()
         for p in model.parameters():
             p.grad.mul_(grad_scale)
+        optimizer.step()  # the scheduler reads the (scaled) gradients as the optimizer steps
         scheduler.step(train_loss=t, val_loss=v)
         lr = scheduler.get_last_lr()[0]
         assert math.isfinite(lr) and lo * 0.1 * 0.999 <= lr <= hi * 0.1 * 1.001
@@ -220,3 +221,90 @@ def test_layer_grouping_without_model_warns_only_where_it_can_be_wrong():
 
     # with the model, the LayerNorm is a layer of its own, as a trainee groups it
     assert LayerGradNorms(torch.optim.SGD(with_norm.parameters(), lr=0.1), with_norm).layer_of.tolist() == [0, 1, 1, 2, 2]
+
+
+def _loop_lrs(policy, order: str, skipped=()):
+    """LRs of a run whose loop calls zero_grad at the given place; steps in ``skipped`` skip
+    optimizer.step() as AMP's GradScaler does on an overflow."""
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = LearnedLR(optimizer, total_steps=40, policy=policy)
+    lrs = []
+    for step in range(40):
+        if order == "first":
+            optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(data[0]), data[1])
+        loss.backward()
+        if step not in skipped:
+            optimizer.step()
+        if order == "last":
+            optimizer.zero_grad()  # set_to_none=True, torch's default
+        elif order == "last, zeros":
+            optimizer.zero_grad(set_to_none=False)
+        scheduler.observe(train_loss=loss.item())
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr()[0])
+    return lrs, scheduler
+
+
+@pytest.mark.parametrize("skipped", [(), (6, 7, 21)], ids=["every step", "amp-skipped steps"])
+def test_every_usual_loop_order_gives_the_same_lrs(small_policy, skipped):
+    first, scheduler = _loop_lrs(small_policy, "first", skipped)
+    assert len(set(first)) > 5
+    for order in ("last", "last, zeros"):
+        assert _loop_lrs(small_policy, order, skipped)[0] == first, order
+    norms = scheduler.history.layer_grad_norms
+    assert (norms > 0).all()  # the gradients were read before zero_grad, in every order
+    for step in skipped:  # a skipped step repeats the norms of the step before
+        np.testing.assert_array_equal(norms[step], norms[step - 1])
+
+
+def test_a_loop_that_never_steps_the_optimizer_is_told_how_to_call_the_scheduler(small_policy):
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = LearnedLR(optimizer, total_steps=10, policy=small_policy)
+    with pytest.warns(UserWarning, match="seen no gradients") as caught:
+        for _ in range(5):
+            torch.nn.functional.mse_loss(model(data[0]), data[1]).backward()
+            scheduler.step()
+    assert sum("seen no gradients" in str(w.message) for w in caught) == 1
+
+
+@pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
+def test_a_run_extended_on_resume_counts_the_steps_left_against_the_new_total():
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = LearnedLR(optimizer, total_steps=200, model=model)
+    train_steps(model, optimizer, scheduler, data, 150)
+    state = copy.deepcopy(scheduler.state_dict())
+    weights, optimizer_state = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    planned = np.array(train_steps(model, optimizer, scheduler, data, 50))[:, 0] / 0.1
+
+    model.load_state_dict(weights)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.load_state_dict(optimizer_state)
+    extended = LearnedLR(optimizer, total_steps=400, model=model)
+    extended.load_state_dict(state)  # e.g. Lightning resumed with a larger max_epochs
+    assert extended.history.observation(150)[2][0] == pytest.approx(250 / 400)  # steps left, against the new total
+    factors = np.array(train_steps(model, optimizer, extended, data, 250))[:, 0] / 0.1
+    assert extended.history.steps == 400 and np.isfinite(factors).all()
+    assert planned[-1] < 0.1 and factors[49] > 5 * planned[-1]  # not cut short at the old end
+    assert factors[-1] < 0.8 * factors.max()  # and it decays again towards the new end
+    with pytest.raises(ValueError, match="already run 150 steps"):
+        LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=100, model=model).load_state_dict(state)
+
+
+def test_decisions_say_what_was_set_and_what_was_read(small_policy):
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = LearnedLR(optimizer, total_steps=40, policy=small_policy)
+    lrs = np.array(train_steps(model, optimizer, scheduler, data, 40))[:, 0]  # lrs[t] is the LR of step t + 1
+    decisions = scheduler.decisions()
+    assert [d["step"] for d in decisions] == [0, 1, *range(5, 40, 4)]  # K = 4
+    assert decisions[0]["seen"] is None
+    for decision, end in zip(decisions[1:], [*(d["step"] for d in decisions[2:]), 40]):
+        assert decision["lr"] == pytest.approx(lrs[end - 2], rel=1e-12)  # reached at the block's last step
+        assert decision["lr_factor"] == pytest.approx(decision["lr"] / 0.1)
+    seen = decisions[2]["seen"]  # the decision at step 5 read step 4
+    assert seen["remaining_fraction"] == pytest.approx((40 - 4 - 1) / 40)
+    assert seen["log_train_loss"] == pytest.approx(math.log(scheduler.history.train_loss[4] / scheduler.history.train_loss[0]), abs=1e-5)

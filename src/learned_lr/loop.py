@@ -66,6 +66,7 @@ class DecisionLoop:
         self.ramp = LRRamp(total_steps, control.decision_interval, control.log_bounds)
         self.decision_steps: list[int] = []
         self.actions: list[float] = []  # as the controller gave them (before clipping)
+        self.decision_factors: list[float] = []  # the LR factor each decision set (reached at the end of its block)
         self.rewards: list[float] = []
         self.diverged = False
         # The current decision's LR factors, for steps [block_start, block_end). Before the first
@@ -112,6 +113,7 @@ class DecisionLoop:
         self.block_end = step + len(self._block)
         self.decision_steps.append(step)
         self.actions.append(float(action))
+        self.decision_factors.append(self._block[-1])
         return factors
 
     def lr_factor(self) -> float:
@@ -164,6 +166,9 @@ class DecisionLoop:
             "block": np.asarray(self._block, dtype=np.float64),
             "block_start": self._block_start,
             "block_end": self.block_end,
+            "decision_steps": np.asarray(self.decision_steps, dtype=np.int64),
+            "decision_actions": np.asarray(self.actions, dtype=np.float64),
+            "decision_factors": np.asarray(self.decision_factors, dtype=np.float64),
             "first_train_loss": self._first_train_loss,
             "diverged": self.diverged,
         }
@@ -175,5 +180,9 @@ class DecisionLoop:
         self._block = [float(v) for v in (block.tolist() if hasattr(block, "tolist") else block)]
         self._block_start = int(state["block_start"])
         self.block_end = int(state["block_end"])
+        as_list = lambda value: (value.tolist() if hasattr(value, "tolist") else list(value))  # noqa: E731
+        self.decision_steps = [int(v) for v in as_list(state["decision_steps"])]
+        self.actions = [float(v) for v in as_list(state["decision_actions"])]
+        self.decision_factors = [float(v) for v in as_list(state["decision_factors"])]
         self._first_train_loss = float(state["first_train_loss"])
         self.diverged = bool(state["diverged"])

@@ -227,19 +227,29 @@ class RunHistory:
         }
 
     def load_state(self, state: dict) -> None:
-        """Restore what ``state()`` returned (arrays may come back as tensors or numpy arrays)."""
+        """Restore what ``state()`` returned (arrays may come back as tensors or numpy arrays).
+
+        The state may come from a run of another length (a run extended on resume): its recorded
+        steps are kept, and every feature is recomputed for this history's ``total_steps``, so
+        the remaining fraction reads as if the run had always been this long.
+        """
         as_array = lambda value: np.asarray(value.numpy() if hasattr(value, "numpy") else value)  # noqa: E731
-        if as_array(state["train_loss"]).shape != self._train_loss.shape:
-            raise ValueError(f"history state has {as_array(state['train_loss']).shape[0]} steps, this history {self.total_steps}")
+        steps = int(state["steps"])
+        if steps > self.total_steps:
+            raise ValueError(f"history state has {steps} steps recorded, more than this history's total_steps={self.total_steps}")
         self._pending = []
-        self.steps = int(state["steps"])
-        self._train_loss[:] = as_array(state["train_loss"])
-        self._val_loss[:] = as_array(state["val_loss"])
-        self._lrs[:] = as_array(state["lrs"])
-        self._layers_match[:] = as_array(state["layers_match"])
-        self._total_norm[:] = as_array(state["total_norm"])
+        self.steps = steps
+        for mine, key, fill in ((self._train_loss, "train_loss", np.nan), (self._val_loss, "val_loss", np.nan), (self._lrs, "lrs", np.nan),
+                                (self._layers_match, "layers_match", False), (self._total_norm, "total_norm", np.nan)):
+            mine[:] = fill
+            mine[:steps] = as_array(state[key])[:steps]
         has_layers = bool(state["has_layers"])
-        self._layer_norms = as_array(state["layer_norms"]).astype(np.float64).copy() if has_layers else None
+        if has_layers:
+            saved_norms = as_array(state["layer_norms"]).astype(np.float64)
+            self._layer_norms = np.zeros((self.total_steps, saved_norms.shape[1]))
+            self._layer_norms[:steps] = saved_norms[:steps]
+        else:
+            self._layer_norms = None
         self._first_layer_norms = as_array(state["first_layer_norms"]).astype(np.float64).copy() if has_layers else None
         self._first_train_loss = float(state["first_train_loss"])
         self._first_grad_norm = float(state["first_grad_norm"])

@@ -18,8 +18,10 @@ the policy sets every group's LR to its base LR times one factor in
 
 What it observes at each step: the training loss and validation loss given to ``observe`` (or
 to ``step(train_loss=..., val_loss=...)``); the gradient norm of every layer, read from the
-optimizer's parameters when ``step()`` is called (so call it after ``optimizer.step()`` and
-before the next ``zero_grad``); and its own LRs. A "layer" is a module owning parameters, as in
+optimizer's parameters just before ``optimizer.step()`` runs (an optimizer step pre-hook), so
+every usual loop order (``zero_grad`` first or last, ``set_to_none`` or not) gives the same LRs;
+and its own LRs. A step the optimizer skipped (AMP's ``GradScaler`` on an overflow) repeats the
+last gradient norms it saw. A "layer" is a module owning parameters, as in
 training (``learned_lr.layers``): pass ``model=`` so the scheduler can see the modules. Without
 it the layers are guessed from the order of the parameters (a weight and the bias after it),
 which is right for plain Linear/Conv stacks; where it cannot be (normalization layers), the
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +56,7 @@ from torch import nn
 
 from learned_lr.layers import layer_index
 from learned_lr.loop import DecisionLoop
-from learned_lr.observation import RunHistory
+from learned_lr.observation import FEATURE_NAMES, RunHistory
 from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
@@ -126,6 +129,10 @@ class LayerGradNorms:
         return tuple(np.sqrt(np.bincount(self.layer_of, weights=squares, minlength=self.num_layers)).tolist())
 
 
+def _ignore(*args) -> None:
+    """What the optimizer hook calls once its scheduler is gone."""
+
+
 class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     """Sets the LR every step from a learned policy that watches the run (see module docstring).
 
@@ -136,9 +143,18 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             weights are copied when the scheduler is built; later changes to them do not reach it.
         model: the model being trained; groups gradient norms by module, as during training.
 
+    ``load_state_dict`` accepts a state saved with another ``total_steps`` (a run extended on
+    resume, e.g. Lightning's larger ``max_epochs``), as long as the steps already run fit: the
+    steps left are counted against the new total from then on.
+
     ``history`` holds what the policy observed: per-step LRs (of the first param group), losses
     and features.
     """
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_hook_handle", None)
+        if handle is not None:
+            handle.remove()
 
     def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, policy: str | Path | LoadedPolicy | None = None,
                  model: nn.Module | None = None, last_epoch: int = -1):
@@ -159,6 +175,13 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._val_loss: float | None = None
         self._last_train_loss = math.nan
         self._grad_norms = LayerGradNorms(optimizer, model)
+        # Norms of the step in progress, read when the optimizer steps (``_capture_grad_norms``), and the last ones seen.
+        self._step_norms: tuple[float, ...] | None = None
+        self._last_norms: tuple[float, ...] = tuple(0.0 for _ in range(self._grad_norms.num_layers))
+        self._saw_gradient = False
+        self._warned_no_gradient = False
+        hook = weakref.WeakMethod(self._capture_grad_norms)
+        self._hook_handle = optimizer.register_step_pre_hook(lambda opt, args, kwargs: (hook() or _ignore)(opt, args, kwargs))
         if not self._grad_norms.grouping_is_sure:
             warnings.warn(
                 "LearnedLR: without model= the layers of the gradient norms are guessed from the order of the parameters, and "
@@ -197,14 +220,26 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
 
     # ---- internals ----
 
+    def _capture_grad_norms(self, optimizer, args, kwargs) -> None:
+        """Optimizer step pre-hook: the gradients of this step, before any ``zero_grad`` can clear them."""
+        self._step_norms = self._grad_norms()
+        self._saw_gradient = self._saw_gradient or any(p.grad is not None for p in self._grad_norms.params)
+
     def _record_finished_step(self) -> None:
         train = self._train_loss
         if train is None:
             train = self._last_train_loss if not math.isnan(self._last_train_loss) else (self.history.train_loss[0] if self.history.steps else 1.0)
         val = self._val_loss if self._val_loss is not None else train
         self._last_train_loss = train
-        self._loop.record(train, val, self._grad_norms())
+        if self._step_norms is not None:
+            self._last_norms = self._step_norms
+        elif not self._saw_gradient and not self._warned_no_gradient:
+            self._warned_no_gradient = True
+            warnings.warn("LearnedLR has seen no gradients: it reads them when the optimizer it wraps steps, so call "
+                          "loss.backward(), optimizer.step(), then scheduler.step(), once per training step", UserWarning, stacklevel=3)
+        self._loop.record(train, val, self._last_norms)
         self._train_loss = self._val_loss = None
+        self._step_norms = None
 
     # ---- checkpointing: plain values and tensors only ----
 
@@ -219,6 +254,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             "total_steps": self.total_steps,
             **loop,
             "pending_losses": [self._train_loss, self._val_loss],
+            "pending_grad_norms": None if self._step_norms is None else list(self._step_norms),
+            "last_grad_norms": list(self._last_norms),
+            "saw_gradient": self._saw_gradient,
             "last_train_loss": self._last_train_loss,
         }
 
@@ -228,14 +266,19 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             raise ValueError(
                 f"this state was saved by a LearnedLR running another policy (policy_sha256 {saved_policy}, this scheduler's "
                 f"{self.policy_sha256}); build the scheduler with the policy the run used")
-        if state_dict.get("total_steps") != self.total_steps:
-            raise ValueError(f"state is for total_steps={state_dict.get('total_steps')}, this scheduler has {self.total_steps}")
+        done = int(state_dict["history_steps"])
+        if done > self.total_steps:
+            raise ValueError(f"this state has already run {done} steps, more than this scheduler's total_steps={self.total_steps}")
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["_step_count"])
         self.base_lrs = list(state_dict["base_lrs"])
         self._last_lr = list(state_dict["_last_lr"])
         self._loop.load_state(state_dict)
         self._train_loss, self._val_loss = state_dict["pending_losses"]
+        pending = state_dict["pending_grad_norms"]
+        self._step_norms = None if pending is None else tuple(float(v) for v in pending)
+        self._last_norms = tuple(float(v) for v in state_dict["last_grad_norms"])
+        self._saw_gradient = bool(state_dict["saw_gradient"])
         self._last_train_loss = float(state_dict["last_train_loss"])
         # Constructing the scheduler set the optimizer's LR for step 0; put back the LR of the
         # step the run is at, whichever order the optimizer and scheduler states are loaded in.
@@ -246,6 +289,26 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     def history(self) -> RunHistory:
         """What the policy has observed so far (per-step LRs of the first param group, losses, features); read-only use."""
         return self._loop.history
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """What the policy decided so far, one dict per decision, with what it had read.
+
+        ``step``: the first step the decision controls; ``lr_factor`` and ``lr``: the LR it set
+        (reached at the end of its block, ramping log-linearly from the one before) as a fraction
+        of the first group's base LR and absolute; ``seen``: the features of the last step it read,
+        by name (``observation.FEATURE_NAMES``: remaining fraction, log LR factor, log train and
+        val loss and log gradient norms relative to the run's first ones), None for the decision
+        taken before any step.
+
+        Example:
+            >>> scheduler.decisions()[-1]["lr_factor"]   # doctest: +SKIP
+            0.42
+        """
+        loop = self._loop
+        features = loop.history.features
+        return [{"step": step, "lr_factor": factor, "lr": loop.base_lr * factor,
+                 "seen": None if step == 0 else dict(zip(FEATURE_NAMES, features[step - 1].tolist()))}
+                for step, factor in zip(loop.decision_steps, loop.decision_factors)]
 
     @property
     def decision_interval(self) -> int:
