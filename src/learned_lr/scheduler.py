@@ -223,7 +223,8 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     def _capture_grad_norms(self, optimizer, args, kwargs) -> None:
         """Optimizer step pre-hook: the gradients of this step, before any ``zero_grad`` can clear them."""
         self._step_norms = self._grad_norms()
-        self._saw_gradient = self._saw_gradient or any(p.grad is not None for p in self._grad_norms.params)
+        if not self._saw_gradient:  # checked until the first gradient: this runs every training step
+            self._saw_gradient = any(p.grad is not None for p in self._grad_norms.params)
 
     def _record_finished_step(self) -> None:
         train = self._train_loss
