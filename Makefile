@@ -1,6 +1,6 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the tests).
 # Both create .venv and install what they need through scripts/setup.sh.
-.PHONY: setup demo test bench llm-compare clean
+.PHONY: setup demo test wheel-check bench llm-compare clean
 
 VENV := .venv
 # Two stamps: the demo needs only the core package (and pytest); the tests also need the `hf`
@@ -12,11 +12,11 @@ CORE := $(VENV)/.setup-core
 FULL := $(VENV)/.setup-full
 
 $(CORE): pyproject.toml scripts/setup.sh
-	EXTRAS=dev bash scripts/setup.sh
+	EXTRAS=dev,train bash scripts/setup.sh
 	touch $(CORE)
 
 $(FULL): $(CORE)
-	EXTRAS=dev,hf,lightning,ray,llm bash scripts/setup.sh
+	EXTRAS=dev,train,hf,lightning,ray,llm bash scripts/setup.sh
 	touch $(FULL)
 
 setup: $(FULL)
@@ -26,6 +26,10 @@ demo: $(CORE)
 
 test: $(FULL)
 	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+# Build the wheel and sdist, install the wheel with the core only in a fresh venv, run the README's example.
+wheel-check: $(FULL)
+	bash scripts/check_wheel.sh
 
 bench: $(FULL)
 	$(VENV)/bin/python benchmarks/batched_vs_sequential.py

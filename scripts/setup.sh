@@ -7,7 +7,7 @@ PYTHON="${PYTHON:-python3}"
 # torch==2.13.0 is a local CPU build on our machines; an unpinned torch could pull a multi-GB
 # CUDA build. Elsewhere set TORCH_SPEC (e.g. TORCH_SPEC=torch) to take your platform's default.
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
-EXTRAS="${EXTRAS:-dev,hf,lightning,ray,llm}"
+EXTRAS="${EXTRAS:-dev,train,hf,lightning,ray,llm}"
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

@@ -18,6 +18,13 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from learned_lr.settings import MissingExtraError, require_train_extra
+
+try:  # the command line is the research pipeline: without its extra, one line, not a traceback
+    require_train_extra("the learned-lr command")
+except MissingExtraError as exc:
+    sys.exit(f"learned-lr: error: {exc}")
+
 from learned_lr.experiments.config import (
     AblationConfig,
     BCReportConfig,

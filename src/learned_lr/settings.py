@@ -22,6 +22,22 @@ class MissingExtraError(ImportError):
     """An optional dependency (a pip extra) is needed for what was asked; the message says which."""
 
 
+TRAIN_EXTRA_MODULES = ("tqdm", "matplotlib", "scipy", "gymnasium")
+
+
+def require_train_extra(what: str) -> None:
+    """``MissingExtraError`` naming the ``train`` extra if one of its packages is not installed.
+
+    The core install (``pip install learned-lr``) is only what ``LearnedLR`` needs; training the
+    policy, the experiments and the command line need ``pip install 'learned-lr[train]'``.
+    """
+    import importlib.util
+
+    missing = [name for name in TRAIN_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtraError(f"{what} needs the train extra: pip install 'learned-lr[train]' (missing: {', '.join(missing)})")
+
+
 class ConfigError(ValueError):
     """A config value is invalid. ``field`` names the offending field (its CLI flag)."""
 
