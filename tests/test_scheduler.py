@@ -308,3 +308,21 @@ def test_decisions_say_what_was_set_and_what_was_read(small_policy):
     seen = decisions[2]["seen"]  # the decision at step 5 read step 4
     assert seen["remaining_fraction"] == pytest.approx((40 - 4 - 1) / 40)
     assert seen["log_train_loss"] == pytest.approx(math.log(scheduler.history.train_loss[4] / scheduler.history.train_loss[0]), abs=1e-5)
+
+
+def test_common_torch_usage_is_handled(small_policy):
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model[0].parameters(), lr=0.1)
+    scheduler = LearnedLR(optimizer, total_steps=20, policy=small_policy)
+    train_steps(model, optimizer, scheduler, data, 3)
+    with pytest.warns(UserWarning, match="param group was added"):
+        optimizer.add_param_group({"params": model[2].parameters(), "lr": 0.01})  # e.g. unfreezing a head
+        lrs = train_steps(model, optimizer, scheduler, data, 5)
+    assert all(a / b == pytest.approx(10.0) for a, b in lrs)  # the new group follows the same factor
+    with pytest.raises(ValueError, match="param groups"):
+        LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=20, policy=small_policy).load_state_dict(scheduler.state_dict())
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite"):
+            LearnedLR(torch.optim.SGD(model.parameters(), lr=bad), total_steps=20, policy=small_policy)
+    with pytest.raises(ValueError, match="load_state_dict"):
+        LearnedLR(optimizer, total_steps=20, policy=small_policy, last_epoch=10)

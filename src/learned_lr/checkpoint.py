@@ -68,6 +68,8 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str
         meta = json.loads(metadata[_META_KEY])
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"checkpoint {path} has unreadable metadata ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} has metadata that is a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path} is not a learned-lr checkpoint (format {meta.get('format')!r})")
     if meta.get("version") != FORMAT_VERSION:

@@ -207,6 +207,20 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict) -> No
     save_checkpoint(destination, tensors, {**saved, "bundled_from": str(source), **meta}, kind="policy")
 
 
+def _check_config_matches_weights(path, tensors: dict[str, torch.Tensor], policy: PolicyConfig, control: ControlConfig) -> None:
+    """Refuse metadata that does not describe the stored actor, before any network is built from it
+    (a hostile ``d_model`` or ``window`` would otherwise allocate gigabytes first)."""
+    expected = {"actor.encoder.embed.weight": (policy.d_model, policy.patch * (NUM_FEATURES + 1)),
+                "actor.encoder.position": (1, control.window // policy.patch + 1, policy.d_model)}
+    for key, shape in expected.items():
+        stored = tuple(tensors[key].shape) if key in tensors else None
+        if stored != shape:
+            raise CheckpointError(f"checkpoint {path}: its config implies {key} of shape {shape}, the file holds {stored}")
+    layers = {k.split(".")[4] for k in tensors if k.startswith("actor.encoder.encoder.layers.")}
+    if len(layers) != policy.layers:
+        raise CheckpointError(f"checkpoint {path}: its config says {policy.layers} layers, the file holds {len(layers)}")
+
+
 def load_policy(path: str | Path) -> LoadedPolicy:
     """Read a policy written by ``save_policy``; ``CheckpointError`` naming the file if it cannot."""
     tensors, meta = load_checkpoint(path, kind="policy")
@@ -215,6 +229,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         control_config = ControlConfig(**meta["control_config"])
     except (KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid policy config ({exc})") from exc
+    _check_config_matches_weights(path, tensors, policy_config, control_config)
     actor, critic = Actor(policy_config, control_config), Critic(policy_config, control_config)
     load_module_weights(actor, tensors, "actor", path)
     if any(k.startswith("critic.") for k in tensors):

@@ -162,6 +162,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
         if last_epoch != -1:
             raise ValueError("LearnedLR starts at last_epoch=-1; to resume a run, build it as usual and call load_state_dict()")
+        bad = [group["lr"] for group in optimizer.param_groups if not (math.isfinite(float(group["lr"])) and float(group["lr"]) >= 0)]
+        if bad:
+            raise ValueError(f"every param group's lr (its base LR) must be a finite number >= 0, got {bad}")
         loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy if policy is not None else BUNDLED_POLICY)
         self.policy = loaded
         self.policy_sha256 = policy_sha256(loaded)
@@ -215,8 +218,19 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self) -> list[float]:
         """The LR of every param group for the current step. Only reads: call it as often as you like."""
+        self._adopt_new_param_groups()
         factor = self._loop.lr_factor()
         return [base * factor for base in self.base_lrs]
+
+    def _adopt_new_param_groups(self) -> None:
+        """A group added with ``optimizer.add_param_group`` after construction gets its ``lr`` as its base LR."""
+        groups = self.optimizer.param_groups
+        if len(groups) <= len(self.base_lrs):
+            return
+        for group in groups[len(self.base_lrs):]:
+            self.base_lrs.append(group.setdefault("initial_lr", group["lr"]))
+        warnings.warn("LearnedLR: a param group was added after the scheduler was built; it follows the policy's LR factor, "
+                      "but its gradients are not among the layers the policy reads", UserWarning, stacklevel=3)
 
     # ---- internals ----
 
@@ -270,6 +284,8 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         done = int(state_dict["history_steps"])
         if done > self.total_steps:
             raise ValueError(f"this state has already run {done} steps, more than this scheduler's total_steps={self.total_steps}")
+        if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
+            raise ValueError(f"this state is for {len(state_dict['base_lrs'])} param groups, the optimizer has {len(self.optimizer.param_groups)}")
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["_step_count"])
         self.base_lrs = list(state_dict["base_lrs"])

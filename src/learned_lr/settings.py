@@ -108,6 +108,11 @@ def labeled_paths(text: str, field_name: str) -> list[tuple[str, str]]:
     return pairs
 
 
+MIN_LR_FACTOR_FLOOR = 1e-8
+MAX_LR_FACTOR_CEILING = 100.0
+MAX_WINDOW = 16_384  # steps of history; the observation's memory grows with it
+
+
 @dataclass(frozen=True)
 class ControlConfig:
     """How the policy sees a run and acts on it (shared by the env, BC, PPO and the scheduler)."""
@@ -123,7 +128,11 @@ class ControlConfig:
         require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
         require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
         require(0 < self.min_lr_factor < self.max_lr_factor, "min_lr_factor", f"need 0 < min_lr_factor < max_lr_factor, got {self.min_lr_factor}, {self.max_lr_factor}")
-        require(math.isfinite(self.max_lr_factor), "max_lr_factor", "must be finite")
+        # The bounds are the promise that the LR stays within a sane range of the base LR, whatever
+        # a policy file says: a factor beyond these is no schedule but a bug or a hostile file.
+        require(self.min_lr_factor >= MIN_LR_FACTOR_FLOOR, "min_lr_factor", f"must be >= {MIN_LR_FACTOR_FLOOR:g}, got {self.min_lr_factor}")
+        require(self.max_lr_factor <= MAX_LR_FACTOR_CEILING, "max_lr_factor", f"must be <= {MAX_LR_FACTOR_CEILING:g}, got {self.max_lr_factor}")
+        require(self.window <= MAX_WINDOW, "window", f"must be <= {MAX_WINDOW}, got {self.window}")
 
     @property
     def log_bounds(self) -> tuple[float, float]:
