@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -96,3 +97,38 @@ def test_imitate_command_writes_figure_and_tables(tmp_path, mnist):
     assert {"BC cosine", "BC linear-warmup", "BC polynomial", "BC all, on its own"} <= policies
     assert (tmp_path / "out" / "bc_policy_vs_scheduler.png").stat().st_size > 20_000
     assert "| mnist-mlp | BC cosine | cosine |" in (tmp_path / "out" / "bc_table.md").read_text()
+
+
+def test_collect_reuses_a_part_only_for_the_same_setting(tmp_path, mnist, monkeypatch):
+    from learned_lr.checkpoint import load_checkpoint
+    from learned_lr.training import bc
+
+    config = CollectConfig(task=TaskConfig(hidden=32), control=CONTROL, experts="cosine", total_steps="40", runs_per_setting=2, out=str(tmp_path))
+    collect_demonstrations(config, progress=False)
+    part = tmp_path / "parts" / "cosine-40.safetensors"
+    first_labels = load_checkpoint(part, kind="demo-part")[0]["0.labels"]
+
+    calls = []
+    real_rollout = bc.rollout
+    monkeypatch.setattr(bc, "rollout", lambda *a, **k: calls.append(1) or real_rollout(*a, **k))
+    collect_demonstrations(config, progress=False)  # the same setting: nothing runs again
+    assert calls == []
+    noisier = dataclasses.replace(config, action_noise=0.5, target_peak_lr=0.05)
+    collect_demonstrations(noisier, progress=False)  # another setting into the same folder: collected again
+    assert calls == [1]
+    tensors, meta = load_checkpoint(part, kind="demo-part")
+    assert meta["setting"]["action_noise"] == 0.5 and not torch.equal(tensors["0.labels"], first_labels)
+    _, merged = load_checkpoint(tmp_path / "demos.safetensors")
+    assert merged["action_noise"] == 0.5 and merged["target_peak_lr"] == 0.05
+
+
+def test_a_bc_policy_is_reused_only_for_its_own_settings_and_demonstrations(demos, tmp_path):
+    from learned_lr.training.bc import bc_policy_is_current
+
+    config = BCConfig(policy=SMALL_POLICY, demos=str(demos), experts="cosine", epochs=2, out=str(tmp_path / "bc"))
+    assert not bc_policy_is_current(config)
+    train_bc(config, progress=False)
+    assert bc_policy_is_current(config) and bc_policy_is_current(dataclasses.replace(config, resume=False))
+    assert not bc_policy_is_current(dataclasses.replace(config, epochs=3))
+    assert not bc_policy_is_current(dataclasses.replace(config, seed=1))
+    assert not bc_policy_is_current(dataclasses.replace(config, policy=dataclasses.replace(SMALL_POLICY, d_model=32)))

@@ -143,3 +143,14 @@ def test_policy_rollout_continues_after_one_run_diverges(small_policy_path, mnis
                        policy.control_config, RewardConfig(), evaluate_test=False)
     assert episodes[1].diverged and episodes[1].history.steps < 40
     assert not episodes[0].diverged and episodes[0].history.steps == 40
+
+
+def test_ppo_does_not_resume_from_a_starting_policy_changed_in_place(tmp_path, mnist):
+    from learned_lr.checkpoint import CheckpointError
+
+    init = save_small_policy(tmp_path / "bc" / "policy.safetensors", meta={"trained_by": "test"})
+    config = small_ppo_config(init, tmp_path / "ppo")
+    assert train_ppo(config, progress=False, max_iterations_this_call=1) is None
+    save_small_policy(init, seed=1, meta={"trained_by": "test"})  # e.g. BC retrained into the same folder
+    with pytest.raises(CheckpointError, match="another starting policy"):
+        train_ppo(config, progress=False)

@@ -66,21 +66,20 @@ def _compare(a: dict, b: dict, key: str) -> str:
 def run_ablations(config: AblationConfig) -> Path:
     from learned_lr.experiments.evaluate import SchedulerSpec, evaluate_schedulers
     from learned_lr.experiments.pipeline import run_imitation
-    from learned_lr.training.bc import train_bc
+    from learned_lr.training.bc import bc_policy_is_current, train_bc
     from learned_lr.training.ppo import train_ppo
 
     budget, work, out = config.budget, Path(config.work), Path(config.out)
     collect = CollectConfig(total_steps=budget["demo_total_steps"], runs_per_setting=budget["demo_runs"], seed=config.seed)
     bc = BCConfig(epochs=budget["bc_epochs"], seed=config.seed)
     run_imitation(work, collect, bc)
-    if not (work / "bc-all-w1" / "policy.safetensors").is_file():
-        train_bc(dataclasses.replace(bc, demos=str(work / "demos"), window=1, policy=PolicyConfig(patch=1), out=str(work / "bc-all-w1")))
+    single_step = dataclasses.replace(bc, demos=str(work / "demos"), window=1, policy=PolicyConfig(patch=1), out=str(work / "bc-all-w1"))
+    if not bc_policy_is_current(single_step):
+        train_bc(single_step)
     variants = _variants(work, budget, config.seed)
     specs, early = [], {}
     for label, ppo in variants.items():
-        path = Path(ppo.out) / "policy.safetensors"
-        if not path.is_file():
-            train_ppo(ppo)
+        path = train_ppo(ppo)  # continues or reuses only a run of this exact setting and starting policy
         specs.append(SchedulerSpec(label, policy_path=str(path)))
         early[label] = _early_unsafe(Path(ppo.out) / "ppo_log.csv", config.early_iterations)
     rows, _ = evaluate_schedulers(specs, TaskConfig(), budget["eval_steps"], TaskConfig().tuned_peak_lr, budget["eval_seeds"], label="mnist-mlp")

@@ -50,14 +50,15 @@ def write_bc_report(report: dict, out: Path) -> str:
 
 def run_imitation(work: Path, collect: CollectConfig, bc: BCConfig) -> dict[str, Path]:
     """Demonstrations and the four BC policies (resumable); returns the policy paths."""
-    from learned_lr.training.bc import collect_demonstrations, train_bc
+    from learned_lr.training.bc import bc_policy_is_current, collect_demonstrations, train_bc
 
     collect_demonstrations(dataclasses.replace(collect, out=str(work / "demos")))
     for name in (*EXPERT_NAMES, "all"):
         experts = ",".join(EXPERT_NAMES) if name == "all" else name
         out = work / f"bc-{name}"
-        if not (out / "policy.safetensors").is_file():
-            train_bc(dataclasses.replace(bc, demos=str(work / "demos"), experts=experts, out=str(out)))
+        policy_config = dataclasses.replace(bc, demos=str(work / "demos"), experts=experts, out=str(out))
+        if not bc_policy_is_current(policy_config):
+            train_bc(policy_config)
     return policy_paths(work)
 
 

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from learned_lr.files import file_sha256
 from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, save_policy
 from learned_lr.settings import ControlConfig
@@ -62,8 +64,9 @@ def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path
         expert = config.expert_list[expert_index]
         total_steps = config.total_steps_list[steps_index]
         part = parts_dir / f"{expert}-{total_steps}.safetensors"
-        if part_is_done(part):
-            continue  # done in an earlier, interrupted invocation
+        setting = part_setting(config, expert=expert, total_steps=total_steps, expert_index=expert_index, steps_index=steps_index)
+        if part_is_done(part, setting):
+            continue  # done by an earlier, interrupted invocation with the same setting
         first_seed = _setting_seed(config, expert_index, steps_index)
         seeds = list(range(first_seed, first_seed + config.runs_per_setting))
         rng = np.random.default_rng(first_seed)
@@ -75,20 +78,32 @@ def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path
                            progress=progress, desc=f"{expert} T={total_steps}")
         tensors = episode_tensors(episodes, lambda episode, step: controller.clean_action(total_steps, step, episode.base_lr), config.reward.discount)
         runs = [{"seed": e.seed, "peak_lr": e.base_lr, "diverged": e.diverged} for e in episodes]
-        save_checkpoint(part, tensors, {"expert": expert, "total_steps": total_steps, "runs": runs}, kind="demo-part")
+        save_checkpoint(part, tensors, {"expert": expert, "total_steps": total_steps, "runs": runs, "setting": setting}, kind="demo-part")
     merge_parts(config, parts_dir, out / DEMOS_FILE)
     return out / DEMOS_FILE
 
 
-def part_is_done(part: Path) -> bool:
-    """Whether a demonstration part was written whole by an earlier invocation (a damaged one is collected again)."""
+def part_setting(config: CollectConfig, **specifics) -> dict:
+    """Everything that decides what a demonstration part holds: the collection's settings (but its
+    folder and the lists of experts and run lengths, which only say which parts there are) and the
+    part's own (expert, run length, their positions, which set its seeds; a policy's SHA-256...)."""
+    shared = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "experts", "total_steps")}
+    return json.loads(json.dumps({**shared, **specifics}))  # as it reads back from a checkpoint's JSON
+
+
+def part_is_done(part: Path, setting: dict) -> bool:
+    """Whether a demonstration part was written whole, for exactly ``setting``, by an earlier invocation.
+
+    A damaged part, or one written for another setting (a rerun into the same folder with other
+    flags), is collected again rather than reused.
+    """
     if not part.is_file():
         return False
     try:
-        load_checkpoint(part, kind="demo-part")
-        return True
+        _, meta = load_checkpoint(part, kind="demo-part")
     except CheckpointError:
         return False
+    return meta.get("setting") == setting
 
 
 def episode_tensors(episodes: Sequence[Episode], label: Callable[[Episode, int], float], discount: float) -> dict[str, torch.Tensor]:
@@ -230,6 +245,23 @@ def clone_epoch(actor: Actor, actor_opt: torch.optim.Optimizer, batches: Iterabl
     return sums
 
 
+def bc_policy_is_current(config: BCConfig) -> bool:
+    """Whether ``config.out`` already holds the policy ``train_bc(config)`` makes: the same settings
+    and the same demonstrations (by SHA-256). The pipelines reuse a policy only then, so a rerun
+    with another ``--seed`` or ``--epochs``, or on new demonstrations, trains again."""
+    path, demos = Path(config.out) / "policy.safetensors", Path(config.demos) / DEMOS_FILE
+    if not (path.is_file() and demos.is_file()):
+        return False
+    try:
+        _, meta = load_checkpoint(path, kind="policy")
+    except CheckpointError:
+        return False
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("policy", "resume")}
+    saved = {k: v for k, v in (meta.get("bc_config") or {}).items() if k != "resume"}
+    return (saved == json.loads(json.dumps(settings)) and meta.get("policy_config") == json.loads(json.dumps(dataclasses.asdict(config.policy)))
+            and (meta.get("demonstrations") or {}).get("sha256") == file_sha256(demos))
+
+
 def train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int | None = None) -> Path | None:
     """Fit actor and critic on the chosen experts' demonstrations; returns the policy path.
 
@@ -284,7 +316,8 @@ def train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int 
         "trained_by": "behavioral cloning",
         "experts": config.expert_list,
         "bc_config": {k: v for k, v in dataclasses.asdict(config).items() if k != "policy"},
-        "demonstrations": {"folder": str(config.demos), "runs": len(demos.runs), "decisions": int(len(demos.labels))},
+        "demonstrations": {"folder": str(config.demos), "runs": len(demos.runs), "decisions": int(len(demos.labels)),
+                           "sha256": file_sha256(Path(config.demos) / DEMOS_FILE)},
         "final_metrics": final,
     })
     return policy_path

@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from learned_lr.checkpoint import load_checkpoint, save_checkpoint
 from learned_lr.observation import RunHistory
-from learned_lr.policy import LoadedPolicy
+from learned_lr.policy import LoadedPolicy, policy_sha256
 from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import make_run_group
-from learned_lr.training.bc import DEMOS_FILE, append_runs, episode_tensors, merge_parts, part_is_done
+from learned_lr.training.bc import DEMOS_FILE, append_runs, episode_tensors, merge_parts, part_is_done, part_setting
 from learned_lr.training.config import CollectConfig
 from learned_lr.training.rollout import PolicyController, ScheduleController, rollout
 
@@ -69,8 +69,11 @@ def collect_policy_states(policy: LoadedPolicy, oracle: ScheduleController, conf
     lengths = config.total_steps_list
     for steps_index, total_steps in enumerate(tqdm(lengths, desc="DAgger: policy runs", disable=not progress)):
         part = out / "parts" / f"{oracle.schedule.name}-{total_steps}.safetensors"
-        if part_is_done(part):
-            continue  # done in an earlier, interrupted invocation
+        setting = part_setting(config, total_steps=total_steps, steps_index=steps_index, first_seed=first_seed, policy_sha256=policy_sha256(policy),
+                               oracle={"schedule": oracle.schedule.name, "shape": dataclasses.asdict(oracle.schedule.shape),
+                                       "target_peak_lr": oracle.target_peak_lr})
+        if part_is_done(part, setting):
+            continue  # done by an earlier, interrupted invocation with the same setting
         seed0 = first_seed + steps_index * config.runs_per_setting
         seeds = list(range(seed0, seed0 + config.runs_per_setting))
         rng = np.random.default_rng(seed0)
@@ -81,7 +84,7 @@ def collect_policy_states(policy: LoadedPolicy, oracle: ScheduleController, conf
                            progress=progress, desc=f"DAgger T={total_steps}")
         tensors = episode_tensors(episodes, lambda episode, step: oracle.clean_action(total_steps, step, episode.base_lr), config.reward.discount)
         runs = [{"seed": e.seed, "peak_lr": e.base_lr, "diverged": e.diverged} for e in episodes]
-        save_checkpoint(part, tensors, {"expert": oracle.schedule.name, "total_steps": total_steps, "runs": runs}, kind="demo-part")
+        save_checkpoint(part, tensors, {"expert": oracle.schedule.name, "total_steps": total_steps, "runs": runs, "setting": setting}, kind="demo-part")
     # The parts are named as demonstration parts are, so the demonstrations' merge writes them.
     merge_parts(dataclasses.replace(config, experts=oracle.schedule.name), out / "parts", out / DEMOS_FILE)
     return out / DEMOS_FILE

@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoint, load_module_weights, save_checkpoint, unflatten_state
-from learned_lr.files import write_csv
+from learned_lr.files import file_sha256, write_csv
 from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
 from learned_lr.settings import ControlConfig
@@ -218,6 +218,8 @@ def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call
     """Fine-tune with PPO; checkpoints every iteration and resumes. Returns the policy path
     (None if stopped early by ``max_iterations_this_call``)."""
     actor, critic, init_meta = _initial_networks(config)
+    # The starting policy by content, not path: a BC policy retrained in place must not resume an old PPO run.
+    init_meta["init_sha256"] = None if config.init == "random" else file_sha256(config.init)
     bc_actor = copy.deepcopy(actor).eval()  # the anchor: frozen at the starting weights
     for p in bc_actor.parameters():
         p.requires_grad_(False)
@@ -225,7 +227,7 @@ def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call
                          torch.optim.Adam(critic.parameters(), lr=config.critic_lr, eps=1e-5))
     state_path = Path(config.out) / "train_state.safetensors"
     if config.resume and state_path.is_file():
-        _load_state(state_path, config, learner)
+        _load_state(state_path, config, learner, init_meta["init_sha256"])
     backend = make_backend(config.backend, config.ray_address, config.workers, data=load_mnist() if config.backend == "local" else None)
     try:
         return _train_iterations(config, learner, backend, state_path=state_path, init_meta=init_meta, progress=progress,
@@ -261,7 +263,7 @@ def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_
             **{name: stats[name] for name in header[7:]})
         learner.log.append(row)
         bar.set_postfix(ret=f"{row.mean_return:.2f}", diverged=row.diverged)
-        _save_state(state_path, config, learner)
+        _save_state(state_path, config, learner, init_meta["init_sha256"])
         write_csv(out / "ppo_log.csv", header, [dataclasses.astuple(r) for r in learner.log])
     if end < config.iterations:
         return None
@@ -272,12 +274,13 @@ def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_
     return path
 
 
-def _save_state(path: Path, config: PPOConfig, learner: PPOLearner) -> None:
+def _save_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256: str | None) -> None:
     tensors = {f"actor.{k}": v for k, v in learner.actor.state_dict().items()}
     tensors.update({f"critic.{k}": v for k, v in learner.critic.state_dict().items()})
     tensors.update({f"bc_actor.{k}": v for k, v in learner.bc_actor.state_dict().items()})
     meta = {
         "iteration": learner.iterations_done,
+        "init_sha256": init_sha256,
         "log_rows": [dataclasses.asdict(row) for row in learner.log],
         "config": dataclasses.asdict(config),
         "policy_config": dataclasses.asdict(learner.actor.policy_config),
@@ -288,8 +291,10 @@ def _save_state(path: Path, config: PPOConfig, learner: PPOLearner) -> None:
     save_checkpoint(path, tensors, meta, kind="ppo-train-state")
 
 
-def _load_state(path: Path, config: PPOConfig, learner: PPOLearner) -> None:
+def _load_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256: str | None) -> None:
     tensors, meta = load_checkpoint(path, kind="ppo-train-state")
+    if meta.get("init_sha256") != init_sha256:
+        raise CheckpointError(f"{path} continues PPO from another starting policy than {config.init} is now; use another --out or --no-resume")
     ignore = ("iterations", "resume", "out", "backend", "ray_address", "workers")  # where rollouts run does not change them
     if {k: v for k, v in meta["config"].items() if k not in ignore} != {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}:
         raise CheckpointError(f"{path} was written by a different PPO config; use another --out or --no-resume")
