@@ -32,6 +32,12 @@ def test_help_prints_for_the_program_and_every_command(capsys):
         (["train", "--lr", "nan"], "--lr"),
         (["train", "--optimizer", "lion"], "--optimizer"),
         (["sweep", "--lrs", "0.1,abc"], "--lrs"),
+        (["collect", "--max-peak-lr", "inf"], "--max-peak-lr"),
+        (["ppo", "--actor-lr", "inf"], "--actor-lr"),
+        (["collect", "--action-noise", "inf"], "--action-noise"),
+        (["train", "--batch-size", "1000000000"], "--batch-size"),
+        (["imitate", "--mlp-seeds", "0"], "--mlp-seeds"),
+        (["train", "--out", f"{__file__}/out"], "--out"),  # under a file: refused before any work
     ],
 )
 def test_bad_arguments_give_one_line_error_and_exit_2(argv, flag):

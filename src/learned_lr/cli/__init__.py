@@ -1,8 +1,9 @@
 """The ``learned-lr`` command line.
 
 Flags are generated from the config dataclasses (``learned_lr.settings`` and each layer's
-``config`` module: one home for every default and help text). We build on argparse rather than tyro because a bad argument must give
-a one-line error naming the flag and exit code 2; tyro prints a multi-line panel.
+``config`` module: one home for every default and help text) by ``cli.flags``. We build on
+argparse rather than tyro because a bad argument must give a one-line error naming the flag and
+exit code 2; tyro prints a multi-line panel.
 
     learned-lr train --task mnist-mlp --schedule cosine --steps 1000 --seed 0 --out runs/cosine
     learned-lr sweep --task mnist-mlp --schedule cosine --lrs 0.02,0.05,0.1,0.2
@@ -14,10 +15,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from learned_lr.cli.flags import OneLineParser, add_dataclass_flags, build_config, check_output_folders
 from learned_lr.settings import MissingExtraError, require_train_extra
 
 try:  # the command line is the research pipeline: without its extra, one line, not a traceback
@@ -42,56 +43,6 @@ from learned_lr.experiments.llm.config import AdaptLLMConfig, CompareLLMConfig, 
 from learned_lr.settings import ConfigError, ControlConfig, MissingExtraError
 from learned_lr.tasks.seeds import EVAL_SEED_START
 from learned_lr.training.config import EXPERT_NAMES, BCConfig, CollectConfig, PPOConfig
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but an error is one line on stderr (no usage block) and exit code 2."""
-
-    def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _flag_type(annotation: Any) -> Callable[[str], Any]:
-    text = str(annotation)
-    if "float" in text:
-        return float
-    if "int" in text:
-        return int
-    return str
-
-
-def _add_dataclass_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """One --flag per field; nested config dataclasses contribute their fields flat."""
-    hints = typing.get_type_hints(config_cls)
-    for f in dataclasses.fields(config_cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            _add_dataclass_flags(parser, hints[f.name])
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        # argparse %-formats help strings, so a literal % (as in "95% CI") must be doubled.
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")}
-        if hints[f.name] is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = _flag_type(hints[f.name])
-            kwargs["metavar"] = kwargs["type"].__name__.upper()
-            if "choices" in f.metadata:
-                kwargs["choices"] = f.metadata["choices"]
-                kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}"
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
-
-
-def _build_config(config_cls: type, values: dict[str, Any]):
-    """Instantiate ``config_cls`` (and its nested configs) from parsed flag values."""
-    hints = typing.get_type_hints(config_cls)
-    kwargs = {}
-    for f in dataclasses.fields(config_cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            kwargs[f.name] = _build_config(hints[f.name], values)
-        elif f.name in values:
-            kwargs[f.name] = values[f.name]
-    return config_cls(**kwargs)
-
 
 # ---- commands ---------------------------------------------------------------------------------
 
@@ -384,10 +335,10 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="learned-lr", description="A learned learning-rate scheduler for PyTorch.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    parser = OneLineParser(prog="learned-lr", description="A learned learning-rate scheduler for PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name, (config_cls, _, help_text) in COMMANDS.items():
-        _add_dataclass_flags(sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text), config_cls)
+        add_dataclass_flags(sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text), config_cls)
     return parser
 
 
@@ -397,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.pop("command")
     config_cls, run, _ = COMMANDS[command]
     try:
-        config = _build_config(config_cls, args)
+        config = build_config(config_cls, args)
+        check_output_folders(config)
     except ConfigError as exc:
         print(f"learned-lr {command}: error: {exc}", file=sys.stderr)
         return 2
@@ -414,7 +366,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"learned-lr {command}: error: {exc}", file=sys.stderr)
             return 1
         raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())
