@@ -211,6 +211,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self.observe(train_loss, val_loss)
         if self.last_epoch >= 0 and not self._loop.done:
             self._record_finished_step()
+        self._adopt_new_param_groups()
         if self._loop.needs_decision():
             window, mask, context = (torch.from_numpy(a)[None] for a in self._loop.observation())
             self._loop.decide(float(self._decide(window, mask, context)[0]))
@@ -218,7 +219,6 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self) -> list[float]:
         """The LR of every param group for the current step. Only reads: call it as often as you like."""
-        self._adopt_new_param_groups()
         factor = self._loop.lr_factor()
         return [base * factor for base in self.base_lrs]
 
