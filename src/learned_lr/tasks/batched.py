@@ -27,7 +27,8 @@ from torch import nn
 
 from learned_lr.settings import ConfigError
 from learned_lr.tasks.config import TaskConfig
-from learned_lr.tasks.data import MnistSplits, load_mnist, to_float
+from learned_lr.tasks.data import MnistSplits
+from learned_lr.tasks.datasets import load_task_data
 from learned_lr.tasks.models import build_model
 from learned_lr.tasks.run import DataStream
 
@@ -57,7 +58,7 @@ class BatchedMLPRuns:
             raise ValueError("give at least one seed")
         self.task = task
         self.seeds = list(seeds)
-        self.data = data if data is not None else load_mnist()
+        self.data = load_task_data(task.task, data)
         self.device = torch.device(task.torch_device)
         models = [build_model(task, seed) for seed in self.seeds]
         # Stacked so that x @ w1 + b1 matches nn.Linear's x @ weight.T + bias.
@@ -68,7 +69,7 @@ class BatchedMLPRuns:
         self.b2 = stack([m.fc2.bias.detach()[None] for m in models])
         self.params = [self.w1, self.b1, self.w2, self.b2]
         self._momentum_buffers = [torch.zeros_like(p) for p in self.params]
-        self.streams = [DataStream(self.data, task, seed, (-1, 784)) for seed in self.seeds]
+        self.streams = [DataStream(self.data, task, seed) for seed in self.seeds]
         # The batches are gathered on the CPU (the streams' seeded order) and moved in one copy;
         # on the CPU .to() is a no-op. Reports come back on the CPU.
         self._train_x = self.streams[0].train_x.to(self.device)
@@ -139,11 +140,11 @@ class BatchedMLPRuns:
     @torch.no_grad()
     def evaluate_test(self, batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-run (mean cross-entropy, accuracy) on the 10k test split, each (N,)."""
-        images, labels = self.data.test_images, self.data.test_labels
+        images, labels = self.data.test_x, self.data.test_y
         loss_sum = torch.zeros(self.num_runs, device=self.device)
         correct = torch.zeros(self.num_runs, device=self.device)
         for start in range(0, len(labels), batch_size):
-            x = to_float(images[start : start + batch_size]).to(self.device)
+            x = images[start : start + batch_size].to(self.device)
             y = labels[start : start + batch_size].to(self.device)
             logits = self.logits(x.expand(self.num_runs, *x.shape))
             n, b, classes = logits.shape
@@ -158,14 +159,14 @@ class SequentialRuns:
     For what stacked weights do not cover (ResNet-18, Adam): the runs step one after another.
     """
 
-    def __init__(self, task: TaskConfig, seeds: Sequence[int], data: MnistSplits | None = None):
+    def __init__(self, task: TaskConfig, seeds: Sequence[int], data: MnistSplits | None = None, total_steps: int = 1000):
         from learned_lr.tasks.run import TrainingRun
 
         if len(seeds) == 0:
             raise ValueError("give at least one seed")
         self.task = task
         self.seeds = list(seeds)
-        self.runs = [TrainingRun(task, seed, data) for seed in self.seeds]
+        self.runs = [TrainingRun(task, seed, data, total_steps) for seed in self.seeds]
         self.layer_names = tuple(self.runs[0].layer_names)
         self.steps_done = 0
 
@@ -195,8 +196,12 @@ class SequentialRuns:
         return torch.tensor([r[0] for r in results]), torch.tensor([r[1] for r in results])
 
 
-def make_run_group(task: TaskConfig, seeds: Sequence[int], data: MnistSplits | None = None) -> BatchedMLPRuns | SequentialRuns:
-    """Stacked-weight runs where they apply (MLP with SGD), sequential runs otherwise."""
+def make_run_group(task: TaskConfig, seeds: Sequence[int], data: MnistSplits | None = None,
+                   total_steps: int = 1000) -> BatchedMLPRuns | SequentialRuns:
+    """Stacked-weight runs where they apply (MNIST MLP with SGD), sequential runs otherwise.
+
+    ``total_steps`` is the runs' length, for optimizers that need it (Schedule-Free's warm-up).
+    """
     if task.task == "mnist-mlp" and task.optimizer == "sgd":
         return BatchedMLPRuns(task, seeds, data)
-    return SequentialRuns(task, seeds, data)
+    return SequentialRuns(task, seeds, data, total_steps)

@@ -5,23 +5,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from learned_lr.settings import arg, check_choice, require, resolve_device
+from learned_lr.settings import ConfigError, arg, check_choice, require, resolve_device
 
-TaskName = Literal["mnist-mlp", "mnist-resnet18"]
+TaskName = Literal["mnist-mlp", "mnist-resnet18", "mnist-cnn", "mnist1d", "char-lm", "digits", "diabetes"]
 
 
-OptimizerName = Literal["sgd", "adam", "adamw"]
+# The optimizers a schedule (or the policy) drives, and the "no LR tuning" ones that come in
+# with the anchors extra (tasks.optimizers says how each is built, from its package's README).
+OptimizerName = Literal["sgd", "adam", "adamw", "prodigy", "dadapt-adam", "dog", "mechanic-sgd", "mechanic-adamw",
+                        "sgd-schedulefree", "adamw-schedulefree"]
 
 
 TASK_NAMES: tuple[str, ...] = TaskName.__args__  # type: ignore[attr-defined]
 
 
+MNIST_TASKS = ("mnist-mlp", "mnist-resnet18", "mnist-cnn")
+
+
 OPTIMIZER_NAMES: tuple[str, ...] = OptimizerName.__args__  # type: ignore[attr-defined]
 
 
-# Default peak (base) LRs, keyed by (task, optimizer). The two SGD values were picked by
-# `learned-lr sweep` (commands and numbers in the README); the Adam/AdamW values are common
-# defaults not yet swept.
+SCHEDULED_OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+# The LR-free optimizers' own default LR (their "tuned" point: the LR argument scales the step
+# size they estimate). Schedule-Free is not LR-free: its LR is tuned like SGD's.
+LR_FREE_DEFAULT_LR: dict[str, float] = {"prodigy": 1.0, "dadapt-adam": 1.0, "dog": 1.0, "mechanic-sgd": 1.0, "mechanic-adamw": 1.0}
+
+
+# Default peak (base) LRs of the MNIST pipeline (demo, imitate, ppo), keyed by (task, optimizer).
+# The two SGD values were picked by `learned-lr sweep` (commands and numbers in the README); the
+# Adam/AdamW values are common defaults not yet swept. `learned-lr benchmark` does not use these:
+# it sweeps every family's LR itself and caches the result.
 TUNED_PEAK_LR: dict[tuple[str, str], float] = {
     ("mnist-mlp", "sgd"): 0.1,
     ("mnist-mlp", "adam"): 1e-3,
@@ -40,10 +55,15 @@ TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 55_000, 5_000, 10_000
 class TaskConfig:
     """A trainee: dataset, model and optimizer. Knows nothing of schedules or RL."""
 
-    task: str = arg("mnist-mlp", "trainee: mnist-mlp (784-H-10 MLP) or mnist-resnet18", choices=TASK_NAMES)
-    hidden: int = arg(256, "hidden units of the MLP")
-    width: int = arg(64, "ResNet-18 base width (64 is the real ResNet-18; 16 suits a CPU)")
-    optimizer: str = arg("sgd", "optimizer: sgd (momentum), adam or adamw", choices=OPTIMIZER_NAMES)
+    task: str = arg("mnist-mlp", "trainee: mnist-mlp (784-H-10 MLP), mnist-resnet18, mnist-cnn, mnist1d (1-D CNN), "
+                    "char-lm (byte Transformer on Shakespeare), digits or diabetes (sklearn sets, MLPs)", choices=TASK_NAMES)
+    hidden: int = arg(256, "hidden units of the MLPs (mnist-mlp, digits, diabetes)")
+    width: int = arg(64, "ResNet-18 base width (64 is the real ResNet-18; 16 suits a CPU), CNN/1-D CNN channels, char-lm model width")
+    lm_layers: int = arg(2, "char-lm Transformer blocks")
+    lm_context: int = arg(128, "char-lm context length in characters")
+    optimizer: str = arg("sgd", "optimizer: sgd (momentum), adam, adamw, or a no-tuning one from the anchors extra: "
+                         "prodigy, dadapt-adam, dog, mechanic-sgd, mechanic-adamw, sgd-schedulefree, adamw-schedulefree",
+                         choices=OPTIMIZER_NAMES)
     momentum: float = arg(0.9, "SGD momentum")
     weight_decay: float = arg(0.0, "weight decay")
     batch_size: int = arg(128, "training batch size")
@@ -57,10 +77,15 @@ class TaskConfig:
         check_choice(self.optimizer, OPTIMIZER_NAMES, "optimizer")
         require(self.hidden > 0, "hidden", f"must be > 0, got {self.hidden}")
         require(self.width > 0, "width", f"must be > 0, got {self.width}")
+        require(self.task != "char-lm" or self.width % 4 == 0, "width", f"char-lm needs a multiple of 4 (4 heads), got {self.width}")
+        require(self.lm_layers > 0, "lm_layers", f"must be > 0, got {self.lm_layers}")
+        require(0 < self.lm_context <= 4096, "lm_context", f"must be in 1..4096, got {self.lm_context}")
         require(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
         require(self.weight_decay >= 0.0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        require(0 < self.batch_size <= TRAIN_SIZE, "batch_size", f"must be in 1..{TRAIN_SIZE} (the training split), got {self.batch_size}")
-        require(0 < self.val_batch_size <= VAL_SIZE, "val_batch_size", f"must be in 1..{VAL_SIZE} (the validation split), got {self.val_batch_size}")
+        # The MNIST splits' sizes are known here; other families check theirs when their data loads.
+        train_size, val_size = (TRAIN_SIZE, VAL_SIZE) if self.task in MNIST_TASKS else (10**9, 10**9)
+        require(0 < self.batch_size <= train_size, "batch_size", f"must be in 1..{train_size} (the training split), got {self.batch_size}")
+        require(0 < self.val_batch_size <= val_size, "val_batch_size", f"must be in 1..{val_size} (the validation split), got {self.val_batch_size}")
 
     @property
     def torch_device(self) -> str:
@@ -69,5 +94,9 @@ class TaskConfig:
 
     @property
     def tuned_peak_lr(self) -> float:
-        """The peak LR `learned-lr sweep` found for this task and optimizer."""
+        """The peak LR `learned-lr sweep` found for this task and optimizer (the MNIST pipeline's defaults)."""
+        if self.optimizer in LR_FREE_DEFAULT_LR:
+            return LR_FREE_DEFAULT_LR[self.optimizer]
+        if (self.task, self.optimizer) not in TUNED_PEAK_LR:
+            raise ConfigError("lr", f"no default LR for {self.task} with {self.optimizer}: give one (learned-lr benchmark sweeps its own)")
         return TUNED_PEAK_LR[(self.task, self.optimizer)]

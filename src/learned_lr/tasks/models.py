@@ -1,4 +1,4 @@
-"""The trainee models: a 2-layer MLP and ResNet-18 for 1x28x28 MNIST.
+"""The trainee models: MLPs, ResNet-18 and a small CNN for MNIST, a 1-D CNN, a character Transformer.
 
 Example:
     >>> model = build_model(TaskConfig(task="mnist-resnet18", width=16))  # doctest: +SKIP
@@ -13,7 +13,7 @@ from learned_lr.tasks.config import TaskConfig
 
 
 class MLP(nn.Module):
-    """784-H-10 with one ReLU hidden layer (two Linear layers)."""
+    """in-H-out with one ReLU hidden layer (two Linear layers): 784-H-10 for MNIST."""
 
     def __init__(self, hidden: int = 256, in_features: int = 784, classes: int = 10):
         super().__init__()
@@ -72,12 +72,78 @@ class ResNet18(nn.Module):
         return self.fc(out)
 
 
+class SmallCNN(nn.Module):
+    """Two 3x3 conv layers (``width``, 2 x ``width`` channels, each ReLU + 2x2 max-pool) and a linear head, for 1x28x28."""
+
+    def __init__(self, width: int = 32, classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.fc = nn.Linear(2 * width * 7 * 7, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x.view(-1, 1, 28, 28))), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        return self.fc(x.flatten(1))
+
+
+class Conv1DNet(nn.Module):
+    """MNIST-1D's CNN: three 1-D convolutions of ``width`` channels (ReLU, stride 2 after the first) and a linear head."""
+
+    def __init__(self, width: int = 32, length: int = 40, classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, width, 5, stride=1, padding=2)
+        self.conv2 = nn.Conv1d(width, width, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv1d(width, width, 3, stride=2, padding=1)
+        self.fc = nn.Linear(width * ((length + 3) // 4), classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv1(x.unsqueeze(1)))
+        x = torch.relu(self.conv2(x))
+        x = torch.relu(self.conv3(x))
+        return self.fc(x.flatten(1))
+
+
+class CharTransformer(nn.Module):
+    """A causal pre-norm Transformer over bytes: ``layers`` blocks of width ``width`` (4 heads), context ``context``.
+
+    Returns next-byte logits (B, T, 256). Built from torch's ``TransformerEncoderLayer`` with a
+    causal mask; learned position embeddings; no dropout (runs are short and seeded).
+    """
+
+    def __init__(self, width: int = 128, layers: int = 2, context: int = 128, vocab: int = 256):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.position = nn.Embedding(context, width)
+        block = nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=4 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab)
+        self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(context), persistent=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        t = tokens.shape[1]
+        x = self.embed(tokens) + self.position.weight[:t]
+        x = self.blocks(x, mask=self.causal[:t, :t], is_causal=True)
+        return self.head(self.norm(x))
+
+
+# (in_features, outputs) of the MLP tasks.
+MLP_SHAPES = {"mnist-mlp": (784, 10), "digits": (64, 10), "diabetes": (10, 1)}
+
+
 def build_model(task: TaskConfig, seed: int) -> nn.Module:
     """The task's model with weights initialized from ``seed`` (the global RNG is left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if task.task == "mnist-mlp":
-            return MLP(task.hidden)
+        if task.task in MLP_SHAPES:
+            return MLP(task.hidden, *MLP_SHAPES[task.task])
         if task.task == "mnist-resnet18":
             return ResNet18(task.width)
+        if task.task == "mnist-cnn":
+            return SmallCNN(task.width)
+        if task.task == "mnist1d":
+            return Conv1DNet(task.width)
+        if task.task == "char-lm":
+            return CharTransformer(task.width, task.lm_layers, task.lm_context)
     raise ValueError(f"unknown task {task.task!r}")  # unreachable: TaskConfig validates the name

@@ -1,4 +1,4 @@
-"""One trainee training run, advanced one step at a time with a learning rate.
+"""One trainee training run of any task family, advanced one step at a time with a learning rate.
 
 Each ``step(lr)`` takes one optimizer step on a training batch and reports the training loss,
 the loss on a small rotating validation batch, and the gradient norm of every layer.
@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -21,9 +20,12 @@ import torch
 from torch import nn
 
 from learned_lr.layers import module_layers
+from learned_lr.settings import require
 from learned_lr.tasks.config import TaskConfig
-from learned_lr.tasks.data import MnistSplits, load_mnist, to_float
+from learned_lr.tasks.data import MnistSplits
+from learned_lr.tasks.datasets import TaskData, load_task_data
 from learned_lr.tasks.models import build_model
+from learned_lr.tasks.optimizers import BATCH_NORM_REFRESH_BATCHES, TraineeOptimizer
 
 
 @dataclass(frozen=True)
@@ -51,21 +53,6 @@ def layer_groups(model: nn.Module) -> tuple[list[nn.Parameter], torch.Tensor, li
     return params, torch.tensor(owner, dtype=torch.long), names
 
 
-def make_optimizer(task: TaskConfig, params, lr: float) -> torch.optim.Optimizer:
-    if task.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=task.momentum, weight_decay=task.weight_decay)
-    if task.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=task.weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=task.weight_decay)
-
-
-@functools.lru_cache(maxsize=2)
-def _float_splits(data: MnistSplits, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    # Normalized float copies of train and validation images, shared by every run in a process
-    # (MNIST is small enough, ~190 MB, to hold once).
-    return to_float(data.train_images, input_shape), to_float(data.val_images, input_shape)
-
-
 class DataStream:
     """A run's seeded order of training batches and its rotation over validation batches.
 
@@ -75,11 +62,15 @@ class DataStream:
     runs see exactly the batches the matching ``TrainingRun`` sees.
     """
 
-    def __init__(self, data: MnistSplits, task: TaskConfig, seed: int, input_shape: tuple[int, ...]):
+    def __init__(self, data: TaskData, task: TaskConfig, seed: int):
+        require(task.batch_size <= len(data.train_y), "batch_size",
+                f"must be at most {len(data.train_y)} (the {task.task} training split), got {task.batch_size}")
+        require(task.val_batch_size <= len(data.val_y), "val_batch_size",
+                f"must be at most {len(data.val_y)} (the {task.task} validation split), got {task.val_batch_size}")
         self.batch_size = task.batch_size
         self.val_batch_size = task.val_batch_size
-        self.train_x, self.val_x = _float_splits(data, input_shape)
-        self.train_y, self.val_y = data.train_labels, data.val_labels
+        self.train_x, self.val_x = data.train_x, data.val_x
+        self.train_y, self.val_y = data.train_y, data.val_y
         self._generator = torch.Generator().manual_seed(seed)
         self._order = torch.empty(0, dtype=torch.long)
         self._cursor = 0
@@ -108,23 +99,32 @@ class DataStream:
         return self.val_x[rows], self.val_y[rows]
 
 
+def task_loss(loss: str, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over the last dimension (classes, or the next byte at every position), or MSE."""
+    if loss == "mse":
+        return nn.functional.mse_loss(output.squeeze(-1), target, reduction=reduction)
+    return nn.functional.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1), reduction=reduction)
+
+
 class TrainingRun:
     """A seeded trainee run: model, optimizer, data order and validation rotation.
 
     Everything random (initialization, batch order, which validation batch is read) derives
     from ``seed``, so two runs with the same seed and the same LRs report identical numbers.
+    ``data`` may pass already loaded MNIST splits (other families load their own);
+    ``total_steps`` is the run's length where the optimizer needs it (Schedule-Free's warm-up).
     """
 
-    def __init__(self, task: TaskConfig, seed: int, data: MnistSplits | None = None):
+    def __init__(self, task: TaskConfig, seed: int, data: MnistSplits | None = None, total_steps: int = 1000):
         self.task = task
         self.seed = seed
-        self.data = data if data is not None else load_mnist()
+        self.data = load_task_data(task.task, data, task.lm_context)
         self.device = torch.device(task.torch_device)
         self.model = build_model(task, seed).to(self.device)
         self.params, self._layer_of_param, self.layer_names = layer_groups(self.model)
-        self.optimizer = make_optimizer(task, self.model.parameters(), lr=1.0)
-        self._input_shape = (-1, 784) if task.task == "mnist-mlp" else (-1, 1, 28, 28)
-        self.stream = DataStream(self.data, task, seed, self._input_shape)
+        self.trainee_optimizer = TraineeOptimizer(task, self.model, total_steps)
+        self.optimizer = self.trainee_optimizer.optimizer
+        self.stream = DataStream(self.data, task, seed)
         self.steps_done = 0
 
     @property
@@ -137,17 +137,17 @@ class TrainingRun:
             raise ValueError(f"lr must be a finite number >= 0, got {lr}")
         x, y = (t.to(self.device) for t in self.stream.next_train_batch())
         self.model.train()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.trainee_optimizer.set_lr(lr)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(self.model(x), y)
+        loss = task_loss(self.data.loss, self.model(x), y)
         loss.backward()
         grad_norms = self._layer_grad_norms()
         self.optimizer.step()
+        self.trainee_optimizer.after_step()
         val_x, val_y = (t.to(self.device) for t in self.stream.next_val_batch())
-        self.model.eval()
-        with torch.no_grad():
-            val_loss = nn.functional.cross_entropy(self.model(val_x), val_y)
+        with self.trainee_optimizer.evaluating() as model, torch.no_grad():
+            model.eval()
+            val_loss = task_loss(self.data.loss, model(val_x), val_y)
         report = StepReport(self.steps_done, lr, float(loss.detach()), float(val_loss), grad_norms)
         self.steps_done += 1
         return report
@@ -159,22 +159,31 @@ class TrainingRun:
         return squared.sqrt()
 
     def evaluate_test(self, batch_size: int = 1000) -> tuple[float, float]:
-        """(mean cross-entropy, accuracy) on the 10k test split."""
+        """(mean loss, accuracy) on the test split; accuracy is NaN for a regression task."""
         return self.evaluate("test", batch_size)
 
     @torch.no_grad()
     def evaluate(self, split: str = "test", batch_size: int = 1000) -> tuple[float, float]:
-        """(mean cross-entropy, accuracy) on the whole ``"test"`` or ``"val"`` split."""
+        """(mean loss, accuracy) on the whole ``"test"`` or ``"val"`` split (per character for char-lm)."""
         if split not in ("test", "val"):
             raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-        self.model.eval()
-        total_loss, correct = 0.0, 0
-        images = self.data.test_images if split == "test" else self.data.val_images
-        labels = self.data.test_labels if split == "test" else self.data.val_labels
-        for start in range(0, len(labels), batch_size):
-            x = to_float(images[start : start + batch_size], self._input_shape).to(self.device)
-            y = labels[start : start + batch_size].to(self.device)
-            logits = self.model(x)
-            total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-        return total_loss / len(labels), correct / len(labels)
+        inputs = self.data.test_x if split == "test" else self.data.val_x
+        targets = self.data.test_y if split == "test" else self.data.val_y
+        # Batch-norm refresh batches for Schedule-Free (read lazily, only when used), from their own
+        # seeded order so that evaluating leaves the run's training order untouched.
+        order = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(self.seed))
+        size = self.task.batch_size
+        refresh = (self.data.train_x[order[i * size : (i + 1) * size]].to(self.device)
+                   for i in range(min(BATCH_NORM_REFRESH_BATCHES, len(order) // size)))
+        total_loss, correct, count = 0.0, 0, 0
+        with self.trainee_optimizer.evaluating(refresh) as model:
+            model.eval()
+            for start in range(0, len(targets), batch_size):
+                x = inputs[start : start + batch_size].to(self.device)
+                y = targets[start : start + batch_size].to(self.device)
+                output = model(x)
+                total_loss += float(task_loss(self.data.loss, output, y, reduction="sum"))
+                count += y.numel()
+                if self.data.has_accuracy:
+                    correct += int((output.argmax(-1) == y).sum())
+        return total_loss / count, (correct / count if self.data.has_accuracy else math.nan)

@@ -1,0 +1,107 @@
+"""Every task family trains, under torch's optimizers and the anchors extra's LR-free ones."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from learned_lr.settings import ConfigError
+from learned_lr.tasks.config import OPTIMIZER_NAMES, TASK_NAMES, TaskConfig
+from learned_lr.tasks.datasets import load_task_data
+from learned_lr.tasks.run import TrainingRun
+
+# Each family at a size that steps in milliseconds.
+TINY = {
+    "mnist-mlp": dict(hidden=32, batch_size=32),
+    "mnist-cnn": dict(width=4, batch_size=32),
+    "mnist-resnet18": dict(width=2, batch_size=16, val_batch_size=16),
+    "mnist1d": dict(width=8, batch_size=32),
+    "char-lm": dict(width=16, lm_context=16, batch_size=8, val_batch_size=8),
+    "digits": dict(hidden=16, batch_size=32),
+    "diabetes": dict(hidden=16, batch_size=32, val_batch_size=32),
+}
+LR = {"sgd": 0.05, "adam": 1e-2, "adamw": 1e-2, "sgd-schedulefree": 0.5, "adamw-schedulefree": 1e-2}
+
+
+def test_every_family_has_a_tiny_config():
+    assert set(TINY) == set(TASK_NAMES)
+
+
+def test_family_data_shapes_and_losses(mnist):
+    expected = {"mnist-mlp": ((55_000, 784), "ce"), "mnist1d": ((3_500, 40), "ce"), "digits": ((1_257, 64), "ce"), "diabetes": ((309, 10), "mse")}
+    for task, (shape, loss) in expected.items():
+        data = load_task_data(task, mnist)
+        assert tuple(data.train_x.shape) == shape and data.loss == loss
+        assert len(data.val_y) > 0 and len(data.test_y) > 0
+    text = load_task_data("char-lm", context=32)
+    assert text.train_x.shape[1] == 32 and text.train_x.dtype == torch.long
+    # The target is the input shifted by one character.
+    assert torch.equal(text.train_x[0, 1:], text.train_y[0, :-1])
+    # Held-out text is not training text: no validation window occurs among the training windows.
+    train_rows = {tuple(row.tolist()) for row in text.train_x[:5000]}
+    assert not any(tuple(row.tolist()) in train_rows for row in text.val_x[:200])
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZER_NAMES)
+def test_every_family_trains_under_every_optimizer(optimizer, mnist):
+    """30 steps of each family: finite losses, moving weights, held-out numbers; and real learning on two MLP tasks."""
+    lr = LR.get(optimizer, 1.0)
+    for task, sizes in TINY.items():
+        run = TrainingRun(TaskConfig(task=task, optimizer=optimizer, **sizes), seed=0, data=mnist, total_steps=30)
+        before = [p.detach().clone() for p in run.model.parameters()]
+        losses = [run.step(lr).train_loss for _ in range(30)]
+        assert all(math.isfinite(x) for x in losses), (task, losses)
+        assert any(not torch.equal(a, p) for a, p in zip(before, run.model.parameters())), task
+        test_loss, accuracy = run.evaluate_test()
+        assert math.isfinite(test_loss)
+        assert math.isnan(accuracy) if task == "diabetes" else 0.0 <= accuracy <= 1.0
+    for task in ("mnist-mlp", "digits"):  # under a cosine schedule, as the benchmark runs most of them
+        run = TrainingRun(TaskConfig(task=task, optimizer=optimizer, **TINY[task]), seed=0, data=mnist, total_steps=400)
+        losses = [run.step(lr * 0.5 * (1 + math.cos(math.pi * t / 400))).train_loss for t in range(400)]
+        assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:5]), (task, optimizer, losses[:5], losses[-10:])
+
+
+def test_dog_is_evaluated_on_its_averaged_model(mnist):
+    run = TrainingRun(TaskConfig(optimizer="dog", hidden=32, batch_size=32), seed=0, data=mnist, total_steps=50)
+    for _ in range(50):
+        run.step(1.0)
+    averaged = run.trainee_optimizer.eval_model
+    assert averaged is not run.model
+    with torch.no_grad():
+        x, y = mnist_test(run)
+        expected = float(torch.nn.functional.cross_entropy(averaged(x), y))
+        current = float(torch.nn.functional.cross_entropy(run.model(x), y))
+    assert run.evaluate_test()[0] == pytest.approx(expected, rel=1e-5)
+    assert abs(current - expected) > 1e-4
+
+
+def test_schedule_free_evaluates_at_its_averaged_point_and_resumes_training(mnist):
+    run = TrainingRun(TaskConfig(optimizer="sgd-schedulefree", hidden=32, batch_size=32), seed=0, data=mnist, total_steps=50)
+    for _ in range(50):
+        run.step(0.5)
+    x, y = mnist_test(run)
+    with torch.no_grad():
+        at_y = float(torch.nn.functional.cross_entropy(run.model(x), y))  # the training point
+    evaluated = run.evaluate_test()[0]
+    with torch.no_grad():
+        again = float(torch.nn.functional.cross_entropy(run.model(x), y))
+    assert abs(evaluated - at_y) > 1e-4  # evaluation is at x, not at the training point y
+    assert again == pytest.approx(at_y, rel=1e-6)  # and training resumes at y
+
+
+def mnist_test(run: TrainingRun) -> tuple[torch.Tensor, torch.Tensor]:
+    return run.data.test_x, run.data.test_y
+
+
+def test_a_batch_larger_than_a_small_split_is_a_clear_error():
+    with pytest.raises(ConfigError, match="--val-batch-size: must be at most 66"):
+        TrainingRun(TaskConfig(task="diabetes", val_batch_size=128), seed=0)
+
+
+def test_no_default_lr_for_a_new_family_is_a_clear_error():
+    with pytest.raises(ConfigError, match="no default LR for char-lm"):
+        TaskConfig(task="char-lm").tuned_peak_lr
+    assert TaskConfig(task="char-lm", optimizer="prodigy").tuned_peak_lr == 1.0
