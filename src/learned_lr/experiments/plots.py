@@ -222,3 +222,41 @@ def plot_llm_comparison(results: Sequence[dict], path: str | Path, title: str = 
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     _save(fig, path)
+
+
+def plot_benchmark(result: dict, path: str | Path) -> None:
+    """Final held-out loss vs LR multiplier (log x), one panel per family, one line per contender.
+
+    Each contender keeps its colour in every panel; line style tells the kind (solid: learned
+    policy, dashed: LR-free optimizer, dotted: schedule, dash-dot: loss-driven baseline).
+    """
+    families = result["families"]
+    labels = list(result["summary"])
+    colors = plt.cm.tab20(np.linspace(0, 1, 20))
+    color_of = {label: colors[i % len(colors)] for i, label in enumerate(labels)}
+    style_of = {"policy": "-", "anchor": "--", "schedule": ":", "baseline": "-."}
+    columns = min(4, len(families))
+    rows = -(-len(families) // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.8 * rows), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[len(families):]:
+        ax.set_visible(False)
+    multipliers = result["multipliers"]
+    for ax, family in zip(axes, families):
+        fam = result["per_family"][family]
+        for label in labels:
+            row = fam["rows"][label]
+            means = [row["per_multiplier"][f"{m:g}"]["test_loss"]["mean"] for m in multipliers]
+            cis = [row["per_multiplier"][f"{m:g}"]["test_loss"]["ci"] for m in multipliers]
+            ax.errorbar(multipliers, means, yerr=np.nan_to_num(cis), fmt=style_of.get(row["kind"], "-"), marker="o", ms=3,
+                        capsize=2, lw=2.0 if row["kind"] == "policy" else 1.2, color=color_of[label], label=label)
+        ax.axhline(fam["best_tuned_expert_loss"], color="0.6", lw=0.8, zorder=0)
+        ax.set(xscale="log", yscale="log", xlabel="LR multiplier (x tuned / default)", ylabel="final held-out loss",
+               title=f"{family} ({result['setups'][family]['task']['optimizer']})")
+        ax.set_xticks(multipliers, [f"{m:g}" for m in multipliers])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(8, len(names)), fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 8)))
+    fig.suptitle(f"learned-lr benchmark, suite {result['suite']}: loss vs LR multiplier (grey: best tuned expert at x1)")
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    _save(fig, path)

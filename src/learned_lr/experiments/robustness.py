@@ -5,8 +5,8 @@ seeds x base LRs per scheduler). Fixed schedules run exactly as torch computes t
 loss-driven baselines (``baselines``) and the policies act through rollouts. Each scheduler's
 runs are saved under ``work/`` as they finish, so a rerun skips what is done.
 
-A diverged run (``loop.is_diverged``) is scored as an untrained classifier would be:
-test loss ln(10), accuracy 10%; the divergences are also counted in the table. Dropping them
+A diverged run (``loop.is_diverged``) is scored as an untrained model would be (for MNIST:
+test loss ln(10), accuracy 10%; ``TaskData.chance_loss``); the divergences are also counted in the table. Dropping them
 instead would make a scheduler that blows up look better than one that merely trains badly.
 
 Example:
@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from learned_lr.experiments.stats import format_stat, mean_ci
+from learned_lr.experiments.suites import ANCHOR_SCHEDULES
 from learned_lr.files import file_sha256, saved_or_computed, slug
 from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks import MnistSplits
@@ -34,18 +35,25 @@ from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.seeds import EVAL_SEED_START
 from learned_lr.training.config import EXPERT_NAMES
 
-CHANCE_LOSS = math.log(10.0)
+CHANCE_LOSS = math.log(10.0)  # MNIST's (10 classes)
 CHANCE_ACCURACY = 0.1
 CURVE_POINTS = 200  # LR and train-loss curves are stored downsampled to this many points
+# A run's final validation loss: the mean of its rotating validation-batch losses over this last
+# fraction of its steps (what LR tuning reads; the test split is left for reporting).
+FINAL_VAL_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
 class Contender:
-    """A scheduler in the comparison: kind is 'schedule', 'baseline' or 'policy'."""
+    """A scheduler in the comparison: kind is 'schedule', 'baseline', 'policy' or 'anchor'.
+
+    An 'anchor' is an LR-free (or schedule-free) optimizer: ``name`` is the optimizer
+    (``tasks.optimizers``), which replaces the task's, run under ``ANCHOR_SCHEDULES[name]``.
+    """
 
     label: str
     kind: str
-    name: str  # schedule or baseline name, or the policy checkpoint path
+    name: str  # schedule, baseline or optimizer name, or the policy checkpoint path
 
     @property
     def slug(self) -> str:
@@ -64,16 +72,20 @@ def run_scheduler(contender: Contender, task: TaskConfig, steps: int, lrs: Seque
     from learned_lr.experiments.baselines import baseline_control, make_baseline
     from learned_lr.policy import load_policy
     from learned_lr.tasks.batched import make_run_group
+    from learned_lr.tasks.datasets import load_task_data
     from learned_lr.training.experts import expert_schedule
     from learned_lr.training.rollout import PolicyController, rollout, rollout_exact_schedule
 
+    if contender.kind == "anchor":
+        task = dataclasses.replace(task, optimizer=contender.name)
     seed_list = [first_seed + i for i in range(seeds)]
     runs = [(float(lr), seed) for lr in lrs for seed in seed_list]
-    group = make_run_group(task, [seed for _, seed in runs], data)
+    group = make_run_group(task, [seed for _, seed in runs], data, total_steps=steps)
     base_lrs = [lr for lr, _ in runs]
     desc = f"{contender.label} x {len(lrs)} base LRs"
-    if contender.kind == "schedule":
-        episodes = rollout_exact_schedule(group, expert_schedule(contender.name), steps, base_lrs, ControlConfig(), progress=progress)
+    if contender.kind in ("schedule", "anchor"):
+        schedule = expert_schedule(contender.name if contender.kind == "schedule" else ANCHOR_SCHEDULES[contender.name])
+        episodes = rollout_exact_schedule(group, schedule, steps, base_lrs, ControlConfig(), progress=progress)
     elif contender.kind == "baseline":
         control = baseline_control(ControlConfig())
         episodes = rollout(group, make_baseline(contender.name, control), steps, base_lrs, control, RewardConfig(), progress=progress, desc=desc)
@@ -82,10 +94,13 @@ def run_scheduler(contender: Contender, task: TaskConfig, steps: int, lrs: Seque
         episodes = rollout(group, PolicyController(policy.actor), steps, base_lrs, policy.control_config, RewardConfig(), progress=progress, desc=desc)
     else:
         raise ValueError(f"unknown contender kind {contender.kind!r}")
+    task_data = load_task_data(task.task, data, task.lm_context)
+    tail = max(1, int(FINAL_VAL_FRACTION * steps))
     per_run = [{
         "base_lr": e.base_lr, "seed": e.seed, "diverged": bool(e.diverged),
-        "test_loss": CHANCE_LOSS if e.diverged else e.test_loss,
-        "test_accuracy": CHANCE_ACCURACY if e.diverged else e.test_accuracy,
+        "test_loss": task_data.chance_loss if e.diverged else e.test_loss,
+        "test_accuracy": task_data.chance_accuracy if e.diverged else e.test_accuracy,
+        "final_val_loss": None if e.diverged else float(np.mean(e.history.val_loss[steps - tail : steps])),
     } for e in episodes]
     curves = {}
     for lr in lrs:
@@ -99,12 +114,13 @@ def run_scheduler(contender: Contender, task: TaskConfig, steps: int, lrs: Seque
             warnings.simplefilter("ignore", RuntimeWarning)
             curves[f"{float(lr):g}"] = {"lr": _downsample(np.nanmean(lr_curves, 0)), "train_loss": _downsample(np.nanmean(loss_curves, 0))}
     return {"label": contender.label, "kind": contender.kind, "name": contender.name, "task": task.task, "steps": steps,
+            "chance_loss": task_data.chance_loss,
             "lrs": [float(lr) for lr in lrs], "seeds": seeds, "first_seed": first_seed, "runs": per_run, "curves": curves}
 
 
 def run_or_load(contender: Contender, task: TaskConfig, steps: int, lrs: Sequence[float], seeds: int, work: Path,
-                data: MnistSplits | None = None, progress: bool = True, first_seed: int = EVAL_SEED_START) -> dict:
-    """``run_scheduler``, saved to ``work/<label>.json``; a saved result with the same setting is reused.
+                data: MnistSplits | None = None, progress: bool = True, first_seed: int = EVAL_SEED_START, name: str = "") -> dict:
+    """``run_scheduler``, saved to ``work/<name or label>.json``; a saved result with the same setting is reused.
 
     For a policy the setting includes the checkpoint's SHA-256, so a policy retrained in place
     (e.g. PPO resumed for more iterations) is run again, not read from a stale result.
@@ -112,7 +128,7 @@ def run_or_load(contender: Contender, task: TaskConfig, steps: int, lrs: Sequenc
     setting = {"label": contender.label, "kind": contender.kind, "name": contender.name, "task": dataclasses.asdict(task), "steps": steps,
                "lrs": [float(lr) for lr in lrs], "seeds": seeds, "first_seed": first_seed,
                "policy_sha256": file_sha256(contender.name) if contender.kind == "policy" else None}
-    result = saved_or_computed(work / f"{contender.slug}.json", setting,
+    result = saved_or_computed(work / f"{name or contender.slug}.json", setting,
                                lambda: run_scheduler(contender, task, steps, lrs, seeds, data, progress, first_seed))
     return {**result, "policy_sha256": setting["policy_sha256"]}
 

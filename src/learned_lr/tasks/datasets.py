@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +59,20 @@ class TaskData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     loss: str  # "ce" or "mse"
+    classes: int = 10  # classes (or byte values) of a "ce" task
 
     @property
     def has_accuracy(self) -> bool:
         return self.loss == "ce"
+
+    @property
+    def chance_loss(self) -> float:
+        """The loss of a predictor that learned nothing: uniform over the classes, or the (standardized) target's mean."""
+        return math.log(self.classes) if self.loss == "ce" else 1.0
+
+    @property
+    def chance_accuracy(self) -> float:
+        return 1.0 / self.classes if self.loss == "ce" else math.nan
 
 
 def family_of(task: str) -> str:
@@ -133,7 +144,7 @@ def _char_data(context: int) -> TaskData:
         stacked = torch.from_numpy(np.concatenate(rows).astype(np.int64))
         return stacked[:, :-1].contiguous(), stacked[:, 1:].contiguous()
 
-    return TaskData(*windows(train), *windows(val), *windows(test), "ce")
+    return TaskData(*windows(train), *windows(val), *windows(test), "ce", classes=256)
 
 
 @functools.lru_cache(maxsize=2)

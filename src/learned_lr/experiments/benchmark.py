@@ -1,0 +1,223 @@
+"""The ruler: every contender on every task family, each at base LR = tuned LR x a multiplier.
+
+For each family of a suite (``experiments.suites``):
+
+1. **Tuned LR.** ``tuned_lr`` sweeps the family's optimizer (cosine schedule) and each
+   Schedule-Free variant (constant, its own warm-up) over a grid on validation seeds (90,000 on)
+   and picks the LR with the lowest final validation loss (never the test split); a best LR
+   at the grid's edge extends the grid. Results are cached in ``work/sweep``.
+2. **Cells.** Every contender x multiplier runs on the same held-out seeds (100,000 on; same
+   initialization and data order for every contender). Experts, ``constant``, the loss-driven
+   baselines and the learned policies drive the family's optimizer from base LR = tuned x m;
+   an LR-free optimizer replaces it with its own LR argument = its default (1) x m, and
+   Schedule-Free uses its own tuned LR x m. Each cell is saved in ``work/cells`` as it finishes
+   and reused only for exactly the same setting (``robustness.run_or_load``).
+3. **Scores.** Per family x contender: final held-out loss (and accuracy) with 95% CIs per
+   multiplier; the worst case over the multipliers; the gap at x1 to the family's best tuned
+   expert (the best of linear warm-up, cosine and polynomial at x1); the LR sensitivity (mean
+   relative excess over that best across the multipliers). Across families, per contender:
+   the mean and the worst of loss / best tuned expert - 1.
+
+Diverged runs score the untrained model's loss (``TaskData.chance_loss``) and are counted; so
+does a run that ends worse than that (a blown-up loss the divergence check did not stop), since
+its raw loss (up to 1e5 at x10 on ResNet-18) would swamp every mean.
+
+Example:
+    >>> result = run_benchmark(SUITES["smoke"], ["digits"], contenders(["cosine", "prodigy"]), Path("runs/b"))  # doctest: +SKIP
+    >>> print(markdown_report(result))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from learned_lr.experiments.robustness import Contender, run_or_load
+from learned_lr.experiments.stats import format_stat, mean_ci
+from learned_lr.experiments.suites import (
+    ANCHOR_CONTENDERS,
+    BASELINE_CONTENDERS,
+    CONTENDER_NAMES,
+    SCHEDULE_CONTENDERS,
+    SWEEP_EXTENSIONS,
+    Suite,
+)
+from learned_lr.tasks.config import LR_FREE_DEFAULT_LR
+from learned_lr.tasks.seeds import EVAL_SEED_START, VALIDATION_SEED_START
+from learned_lr.training.config import EXPERT_NAMES
+
+SCHEDULE_FREE = ("sgd-schedulefree", "adamw-schedulefree")
+
+
+def contenders(names: Sequence[str], policies: Sequence[tuple[str, str]] = ()) -> list[Contender]:
+    """Contenders by name (``CONTENDER_NAMES``; ``bundled`` is the packaged policy) plus LABEL=PATH policies."""
+    from learned_lr.scheduler import BUNDLED_POLICY
+
+    out = []
+    for name in names:
+        if name in SCHEDULE_CONTENDERS:
+            out.append(Contender(name, "schedule", name))
+        elif name in BASELINE_CONTENDERS:
+            out.append(Contender(name, "baseline", name))
+        elif name in ANCHOR_CONTENDERS:
+            out.append(Contender(name, "anchor", name))
+        elif name == "bundled":
+            out.append(Contender("bundled", "policy", str(BUNDLED_POLICY)))
+        else:
+            raise ValueError(f"unknown contender {name!r}; choose from {', '.join(CONTENDER_NAMES)}")
+    out += [Contender(label, "policy", path) for label, path in policies]
+    return out
+
+
+def tuned_lr(suite: Suite, family: str, optimizer: str, work: Path, progress: bool = True) -> dict:
+    """The LR with the lowest mean final validation loss over the suite's sweep grid (extended at an edge)."""
+    setup = suite.families[family]
+    task = dataclasses.replace(setup.task, optimizer=optimizer)
+    schedule = "constant" if optimizer in SCHEDULE_FREE else "cosine"
+    contender = Contender(schedule, "schedule", schedule)
+    grid = list(suite.sweep_grid(optimizer))
+    scores: dict[float, float] = {}
+
+    def score(lr: float) -> float:
+        result = run_or_load(contender, task, setup.steps, [lr], suite.sweep_seeds, work / "sweep" / family, progress=False,
+                             first_seed=VALIDATION_SEED_START, name=f"{optimizer}-{schedule}-lr{lr:g}")
+        values = [r["final_val_loss"] for r in result["runs"]]
+        return math.inf if any(v is None or not math.isfinite(v) for v in values) else float(np.mean(values))
+
+    for lr in tqdm(grid, desc=f"tune {family} {optimizer}", disable=not progress, leave=False):
+        scores[lr] = score(lr)
+    for _ in range(SWEEP_EXTENSIONS):
+        best = min(scores, key=scores.get)
+        if best not in (min(scores), max(scores)) or len(scores) == 1:
+            break
+        lr = _grid_neighbor(best, up=best == max(scores))
+        scores[lr] = score(lr)
+    best = min(scores, key=scores.get)
+    return {"family": family, "optimizer": optimizer, "schedule": schedule, "lr": best,
+            "grid": {f"{lr:g}": scores[lr] for lr in sorted(scores)}, "seeds": suite.sweep_seeds, "steps": setup.steps}
+
+
+def _grid_neighbor(lr: float, up: bool) -> float:
+    """The next point of the 1-3-10 grid the sweeps use: 0.3 -> 1 (up) or 0.1 (down)."""
+    exponent = math.floor(math.log10(lr) + 1e-9)
+    mantissa = lr / 10**exponent
+    if up:
+        return float(f"{(3 if mantissa < 2 else 10) * 10**exponent:.3g}")
+    return float(f"{(0.3 if mantissa < 2 else 1) * 10**exponent:.3g}")
+
+
+def base_lr(contender: Contender, multiplier: float, tuned: dict[str, float], family_optimizer: str) -> float:
+    """The LR a contender is given at ``multiplier`` (see the module doc)."""
+    if contender.kind == "anchor":
+        reference = tuned[contender.name] if contender.name in SCHEDULE_FREE else LR_FREE_DEFAULT_LR[contender.name]
+    else:
+        reference = tuned[family_optimizer]
+    return reference * multiplier
+
+
+def run_benchmark(suite: Suite, families: Sequence[str], entrants: Sequence[Contender], work: Path,
+                  multipliers: Sequence[float] | None = None, seeds: int | None = None, progress: bool = True) -> dict:
+    """Tune, then run every cell (resumable); per-family rows and the cross-family summary."""
+    multipliers = list(multipliers or suite.multipliers)
+    seeds = seeds or suite.seeds
+    tuning, per_family = {}, {}
+    for family in families:
+        setup = suite.families[family]
+        needed = {setup.task.optimizer} | {c.name for c in entrants if c.kind == "anchor" and c.name in SCHEDULE_FREE}
+        tuning[family] = {opt: tuned_lr(suite, family, opt, work, progress) for opt in sorted(needed)}
+    cells = [(family, c, m) for family in families for c in entrants for m in multipliers]
+    bar = tqdm(cells, desc=f"benchmark ({suite.name})", disable=not progress)
+    results: dict[str, dict[str, dict[str, dict]]] = {}
+    for family, contender, m in bar:
+        bar.set_postfix_str(f"{family} {contender.label} x{m:g}")
+        setup = suite.families[family]
+        tuned = {opt: t["lr"] for opt, t in tuning[family].items()}
+        lr = base_lr(contender, m, tuned, setup.task.optimizer)
+        result = run_or_load(contender, setup.task, setup.steps, [lr], seeds, work / "cells" / family, progress=False,
+                             first_seed=EVAL_SEED_START, name=f"{contender.slug}-x{m:g}")
+        runs = [_scored(r, result["chance_loss"]) for r in result["runs"]]
+        results.setdefault(family, {}).setdefault(contender.label, {})[f"{m:g}"] = {"base_lr": lr, "runs": runs}
+    for family in families:
+        per_family[family] = _family_rows(results[family], entrants, multipliers)
+    setups = {f: {"task": dataclasses.asdict(suite.families[f].task), "steps": suite.families[f].steps} for f in families}
+    return {"suite": suite.name, "families": list(families), "multipliers": multipliers, "seeds": seeds, "setups": setups,
+            "tuning": tuning, "per_family": per_family, "summary": _summary(per_family, entrants)}
+
+
+def _scored(run: dict, chance_loss: float) -> dict:
+    loss = run["test_loss"]
+    if loss is not None and math.isfinite(loss) and loss <= chance_loss:
+        return run
+    return {**run, "test_loss": chance_loss, "diverged": True}
+
+
+def _family_rows(cells: dict[str, dict[str, dict]], entrants: Sequence[Contender], multipliers: Sequence[float]) -> dict:
+    rows = {}
+    for c in entrants:
+        per_m = {}
+        for m in multipliers:
+            cell = cells[c.label][f"{m:g}"]
+            runs = cell["runs"]
+            per_m[f"{m:g}"] = {"base_lr": cell["base_lr"], "test_loss": mean_ci([r["test_loss"] for r in runs]),
+                               "test_accuracy": mean_ci([r["test_accuracy"] for r in runs]),
+                               "diverged": sum(bool(r["diverged"]) for r in runs), "runs": len(runs)}
+        rows[c.label] = {"kind": c.kind, "per_multiplier": per_m}
+    experts_at_1 = [rows[name]["per_multiplier"]["1"]["test_loss"]["mean"] for name in EXPERT_NAMES if name in rows and "1" in rows[name]["per_multiplier"]]
+    best = min(experts_at_1) if experts_at_1 else math.nan
+    for row in rows.values():
+        losses = {m: v["test_loss"]["mean"] for m, v in row["per_multiplier"].items()}
+        excess = {m: loss / best - 1.0 for m, loss in losses.items()}
+        row["worst_loss"] = max(losses.values())
+        row["gap_at_1"] = excess.get("1", math.nan)
+        row["sensitivity"] = float(np.mean(list(excess.values())))
+        row["worst_excess"] = max(excess.values())
+    return {"best_tuned_expert_loss": best, "rows": rows}
+
+
+def _summary(per_family: dict, entrants: Sequence[Contender]) -> dict:
+    out = {}
+    for c in entrants:
+        sens = [per_family[f]["rows"][c.label]["sensitivity"] for f in per_family]
+        worst = [per_family[f]["rows"][c.label]["worst_excess"] for f in per_family]
+        gaps = [per_family[f]["rows"][c.label]["gap_at_1"] for f in per_family]
+        out[c.label] = {"kind": c.kind, "mean_excess": float(np.mean(sens)), "worst_excess": float(np.max(worst)),
+                        "mean_gap_at_1": float(np.mean(gaps))}
+    return out
+
+
+def _pct(x: float) -> str:
+    return "-" if not math.isfinite(x) else f"{100 * x:+.1f}%"
+
+
+def markdown_report(result: dict) -> str:
+    """The cross-family summary, then one table per family (loss per multiplier with 95% CIs), as markdown."""
+    ms = [f"{m:g}" for m in result["multipliers"]]
+    lines = [f"Suite `{result['suite']}`: {result['seeds']} held-out seeds per cell, base LR = tuned LR x multiplier "
+             f"({', '.join(ms)}). Excess = final held-out loss / the family's best tuned expert at x1 - 1.", "",
+             "### Across families", "", "| contender | mean excess over multipliers and families | worst excess | mean gap at x1 |",
+             "|---|---|---|---|"]
+    ranked = sorted(result["summary"].items(), key=lambda kv: kv[1]["mean_excess"])
+    for label, s in ranked:
+        lines.append(f"| {label} | {_pct(s['mean_excess'])} | {_pct(s['worst_excess'])} | {_pct(s['mean_gap_at_1'])} |")
+    for family in result["families"]:
+        fam = result["per_family"][family]
+        setup = result["setups"][family]
+        tuning = ", ".join(f"{opt} {t['lr']:g}" for opt, t in result["tuning"][family].items())
+        lines += ["", f"### {family}", "", f"{setup['task']['optimizer']}, {setup['steps']} steps; tuned LR (sweep on validation seeds): "
+                  f"{tuning}; best tuned expert at x1: {fam['best_tuned_expert_loss']:.4f}. Final held-out loss (mean ± 95% CI half-width); "
+                  "`d`: diverged runs.", "",
+                  "| contender | " + " | ".join(f"x{m}" for m in ms) + " | worst | gap at x1 | sensitivity |",
+                  "|---|" + "---|" * (len(ms) + 3)]
+        for label, row in sorted(fam["rows"].items(), key=lambda kv: kv[1]["sensitivity"]):
+            cells = []
+            for m in ms:
+                cell = row["per_multiplier"][m]
+                cells.append(format_stat(cell["test_loss"], digits=3) + (f" ({cell['diverged']}d)" if cell["diverged"] else ""))
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {row['worst_loss']:.3f} | {_pct(row['gap_at_1'])} | {_pct(row['sensitivity'])} |")
+    return "\n".join(lines) + "\n"
+

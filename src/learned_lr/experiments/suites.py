@@ -1,0 +1,102 @@
+"""The benchmark's suites: each task family's trainee, run length and LR grid, per budget.
+
+``smoke`` runs every family x every contender for a few steps (the CI test); ``small`` fits in
+about an hour on 2 CPU cores (small models, short runs, 3 seeds); ``full`` is the real thing
+(the families at their usual sizes, 5 seeds; ResNet-18 at width 64 wants a GPU).
+
+Each family trains with one optimizer of the suite (SGD with momentum, Adam or AdamW, so the
+suite covers all three); its tuned LR is not written here: ``benchmark.tuned_lr`` sweeps
+``SWEEP_GRIDS[optimizer]`` on validation seeds and caches the result.
+
+Example:
+    >>> suite = SUITES["small"]
+    >>> suite.families["char-lm"].task.optimizer, suite.multipliers
+    ('adamw', (0.1, 0.3, 1.0, 3.0, 10.0))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from learned_lr.tasks.config import TaskConfig
+
+# The schedule each LR-free optimizer runs under, as its package's README recommends (tasks.optimizers).
+ANCHOR_SCHEDULES = {"prodigy": "cosine", "dadapt-adam": "cosine", "dog": "constant", "mechanic-sgd": "cosine",
+                    "mechanic-adamw": "cosine", "sgd-schedulefree": "constant", "adamw-schedulefree": "constant"}
+SCHEDULE_CONTENDERS = ("linear-warmup", "cosine", "polynomial", "constant")
+BASELINE_CONTENDERS = ("plateau", "greedy")
+ANCHOR_CONTENDERS = tuple(ANCHOR_SCHEDULES)
+# Every contender by name; "bundled" is the policy LearnedLR ships. Learned checkpoints come as LABEL=PATH.
+CONTENDER_NAMES = SCHEDULE_CONTENDERS + BASELINE_CONTENDERS + ANCHOR_CONTENDERS + ("bundled",)
+FAMILY_NAMES = ("mnist-mlp", "mnist-cnn", "mnist-resnet18", "mnist1d", "char-lm", "digits", "diabetes")
+DEFAULT_MULTIPLIERS = (0.1, 0.3, 1.0, 3.0, 10.0)
+STRESS_MULTIPLIERS = (0.03, 30.0)
+
+# The LRs the tuning sweep tries first, per optimizer; a best LR at either end extends the grid
+# by one more point (x or / sqrt(10)), up to ``SWEEP_EXTENSIONS`` times.
+SWEEP_GRIDS: dict[str, tuple[float, ...]] = {
+    "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
+    "adam": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "adamw": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "sgd-schedulefree": (0.03, 0.1, 0.3, 1.0, 3.0),
+    "adamw-schedulefree": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+}
+SWEEP_EXTENSIONS = 2
+
+
+@dataclass(frozen=True)
+class FamilySetup:
+    """One family in a suite: its trainee (model size, batch, optimizer) and run length."""
+
+    task: TaskConfig
+    steps: int
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    families: dict[str, FamilySetup]
+    seeds: int
+    sweep_seeds: int
+    multipliers: tuple[float, ...] = DEFAULT_MULTIPLIERS
+    sweep_grid_points: int = 5  # how many of each SWEEP_GRIDS entry (the middle ones) the suite tries
+
+    def sweep_grid(self, optimizer: str) -> tuple[float, ...]:
+        grid = SWEEP_GRIDS[optimizer]
+        start = (len(grid) - self.sweep_grid_points) // 2
+        return grid[start : start + self.sweep_grid_points]
+
+
+def _family(task: str, steps: int, optimizer: str, **sizes) -> FamilySetup:
+    return FamilySetup(TaskConfig(task=task, optimizer=optimizer, **sizes), steps)
+
+
+SUITES: dict[str, Suite] = {
+    "smoke": Suite("smoke", {
+        "mnist-mlp": _family("mnist-mlp", 6, "sgd", hidden=16, batch_size=16, val_batch_size=16),
+        "mnist-cnn": _family("mnist-cnn", 6, "sgd", width=2, batch_size=8, val_batch_size=8),
+        "mnist-resnet18": _family("mnist-resnet18", 6, "sgd", width=2, batch_size=8, val_batch_size=8),
+        "mnist1d": _family("mnist1d", 6, "adamw", width=4, batch_size=16, val_batch_size=16),
+        "char-lm": _family("char-lm", 6, "adamw", width=8, lm_layers=1, lm_context=8, batch_size=4, val_batch_size=4),
+        "digits": _family("digits", 6, "sgd", hidden=8, batch_size=16, val_batch_size=16),
+        "diabetes": _family("diabetes", 6, "adam", hidden=8, batch_size=16, val_batch_size=16),
+    }, seeds=1, sweep_seeds=1, multipliers=(1.0, 10.0), sweep_grid_points=2),
+    "small": Suite("small", {
+        "mnist-mlp": _family("mnist-mlp", 500, "sgd", hidden=128, batch_size=64, val_batch_size=64),
+        "mnist-cnn": _family("mnist-cnn", 200, "sgd", width=4, batch_size=32, val_batch_size=32),
+        "mnist-resnet18": _family("mnist-resnet18", 100, "sgd", width=4, batch_size=32, val_batch_size=32),
+        "mnist1d": _family("mnist1d", 300, "adamw", width=32, batch_size=64, val_batch_size=64),
+        "char-lm": _family("char-lm", 200, "adamw", width=32, lm_context=32, batch_size=16, val_batch_size=16),
+        "digits": _family("digits", 500, "sgd", hidden=64, batch_size=32, val_batch_size=32),
+        "diabetes": _family("diabetes", 500, "adam", hidden=64, batch_size=32, val_batch_size=32),
+    }, seeds=3, sweep_seeds=2, sweep_grid_points=3),
+    "full": Suite("full", {
+        "mnist-mlp": _family("mnist-mlp", 2000, "sgd"),
+        "mnist-cnn": _family("mnist-cnn", 2000, "sgd", width=32),
+        "mnist-resnet18": _family("mnist-resnet18", 2000, "sgd", width=64, device="auto"),
+        "mnist1d": _family("mnist1d", 3000, "adamw", width=64, batch_size=100, val_batch_size=100),
+        "char-lm": _family("char-lm", 3000, "adamw", width=128, lm_context=128, batch_size=32, val_batch_size=32),
+        "digits": _family("digits", 2000, "sgd", hidden=256, batch_size=64, val_batch_size=64),
+        "diabetes": _family("diabetes", 2000, "adam", hidden=256, batch_size=32, val_batch_size=32),
+    }, seeds=5, sweep_seeds=3),
+}

@@ -1,0 +1,105 @@
+"""`learned-lr benchmark`: the smoke suite runs every family x every contender; cells resume; bad input fails clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from learned_lr.cli import main
+from learned_lr.experiments import robustness
+from learned_lr.experiments.benchmark import _grid_neighbor, base_lr, contenders, markdown_report, run_benchmark, tuned_lr
+from learned_lr.experiments.suites import CONTENDER_NAMES, FAMILY_NAMES, SUITES
+
+
+def test_smoke_suite_runs_every_family_and_contender(tmp_path, capsys):
+    """The CI run of the whole ruler: every family x contender x multiplier, a table, the JSON and the figure."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    assert main(["benchmark", "--suite", "smoke", "--work", str(work), "--out", str(out)]) == 0
+    result = json.loads((out / "benchmark.json").read_text())
+    assert result["families"] == list(FAMILY_NAMES)
+    assert set(result["summary"]) == set(CONTENDER_NAMES)
+    for family in FAMILY_NAMES:
+        rows = result["per_family"][family]["rows"]
+        assert set(rows) == set(CONTENDER_NAMES)
+        for row in rows.values():
+            for m in ("1", "10"):
+                cell = row["per_multiplier"][m]
+                assert cell["runs"] == 1 and cell["test_loss"]["mean"] is not None and cell["test_loss"]["mean"] > 0
+        # The best tuned expert's gap at x1 is zero by definition; every tuned LR comes from the sweep grid.
+        assert min(rows[name]["gap_at_1"] for name in ("linear-warmup", "cosine", "polynomial")) == pytest.approx(0.0, abs=1e-12)
+        for tuning in result["tuning"][family].values():
+            assert str(tuning["lr"]) in {str(float(k)) for k in tuning["grid"]} or f"{tuning['lr']:g}" in tuning["grid"]
+    assert (out / "benchmark.png").stat().st_size > 10_000
+    report = (out / "benchmark.md").read_text()
+    assert "### char-lm" in report and "| prodigy |" in report
+    # The LR-free optimizers get their default LR (1) x the multiplier; the schedules get the sweep's tuned LR x it.
+    mlp = result["per_family"]["mnist-mlp"]["rows"]
+    assert mlp["prodigy"]["per_multiplier"]["10"]["base_lr"] == pytest.approx(10.0)
+    assert mlp["cosine"]["per_multiplier"]["10"]["base_lr"] == pytest.approx(10 * result["tuning"]["mnist-mlp"]["sgd"]["lr"])
+    assert mlp["sgd-schedulefree"]["per_multiplier"]["1"]["base_lr"] == pytest.approx(result["tuning"]["mnist-mlp"]["sgd-schedulefree"]["lr"])
+    capsys.readouterr()
+
+
+def test_a_rerun_trains_nothing_and_a_changed_setting_reruns(tmp_path, monkeypatch, mnist):
+    suite, work = SUITES["smoke"], tmp_path / "work"
+    entrants = contenders(["cosine", "prodigy"])
+    first = run_benchmark(suite, ["digits"], entrants, work, progress=False)
+    calls = []
+    real = robustness.run_scheduler
+    monkeypatch.setattr(robustness, "run_scheduler", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again = run_benchmark(suite, ["digits"], entrants, work, progress=False)
+    assert calls == [] and markdown_report(again) == markdown_report(first)
+    run_benchmark(suite, ["digits"], entrants, work, seeds=2, progress=False)  # another setting: every cell reruns
+    assert len(calls) == len(entrants) * len(suite.multipliers)
+
+
+def test_tuning_extends_its_grid_at_an_edge(tmp_path, monkeypatch):
+    """A best LR at the grid's end is not taken at face value: the sweep tries the next grid point."""
+    suite = SUITES["smoke"]  # digits grid for sgd: 0.1, 0.3; at 6 steps the highest LR wins
+    tuning = tuned_lr(suite, "digits", "sgd", tmp_path, progress=False)
+    assert len(tuning["grid"]) > len(suite.sweep_grid("sgd"))
+    assert tuning["lr"] == min((float(k) for k in tuning["grid"]), key=lambda k: tuning["grid"][f"{k:g}"])
+    assert [_grid_neighbor(x, up) for x, up in ((0.3, True), (0.3, False), (1.0, True), (3e-4, False))] == [1.0, 0.1, 3.0, 1e-4]
+
+
+def test_base_lrs():
+    cosine, dog, schedule_free = contenders(["cosine", "dog", "adamw-schedulefree"])
+    tuned = {"adamw": 3e-3, "adamw-schedulefree": 1e-2}
+    assert base_lr(cosine, 0.3, tuned, "adamw") == pytest.approx(9e-4)
+    assert base_lr(dog, 0.3, tuned, "adamw") == pytest.approx(0.3)
+    assert base_lr(schedule_free, 3.0, tuned, "adamw") == pytest.approx(0.03)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--families", "cifar"], "--families: unknown value(s) cifar"),
+    (["--contenders", "adagrad"], "--contenders: unknown value(s) adagrad"),
+    (["--multipliers", "0.1,3"], "--multipliers: must include 1"),
+    (["--multipliers", "1,inf"], "--multipliers: every multiplier must be finite"),
+    (["--suite", "huge"], "invalid choice"),
+])
+def test_bad_input_is_one_line(argv, message, tmp_path, capsys):
+    try:
+        code = main(["benchmark", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), *argv])
+    except SystemExit as exc:  # argparse's own choices
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) <= 2 and message in err[-1]
+
+
+def test_a_missing_policy_fails_before_any_training(tmp_path, capsys):
+    code = main(["benchmark", "--suite", "smoke", "--contenders", "cosine", "--policies", f"mine={tmp_path / 'none.safetensors'}",
+                 "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")])
+    assert code == 1
+    assert "none.safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "w" / "sweep").exists()
+
+
+def test_chance_scoring_of_a_blown_up_run():
+    from learned_lr.experiments.benchmark import _scored
+
+    run = {"test_loss": 1e5, "diverged": False}
+    assert _scored(run, math.log(10)) == {"test_loss": math.log(10), "diverged": True}
+    assert _scored({"test_loss": 0.5, "diverged": False}, math.log(10))["test_loss"] == 0.5
