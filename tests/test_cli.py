@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -129,3 +130,33 @@ def test_robustness_command_writes_table_and_figure(tmp_path, mnist, capsys):
     missing = ["--policies", f"x={tmp_path / 'missing.safetensors'}", "--work", str(tmp_path / "w2"), "--out", str(out)]
     assert main(argv[:-6] + missing) == 1  # fails before any training, naming the file
     assert "missing.safetensors" in capsys.readouterr().err
+
+
+def test_a_folder_in_use_by_another_command_is_refused_in_one_line(tmp_path, capsys):
+    """Two runs on one folder would mix or lose results: the second stops at once, exit 2; the lock goes with the run."""
+
+    folder = tmp_path / "demos"
+    folder.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); f.write('4242'); f.flush();"
+        "print('locked', flush=True); time.sleep(60)"), str(folder / ".learned-lr.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code = main(["collect", "--out", str(folder), "--runs-per-setting", "1", "--total-steps", "20"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1
+        assert "another learned-lr command (pid 4242) is using the folder" in err[0] and "--out" in err[0]
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone (killed, as a crash would): the folder is free again.
+    from learned_lr.cli.flags import folder_locks
+    from learned_lr.experiments.config import BenchmarkConfig
+
+    stale = folder / "sub" / ".policy.safetensors.999999999.tmp"  # left by a writer killed mid-save
+    stale.parent.mkdir()
+    stale.write_bytes(b"x" * 1000)
+    live = folder / f".log.csv.{os.getpid()}.tmp"  # a live writer's: never touched
+    live.write_text("")
+    with folder_locks(BenchmarkConfig(work=str(folder), out=str(folder))):  # one folder given twice is locked once
+        assert not stale.exists() and live.exists()

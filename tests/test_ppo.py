@@ -93,6 +93,10 @@ def test_ppo_resume_ends_with_the_same_weights(small_policy_path, tmp_path, mnis
     assert meta["trained_by"] == "ppo"
     log = (tmp_path / "resumed" / "ppo_log.csv").read_text().splitlines()
     assert len(log) == 4 and log[1].split(",")[6] == "0" and log[3].split(",")[6] == "1"  # critic warm-up first
+    # A kill after the last state save but before its log write: the rerun restores the row from the state.
+    (tmp_path / "resumed" / "ppo_log.csv").write_text("\n".join(log[:-1]) + "\n")
+    train_ppo(small_ppo_config(small_policy_path, tmp_path / "resumed"), progress=False)
+    assert (tmp_path / "resumed" / "ppo_log.csv").read_text().splitlines() == log
 
 
 def test_ppo_from_random_init_with_subramanian_reward_runs(tmp_path, mnist):

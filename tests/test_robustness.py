@@ -11,7 +11,7 @@ from learned_lr.experiments.baselines import baseline_control, make_baseline
 from learned_lr.experiments.config import RobustnessConfig
 from learned_lr.experiments.robustness import CHANCE_LOSS, Contender, markdown_report, run_or_load, summarize
 from learned_lr.observation import RunHistory
-from learned_lr.settings import ConfigError, ControlConfig
+from learned_lr.settings import ConfigError, ControlConfig, RewardConfig
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.training.experts import expert_schedule
 from learned_lr.training.rollout import ScheduleController
@@ -213,3 +213,17 @@ def test_robustness_reruns_a_policy_retrained_in_place_and_other_seeds(tmp_path,
     save_policy(policy, loaded.actor, loaded.critic, loaded.meta)
     run_or_load(contender, TaskConfig(), 20, [0.1], 1, tmp_path, mnist, progress=False, first_seed=90_000)
     assert len(calls) == 3
+
+
+def test_a_policy_rollout_goes_on_when_its_first_run_diverges(mnist):
+    """Run 0 blows up at a huge LR while run 1 trains on: the rollout's clock follows a live run (it crashed before)."""
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import BUNDLED_POLICY
+    from learned_lr.tasks.batched import SequentialRuns
+    from learned_lr.training.rollout import PolicyController, rollout
+
+    policy = load_policy(BUNDLED_POLICY)
+    group = SequentialRuns(TaskConfig(hidden=32, batch_size=32), [0, 1], mnist)
+    first, second = rollout(group, PolicyController(policy.actor), 120, [500.0, 0.05], policy.control_config, RewardConfig())
+    assert first.diverged and first.history.steps < 120
+    assert not second.diverged and second.history.steps == 120 and second.test_loss < 1.0

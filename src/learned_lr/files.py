@@ -30,6 +30,39 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def remove_stale_partial_files(folder: str | Path) -> int:
+    """Delete the partial files (``.NAME.PID.tmp``) that writers killed mid-write left under ``folder``.
+
+    Only files whose writing process is gone are removed, so a live writer's file is never
+    touched. Returns the bytes freed (a killed checkpoint save can leave hundreds of MB).
+    """
+    freed = 0
+    for path in Path(folder).rglob(".*.tmp"):
+        match = re.fullmatch(r"\..+\.(\d+)\.tmp", path.name)
+        if not match or not path.is_file():
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        try:
+            size = path.stat().st_size
+            path.unlink()
+            freed += size
+        except OSError:
+            pass  # removed meanwhile, or not ours to remove: leave it
+    return freed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def write_json(path: str | Path, data: Any) -> None:
     _atomic_write_text(Path(path), json.dumps(_json_safe(data), indent=2) + "\n")
 

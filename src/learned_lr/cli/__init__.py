@@ -13,12 +13,13 @@ exit code 2; tyro prints a multi-line panel.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from learned_lr.cli.flags import OneLineParser, add_dataclass_flags, build_config, check_output_folders
+from learned_lr.cli.flags import OneLineParser, add_dataclass_flags, build_config, check_output_folders, folder_locks
 from learned_lr.settings import MissingExtraError, require_train_extra
 
 try:  # the command line is the research pipeline: without its extra, one line, not a traceback
@@ -384,14 +385,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     config_cls, run, _ = COMMANDS[command]
+    locks = contextlib.ExitStack()
     try:
         config = build_config(config_cls, args)
         check_output_folders(config)
+        locks.enter_context(folder_locks(config))
     except ConfigError as exc:
         print(f"learned-lr {command}: error: {exc}", file=sys.stderr)
         return 2
     try:
-        return run(config)
+        with locks:
+            return run(config)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

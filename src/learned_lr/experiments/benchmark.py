@@ -204,7 +204,14 @@ def markdown_report(result: dict) -> str:
     ranked = sorted(result["summary"].items(), key=lambda kv: kv[1]["mean_excess"])
     for label, s in ranked:
         lines.append(f"| {label} | {_pct(s['mean_excess'])} | {_pct(s['worst_excess'])} | {_pct(s['mean_gap_at_1'])} |")
-    for family in result["families"]:
+    families = result["families"]
+    lines += ["", "### Per family: mean excess over the multipliers (worst multiplier's excess)", "",
+              "| contender | " + " | ".join(families) + " |", "|---|" + "---|" * len(families)]
+    for label, _ in ranked:
+        cells = [f"{_pct(result['per_family'][f]['rows'][label]['sensitivity'])} ({_pct(result['per_family'][f]['rows'][label]['worst_excess'])})"
+                 for f in families]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for family in families:
         fam = result["per_family"][family]
         setup = result["setups"][family]
         tuning = ", ".join(f"{opt} {t['lr']:g}" for opt, t in result["tuning"][family].items())

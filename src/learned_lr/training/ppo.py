@@ -243,6 +243,8 @@ def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_
     start = learner.iterations_done
     end = config.iterations if max_iterations_this_call is None else min(config.iterations, start + max_iterations_this_call)
     header = [f.name for f in dataclasses.fields(PPOLogRow)]
+    if learner.log:  # the log rows live in the saved state: a kill between its save and the CSV's write loses no row
+        write_csv(out / "ppo_log.csv", header, [dataclasses.astuple(r) for r in learner.log])
     bar = tqdm(range(start, end), desc="PPO", disable=not progress, initial=start, total=config.iterations)
     for iteration in bar:
         total_steps, base_lrs, seeds, hidden = _iteration_setting(config, iteration)

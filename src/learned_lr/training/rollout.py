@@ -170,12 +170,16 @@ def rollout(
     loops = [DecisionLoop(total_steps, float(b), control, reward) for b in base]
     active = np.ones(n, dtype=bool)
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
-    while active.any() and not loops[0].done:
-        step = loops[0].step
+    while active.any():
+        # The clock is a run still going: a diverged run's loop stops where it diverged.
+        lead = loops[int(np.flatnonzero(active)[0])]
+        if lead.done:
+            break
+        step = lead.step
         actions = np.asarray(controller.decide([loop.history for loop in loops], step, active), dtype=np.float64)
         for i in np.flatnonzero(active):
             loops[i].decide(float(actions[i]))
-        for _ in range(loops[0].block_end - step):
+        for _ in range(lead.block_end - step):
             lrs = np.array([loop.lr() if on else 0.0 for loop, on in zip(loops, active)])
             report = group.step(torch.from_numpy(lrs).float(), active=active.tolist())
             for i in np.flatnonzero(active):
