@@ -34,6 +34,7 @@ wheel-check: $(FULL)
 
 bench: $(FULL)
 	$(VENV)/bin/python benchmarks/batched_vs_sequential.py
+	$(VENV)/bin/python benchmarks/func_batched.py
 	$(VENV)/bin/python benchmarks/policy_latency.py
 	$(VENV)/bin/python benchmarks/scheduler_overhead.py
 	$(VENV)/bin/python benchmarks/overhead_breakdown.py
