@@ -217,7 +217,7 @@ def markdown_report(result: dict) -> str:
         tuning = ", ".join(f"{opt} {t['lr']:g}" for opt, t in result["tuning"][family].items())
         lines += ["", f"### {family}", "", f"{setup['task']['optimizer']}, {setup['steps']} steps; tuned LR (sweep on validation seeds): "
                   f"{tuning}; best tuned expert at x1: {fam['best_tuned_expert_loss']:.4f}. Final held-out loss (mean ± 95% CI half-width); "
-                  "`d`: diverged runs.", "",
+                  "`d`: runs that diverged or ended no better than an untrained model (scored as one).", "",
                   "| contender | " + " | ".join(f"x{m}" for m in ms) + " | worst | gap at x1 | sensitivity |",
                   "|---|" + "---|" * (len(ms) + 3)]
         for label, row in sorted(fam["rows"].items(), key=lambda kv: kv[1]["sensitivity"]):
