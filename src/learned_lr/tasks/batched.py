@@ -44,6 +44,16 @@ class BatchedStepReport:
     layer_grad_norms: torch.Tensor  # (N, 2): fc1, fc2
 
 
+def checked_lrs(lrs: torch.Tensor | Sequence[float], runs: int) -> torch.Tensor:
+    """The LRs of one batched step as a float32 (runs,) tensor; ValueError unless one finite LR >= 0 per run."""
+    lrs = torch.as_tensor(lrs, dtype=torch.float32).reshape(-1)
+    if lrs.shape[0] != runs:
+        raise ValueError(f"expected {runs} LRs, got {lrs.shape[0]}")
+    if not bool(torch.isfinite(lrs).all()) or bool((lrs < 0).any()):
+        raise ValueError(f"every LR must be finite and >= 0, got {lrs.tolist()}")
+    return lrs
+
+
 class BatchedMLPRuns:
     """N MLP runs with stacked weights; only SGD (with momentum) is supported."""
 
@@ -98,11 +108,7 @@ class BatchedMLPRuns:
         ``active`` is accepted for interface parity with ``SequentialRuns``; stacked runs always
         all step (an inactive run should be given LR 0, which leaves its weights unchanged).
         """
-        lrs = torch.as_tensor(lrs, dtype=torch.float32).reshape(-1)
-        if lrs.shape[0] != self.num_runs:
-            raise ValueError(f"expected {self.num_runs} LRs, got {lrs.shape[0]}")
-        if not bool(torch.isfinite(lrs).all()) or bool((lrs < 0).any()):
-            raise ValueError(f"every LR must be finite and >= 0, got {lrs.tolist()}")
+        lrs = checked_lrs(lrs, self.num_runs)
         indices = torch.stack([stream.next_train_indices() for stream in self.streams]).to(self.device)
         x = self._train_x[indices]  # (N, B, 784); all streams share the same tensors
         y = self._train_y[indices]

@@ -32,6 +32,7 @@ import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from learned_lr.settings import ConfigError
+from learned_lr.tasks.batched import BatchedStepReport, checked_lrs
 from learned_lr.tasks.config import SCHEDULED_OPTIMIZERS, TaskConfig
 from learned_lr.tasks.data import MnistSplits
 from learned_lr.tasks.datasets import load_task_data
@@ -50,13 +51,10 @@ class FuncBatchedRuns:
     """N runs of one task with stacked weights, stepped by one vmapped call."""
 
     def __init__(self, task: TaskConfig, seeds: Sequence[int], data: MnistSplits | None = None):
-        from learned_lr.tasks.batched import BatchedStepReport
-
         if not supports(task):
             raise ConfigError("task", f"torch.func batched runs need sgd/adam/adamw and no batch norm, got {task.task} with {task.optimizer}")
         if len(seeds) == 0:
             raise ValueError("give at least one seed")
-        self._report = BatchedStepReport
         self.task, self.seeds = task, list(seeds)
         self.data = load_task_data(task.task, data, task.lm_context)
         self.device = torch.device(task.torch_device)
@@ -91,11 +89,7 @@ class FuncBatchedRuns:
 
     def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None):
         """One step of every run, run i at LR ``lrs[i]`` (an inactive run should get LR 0: its weights then stay)."""
-        lrs = torch.as_tensor(lrs, dtype=torch.float32).reshape(-1)
-        if lrs.shape[0] != self.num_runs:
-            raise ValueError(f"expected {self.num_runs} LRs, got {lrs.shape[0]}")
-        if not bool(torch.isfinite(lrs).all()) or bool((lrs < 0).any()):
-            raise ValueError(f"every LR must be finite and >= 0, got {lrs.tolist()}")
+        lrs = checked_lrs(lrs, self.num_runs)
         indices = torch.stack([stream.next_train_indices() for stream in self.streams]).to(self.device)
         with warnings.catch_warnings():
             # torch has no batching rule for CPU flash attention yet and loops over the runs there
@@ -108,7 +102,7 @@ class FuncBatchedRuns:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
             val = self._loss(self.params, self.buffers, torch.stack([self._val_x[r] for r in rows]), torch.stack([self._val_y[r] for r in rows]))
-        report = self._report(self.steps_done, lrs, losses.detach().cpu(), val.cpu(), norms.cpu())
+        report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val.cpu(), norms.cpu())
         self.steps_done += 1
         return report
 
