@@ -57,6 +57,15 @@ def test_bc_resume_gives_the_same_weights_as_one_run(demos, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     log = (tmp_path / "resumed" / "bc_log.csv").read_text().splitlines()
     assert len(log) == 4  # header + 3 epochs
+    # A state of a 2-epoch run is not the start of a 3-epoch one (its cosine decays over 2): a rerun
+    # with --epochs 3 trains from the start, ending as the straight 3-epoch run, labelled 3 epochs.
+    assert train_bc(BCConfig(**base, epochs=2, out=str(tmp_path / "other")), progress=False, max_epochs_this_call=1) is None
+    other = train_bc(BCConfig(**base, epochs=3, out=str(tmp_path / "other")), progress=False)
+    c, meta = load_checkpoint(other)
+    for key in a:
+        torch.testing.assert_close(a[key], c[key], rtol=0, atol=0)
+    assert meta["bc_config"]["epochs"] == 3
+    assert len((tmp_path / "other" / "bc_log.csv").read_text().splitlines()) == 4
 
 
 def test_bc_learns_the_expert_action(demos, tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -343,6 +344,12 @@ def _load_train_state(path, config, actor, critic, actor_opt, critic_opt, actor_
     from learned_lr.checkpoint import load_module_weights
 
     tensors, meta = load_checkpoint(path, kind="bc-train-state")
+    if meta["config"].get("epochs") != config.epochs:
+        # The LR decays over all epochs (cosine T_max = epochs), so a state of a run of another
+        # length is not the start of this one: resuming it would keep the old schedule (and label).
+        print(f"{path} is from a run of {meta['config'].get('epochs')} epochs, not {config.epochs}: training from the start",
+              file=sys.stderr)
+        return 0, []
     saved = {k: v for k, v in meta["config"].items() if k not in ("epochs", "resume", "out")}
     current = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("epochs", "resume", "out")}
     if saved != current:
