@@ -160,3 +160,17 @@ def test_a_folder_in_use_by_another_command_is_refused_in_one_line(tmp_path, cap
     live.write_text("")
     with folder_locks(BenchmarkConfig(work=str(folder), out=str(folder))):  # one folder given twice is locked once
         assert not stale.exists() and live.exists()
+
+
+def test_explain_plots_a_real_runs_decisions(tmp_path, capsys):
+    out = tmp_path / "explain"
+    assert main(["explain", "--steps", "80", "--hidden", "32", "--out", str(out)]) == 0
+    result = json.loads((out / "decisions.json").read_text())
+    assert len(result["lrs"]) == len(result["train_loss"]) == 80
+    steps = [d["step"] for d in result["decisions"]]
+    assert steps[0] == 0 and steps == sorted(steps) and len(steps) >= 80 // result["decision_interval"]
+    assert result["decisions"][0]["seen"] is None and "log_train_loss" in result["decisions"][-1]["seen"]
+    # The LR each step used is the decisions' ramp: a decision's LR is reached at the end of its block.
+    assert all(0 < lr <= 4 * result["base_lr"] for lr in result["lrs"])
+    assert (out / "decisions.png").stat().st_size > 10_000
+    assert "decisions (every" in capsys.readouterr().out

@@ -27,6 +27,7 @@ try:  # the command line is the research pipeline: without its extra, one line, 
 except MissingExtraError as exc:
     sys.exit(f"learned-lr: error: {exc}")
 
+from learned_lr.cli.ruler import cmd_benchmark, cmd_explain
 from learned_lr.experiments.config import (
     AblationConfig,
     BCReportConfig,
@@ -35,6 +36,7 @@ from learned_lr.experiments.config import (
     CompareConfig,
     DemoConfig,
     EvaluateConfig,
+    ExplainConfig,
     ImitateConfig,
     RobustnessConfig,
     RobustTrainConfig,
@@ -257,41 +259,6 @@ def cmd_robustness(config: RobustnessConfig) -> int:
     return 0
 
 
-def cmd_benchmark(config: BenchmarkConfig) -> int:
-    from learned_lr.experiments.benchmark import contenders, markdown_report, run_benchmark
-    from learned_lr.experiments.plots import plot_benchmark
-    from learned_lr.experiments.suites import SUITES
-    from learned_lr.files import write_json, write_text
-    from learned_lr.policy import load_policy
-    from learned_lr.scheduler import BUNDLED_POLICY
-    from learned_lr.tasks.optimizers import require_anchor
-
-    policies = [(label, str(BUNDLED_POLICY) if path == "bundled" else path) for label, path in config.policy_list]
-    entrants = contenders(config.contender_list, policies)
-    labels = [c.label for c in entrants]
-    if len(set(labels)) != len(labels):
-        raise ConfigError("policies", f"contender labels must be unique, got {', '.join(labels)}")
-    for contender in entrants:  # a missing extra or a bad checkpoint fails now, not an hour in
-        if contender.kind == "anchor":
-            require_anchor(contender.name)
-        elif contender.kind == "policy":
-            load_policy(contender.name)
-        elif contender.name == "greedy":
-            from learned_lr.experiments.baselines import make_baseline
-
-            make_baseline("greedy", ControlConfig())
-    suite = SUITES[config.suite]
-    result = run_benchmark(suite, config.family_list, entrants, Path(config.work), config.multiplier_list or None, config.seeds or None)
-    out = Path(config.out)
-    plot_benchmark(result, out / "benchmark.png")
-    report = markdown_report(result)
-    write_json(out / "benchmark.json", result)
-    write_text(out / "benchmark.md", f"# learned-lr benchmark\n\n![benchmark](benchmark.png)\n\n{report}")
-    print(report)
-    print(f"wrote {out}/benchmark.md, benchmark.json, benchmark.png")
-    return 0
-
-
 def _check_learned_policy(settings: LoRASettings) -> None:
     from learned_lr.policy import load_policy
     from learned_lr.scheduler import BUNDLED_POLICY
@@ -362,6 +329,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "robust-train": (RobustTrainConfig, cmd_robust_train, "a policy for mistuned base LRs: oracle demonstrations -> BC -> DAgger (-> PPO) across base LRs"),
     "robustness": (RobustnessConfig, cmd_robustness, "every scheduler across a range of base LRs: table and figure"),
     "benchmark": (BenchmarkConfig, cmd_benchmark, "the ruler: every contender (schedules, loss-driven, LR-free optimizers, policies) on every task family across LR multipliers"),
+    "explain": (ExplainConfig, cmd_explain, "one run under LearnedLR in a plain loop: the LR it set, each decision and the losses it read, as a figure"),
     "evaluate": (EvaluateConfig, cmd_evaluate, "policies vs expert schedules on held-out seeds: table with 95% CIs and a figure"),
     "ablations": (AblationConfig, cmd_ablations, "the proposal's claims as PPO ablations at one budget: table and verdicts"),
     "finetune-llm": (FinetuneLLMConfig, cmd_finetune_llm, "LoRA-fine-tune SmolLM2-135M offline under one LR scheduler; forgetting measured"),

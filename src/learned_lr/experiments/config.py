@@ -364,3 +364,25 @@ class BenchmarkConfig:
     @property
     def multiplier_list(self) -> list[float]:
         return sorted(parse_list(self.multipliers, "multipliers", float)) if self.multipliers.strip() else []
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """`learned-lr explain`: one run under LearnedLR in a plain loop; the LR it set, its decisions and the losses, as a figure."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    policy: str = arg("bundled", "policy checkpoint, or bundled (the one LearnedLR ships)")
+    steps: int = arg(1000, "training steps (the scheduler's total_steps)")
+    lr: float | None = arg(None, "base (peak) LR; default: the task's tuned LR")
+    seed: int = arg(0, "trainee seed")
+    feed_losses: bool = arg(True, "pass the train and validation losses to scheduler.step() (--no-feed-losses: none)")
+    out: str = arg("results/explain", "output folder for decisions.png and decisions.json")
+
+    def __post_init__(self) -> None:
+        require(self.steps > 1, "steps", f"must be > 1, got {self.steps}")
+        if self.lr is not None:
+            require(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be a finite number > 0, got {self.lr}")
+
+    @property
+    def base_lr(self) -> float:
+        return self.lr if self.lr is not None else self.task.tuned_peak_lr

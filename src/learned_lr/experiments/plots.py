@@ -260,3 +260,24 @@ def plot_benchmark(result: dict, path: str | Path) -> None:
     fig.suptitle(f"learned-lr benchmark, suite {result['suite']}: loss vs LR multiplier (grey: best tuned expert at x1)")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     _save(fig, path)
+
+
+def plot_decisions(result: dict, path: str | Path) -> None:
+    """Top: the LR ``LearnedLR`` set each step (log), each decision marked where it was taken; bottom: the losses it read."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.2), sharex=True, gridspec_kw={"height_ratios": [1.2, 1]})
+    steps = np.arange(len(result["lrs"]))
+    top.plot(steps, result["lrs"], color="tab:blue", lw=1.5, label="LR set")
+    top.axhline(result["base_lr"], color="0.6", lw=0.8, ls="--", label=f"base LR {result['base_lr']:g}")
+    decisions = result["decisions"]
+    top.plot([d["step"] for d in decisions], [d["lr"] for d in decisions], "v", color="tab:red", ms=5,
+             label=f"decision (every {result['decision_interval']} steps: the LR its block ramps to)")
+    top.set(yscale="log", ylabel="learning rate",
+            title=f"{result['task']} ({result['optimizer']}), policy {result['policy']}, seed {result['seed']}: "
+                  f"test loss {result['test_loss']:.4f}")
+    top.legend(fontsize=8, loc="lower left")
+    bottom.plot(steps, result["train_loss"], color="0.55", lw=0.7, label="train loss (each step)")
+    bottom.plot(steps, result["val_loss"], color="tab:green", lw=0.7, alpha=0.8, label="validation batch loss")
+    bottom.set(yscale="log", xlabel="step", ylabel="loss")
+    bottom.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    _save(fig, path)

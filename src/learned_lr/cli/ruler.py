@@ -1,0 +1,61 @@
+"""The commands that measure schedulers on every family (`benchmark`) and show one run's decisions (`explain`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from learned_lr.experiments.config import BenchmarkConfig, ExplainConfig
+from learned_lr.settings import ConfigError, ControlConfig
+
+
+def cmd_benchmark(config: BenchmarkConfig) -> int:
+    from learned_lr.experiments.benchmark import contenders, markdown_report, run_benchmark
+    from learned_lr.experiments.plots import plot_benchmark
+    from learned_lr.experiments.suites import SUITES
+    from learned_lr.files import write_json, write_text
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import BUNDLED_POLICY
+    from learned_lr.tasks.optimizers import require_anchor
+
+    policies = [(label, str(BUNDLED_POLICY) if path == "bundled" else path) for label, path in config.policy_list]
+    entrants = contenders(config.contender_list, policies)
+    labels = [c.label for c in entrants]
+    if len(set(labels)) != len(labels):
+        raise ConfigError("policies", f"contender labels must be unique, got {', '.join(labels)}")
+    for contender in entrants:  # a missing extra or a bad checkpoint fails now, not an hour in
+        if contender.kind == "anchor":
+            require_anchor(contender.name)
+        elif contender.kind == "policy":
+            load_policy(contender.name)
+        elif contender.name == "greedy":
+            from learned_lr.experiments.baselines import make_baseline
+
+            make_baseline("greedy", ControlConfig())
+    suite = SUITES[config.suite]
+    result = run_benchmark(suite, config.family_list, entrants, Path(config.work), config.multiplier_list or None, config.seeds or None)
+    out = Path(config.out)
+    plot_benchmark(result, out / "benchmark.png")
+    report = markdown_report(result)
+    write_json(out / "benchmark.json", result)
+    write_text(out / "benchmark.md", f"# learned-lr benchmark\n\n![benchmark](benchmark.png)\n\n{report}")
+    print(report)
+    print(f"wrote {out}/benchmark.md, benchmark.json, benchmark.png")
+    return 0
+
+
+def cmd_explain(config: ExplainConfig) -> int:
+    from learned_lr.experiments.explain import explain_run
+    from learned_lr.experiments.plots import plot_decisions
+    from learned_lr.files import write_json
+    from learned_lr.policy import load_policy
+
+    if config.policy != "bundled":
+        load_policy(config.policy)  # a bad checkpoint fails now, in one line
+    result = explain_run(config.task, config.steps, config.base_lr, config.seed, config.policy, config.feed_losses)
+    out = Path(config.out)
+    plot_decisions(result, out / "decisions.png")
+    write_json(out / "decisions.json", result)
+    print(f"{len(result['decisions'])} decisions (every {result['decision_interval']} steps); final LR {result['lrs'][-1]:.4g} "
+          f"({result['lrs'][-1] / config.base_lr:.3g}x base); test loss {result['test_loss']:.4f}")
+    print(f"wrote {out}/decisions.png, decisions.json")
+    return 0

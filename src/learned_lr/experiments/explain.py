@@ -1,0 +1,56 @@
+"""What the policy decided on one real run: ``LearnedLR`` in a plain training loop, its decisions plotted.
+
+The run is the README's drop-in loop on a trainee of any task family (``tasks``): the user's
+order (forward, ``zero_grad``, ``backward``, ``optimizer.step()``, ``scheduler.step(...)``), with
+the training loss and the rotating validation batch's loss fed to the scheduler every step. The
+figure shows the LR it set with every decision marked, and the losses it read; the decisions
+(``LearnedLR.decisions()``: step, factor, LR and the features read) go to JSON.
+
+Example:
+    >>> result = explain_run(TaskConfig(), steps=300, base_lr=0.1, seed=0, policy="bundled")   # doctest: +SKIP
+    >>> len(result["decisions"]), result["decision_interval"]
+    (10, 32)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
+from learned_lr.tasks.config import TaskConfig
+from learned_lr.tasks.run import TrainingRun, task_loss
+
+
+def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy: str = "bundled", feed_losses: bool = True) -> dict:
+    """Train one run under ``LearnedLR`` (``policy``: a checkpoint path or ``bundled``); per-step curves and decisions."""
+    run = TrainingRun(task, seed, total_steps=steps)  # the trainee's model, optimizer and data order
+    model, optimizer = run.model, run.optimizer
+    run.trainee_optimizer.set_lr(base_lr)
+    scheduler = LearnedLR(optimizer, total_steps=steps, policy=str(BUNDLED_POLICY) if policy == "bundled" else policy, model=model)
+    lrs, train_losses, val_losses = [], [], []
+    for _ in range(steps):
+        x, y = (t.to(run.device) for t in run.stream.next_train_batch())
+        model.train()
+        loss = task_loss(run.data.loss, model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        val_x, val_y = (t.to(run.device) for t in run.stream.next_val_batch())
+        with torch.no_grad():
+            model.eval()
+            val_loss = float(task_loss(run.data.loss, model(val_x), val_y))
+        train_losses.append(float(loss.detach()))
+        val_losses.append(val_loss)
+        if feed_losses:
+            scheduler.step(train_loss=train_losses[-1], val_loss=val_loss)
+        else:
+            scheduler.step()
+        if not math.isfinite(train_losses[-1]):
+            break
+    test_loss, test_accuracy = run.evaluate_test()
+    return {"task": task.task, "optimizer": task.optimizer, "steps": steps, "base_lr": base_lr, "seed": seed, "policy": policy,
+            "feed_losses": feed_losses, "decision_interval": scheduler.decision_interval, "lrs": lrs, "train_loss": train_losses,
+            "val_loss": val_losses, "decisions": scheduler.decisions(), "test_loss": test_loss, "test_accuracy": test_accuracy}
