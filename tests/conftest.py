@@ -14,13 +14,13 @@ def mnist():
     return load_mnist()
 
 
-def save_small_policy(path, window: int = 32, decision_interval: int = 8, seed: int = 0, meta: dict | None = None):
+def save_small_policy(path, window: int = 32, decision_interval: int = 8, seed: int = 0, meta: dict | None = None, inputs: str = "all"):
     """A tiny randomly initialized policy checkpoint (fast to run; what it schedules is arbitrary)."""
     from learned_lr.policy import Actor, Critic, save_policy
     from learned_lr.settings import ControlConfig, PolicyConfig
 
     torch.manual_seed(seed)
-    control = ControlConfig(window=window, decision_interval=decision_interval)
+    control = ControlConfig(window=window, decision_interval=decision_interval, inputs=inputs)
     policy = PolicyConfig(patch=16, d_model=16, layers=1, heads=2)
     save_policy(path, Actor(policy, control), Critic(policy, control), meta)
     return path

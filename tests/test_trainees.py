@@ -73,6 +73,11 @@ def test_batched_runs_equal_separate_runs(mnist):
         torch.testing.assert_close(rb.train_loss, torch.tensor([r.train_loss for r in rs]), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(rb.val_loss, torch.tensor([r.val_loss for r in rs]), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(rb.layer_grad_norms, torch.stack([r.layer_grad_norms for r in rs]), rtol=1e-4, atol=1e-5)
+        # The gradient-momentum cosines (a policy with inputs="all+momentum" reads them): unknown at step 0, then the same.
+        cosines = torch.stack([r.layer_momentum_cos for r in rs]).float()
+        torch.testing.assert_close(rb.layer_momentum_cos, cosines, rtol=1e-3, atol=1e-4, equal_nan=True)
+        assert bool(cosines.isnan().all()) if step == 0 else bool(((cosines > -1.0001) & (cosines < 1.0001)).all())
+    assert float(cosines.abs().min()) > 0.01  # a real signal, not a zero placeholder
     test_loss, test_acc = batched.evaluate_test()
     for i, run in enumerate(separate):
         loss, acc = run.evaluate_test()

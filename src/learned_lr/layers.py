@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -60,3 +61,50 @@ def layer_index(params: Sequence[torch.Tensor], model: nn.Module | None = None) 
     dense: dict = {}
     layer_of = [dense.setdefault(key, len(dense)) for key in keys]
     return layer_of, (model is not None or sure)
+
+
+def momentum_buffer(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> torch.Tensor | None:
+    """The optimizer's running gradient average for ``param``: SGD's ``momentum_buffer``, Adam's
+    and AdamW's ``exp_avg``; None before the first step or for an optimizer that keeps neither."""
+    state = optimizer.state.get(param)
+    if not state:
+        return None
+    buffer = state.get("momentum_buffer")
+    if buffer is None:
+        buffer = state.get("exp_avg")
+    return buffer if isinstance(buffer, torch.Tensor) and buffer.shape == param.shape else None
+
+
+def layer_momentum_cosines(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], layer_of: Sequence[int],
+                           num_layers: int) -> tuple[float, ...]:
+    """Per layer, the cosine between this step's gradient and the optimizer's momentum (before the step).
+
+    The sign of the hypergradient (Baydin et al., 2018): a gradient that keeps pointing where the
+    momentum points says the LR is too small to make progress across steps; one that points
+    against it says the last steps overshot. It needs no extra memory (the optimizer keeps the
+    buffer). NaN for a layer with no gradient or no buffer yet (the first step).
+
+    Example:
+        >>> layer = torch.nn.Linear(2, 1)
+        >>> opt = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+        >>> for _ in range(2):
+        ...     opt.zero_grad(); layer(torch.ones(1, 2)).sum().backward()
+        ...     cosines = layer_momentum_cosines(opt, list(layer.parameters()), [0, 0], 1); opt.step()
+        >>> round(cosines[0], 4)   # the same gradient twice: aligned
+        1.0
+    """
+    dots, grad_squares, buffer_squares = [0.0] * num_layers, [0.0] * num_layers, [0.0] * num_layers
+    seen = [False] * num_layers
+    with torch.no_grad():
+        for layer, p in zip(layer_of, params):
+            buffer = momentum_buffer(optimizer, p)
+            if p.grad is None or buffer is None:
+                continue
+            grad, buffer = p.grad.reshape(-1).float(), buffer.reshape(-1).float()
+            dot, gg, bb = torch.stack([torch.dot(grad, buffer), torch.dot(grad, grad), torch.dot(buffer, buffer)]).tolist()
+            dots[layer] += dot
+            grad_squares[layer] += gg
+            buffer_squares[layer] += bb
+            seen[layer] = True
+    return tuple(d / math.sqrt(g * b) if s and g > 0 and b > 0 else math.nan
+                 for d, g, b, s in zip(dots, grad_squares, buffer_squares, seen))

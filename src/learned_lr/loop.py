@@ -125,8 +125,12 @@ class DecisionLoop:
         """The next step's LR."""
         return self.history.base_lr * self.lr_factor()
 
-    def record(self, train_loss: float, val_loss: float, layer_grad_norms: Sequence[float] | np.ndarray) -> None:
+    def record(self, train_loss: float, val_loss: float, layer_grad_norms: Sequence[float] | np.ndarray,
+               layer_momentum_cos: Sequence[float] | np.ndarray | None = None) -> None:
         """What the next step observed, run at ``lr()``; gives the decision its reward when its block ends.
+
+        ``layer_momentum_cos``: per layer, the gradient-momentum cosine of the step (kept only
+        for a policy that reads it, ``inputs="all+momentum"``).
 
         This runs every step of a user's training loop (``LearnedLR``), so it is kept to a few
         float operations besides ``RunHistory.record``.
@@ -134,7 +138,7 @@ class DecisionLoop:
         step = self.history.steps
         if step >= self.block_end:
             raise RuntimeError(f"step {step} has no decision yet: call decide() first")
-        self.history.record(self.lr(), train_loss, val_loss, layer_grad_norms)
+        self.history.record(self.lr(), train_loss, val_loss, layer_grad_norms, layer_momentum_cos)
         if step == 0:
             self._first_train_loss = train_loss
         newly_diverged = not self.diverged and is_diverged(train_loss, self._first_train_loss)

@@ -9,7 +9,15 @@ log_train_loss        log(train_loss_t / train_loss_0)
 log_val_loss          log(val_loss_t / train_loss_0) (same reference, so train/val gap is visible)
 log_grad_norm         log(|g_t| / |g_0|), |g| the global gradient norm
 layer_grad_mean/min/max  mean, min and max over layers l of log(|g_l,t| / |g_l,0|)
+momentum_cos_mean/min/max  (``inputs="all+momentum"`` only) mean, min and max over layers of
+                      cos(g_l,t, m_l,t-1), the gradient against the optimizer's momentum
+                      (``layers.layer_momentum_cosines``); 0 where unknown (first step)
 ====================  =====================================================================
+
+Why the momentum cosine: the other features are relative to the run's own start, so they show
+how a run moves but not whether its LR is too large for this model; the gradient's alignment
+with the momentum is the sign of the hypergradient (Baydin et al., 2018), negative when steps
+overshoot and positive when they are too short to make progress, on any model.
 
 Why this normalization: a policy trained on one task must read another. Losses and norms
 relative to their first value remove the task's scale (an MLP and ResNet-18 start at the same
@@ -51,6 +59,20 @@ FEATURE_NAMES = (
     "layer_grad_max",
 )
 NUM_FEATURES = len(FEATURE_NAMES)
+MOMENTUM_FEATURE_NAMES = ("momentum_cos_mean", "momentum_cos_min", "momentum_cos_max")
+INPUT_CHOICES = ("all", "subramanian", "all+momentum")
+
+
+def input_feature_names(inputs: str) -> tuple[str, ...]:
+    """The per-step feature columns a policy with ``inputs`` reads (``ControlConfig.inputs``)."""
+    if inputs not in INPUT_CHOICES:
+        raise ValueError(f"unknown inputs {inputs!r}; choose from {', '.join(INPUT_CHOICES)}")
+    return FEATURE_NAMES + MOMENTUM_FEATURE_NAMES if inputs == "all+momentum" else FEATURE_NAMES
+
+
+def num_inputs(inputs: str) -> int:
+    """How many feature columns a policy with ``inputs`` reads per step."""
+    return len(input_feature_names(inputs))
 # The log of the remaining fraction is given beside the fraction itself: expert schedules are
 # close to linear in it near the end of a run (cosine ~ 2 log r, polynomial ~ p log r), where
 # a log-space action needs precision the linear fraction gives poorly (in development, adding it
@@ -79,7 +101,8 @@ class RunHistory:
         self.base_lr = base_lr
         self.window = window
         self.inputs = inputs
-        self._features = np.zeros((total_steps, NUM_FEATURES), dtype=np.float32)
+        self.reads_momentum = inputs == "all+momentum"
+        self._features = np.zeros((total_steps, num_inputs(inputs)), dtype=np.float32)
         self._features_done = 0  # rows of _features computed so far
         self._train_loss = np.full(total_steps, np.nan)
         self._val_loss = np.full(total_steps, np.nan)
@@ -87,15 +110,20 @@ class RunHistory:
         self._layer_norms: np.ndarray | None = None  # (total_steps, layers), sized at the first record
         self._layers_match = np.zeros(total_steps, dtype=bool)
         self._total_norm = np.full(total_steps, np.nan)
-        # Steps recorded but not yet written into the arrays above: (lr, train, val, norms) tuples.
+        self._momentum_cos: np.ndarray | None = None  # (total_steps, layers), only for a policy that reads it
+        # Steps recorded but not yet written into the arrays above: (lr, train, val, norms, cosines) tuples.
         self._pending: list[tuple] = []
         self.steps = 0
         self._first_train_loss = math.nan
         self._first_grad_norm = math.nan
         self._first_layer_norms: np.ndarray | None = None
 
-    def record(self, lr: float, train_loss: float, val_loss: float, layer_grad_norms: Sequence[float] | np.ndarray) -> None:
+    def record(self, lr: float, train_loss: float, val_loss: float, layer_grad_norms: Sequence[float] | np.ndarray,
+               layer_momentum_cos: Sequence[float] | np.ndarray | None = None) -> None:
         """Append one step. Values may be NaN/inf (a diverging run); features stay finite.
+
+        ``layer_momentum_cos`` (per layer, see ``layers.layer_momentum_cosines``) is kept only
+        when the policy reads it (``inputs="all+momentum"``); missing, it reads as unknown (0).
 
         Why a Python list and not numpy writes: this runs inside the user's training loop, where
         the training step has just pushed numpy's code and data out of the CPU caches; there ten
@@ -109,7 +137,10 @@ class RunHistory:
             layer_grad_norms = tuple(np.asarray(layer_grad_norms, dtype=np.float64).reshape(-1).tolist())
         if t == 0:
             self._start(train_loss, np.array(layer_grad_norms, dtype=np.float64))
-        self._pending.append((lr, train_loss, val_loss, layer_grad_norms))
+        cosines = None
+        if self.reads_momentum and layer_momentum_cos is not None:
+            cosines = layer_momentum_cos if type(layer_momentum_cos) is tuple else tuple(np.asarray(layer_momentum_cos, dtype=np.float64).reshape(-1).tolist())  # noqa: E721
+        self._pending.append((lr, train_loss, val_loss, layer_grad_norms, cosines))
         self.steps = t + 1
 
     def _start(self, train_loss: float, norms: np.ndarray) -> None:
@@ -121,6 +152,8 @@ class RunHistory:
         self._first_grad_norm = total_norm if math.isfinite(total_norm) and total_norm > 0 else 1.0
         self._first_layer_norms = np.where(np.isfinite(finite_norms) & (finite_norms > 0), finite_norms, 1.0)
         self._layer_norms = np.zeros((self.total_steps, norms.size))
+        if self.reads_momentum:
+            self._momentum_cos = np.full((self.total_steps, norms.size), np.nan)
 
     def _flush(self) -> None:
         """Write the pending steps into the arrays."""
@@ -128,10 +161,14 @@ class RunHistory:
             return
         end = self.steps
         start = end - len(self._pending)
-        lrs, trains, vals, norm_rows = zip(*self._pending)
+        lrs, trains, vals, norm_rows, cosine_rows = zip(*self._pending)
         self._pending = []
         self._lrs[start:end], self._train_loss[start:end], self._val_loss[start:end] = lrs, trains, vals
         layers = self._layer_norms.shape[1]
+        if self._momentum_cos is not None:
+            for t, row in enumerate(cosine_rows, start):
+                if row is not None and len(row) == layers:
+                    self._momentum_cos[t] = row
         if layers and all(len(row) == layers for row in norm_rows):
             self._layer_norms[start:end] = norm_rows
             self._layers_match[start:end] = True
@@ -188,7 +225,7 @@ class RunHistory:
         # whole-array numpy calls as possible (each costs microseconds whatever its size). A log
         # ratio is made finite: a NaN or +inf value, or an unusable reference, reads as
         # +FEATURE_CLIP (a blow-up).
-        out = np.empty((end - start, NUM_FEATURES), dtype=np.float32)
+        out = np.empty((end - start, self._features.shape[1]), dtype=np.float32)
         out[:, 0] = (self.total_steps - np.arange(start, end) - 1) / self.total_steps
         # As in ``record``: NaN reads as a blow-up (the largest float, as +inf does).
         norms = np.nan_to_num(self._layer_norms[start:end], nan=np.inf)
@@ -205,14 +242,18 @@ class RunHistory:
         ratios = np.where(np.isnan(ratios), FEATURE_CLIP, np.clip(ratios, -FEATURE_CLIP, FEATURE_CLIP))
         out[:, 5:] = 0.0
         if ratios.shape[1] and match.any():
-            out[match, 5:] = np.stack([ratios.mean(1), ratios.min(1), ratios.max(1)], axis=1)[match]
+            out[match, 5:8] = np.stack([ratios.mean(1), ratios.min(1), ratios.max(1)], axis=1)[match]
+        if self._momentum_cos is not None and self._momentum_cos.shape[1]:
+            out[:, 8:11] = _cosine_summary(self._momentum_cos[start:end])
         return out
 
     def state(self) -> dict:
         """Everything needed to continue this history elsewhere: plain values and numpy arrays."""
         self._flush()
         layers = 0 if self._layer_norms is None else self._layer_norms.shape[1]
+        cosines = {} if self._momentum_cos is None else {"momentum_cos": self._momentum_cos.copy()}
         return {
+            **cosines,
             "steps": self.steps,
             "train_loss": self._train_loss.copy(),
             "val_loss": self._val_loss.copy(),
@@ -251,6 +292,13 @@ class RunHistory:
         else:
             self._layer_norms = None
         self._first_layer_norms = as_array(state["first_layer_norms"]).astype(np.float64).copy() if has_layers else None
+        self._momentum_cos = None
+        if has_layers and self.reads_momentum:
+            self._momentum_cos = np.full((self.total_steps, self._layer_norms.shape[1]), np.nan)
+            if "momentum_cos" in state:
+                saved = as_array(state["momentum_cos"]).astype(np.float64)
+                if saved.shape[1:] == self._momentum_cos.shape[1:]:
+                    self._momentum_cos[:steps] = saved[:steps]
         self._first_train_loss = float(state["first_train_loss"])
         self._first_grad_norm = float(state["first_grad_norm"])
         self._features[:] = 0.0
@@ -278,23 +326,39 @@ class RunHistory:
 SUBRAMANIAN_FEATURES = ("remaining_fraction", "log_val_loss", "log_grad_norm", "layer_grad_mean", "layer_grad_min", "layer_grad_max")
 _INPUT_MASKS = {
     "all": np.ones(NUM_FEATURES, dtype=np.float32),
+    "all+momentum": np.ones(NUM_FEATURES + len(MOMENTUM_FEATURE_NAMES), dtype=np.float32),
     "subramanian": np.array([name in SUBRAMANIAN_FEATURES for name in FEATURE_NAMES], dtype=np.float32),
 }
 
 
 def window_from_features(features: np.ndarray, end: int, window: int, total_steps: int, inputs: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The observation at a decision before step ``end`` from a run's per-step feature rows."""
+    columns = _INPUT_MASKS[inputs]
+    if features.shape[1] < len(columns):
+        raise ValueError(f"a policy with inputs={inputs!r} reads {len(columns)} features per step; these runs recorded "
+                         f"{features.shape[1]} (recorded for another policy's inputs)")
     start = max(0, end - window)
     filled = end - start
-    out = np.zeros((window, features.shape[1]), dtype=np.float32)
+    out = np.zeros((window, len(columns)), dtype=np.float32)
     mask = np.zeros(window, dtype=np.float32)
     if filled:
-        out[window - filled :] = features[start:end] * _INPUT_MASKS[inputs]
+        out[window - filled :] = features[start:end, : len(columns)] * columns
         mask[window - filled :] = 1.0
     remaining = (total_steps - end) / total_steps
     log_remaining = max(math.log(remaining), -FEATURE_CLIP) if remaining > 0 else -FEATURE_CLIP
     context = np.array([remaining, log_remaining, filled / window], dtype=np.float32)
     return out, mask, context
+
+
+def _cosine_summary(cosines: np.ndarray) -> np.ndarray:
+    """(steps, layers) cosines -> (steps, 3) mean, min, max over the layers that have one; 0 where none."""
+    known = np.isfinite(cosines)
+    count = known.sum(1)
+    safe = np.where(known, np.clip(cosines, -1.0, 1.0), 0.0)
+    mean = np.divide(safe.sum(1), count, out=np.zeros(len(count)), where=count > 0)
+    low = np.where(count > 0, np.where(known, safe, np.inf).min(1), 0.0)
+    high = np.where(count > 0, np.where(known, safe, -np.inf).max(1), 0.0)
+    return np.stack([mean, low, high], axis=1)
 
 
 def stack_observations(observations: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

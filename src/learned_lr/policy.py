@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from learned_lr.checkpoint import CheckpointError, load_checkpoint, load_module_weights, save_checkpoint
-from learned_lr.observation import FEATURE_CLIP, NUM_CONTEXT, NUM_FEATURES
+from learned_lr.observation import FEATURE_CLIP, NUM_CONTEXT, num_inputs
 from learned_lr.settings import ConfigError, ControlConfig, PolicyConfig
 
 
@@ -53,7 +53,8 @@ class WindowEncoder(nn.Module):
             raise ConfigError("patch", f"window ({control.window}) must be a multiple of patch ({policy.patch})")
         self.patch = policy.patch
         self.num_tokens = control.window // policy.patch
-        self.embed = nn.Linear(policy.patch * (NUM_FEATURES + 1), policy.d_model)
+        self.num_features = num_inputs(control.inputs)
+        self.embed = nn.Linear(policy.patch * (self.num_features + 1), policy.d_model)
         self.embed_context = nn.Linear(NUM_CONTEXT, policy.d_model)
         self.summary_token = nn.Parameter(torch.zeros(1, 1, policy.d_model))
         self.position = nn.Parameter(torch.randn(1, self.num_tokens + 1, policy.d_model) * 0.02)
@@ -140,7 +141,7 @@ def single_decision_fn(actor: Actor) -> Callable[[torch.Tensor, torch.Tensor, to
     for filled in (0, 1, window // 2 + 3, window):
         mask = torch.zeros(1, window)
         mask[:, window - filled:] = 1.0
-        probes.append((torch.randn(1, window, NUM_FEATURES, generator=generator), mask, torch.rand(1, NUM_CONTEXT, generator=generator)))
+        probes.append((torch.randn(1, window, actor.encoder.num_features, generator=generator), mask, torch.rand(1, NUM_CONTEXT, generator=generator)))
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -210,7 +211,7 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict) -> No
 def _check_config_matches_weights(path, tensors: dict[str, torch.Tensor], policy: PolicyConfig, control: ControlConfig) -> None:
     """Refuse metadata that does not describe the stored actor, before any network is built from it
     (a hostile ``d_model`` or ``window`` would otherwise allocate gigabytes first)."""
-    expected = {"actor.encoder.embed.weight": (policy.d_model, policy.patch * (NUM_FEATURES + 1)),
+    expected = {"actor.encoder.embed.weight": (policy.d_model, policy.patch * (num_inputs(control.inputs) + 1)),
                 "actor.encoder.position": (1, control.window // policy.patch + 1, policy.d_model)}
     for key, shape in expected.items():
         stored = tuple(tensors[key].shape) if key in tensors else None

@@ -54,9 +54,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from learned_lr.layers import layer_index
+from learned_lr.layers import layer_index, layer_momentum_cosines
 from learned_lr.loop import DecisionLoop
-from learned_lr.observation import FEATURE_NAMES, RunHistory
+from learned_lr.observation import RunHistory, input_feature_names
 from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
@@ -95,7 +95,7 @@ class LayerGradNorms:
     def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module | None = None):
         self.params, self.layer_of, self.grouping_is_sure = self._layers(optimizer, model)
         self.num_layers = int(self.layer_of.max()) + 1 if len(self.layer_of) else 0
-        self._layer_list = self.layer_of.tolist()
+        self.layer_list = self.layer_of.tolist()
         self._one_device = len({p.device for p in self.params}) <= 1
         self._all_on_cpu = all(p.device.type == "cpu" for p in self.params)
 
@@ -114,7 +114,7 @@ class LayerGradNorms:
             # No no_grad() block (~10 us in the loop): a gradient does not require grad, and
             # with create_graph=True the dot's tiny graph is dropped by ``.item()``.
             squares = [0.0] * self.num_layers
-            for layer, p in zip(self._layer_list, self.params):
+            for layer, p in zip(self.layer_list, self.params):
                 grad = p.grad
                 if grad is not None:
                     squares[layer] += _squared_norm_cpu(grad)
@@ -183,6 +183,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._last_norms: tuple[float, ...] = tuple(0.0 for _ in range(self._grad_norms.num_layers))
         self._saw_gradient = False
         self._warned_no_gradient = False
+        # Only a policy that reads them pays for the gradient-momentum cosines (observation.MOMENTUM_FEATURE_NAMES).
+        self._reads_momentum = loaded.control_config.inputs == "all+momentum"
+        self._step_cosines: tuple[float, ...] | None = None
         hook = weakref.WeakMethod(self._capture_grad_norms)
         self._hook_handle = optimizer.register_step_pre_hook(lambda opt, args, kwargs: (hook() or _ignore)(opt, args, kwargs))
         if not self._grad_norms.grouping_is_sure:
@@ -237,6 +240,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     def _capture_grad_norms(self, optimizer, args, kwargs) -> None:
         """Optimizer step pre-hook: the gradients of this step, before any ``zero_grad`` can clear them."""
         self._step_norms = self._grad_norms()
+        if self._reads_momentum:
+            grads = self._grad_norms
+            self._step_cosines = layer_momentum_cosines(optimizer, grads.params, grads.layer_list, grads.num_layers)
         if not self._saw_gradient:  # checked until the first gradient: this runs every training step
             self._saw_gradient = any(p.grad is not None for p in self._grad_norms.params)
 
@@ -252,9 +258,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             self._warned_no_gradient = True
             warnings.warn("LearnedLR has seen no gradients: it reads them when the optimizer it wraps steps, so call "
                           "loss.backward(), optimizer.step(), then scheduler.step(), once per training step", UserWarning, stacklevel=3)
-        self._loop.record(train, val, self._last_norms)
+        self._loop.record(train, val, self._last_norms, self._step_cosines)
         self._train_loss = self._val_loss = None
-        self._step_norms = None
+        self._step_norms = self._step_cosines = None
 
     # ---- checkpointing: plain values and tensors only ----
 
@@ -270,6 +276,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             **loop,
             "pending_losses": [self._train_loss, self._val_loss],
             "pending_grad_norms": None if self._step_norms is None else list(self._step_norms),
+            "pending_momentum_cos": None if self._step_cosines is None else list(self._step_cosines),
             "last_grad_norms": list(self._last_norms),
             "saw_gradient": self._saw_gradient,
             "last_train_loss": self._last_train_loss,
@@ -294,6 +301,8 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._train_loss, self._val_loss = state_dict["pending_losses"]
         pending = state_dict["pending_grad_norms"]
         self._step_norms = None if pending is None else tuple(float(v) for v in pending)
+        cosines = state_dict.get("pending_momentum_cos")
+        self._step_cosines = None if cosines is None else tuple(float(v) for v in cosines)
         self._last_norms = tuple(float(v) for v in state_dict["last_grad_norms"])
         self._saw_gradient = bool(state_dict["saw_gradient"])
         self._last_train_loss = float(state_dict["last_train_loss"])
@@ -324,7 +333,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         loop = self._loop
         features = loop.history.features
         return [{"step": step, "lr_factor": factor, "lr": loop.base_lr * factor,
-                 "seen": None if step == 0 else dict(zip(FEATURE_NAMES, features[step - 1].tolist()))}
+                 "seen": None if step == 0 else dict(zip(input_feature_names(self.history.inputs), features[step - 1].tolist()))}
                 for step, factor in zip(loop.decision_steps, loop.decision_factors)]
 
     @property

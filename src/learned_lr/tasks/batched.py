@@ -41,7 +41,8 @@ class BatchedStepReport:
     lrs: torch.Tensor  # (N,)
     train_loss: torch.Tensor  # (N,)
     val_loss: torch.Tensor  # (N,)
-    layer_grad_norms: torch.Tensor  # (N, 2): fc1, fc2
+    layer_grad_norms: torch.Tensor  # (N, layers)
+    layer_momentum_cos: torch.Tensor | None = None  # (N, layers): gradient vs momentum before the step (NaN: none yet)
 
 
 def checked_lrs(lrs: torch.Tensor | Sequence[float], runs: int) -> torch.Tensor:
@@ -117,15 +118,27 @@ class BatchedMLPRuns:
         losses = self._per_run_loss(x, y)
         losses.sum().backward()
         grad_norms = self._layer_grad_norms()
+        momentum_cos = self._layer_momentum_cosines(grad_norms)
         self._sgd_update(lrs.to(self.device))
         val_rows = [stream.next_val_slice() for stream in self.streams]
         val_x = torch.stack([self._val_x[rows] for rows in val_rows])
         val_y = torch.stack([self._val_y[rows] for rows in val_rows])
         with torch.no_grad():
             val_losses = self._per_run_loss(val_x, val_y)
-        report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val_losses.cpu(), grad_norms.cpu())
+        report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val_losses.cpu(), grad_norms.cpu(), momentum_cos.cpu())
         self.steps_done += 1
         return report
+
+    @torch.no_grad()
+    def _layer_momentum_cosines(self, grad_norms: torch.Tensor) -> torch.Tensor:
+        """(N, 2) cosine of each run's layer gradient with its momentum buffer (as ``layers.layer_momentum_cosines``)."""
+        if self.steps_done == 0 or self.task.momentum == 0:
+            return torch.full_like(grad_norms, float("nan"))
+        dots = torch.stack([(p.grad * buf).flatten(1).sum(1) for p, buf in zip(self.params, self._momentum_buffers)], dim=1)
+        buffer_squares = torch.stack([buf.flatten(1).square().sum(1) for buf in self._momentum_buffers], dim=1)
+        layer_dots = torch.stack([dots[:, 0] + dots[:, 1], dots[:, 2] + dots[:, 3]], dim=1)
+        layer_buffer_norms = torch.stack([buffer_squares[:, 0] + buffer_squares[:, 1], buffer_squares[:, 2] + buffer_squares[:, 3]], dim=1).sqrt()
+        return layer_dots / (grad_norms * layer_buffer_norms)
 
     def _layer_grad_norms(self) -> torch.Tensor:
         per_param = torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1) for p in self.params], dim=1)
@@ -186,14 +199,15 @@ class SequentialRuns:
         if lrs.shape[0] != self.num_runs:
             raise ValueError(f"expected {self.num_runs} LRs, got {lrs.shape[0]}")
         nan = float("nan")
-        train, val, norms = [], [], []
+        train, val, norms, cosines = [], [], [], []
         for i, run in enumerate(self.runs):
             if active is not None and not active[i]:
-                train.append(nan), val.append(nan), norms.append(torch.full((len(self.layer_names),), nan))
+                train.append(nan), val.append(nan), norms.append(torch.full((len(self.layer_names),), nan)), cosines.append(norms[-1])
                 continue
             report = run.step(float(lrs[i]))
             train.append(report.train_loss), val.append(report.val_loss), norms.append(report.layer_grad_norms)
-        report = BatchedStepReport(self.steps_done, lrs, torch.tensor(train), torch.tensor(val), torch.stack(norms))
+            cosines.append(report.layer_momentum_cos)
+        report = BatchedStepReport(self.steps_done, lrs, torch.tensor(train), torch.tensor(val), torch.stack(norms), torch.stack(cosines))
         self.steps_done += 1
         return report
 

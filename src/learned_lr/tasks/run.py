@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from learned_lr.layers import module_layers
+from learned_lr.layers import layer_momentum_cosines, module_layers
 from learned_lr.settings import require
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits
@@ -37,6 +37,7 @@ class StepReport:
     train_loss: float
     val_loss: float
     layer_grad_norms: torch.Tensor  # (num_layers,), float32
+    layer_momentum_cos: torch.Tensor  # (num_layers,): gradient vs the optimizer's momentum before the step; NaN if none
 
     @property
     def finite(self) -> bool:
@@ -122,6 +123,7 @@ class TrainingRun:
         self.device = torch.device(task.torch_device)
         self.model = build_model(task, seed).to(self.device)
         self.params, self._layer_of_param, self.layer_names = layer_groups(self.model)
+        self._layer_list = self._layer_of_param.tolist()
         self.trainee_optimizer = TraineeOptimizer(task, self.model, total_steps)
         self.optimizer = self.trainee_optimizer.optimizer
         self.stream = DataStream(self.data, task, seed)
@@ -142,13 +144,14 @@ class TrainingRun:
         loss = task_loss(self.data.loss, self.model(x), y)
         loss.backward()
         grad_norms = self._layer_grad_norms()
+        momentum_cos = torch.tensor(layer_momentum_cosines(self.optimizer, self.params, self._layer_list, self.num_layers))
         self.optimizer.step()
         self.trainee_optimizer.after_step()
         val_x, val_y = (t.to(self.device) for t in self.stream.next_val_batch())
         with self.trainee_optimizer.evaluating() as model, torch.no_grad():
             model.eval()
             val_loss = task_loss(self.data.loss, model(val_x), val_y)
-        report = StepReport(self.steps_done, lr, float(loss.detach()), float(val_loss), grad_norms)
+        report = StepReport(self.steps_done, lr, float(loss.detach()), float(val_loss), grad_norms, momentum_cos)
         self.steps_done += 1
         return report
 

@@ -23,7 +23,7 @@ import numpy as np
 from gymnasium import spaces
 
 from learned_lr.loop import DecisionLoop
-from learned_lr.observation import FEATURE_CLIP, NUM_CONTEXT, NUM_FEATURES
+from learned_lr.observation import FEATURE_CLIP, NUM_CONTEXT, num_inputs
 from learned_lr.tasks.run import TrainingRun
 from learned_lr.training.config import EnvConfig
 
@@ -38,7 +38,7 @@ class LRScheduleEnv(gym.Env):
         lo, hi = control.log_bounds
         self.observation_space = spaces.Dict(
             {
-                "window": spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, shape=(control.window, NUM_FEATURES), dtype=np.float32),
+                "window": spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, shape=(control.window, num_inputs(control.inputs)), dtype=np.float32),
                 "mask": spaces.Box(0.0, 1.0, shape=(control.window,), dtype=np.float32),
                 "context": spaces.Box(-FEATURE_CLIP, 1.0, shape=(NUM_CONTEXT,), dtype=np.float32),
             }
@@ -75,7 +75,7 @@ class LRScheduleEnv(gym.Env):
         loop.decide(float(np.asarray(action, dtype=np.float64).reshape(-1)[0]))
         while loop.step < loop.block_end and not loop.diverged:
             report = self._run.step(loop.lr())
-            loop.record(report.train_loss, report.val_loss, report.layer_grad_norms.numpy())
+            loop.record(report.train_loss, report.val_loss, report.layer_grad_norms.numpy(), report.layer_momentum_cos.numpy())
         history, end = loop.history, loop.step
         terminated = loop.diverged or loop.done
         info = {"lr": float(history.lrs[end - 1]), "train_loss": float(history.train_loss[end - 1]), "diverged": loop.diverged}

@@ -182,8 +182,10 @@ def rollout(
         for _ in range(lead.block_end - step):
             lrs = np.array([loop.lr() if on else 0.0 for loop, on in zip(loops, active)])
             report = group.step(torch.from_numpy(lrs).float(), active=active.tolist())
+            cosines = report.layer_momentum_cos
             for i in np.flatnonzero(active):
-                loops[i].record(float(report.train_loss[i]), float(report.val_loss[i]), report.layer_grad_norms[i].numpy())
+                loops[i].record(float(report.train_loss[i]), float(report.val_loss[i]), report.layer_grad_norms[i].numpy(),
+                                None if cosines is None else cosines[i].numpy())
                 active[i] = not loops[i].diverged
             bar.update()
     bar.close()

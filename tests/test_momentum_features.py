@@ -1,0 +1,96 @@
+"""The gradient-momentum cosine: per layer from the optimizer's own buffers, into the features of a policy that reads it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import save_small_policy
+
+from learned_lr.layers import layer_momentum_cosines
+from learned_lr.observation import RunHistory, num_inputs, window_from_features
+from learned_lr.policy import load_policy
+from learned_lr.scheduler import LearnedLR
+
+
+def _two_layer_problem(seed: int = 0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    return model, torch.randn(16, 3), torch.randn(16, 1)
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9), lambda p: torch.optim.Adam(p, lr=1e-3)])
+def test_cosines_are_unknown_first_then_follow_the_gradient_against_the_buffer(make_optimizer):
+    model, x, y = _two_layer_problem()
+    optimizer = make_optimizer(model.parameters())
+    params, layer_of = list(model.parameters()), [0, 0, 1, 1]
+    seen = []
+    for sign in (1.0, 1.0, -1.0):  # the last step's gradient is the negated one: it points against the momentum
+        optimizer.zero_grad()
+        (sign * torch.nn.functional.mse_loss(model(x), y)).backward()
+        cosines = layer_momentum_cosines(optimizer, params, layer_of, 2)
+        # the same number by hand: per layer, <g, m> / (|g| |m|) over its weight and bias
+        if seen:
+            for layer, members in ((0, params[:2]), (1, params[2:])):
+                g = torch.cat([p.grad.reshape(-1) for p in members])
+                buffers = [optimizer.state[p].get("momentum_buffer", optimizer.state[p].get("exp_avg")) for p in members]
+                m = torch.cat([b.reshape(-1) for b in buffers])
+                assert cosines[layer] == pytest.approx(float(g @ m / (g.norm() * m.norm())), abs=1e-5)
+        seen.append(cosines)
+        optimizer.step()
+    assert all(math.isnan(c) for c in seen[0])
+    assert all(c > 0.99 for c in seen[1])  # at a tiny LR the gradient barely changes: aligned
+    assert all(c < -0.99 for c in seen[2])
+
+
+def test_history_summarizes_cosines_over_layers_and_keeps_them_through_its_state():
+    history = RunHistory(total_steps=6, base_lr=0.1, window=8, inputs="all+momentum")
+    rows = [(math.nan, math.nan), (0.5, -0.5), (math.nan, 0.2), None, (2.0, -3.0)]
+    for cosines in rows:
+        history.record(0.1, 1.0, 1.0, (1.0, 2.0), cosines)
+    features = history.features
+    assert features.shape == (6, num_inputs("all+momentum")) == (6, 11)
+    np.testing.assert_allclose(features[:5, 8:11], [[0, 0, 0], [0, -0.5, 0.5], [0.2, 0.2, 0.2], [0, 0, 0], [0, -1, 1]], atol=1e-6)
+    again = RunHistory(total_steps=6, base_lr=0.1, window=8, inputs="all+momentum")
+    again.load_state(history.state())
+    np.testing.assert_array_equal(again.features, features)
+    plain = RunHistory(total_steps=6, base_lr=0.1, window=8)
+    plain.record(0.1, 1.0, 1.0, (1.0, 2.0), (0.5, 0.5))
+    assert plain.features.shape == (6, 8)
+    with pytest.raises(ValueError, match="reads 11 features"):
+        window_from_features(plain.features, 1, 8, 6, "all+momentum")
+
+
+def test_learned_lr_reads_the_cosines_only_for_a_policy_that_uses_them(tmp_path):
+    momentum_policy = load_policy(save_small_policy(tmp_path / "m.safetensors", window=32, decision_interval=4, inputs="all+momentum"))
+    assert momentum_policy.actor.encoder.embed.in_features == 16 * 12
+    for policy, width in ((momentum_policy, 11), (None, 8)):
+        model, x, y = _two_layer_problem()
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        scheduler = LearnedLR(optimizer, total_steps=12, policy=policy, model=model)
+        for _ in range(10):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            optimizer.step()
+            scheduler.step(train_loss=loss.item())
+        features = scheduler.history.features
+        assert features.shape[1] == width
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        assert all(np.isfinite(lrs))
+    momentum = RunHistory(12, 1.0, 32, "all+momentum")
+    momentum.load_state(scheduler.history.state())  # a plain history's state: no cosines, read as unknown
+    assert not momentum.features[:, 8:].any()
+    model, x, y = _two_layer_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    scheduler = LearnedLR(optimizer, total_steps=12, policy=momentum_policy, model=model)
+    for _ in range(6):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        scheduler.step()
+    cos = scheduler.history.features[:6, 8:11]
+    assert not cos[0].any() and bool((cos[1:] > 0.9).all())  # full-batch gradients at a small LR: aligned with the momentum
+    assert list(scheduler.decisions()[-1]["seen"])[-3:] == ["momentum_cos_mean", "momentum_cos_min", "momentum_cos_max"]
