@@ -9,8 +9,9 @@ import pytest
 
 from learned_lr.cli import main
 from learned_lr.experiments import robustness
-from learned_lr.experiments.benchmark import _grid_neighbor, base_lr, contenders, markdown_report, run_benchmark, tuned_lr
+from learned_lr.experiments.benchmark import base_lr, contenders, markdown_report, run_benchmark, tuned_lr
 from learned_lr.experiments.suites import CONTENDER_NAMES, FAMILY_NAMES, SUITES
+from learned_lr.tasks.config import lr_grid_neighbor
 
 
 def test_smoke_suite_runs_every_family_and_contender(tmp_path, capsys):
@@ -31,9 +32,20 @@ def test_smoke_suite_runs_every_family_and_contender(tmp_path, capsys):
         assert min(rows[name]["gap_at_1"] for name in ("linear-warmup", "cosine", "polynomial")) == pytest.approx(0.0, abs=1e-12)
         for tuning in result["tuning"][family].values():
             assert str(tuning["lr"]) in {str(float(k)) for k in tuning["grid"]} or f"{tuning['lr']:g}" in tuning["grid"]
+    # The general policy's split and targets: summaries per split, and per family the policy's worst
+    # case against the best fixed schedule's and the LR-free optimizers' at their default LR.
+    assert set(result["summary_by_split"]) == {"training", "held-out"}
+    assert set(result["summary_by_split"]["held-out"]["bundled"]) == {"kind", "mean_excess", "worst_excess", "mean_gap_at_1"}
+    for family in FAMILY_NAMES:
+        rows, target = result["per_family"][family]["rows"], result["targets"]["bundled"][family]
+        best_schedule_worst = min(rows[n]["worst_loss"] for n in ("linear-warmup", "cosine", "polynomial", "constant"))
+        best_lr_free = min(rows[n]["per_multiplier"]["1"]["test_loss"]["mean"] for n in ("prodigy", "dadapt-adam", "dog", "mechanic-sgd", "mechanic-adamw"))
+        assert target["vs_best_schedule_worst"] == pytest.approx(rows["bundled"]["worst_loss"] / best_schedule_worst - 1)
+        assert target["vs_best_lr_free_at_1"] == pytest.approx(rows["bundled"]["worst_loss"] / best_lr_free - 1)
+        assert target["all_met"] == (target["vs_best_schedule_worst"] <= -0.2 and target["vs_best_lr_free_at_1"] <= 0.05 and target["gap_at_1"] <= 0.02)
     assert (out / "benchmark.png").stat().st_size > 10_000
     report = (out / "benchmark.md").read_text()
-    assert "### char-lm" in report and "| prodigy |" in report
+    assert "### char-lm" in report and "| prodigy |" in report and "| bundled | mnist-resnet18 | held-out |" in report
     # The LR-free optimizers get their default LR (1) x the multiplier; the schedules get the sweep's tuned LR x it.
     mlp = result["per_family"]["mnist-mlp"]["rows"]
     assert mlp["prodigy"]["per_multiplier"]["10"]["base_lr"] == pytest.approx(10.0)
@@ -61,7 +73,7 @@ def test_tuning_extends_its_grid_at_an_edge(tmp_path, monkeypatch):
     tuning = tuned_lr(suite, "digits", "sgd", tmp_path, progress=False)
     assert len(tuning["grid"]) > len(suite.sweep_grid("sgd"))
     assert tuning["lr"] == min((float(k) for k in tuning["grid"]), key=lambda k: tuning["grid"][f"{k:g}"])
-    assert [_grid_neighbor(x, up) for x, up in ((0.3, True), (0.3, False), (1.0, True), (3e-4, False))] == [1.0, 0.1, 3.0, 1e-4]
+    assert [lr_grid_neighbor(x, up) for x, up in ((0.3, True), (0.3, False), (1.0, True), (3e-4, False))] == [1.0, 0.1, 3.0, 1e-4]
 
 
 def test_base_lrs():

@@ -27,7 +27,7 @@ try:  # the command line is the research pipeline: without its extra, one line, 
 except MissingExtraError as exc:
     sys.exit(f"learned-lr: error: {exc}")
 
-from learned_lr.cli.ruler import cmd_benchmark, cmd_explain
+from learned_lr.cli.ruler import cmd_benchmark, cmd_explain, cmd_general_train
 from learned_lr.experiments.config import (
     AblationConfig,
     BCReportConfig,
@@ -43,6 +43,7 @@ from learned_lr.experiments.config import (
     SweepConfig,
     TrainConfig,
 )
+from learned_lr.experiments.general import GeneralTrainConfig
 from learned_lr.experiments.llm.config import AdaptLLMConfig, CompareLLMConfig, FinetuneLLMConfig, LoRASettings
 from learned_lr.settings import ConfigError, ControlConfig, MissingExtraError
 from learned_lr.tasks.seeds import EVAL_SEED_START
@@ -328,6 +329,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "ppo": (PPOConfig, cmd_ppo, "PPO fine-tuning of a policy (from a BC checkpoint or random)"),
     "robust-train": (RobustTrainConfig, cmd_robust_train, "a policy for mistuned base LRs: oracle demonstrations -> BC -> DAgger (-> PPO) across base LRs"),
     "robustness": (RobustnessConfig, cmd_robustness, "every scheduler across a range of base LRs: table and figure"),
+    "general-train": (GeneralTrainConfig, cmd_general_train, "one policy for every model: per-variant tuned-LR oracles on the training families -> BC -> DAgger"),
     "benchmark": (BenchmarkConfig, cmd_benchmark, "the ruler: every contender (schedules, loss-driven, LR-free optimizers, policies) on every task family across LR multipliers"),
     "explain": (ExplainConfig, cmd_explain, "one run under LearnedLR in a plain loop: the LR it set, each decision and the losses it read, as a figure"),
     "evaluate": (EvaluateConfig, cmd_evaluate, "policies vs expert schedules on held-out seeds: table with 95% CIs and a figure"),

@@ -1,10 +1,12 @@
-"""The commands that measure schedulers on every family (`benchmark`) and show one run's decisions (`explain`)."""
+"""The commands of the general policy: train it across families (`general-train`), measure schedulers on every
+family (`benchmark`), and show one run's decisions (`explain`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from learned_lr.experiments.config import BenchmarkConfig, ExplainConfig
+from learned_lr.experiments.general import GeneralTrainConfig
 from learned_lr.settings import ConfigError, ControlConfig
 
 
@@ -58,4 +60,17 @@ def cmd_explain(config: ExplainConfig) -> int:
     print(f"{len(result['decisions'])} decisions (every {result['decision_interval']} steps); final LR {result['lrs'][-1]:.4g} "
           f"({result['lrs'][-1] / config.base_lr:.3g}x base); test loss {result['test_loss']:.4f}")
     print(f"wrote {out}/decisions.png, decisions.json")
+    return 0
+
+
+def cmd_general_train(config: GeneralTrainConfig) -> int:
+    from learned_lr.experiments.general import run_general_training
+    from learned_lr.training.distribution import HELD_OUT_FAMILIES
+
+    paths = run_general_training(config)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    policies = ",".join(f"general {name}={path}" for name, path in paths.items())
+    print(f"held out (never trained on): {', '.join(HELD_OUT_FAMILIES)}. Judge every stage on the benchmark:")
+    print(f'  learned-lr benchmark --suite small --policies "{policies}"')
     return 0

@@ -16,7 +16,10 @@ For each family of a suite (``experiments.suites``):
    multiplier; the worst case over the multipliers; the gap at x1 to the family's best tuned
    expert (the best of linear warm-up, cosine and polynomial at x1); the LR sensitivity (mean
    relative excess over that best across the multipliers). Across families, per contender:
-   the mean and the worst of loss / best tuned expert - 1.
+   the mean and the worst of loss / best tuned expert - 1, over all families and over each side of
+   the general policy's split (``training.distribution``). For every learned policy, per family,
+   the general policy's targets (``_targets``): its worst case against the best fixed schedule's
+   worst case and against the best LR-free optimizer at its default LR (x1).
 
 Diverged runs score the untrained model's loss (``TaskData.chance_loss``) and are counted; so
 does a run that ends worse than that (a blown-up loss the divergence check did not stop), since
@@ -47,9 +50,10 @@ from learned_lr.experiments.suites import (
     SWEEP_EXTENSIONS,
     Suite,
 )
-from learned_lr.tasks.config import LR_FREE_DEFAULT_LR
+from learned_lr.tasks.config import LR_FREE_DEFAULT_LR, lr_grid_neighbor
 from learned_lr.tasks.seeds import EVAL_SEED_START, VALIDATION_SEED_START
 from learned_lr.training.config import EXPERT_NAMES
+from learned_lr.training.distribution import HELD_OUT_FAMILIES, TRAINING_FAMILIES
 
 SCHEDULE_FREE = ("sgd-schedulefree", "adamw-schedulefree")
 
@@ -95,20 +99,11 @@ def tuned_lr(suite: Suite, family: str, optimizer: str, work: Path, progress: bo
         best = min(scores, key=scores.get)
         if best not in (min(scores), max(scores)) or len(scores) == 1:
             break
-        lr = _grid_neighbor(best, up=best == max(scores))
+        lr = lr_grid_neighbor(best, up=best == max(scores))
         scores[lr] = score(lr)
     best = min(scores, key=scores.get)
     return {"family": family, "optimizer": optimizer, "schedule": schedule, "lr": best,
             "grid": {f"{lr:g}": scores[lr] for lr in sorted(scores)}, "seeds": suite.sweep_seeds, "steps": setup.steps}
-
-
-def _grid_neighbor(lr: float, up: bool) -> float:
-    """The next point of the 1-3-10 grid the sweeps use: 0.3 -> 1 (up) or 0.1 (down)."""
-    exponent = math.floor(math.log10(lr) + 1e-9)
-    mantissa = lr / 10**exponent
-    if up:
-        return float(f"{(3 if mantissa < 2 else 10) * 10**exponent:.3g}")
-    return float(f"{(0.3 if mantissa < 2 else 1) * 10**exponent:.3g}")
 
 
 def base_lr(contender: Contender, multiplier: float, tuned: dict[str, float], family_optimizer: str) -> float:
@@ -145,8 +140,11 @@ def run_benchmark(suite: Suite, families: Sequence[str], entrants: Sequence[Cont
     for family in families:
         per_family[family] = _family_rows(results[family], entrants, multipliers)
     setups = {f: {"task": dataclasses.asdict(suite.families[f].task), "steps": suite.families[f].steps} for f in families}
+    by_split = {split: _summary({f: per_family[f] for f in families if f in members}, entrants)
+                for split, members in (("training", TRAINING_FAMILIES), ("held-out", HELD_OUT_FAMILIES)) if set(families) & set(members)}
     return {"suite": suite.name, "families": list(families), "multipliers": multipliers, "seeds": seeds, "setups": setups,
-            "tuning": tuning, "per_family": per_family, "summary": _summary(per_family, entrants)}
+            "tuning": tuning, "per_family": per_family, "summary": _summary(per_family, entrants), "summary_by_split": by_split,
+            "targets": _targets(per_family, entrants)}
 
 
 def _scored(run: dict, chance_loss: float) -> dict:
@@ -190,6 +188,34 @@ def _summary(per_family: dict, entrants: Sequence[Contender]) -> dict:
     return out
 
 
+# The general policy's targets (issue 18), per family: its worst case over the multipliers at least
+# 20% below the best fixed schedule's worst case, at most 5% above the best LR-free optimizer at its
+# default LR (x1), and within 2% of the best tuned expert at x1.
+TARGET_VS_SCHEDULES, TARGET_VS_LR_FREE, TARGET_GAP_AT_1 = -0.20, 0.05, 0.02
+
+
+def _targets(per_family: dict, entrants: Sequence[Contender]) -> dict:
+    """Per policy contender and family: its worst case against the best fixed schedule's and the LR-free optimizers' at x1."""
+    out: dict[str, dict] = {}
+    for c in (c for c in entrants if c.kind == "policy"):
+        for family, fam in per_family.items():
+            rows = fam["rows"]
+            schedules = [rows[n]["worst_loss"] for n in SCHEDULE_CONTENDERS if n in rows]
+            lr_free = [rows[n]["per_multiplier"]["1"]["test_loss"]["mean"] for n in LR_FREE_DEFAULT_LR if n in rows and "1" in rows[n]["per_multiplier"]]
+            worst = rows[c.label]["worst_loss"]
+            vs_schedules = worst / min(schedules) - 1 if schedules else math.nan
+            vs_lr_free = worst / min(lr_free) - 1 if lr_free else math.nan
+            gap = rows[c.label]["gap_at_1"]
+            met = [vs_schedules <= TARGET_VS_SCHEDULES, vs_lr_free <= TARGET_VS_LR_FREE, gap <= TARGET_GAP_AT_1]
+            out.setdefault(c.label, {})[family] = {"worst_loss": worst, "vs_best_schedule_worst": vs_schedules, "vs_best_lr_free_at_1": vs_lr_free,
+                                                   "gap_at_1": gap, "all_met": all(met) and bool(schedules) and bool(lr_free)}
+    return out
+
+
+def _split_of(family: str) -> str:
+    return "held-out" if family in HELD_OUT_FAMILIES else "training"
+
+
 def _pct(x: float) -> str:
     return "-" if not math.isfinite(x) else f"{100 * x:+.1f}%"
 
@@ -204,7 +230,22 @@ def markdown_report(result: dict) -> str:
     ranked = sorted(result["summary"].items(), key=lambda kv: kv[1]["mean_excess"])
     for label, s in ranked:
         lines.append(f"| {label} | {_pct(s['mean_excess'])} | {_pct(s['worst_excess'])} | {_pct(s['mean_gap_at_1'])} |")
+    for split, summary in result.get("summary_by_split", {}).items():
+        lines += ["", f"### Across the {split} families (the general policy's split, `training.distribution`)", "",
+                  "| contender | mean excess | worst excess | mean gap at x1 |", "|---|---|---|---|"]
+        for label, s in sorted(summary.items(), key=lambda kv: kv[1]["mean_excess"]):
+            lines.append(f"| {label} | {_pct(s['mean_excess'])} | {_pct(s['worst_excess'])} | {_pct(s['mean_gap_at_1'])} |")
     families = result["families"]
+    if result.get("targets"):
+        lines += ["", "### The general policy's targets, per family", "",
+                  f"Worst case over the multipliers vs the best fixed schedule's worst case (target <= {_pct(TARGET_VS_SCHEDULES)}) and vs the "
+                  f"best LR-free optimizer at its default LR, x1 (target <= {_pct(TARGET_VS_LR_FREE)}); gap at x1 to the best tuned expert "
+                  f"(target <= {_pct(TARGET_GAP_AT_1)}).", "",
+                  "| policy | family | split | worst loss | vs best schedule's worst | vs best LR-free at x1 | gap at x1 | all met |", "|---|---|---|---|---|---|---|---|"]
+        for label, per in result["targets"].items():
+            for family, t in per.items():
+                lines.append(f"| {label} | {family} | {_split_of(family)} | {t['worst_loss']:.4f} | {_pct(t['vs_best_schedule_worst'])} | "
+                             f"{_pct(t['vs_best_lr_free_at_1'])} | {_pct(t['gap_at_1'])} | {'yes' if t['all_met'] else 'no'} |")
     lines += ["", "### Per family: mean excess over the multipliers (worst multiplier's excess)", "",
               "| contender | " + " | ".join(families) + " |", "|---|" + "---|" * len(families)]
     for label, _ in ranked:

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from learned_lr.experiments.config import DemoConfig, RobustTrainConfig
+from learned_lr.experiments.general import check_same_recipe
 from learned_lr.files import write_json, write_text
-from learned_lr.settings import ConfigError, ControlConfig
+from learned_lr.settings import ControlConfig
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.training.config import EXPERT_NAMES, BCConfig, CollectConfig, PPOConfig
 
@@ -187,7 +188,7 @@ def run_robust_training(config: RobustTrainConfig) -> dict[str, Path]:
     from learned_lr.training.rollout import ScheduleController
 
     work = Path(config.work)
-    _check_same_robust_recipe(config, work / "robust_train.json")
+    check_same_recipe({k: v for k, v in dataclasses.asdict(config).items() if k not in _ROBUST_RESUMABLE}, work / "robust_train.json")
     task = TaskConfig()
     target = config.target_peak_lr if config.target_peak_lr is not None else task.tuned_peak_lr
     collect = CollectConfig(
@@ -225,15 +226,3 @@ def run_robust_training(config: RobustTrainConfig) -> dict[str, Path]:
 # continue it; anything else (the oracle's expert, the base-LR range, run lengths, seeds) would
 # mix demonstrations and policies made under different recipes, so it is refused.
 _ROBUST_RESUMABLE = ("dagger_rounds", "ppo_iterations", "work")
-
-
-def _check_same_robust_recipe(config: RobustTrainConfig, record: Path) -> None:
-    recipe = {k: v for k, v in dataclasses.asdict(config).items() if k not in _ROBUST_RESUMABLE}
-    if record.is_file():
-        saved = json.loads(record.read_text())
-        changed = sorted(k for k in set(saved) | set(recipe) if saved.get(k) != recipe.get(k))
-        if changed:
-            details = ", ".join(f"{k}: {saved.get(k)!r} -> {recipe.get(k)!r}" for k in changed)
-            raise ConfigError("work", f"{record.parent} was made by another robust-train recipe ({details}); use another --work")
-        return
-    write_json(record, recipe)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from learned_lr.tasks.config import TaskConfig
+from learned_lr.tasks.config import LR_SWEEP_GRIDS, TaskConfig
 
 # The schedule each LR-free optimizer runs under, as its package's README recommends (tasks.optimizers).
 ANCHOR_SCHEDULES = {"prodigy": "cosine", "dadapt-adam": "cosine", "dog": "constant", "mechanic-sgd": "cosine",
@@ -32,15 +32,9 @@ FAMILY_NAMES = ("mnist-mlp", "mnist-cnn", "mnist-resnet18", "mnist1d", "char-lm"
 DEFAULT_MULTIPLIERS = (0.1, 0.3, 1.0, 3.0, 10.0)
 STRESS_MULTIPLIERS = (0.03, 30.0)
 
-# The LRs the tuning sweep tries first, per optimizer; a best LR at either end extends the grid
-# by one more point (x or / sqrt(10)), up to ``SWEEP_EXTENSIONS`` times.
-SWEEP_GRIDS: dict[str, tuple[float, ...]] = {
-    "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
-    "adam": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-    "adamw": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-    "sgd-schedulefree": (0.03, 0.1, 0.3, 1.0, 3.0),
-    "adamw-schedulefree": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-}
+# The LRs the tuning sweep tries first, per optimizer (one table for every sweep, in tasks.config);
+# a best LR at either end extends the grid by one more point, up to ``SWEEP_EXTENSIONS`` times.
+SWEEP_GRIDS = LR_SWEEP_GRIDS
 SWEEP_EXTENSIONS = 2
 
 

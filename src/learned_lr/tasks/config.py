@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +46,32 @@ TUNED_PEAK_LR: dict[tuple[str, str], float] = {
     ("mnist-resnet18", "adam"): 1e-3,
     ("mnist-resnet18", "adamw"): 1e-3,
 }
+
+
+# The LRs a tuning sweep tries first, per optimizer (the benchmark's family sweeps and the general
+# policy's variant sweeps); a best LR at either end extends the grid along the 1-3-10 steps of
+# ``lr_grid_neighbor``.
+LR_SWEEP_GRIDS: dict[str, tuple[float, ...]] = {
+    "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
+    "adam": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "adamw": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "sgd-schedulefree": (0.03, 0.1, 0.3, 1.0, 3.0),
+    "adamw-schedulefree": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+}
+
+
+def lr_grid_neighbor(lr: float, up: bool) -> float:
+    """The next point of the 1-3-10 grid the sweeps use: 0.3 -> 1 (up) or 0.1 (down).
+
+    Example:
+        >>> lr_grid_neighbor(0.3, up=True), lr_grid_neighbor(0.3, up=False), lr_grid_neighbor(1e-3, up=False)
+        (1.0, 0.1, 0.0003)
+    """
+    exponent = math.floor(math.log10(lr) + 1e-9)
+    mantissa = lr / 10**exponent
+    if up:
+        return float(f"{(3 if mantissa < 2 else 10) * 10**exponent:.3g}")
+    return float(f"{(0.3 if mantissa < 2 else 1) * 10**exponent:.3g}")
 
 
 # MNIST's splits here: the 60,000 training images as 55,000 for training and 5,000 for validation, and the test set.

@@ -32,7 +32,6 @@ from learned_lr.files import file_sha256
 from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, save_policy
 from learned_lr.settings import ControlConfig
-from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import make_run_group
 from learned_lr.training.config import BCConfig, CollectConfig
 from learned_lr.training.experts import expert_schedule
@@ -59,7 +58,6 @@ def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path
     """Run the experts on trainees and write ``out/demos.safetensors``. Resumable per setting."""
     out = Path(config.out)
     parts_dir = out / "parts"
-    data = load_mnist()
     settings = [(e, s) for e in range(len(config.expert_list)) for s in range(len(config.total_steps_list))]
     for expert_index, steps_index in tqdm(settings, desc="collect demonstrations", disable=not progress):
         expert = config.expert_list[expert_index]
@@ -74,7 +72,7 @@ def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path
         peak_lrs = np.exp(rng.uniform(math.log(config.min_peak_lr), math.log(config.max_peak_lr), size=len(seeds)))
         schedule = expert_schedule(expert, config.schedule_shape)
         controller = ScheduleController(schedule, config.control, noise_std=config.action_noise, seed=first_seed, target_peak_lr=config.target_peak_lr)
-        group = make_run_group(config.task, seeds, data)
+        group = make_run_group(config.task, seeds, total_steps=total_steps)  # loads the task's data (cached)
         episodes = rollout(group, controller, total_steps, peak_lrs, config.control, config.reward, evaluate_test=False,
                            progress=progress, desc=f"{expert} T={total_steps}")
         tensors = episode_tensors(episodes, lambda episode, step: controller.clean_action(total_steps, step, episode.base_lr), config.reward.discount)
@@ -186,7 +184,8 @@ class Demonstrations:
     def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(window, mask, context, label, return) tensors for the given decisions."""
         obs = [
-            window_from_features(self.features[self.decision_run[i]], int(self.decision_step[i]), self.control.window, self.runs[self.decision_run[i]]["total_steps"])
+            window_from_features(self.features[self.decision_run[i]], int(self.decision_step[i]), self.control.window,
+                                 self.runs[self.decision_run[i]]["total_steps"], self.control.inputs)
             for i in indices
         ]
         window = torch.from_numpy(np.stack([o[0] for o in obs]))

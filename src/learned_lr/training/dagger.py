@@ -30,7 +30,6 @@ from tqdm.auto import tqdm
 from learned_lr.checkpoint import load_checkpoint, save_checkpoint
 from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, policy_sha256
-from learned_lr.tasks import load_mnist
 from learned_lr.tasks.batched import make_run_group
 from learned_lr.training.bc import DEMOS_FILE, append_runs, episode_tensors, merge_parts, part_is_done, part_setting
 from learned_lr.training.config import CollectConfig
@@ -65,7 +64,6 @@ def collect_policy_states(policy: LoadedPolicy, oracle: ScheduleController, conf
     if policy.control_config != config.control:
         raise ValueError(f"the policy's control settings {policy.control_config} differ from the collection's {config.control}")
     out = Path(out)
-    data = load_mnist()
     lengths = config.total_steps_list
     for steps_index, total_steps in enumerate(tqdm(lengths, desc="DAgger: policy runs", disable=not progress)):
         part = out / "parts" / f"{oracle.schedule.name}-{total_steps}.safetensors"
@@ -79,7 +77,7 @@ def collect_policy_states(policy: LoadedPolicy, oracle: ScheduleController, conf
         rng = np.random.default_rng(seed0)
         base_lrs = np.exp(rng.uniform(math.log(config.min_peak_lr), math.log(config.max_peak_lr), size=len(seeds)))
         controller = NoisyPolicyController(policy.actor, config.action_noise, seed0)
-        group = make_run_group(config.task, seeds, data)
+        group = make_run_group(config.task, seeds, total_steps=total_steps)  # loads the task's data (cached)
         episodes = rollout(group, controller, total_steps, base_lrs, config.control, config.reward, evaluate_test=False,
                            progress=progress, desc=f"DAgger T={total_steps}")
         tensors = episode_tensors(episodes, lambda episode, step: oracle.clean_action(total_steps, step, episode.base_lr), config.reward.discount)

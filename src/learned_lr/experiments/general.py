@@ -1,0 +1,149 @@
+"""`learned-lr general-train`: one policy for every model, trained on the training families only.
+
+The recipe (issue 18), each stage resumable in ``--work``:
+
+1. **Variants** of the training families (``training.distribution.sample_variants``: widths,
+   batch sizes, SGD/Adam/AdamW, run lengths), written to ``variants.json``.
+2. **An oracle per variant** from its own cached sweep (``tune_variant``): the best expert shape
+   at the best LR. No LR is given by hand.
+3. **Demonstrations**: per variant, runs at base LR = tuned LR x a log-uniform multiplier over
+   ``[min_multiplier, max_multiplier]``, labelled with what the oracle would do (its shape at
+   the tuned LR, whatever the base LR; ``training.rollout.ScheduleController``).
+4. **BC** on all variants' demonstrations, then **DAgger rounds**: run the latest policy on
+   every variant, label its states with the variant's oracle, clone again on everything so far.
+
+No stage runs a held-out family, and no policy is chosen by a score: the last DAgger round is
+the recipe's policy. Judge each stage with ``learned-lr benchmark --policies ...`` (printed at
+the end).
+
+Example:
+    >>> paths = run_general_training(GeneralTrainConfig(variants_per_family=1, work="runs/g"))  # doctest: +SKIP
+    >>> sorted(paths)
+    ['bc', 'dagger-1', 'dagger-2']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from learned_lr.files import write_json
+from learned_lr.settings import ConfigError, arg, check_choice, require
+
+
+@dataclass(frozen=True)
+class GeneralTrainConfig:
+    """`learned-lr general-train`: one policy across the training families (tuned-LR oracle per variant -> BC -> DAgger)."""
+
+    variants_per_family: int = arg(4, "random trainee variants per training family (widths, batch sizes, optimizers, run lengths)")
+    min_steps: int = arg(150, "variant run lengths are drawn log-uniformly from [min_steps, max_steps]")
+    max_steps: int = arg(1000, "upper end of the run lengths")
+    sweep_points: int = arg(5, "LRs of each variant's oracle sweep (the middle ones of the optimizer's grid; extended at an edge)")
+    min_multiplier: float = arg(0.05, "base LR = the variant's tuned LR x a multiplier drawn log-uniformly from [min, max]")
+    max_multiplier: float = arg(20.0, "upper end of the multipliers")
+    decision_interval: int = arg(16, "steps between decisions (K)")
+    max_lr_factor: float = arg(25.0, "highest LR the policy may set, as a multiple of the base LR (20 rescues a base LR 20x too low)")
+    inputs: str = arg("all", "what the policy reads: all (losses, gradient norms, LRs, time left) or all+momentum (and each layer's "
+                      "gradient-momentum cosine)", choices=("all", "all+momentum"))
+    demo_runs: int = arg(8, "demonstration runs per variant")
+    action_noise: float = arg(0.2, "log-space noise on the executed actions of demonstrations and DAgger runs")
+    bc_epochs: int = arg(20, "BC epochs per stage")
+    # The bundled policy's actor size: small enough that LearnedLR stays within 1.10x of a plain MLP step.
+    d_model: int = arg(32, "actor/critic Transformer width")
+    layers: int = arg(2, "actor/critic Transformer blocks")
+    dagger_rounds: int = arg(2, "DAgger rounds after BC (0: none)")
+    dagger_runs: int = arg(8, "policy runs per variant in each DAgger round")
+    seed: int = arg(0, "seed of the variants and of BC")
+    work: str = arg("runs/general", "folder for sweeps, demonstrations and policies (resumable; a rerun may add DAgger rounds)")
+
+    def __post_init__(self) -> None:
+        require(1 <= self.variants_per_family <= 9, "variants_per_family", f"must be in 1..9, got {self.variants_per_family}")
+        require(1 < self.min_steps <= self.max_steps, "min_steps", f"need 1 < min_steps <= max_steps, got {self.min_steps}, {self.max_steps}")
+        require(2 <= self.sweep_points <= 5, "sweep_points", f"must be in 2..5, got {self.sweep_points}")
+        require(0 < self.min_multiplier <= 1 <= self.max_multiplier and math.isfinite(self.max_multiplier), "min_multiplier",
+                f"need 0 < min_multiplier <= 1 <= max_multiplier (finite), got {self.min_multiplier}, {self.max_multiplier}")
+        require(self.max_lr_factor >= 1.0, "max_lr_factor", f"must be >= 1, got {self.max_lr_factor}")
+        require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
+        require(0 <= self.dagger_rounds <= 9, "dagger_rounds", f"must be in [0, 9], got {self.dagger_rounds}")
+        check_choice(self.inputs, ("all", "all+momentum"), "inputs")
+        require(self.action_noise >= 0, "action_noise", f"must be >= 0, got {self.action_noise}")
+        for name in ("d_model", "layers"):
+            require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("demo_runs", "bc_epochs", "dagger_runs"):
+            require(0 < getattr(self, name) <= 400, name, f"must be in 1..400, got {getattr(self, name)}")
+        require(0 <= self.seed < 100, "seed", f"must be in 0..99, got {self.seed}")
+
+
+# A rerun may add DAgger rounds; anything else would mix data made under different recipes.
+_RESUMABLE = ("dagger_rounds", "work")
+
+
+def check_same_recipe(recipe: dict, record: Path) -> None:
+    """Refuse a work folder whose ``record`` (JSON) was written for another recipe; write it if new."""
+    if record.is_file():
+        saved = json.loads(record.read_text())
+        changed = sorted(k for k in set(saved) | set(recipe) if saved.get(k) != recipe.get(k))
+        if changed:
+            details = ", ".join(f"{k}: {saved.get(k)!r} -> {recipe.get(k)!r}" for k in changed)
+            raise ConfigError("work", f"{record.parent} was made by another recipe ({details}); use another --work")
+        return
+    write_json(record, recipe)
+
+
+def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> dict[str, Path]:
+    """Variants -> oracle sweeps -> demonstrations -> BC -> DAgger rounds; the policy of each stage."""
+    from tqdm.auto import tqdm
+
+    from learned_lr.policy import load_policy
+    from learned_lr.settings import ControlConfig, PolicyConfig
+    from learned_lr.tasks.seeds import DAGGER_SEED_START
+    from learned_lr.training.bc import bc_policy_is_current, collect_demonstrations, train_bc
+    from learned_lr.training.config import BCConfig, CollectConfig
+    from learned_lr.training.dagger import collect_policy_states, merge_demonstrations
+    from learned_lr.training.distribution import ORACLE_SHAPES, sample_variants, tune_variant
+    from learned_lr.training.experts import expert_schedule
+    from learned_lr.training.rollout import ScheduleController
+
+    work = Path(config.work)
+    check_same_recipe({k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE}, work / "general_train.json")
+    variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed)
+    oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
+    write_json(work / "variants.json", [{"name": v.name, "task": dataclasses.asdict(v.task), "steps": v.steps,
+                                         "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])
+    control = ControlConfig(decision_interval=config.decision_interval, max_lr_factor=config.max_lr_factor, inputs=config.inputs)
+
+    def collect_config(variant, runs: int, out: Path) -> CollectConfig:
+        tuned = oracles[variant.name]["lr"]
+        return CollectConfig(task=variant.task, control=control, experts=oracles[variant.name]["shape"], total_steps=str(variant.steps),
+                             runs_per_setting=runs, min_peak_lr=tuned * config.min_multiplier, max_peak_lr=tuned * config.max_multiplier,
+                             action_noise=config.action_noise, target_peak_lr=tuned, seed=variant.demo_seed, out=str(out))
+
+    def oracle(variant) -> ScheduleController:
+        return ScheduleController(expert_schedule(oracles[variant.name]["shape"]), control, target_peak_lr=oracles[variant.name]["lr"])
+
+    def clone(data: Path, out: Path) -> Path:
+        bc = BCConfig(policy=PolicyConfig(d_model=config.d_model, layers=config.layers), demos=str(data), experts=",".join(ORACLE_SHAPES),
+                      epochs=config.bc_epochs, seed=config.seed, out=str(out))
+        if not bc_policy_is_current(bc):
+            train_bc(bc, progress=progress)
+        return out / "policy.safetensors"
+
+    sources = [work / "demos" / v.name for v in variants]
+    for variant, folder in zip(tqdm(variants, desc="demonstrations", disable=not progress), sources):
+        collect_demonstrations(collect_config(variant, config.demo_runs, folder), progress=False)
+    merge_demonstrations(sources, work / "bc" / "data" / "demos.safetensors")
+    paths = {"bc": clone(work / "bc" / "data", work / "bc")}
+    for round_index in range(1, config.dagger_rounds + 1):
+        round_dir = work / "dagger" / f"round-{round_index}"
+        policy = load_policy(paths["bc" if round_index == 1 else f"dagger-{round_index - 1}"])
+        for variant in tqdm(variants, desc=f"DAgger round {round_index}", disable=not progress):
+            folder = round_dir / "states" / variant.name
+            first_seed = DAGGER_SEED_START + round_index * 4000 + variant.ordinal * 400
+            collect_policy_states(policy, oracle(variant), collect_config(variant, config.dagger_runs, folder), first_seed, folder, progress=False)
+            sources.append(folder)
+        merge_demonstrations(sources, round_dir / "data" / "demos.safetensors")
+        paths[f"dagger-{round_index}"] = clone(round_dir / "data", round_dir / "bc")
+    return paths

@@ -1,0 +1,152 @@
+"""The general policy's task distribution: the declared train / held-out split, randomized variants, their tuned LRs.
+
+**The split** (declared here, before any general policy was trained, and in the README):
+the policy trains only on ``TRAINING_FAMILIES``; ``HELD_OUT_FAMILIES`` are never run by any
+training stage, sweep or checkpoint choice, so the benchmark's numbers on them measure
+generalization to architectures it has never seen (a residual network with batch norm, a
+character-level Transformer, LoRA fine-tuning of a pretrained LLM).
+
+**Variants.** ``sample_variants`` draws, per training family, trainees of random width, batch
+size, optimizer (SGD with momentum, Adam, AdamW) and run length (log-uniform). Each variant's
+tuned LR comes from ``tune_variant``: the oracle's expert shapes x the optimizer's LR grid
+(``tasks.config.LR_SWEEP_GRIDS``, extended at an edge), one run each on the variant's sweep
+seed, scored by the mean validation loss over the last 10% of steps (never a test split). The
+best (shape, LR) is the oracle that labels the variant's demonstrations and DAgger states,
+whatever base LR a run is given. Results are cached per variant, keyed on the full setting.
+
+Seeds (``tasks.seeds``): a variant's runs use the demonstration range; variant ``ordinal`` (its
+position within its family, < 10) sweeps on seed ``ordinal * 1000 + 900`` and collects its
+demonstrations from ``ordinal * 1000`` (``collect``'s ``--seed``).
+
+Example:
+    >>> variants = sample_variants(per_family=1, min_steps=200, max_steps=400, seed=0)
+    >>> [v.task.task for v in variants] == list(TRAINING_FAMILIES)
+    True
+    >>> sorted(set(TRAINING_FAMILIES) & set(HELD_OUT_FAMILIES))
+    []
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from learned_lr.files import saved_or_computed
+from learned_lr.settings import ControlConfig
+from learned_lr.tasks.config import LR_SWEEP_GRIDS, TaskConfig, lr_grid_neighbor
+
+TRAINING_FAMILIES = ("mnist-mlp", "mnist-cnn", "mnist1d", "digits", "diabetes")
+HELD_OUT_FAMILIES = ("mnist-resnet18", "char-lm", "llm-lora")
+
+# What a variant draws, per family: the size field of TaskConfig and its choices (CPU-sized).
+VARIANT_SIZES = {
+    "mnist-mlp": ("hidden", (32, 64, 128, 256)),
+    "mnist-cnn": ("width", (4, 8)),
+    "mnist1d": ("width", (16, 32, 64)),
+    "digits": ("hidden", (32, 64, 128, 256)),
+    "diabetes": ("hidden", (32, 64, 128, 256)),
+}
+VARIANT_BATCH_SIZES = (16, 32, 64, 128)
+VARIANT_OPTIMIZERS = ("sgd", "adam", "adamw")
+ADAMW_WEIGHT_DECAY = 0.01
+# diabetes has 66 validation rows: its validation batch is capped there.
+MAX_VAL_BATCH = {"diabetes": 64}
+# The shapes the oracle may run (polynomial was never the best tuned expert on the benchmark's families).
+ORACLE_SHAPES = ("linear-warmup", "cosine")
+SWEEP_EXTENSIONS = 2
+FINAL_VAL_FRACTION = 0.1
+MAX_VARIANTS_PER_FAMILY = 9  # seed blocks of 1,000 per variant inside the demonstration range
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trainee of the distribution: its family's task at drawn sizes, and its run length."""
+
+    name: str
+    ordinal: int  # position within its family: sets its seeds
+    task: TaskConfig
+    steps: int
+
+    @property
+    def sweep_seed(self) -> int:
+        return self.ordinal * 1000 + 900
+
+    @property
+    def demo_seed(self) -> int:
+        """``CollectConfig.seed`` of its demonstrations (runs from ``demo_seed * 1000``)."""
+        return self.ordinal
+
+
+def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int) -> list[Variant]:
+    """``per_family`` random variants of every training family (family-major order), reproducible from ``seed``."""
+    if not 1 <= per_family <= MAX_VARIANTS_PER_FAMILY:
+        raise ValueError(f"per_family must be in 1..{MAX_VARIANTS_PER_FAMILY}, got {per_family}")
+    if not 1 < min_steps <= max_steps:
+        raise ValueError(f"need 1 < min_steps <= max_steps, got {min_steps}, {max_steps}")
+    rng = np.random.default_rng(seed)
+    variants = []
+    for ordinal in range(per_family):
+        for family in TRAINING_FAMILIES:
+            field, sizes = VARIANT_SIZES[family]
+            size = int(rng.choice(sizes))
+            optimizer = str(rng.choice(VARIANT_OPTIMIZERS))
+            batch = int(rng.choice(VARIANT_BATCH_SIZES[:3] if family == "diabetes" else VARIANT_BATCH_SIZES))
+            steps = int(round(math.exp(rng.uniform(math.log(min_steps), math.log(max_steps))) / 10) * 10)
+            steps = min(max(steps, min_steps), max_steps)
+            task = TaskConfig(task=family, optimizer=optimizer, batch_size=batch, val_batch_size=min(batch, MAX_VAL_BATCH.get(family, batch)),
+                              weight_decay=ADAMW_WEIGHT_DECAY if optimizer == "adamw" else 0.0, **{field: size})
+            name = f"{family}-{ordinal}-{optimizer}-{field[0]}{size}-b{batch}-t{steps}"
+            variants.append(Variant(name, ordinal, task, steps))
+    return sorted(variants, key=lambda v: (TRAINING_FAMILIES.index(v.task.task), v.ordinal))
+
+
+def _final_val_losses(variant: Variant, shape: str, lrs: list[float]) -> list[float]:
+    """Mean validation loss over the last 10% of steps of one run per LR (inf if it diverged)."""
+    from learned_lr.tasks.batched import make_run_group
+    from learned_lr.training.experts import expert_schedule
+    from learned_lr.training.rollout import rollout_exact_schedule
+
+    group = make_run_group(variant.task, [variant.sweep_seed] * len(lrs), total_steps=variant.steps)
+    episodes = rollout_exact_schedule(group, expert_schedule(shape), variant.steps, lrs, ControlConfig(), evaluate_test=False)
+    tail = max(1, int(FINAL_VAL_FRACTION * variant.steps))
+    scores = []
+    for episode in episodes:
+        value = float(np.mean(episode.history.val_loss[variant.steps - tail :])) if not episode.diverged else math.inf
+        scores.append(value if math.isfinite(value) else math.inf)
+    return scores
+
+
+def tune_variant(variant: Variant, work: str | Path, grid_points: int = 5) -> dict:
+    """The oracle of ``variant``: the best (shape, LR) of its sweep, cached in ``work/<variant name>.json``.
+
+    Returns ``{"shape", "lr", "score", "grid": {shape: {lr: score}}}``; a score is inf (saved as
+    None) for a run that diverged.
+    """
+    grid = list(LR_SWEEP_GRIDS[variant.task.optimizer])
+    start = (len(grid) - grid_points) // 2
+    grid = grid[start : start + grid_points]
+    setting = {"task": dataclasses.asdict(variant.task), "steps": variant.steps, "seed": variant.sweep_seed, "grid": grid,
+               "shapes": list(ORACLE_SHAPES), "extensions": SWEEP_EXTENSIONS, "final_val_fraction": FINAL_VAL_FRACTION}
+
+    def sweep() -> dict:
+        table = {}
+        for shape in ORACLE_SHAPES:
+            scores = dict(zip(grid, _final_val_losses(variant, shape, grid)))
+            for _ in range(SWEEP_EXTENSIONS):
+                best = min(scores, key=scores.get)
+                if best not in (min(scores), max(scores)) or len(scores) == 1 or not math.isfinite(scores[best]):
+                    break
+                lr = lr_grid_neighbor(best, up=best == max(scores))
+                scores[lr] = _final_val_losses(variant, shape, [lr])[0]
+            table[shape] = {f"{lr:g}": scores[lr] for lr in sorted(scores)}
+        shape, lr = min(((s, lr) for s in table for lr in table[s]), key=lambda key: table[key[0]][key[1]])
+        return {"shape": shape, "lr": float(lr), "score": table[shape][lr], "grid": table}
+
+    result = saved_or_computed(Path(work) / f"{variant.name}.json", setting, sweep)
+    if result["score"] is None:
+        raise RuntimeError(f"every LR of the sweep diverged on variant {variant.name}; its oracle is undefined")
+    return result

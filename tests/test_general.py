@@ -1,0 +1,137 @@
+"""The general policy's split, variant distribution, per-variant oracle sweeps and the general-train pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from learned_lr.checkpoint import load_checkpoint
+from learned_lr.cli import main
+from learned_lr.experiments.general import GeneralTrainConfig, run_general_training
+from learned_lr.experiments.suites import FAMILY_NAMES
+from learned_lr.policy import load_policy
+from learned_lr.settings import ConfigError
+from learned_lr.tasks.config import LR_SWEEP_GRIDS
+from learned_lr.training import distribution
+from learned_lr.training.distribution import HELD_OUT_FAMILIES, TRAINING_FAMILIES, Variant, sample_variants, tune_variant
+
+
+def test_the_split_is_disjoint_and_covers_every_benchmark_family():
+    assert not set(TRAINING_FAMILIES) & set(HELD_OUT_FAMILIES)
+    assert set(FAMILY_NAMES) <= set(TRAINING_FAMILIES) | set(HELD_OUT_FAMILIES)
+    assert {"mnist-resnet18", "llm-lora"} <= set(HELD_OUT_FAMILIES)
+
+
+def test_variants_are_reproducible_varied_and_only_of_training_families():
+    variants = sample_variants(per_family=4, min_steps=150, max_steps=1000, seed=0)
+    assert len(variants) == 20 and {v.task.task for v in variants} == set(TRAINING_FAMILIES)
+    assert variants == sample_variants(per_family=4, min_steps=150, max_steps=1000, seed=0)
+    assert [v.name for v in variants] != [v.name for v in sample_variants(per_family=4, min_steps=150, max_steps=1000, seed=1)]
+    assert len({v.name for v in variants}) == 20
+    assert all(150 <= v.steps <= 1000 for v in variants)
+    assert {v.task.optimizer for v in variants} == {"sgd", "adam", "adamw"}
+    assert len({v.task.batch_size for v in variants}) > 1
+    assert all(v.task.val_batch_size <= 64 for v in variants if v.task.task == "diabetes")
+    # each family's variants have distinct ordinals, so distinct seed blocks
+    for family in TRAINING_FAMILIES:
+        assert sorted(v.ordinal for v in variants if v.task.task == family) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="per_family"):
+        sample_variants(per_family=10, min_steps=150, max_steps=1000, seed=0)
+
+
+def _digits_variant(steps: int = 30) -> Variant:
+    return dataclasses.replace(sample_variants(1, 20, 20, seed=0)[3], steps=steps, name="digits-test")
+
+
+def test_tune_variant_picks_the_lowest_validation_loss_and_caches(tmp_path, monkeypatch):
+    variant = _digits_variant()
+    assert variant.task.task == "digits"
+    result = tune_variant(variant, tmp_path, grid_points=3)
+    grid = result["grid"]
+    assert set(grid) == set(distribution.ORACLE_SHAPES)
+    best = min((score, shape, lr) for shape in grid for lr, score in grid[shape].items() if score is not None)
+    assert (result["shape"], result["lr"], result["score"]) == (best[1], float(best[2]), best[0])
+    assert all(float(lr) in LR_SWEEP_GRIDS[variant.task.optimizer] or len(grid[shape]) > 3 for shape in grid for lr in grid[shape])
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached sweep trained again")
+
+    monkeypatch.setattr(distribution, "_final_val_losses", no_training)
+    assert tune_variant(variant, tmp_path, grid_points=3) == result
+    with pytest.raises(AssertionError, match="trained again"):  # another setting is not the cached one
+        tune_variant(dataclasses.replace(variant, steps=31), tmp_path, grid_points=3)
+
+
+def test_tune_variant_extends_the_grid_at_an_edge(tmp_path, monkeypatch):
+    calls = []
+
+    def falling_with_lr(variant, shape, lrs):
+        calls.append(list(lrs))
+        return [1.0 / lr for lr in lrs]  # the highest LR always wins
+
+    monkeypatch.setattr(distribution, "_final_val_losses", falling_with_lr)
+    variant = _digits_variant()
+    result = tune_variant(variant, tmp_path, grid_points=3)
+    top = max(distribution.LR_SWEEP_GRIDS[variant.task.optimizer][1:4])
+    assert result["lr"] == pytest.approx(top * 10)  # two 1-3-10 steps above the grid's top
+    assert len(calls) == 2 * (1 + distribution.SWEEP_EXTENSIONS)
+
+
+def test_general_train_runs_every_stage_labels_the_tuned_lr_and_resumes(tmp_path, capsys):
+    config = GeneralTrainConfig(variants_per_family=1, min_steps=20, max_steps=30, sweep_points=2, demo_runs=3, bc_epochs=1,
+                                dagger_rounds=1, dagger_runs=2, work=str(tmp_path / "g"))
+    paths = run_general_training(config, progress=False)
+    assert sorted(paths) == ["bc", "dagger-1"]
+    policy = load_policy(paths["dagger-1"])
+    assert policy.control_config.max_lr_factor == 25.0 and policy.control_config.decision_interval == 16
+    # Every demonstration is of a training family, and its labels ask for the same LR whatever the
+    # run's base LR: the oracle's shape at the variant's tuned LR.
+    _, meta = load_checkpoint(tmp_path / "g" / "dagger" / "round-1" / "data" / "demos.safetensors", kind="demonstrations")
+    assert len(meta["runs"]) == 5 * 3 + 5 * 2
+    variants = {v["name"]: v for v in json.loads((tmp_path / "g" / "variants.json").read_text())}
+    assert {v["task"]["task"] for v in variants.values()} == set(TRAINING_FAMILIES)
+    name = next(iter(variants))
+    tensors, demo_meta = load_checkpoint(tmp_path / "g" / "demos" / name / "demos.safetensors", kind="demonstrations")
+    low, high = math.log(1e-3), math.log(25.0)
+    asked = []
+    for index, run in enumerate(demo_meta["runs"]):
+        labels = tensors[f"{index}.labels"].numpy()
+        asked.append(np.where((labels > low + 1e-4) & (labels < high - 1e-4), np.exp(labels) * run["peak_lr"], np.nan))
+    base_lrs = [run["peak_lr"] for run in demo_meta["runs"]]
+    assert max(base_lrs) / min(base_lrs) > 1.5
+    asked = np.array(asked)
+    both = ~np.isnan(asked).any(axis=0)
+    assert both.any()
+    np.testing.assert_allclose(asked[:, both], np.broadcast_to(asked[:1, both], asked[:, both].shape), rtol=1e-4)
+    assert float(np.nanmax(asked)) <= variants[name]["oracle_lr"] * (1 + 1e-4)
+    # A rerun trains nothing; another recipe in the same folder is refused; one more DAgger round continues.
+    stamp = paths["dagger-1"].stat().st_mtime_ns
+    assert run_general_training(config, progress=False) == paths and paths["dagger-1"].stat().st_mtime_ns == stamp
+    with pytest.raises(ConfigError, match="another recipe"):
+        run_general_training(dataclasses.replace(config, demo_runs=4), progress=False)
+    assert main(["general-train", "--variants-per-family", "1", "--min-steps", "20", "--max-steps", "30", "--sweep-points", "2",
+                 "--demo-runs", "3", "--bc-epochs", "1", "--dagger-rounds", "2", "--dagger-runs", "2", "--work", str(tmp_path / "g")]) == 0
+    out = capsys.readouterr().out
+    assert "dagger-2:" in out and "learned-lr benchmark --suite small --policies" in out and paths["dagger-1"].stat().st_mtime_ns == stamp
+
+
+def test_general_train_refuses_bad_settings_in_one_line(capsys):
+    assert main(["general-train", "--min-multiplier", "2"]) == 2
+    assert "min_multiplier" in capsys.readouterr().err
+    assert main(["general-train", "--variants-per-family", "12"]) == 2
+
+
+def test_general_train_with_the_momentum_cosines(tmp_path):
+    """The policy that reads the gradient-momentum cosines trains through every stage (rollouts record them)."""
+    config = GeneralTrainConfig(variants_per_family=1, min_steps=20, max_steps=20, sweep_points=2, demo_runs=2, bc_epochs=1,
+                                dagger_rounds=1, dagger_runs=2, inputs="all+momentum", work=str(tmp_path / "g"))
+    paths = run_general_training(config, progress=False)
+    assert load_policy(paths["dagger-1"]).control_config.inputs == "all+momentum"
+    tensors, meta = load_checkpoint(tmp_path / "g" / "dagger" / "round-1" / "data" / "demos.safetensors", kind="demonstrations")
+    features = [tensors[f"{i}.features"].numpy() for i in range(len(meta["runs"]))]
+    assert all(f.shape[1] == 11 for f in features)
+    assert all(np.abs(f[2:, 8:11]).max() > 0 for f in features)  # every run recorded real cosines
