@@ -7,7 +7,8 @@ its seed, so disjoint seed ranges are disjoint runs:
 range                       used by          why
 ==========================  ===============  ==============================================
 0 - 9,999                   demonstrations   ``collect``: seed x 1,000 + a block per expert and run length
-                                             (so at ``--seed`` 0-9; the BC policies' data)
+                                             (so at ``--seed`` 0-9; the BC policies' data); ``general-train``'s
+                                             variant k of a family sweeps on k x 1,000 + 900
 10,000 - 49,999             DAgger rounds    the policy's own states, labelled by the oracle
 50,000 - 89,999             PPO              PPO's trainee runs
 90,000 - 99,999             validation       choosing between policies (no stage trains here)
