@@ -326,3 +326,21 @@ def test_common_torch_usage_is_handled(small_policy):
             LearnedLR(torch.optim.SGD(model.parameters(), lr=bad), total_steps=20, policy=small_policy)
     with pytest.raises(ValueError, match="load_state_dict"):
         LearnedLR(optimizer, total_steps=20, policy=small_policy, last_epoch=10)
+
+
+def test_a_long_run_saves_a_state_the_size_of_its_steps_so_far(small_policy):
+    """total_steps = 10^6: the state_dict holds the steps recorded, not 10^6 rows per array (it was 361 MB at step 0)."""
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = LearnedLR(optimizer, total_steps=10**6, policy=small_policy)
+    lrs = train_steps(model, optimizer, scheduler, data, 5)
+    state = scheduler.state_dict()
+    size = sum(v.numel() * v.element_size() for v in state.values() if isinstance(v, torch.Tensor))
+    assert size < 10_000
+    model2 = copy.deepcopy(model)
+    optimizer2 = torch.optim.SGD(model2.parameters(), lr=0.05, momentum=0.9)
+    optimizer2.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    resumed = LearnedLR(optimizer2, total_steps=10**6, policy=small_policy)
+    resumed.load_state_dict(state)
+    assert resumed.history.steps == 5 and resumed.get_last_lr() == lrs[-1]
+    assert train_steps(model2, optimizer2, resumed, data, 8) == train_steps(model, optimizer, scheduler, data, 8)

@@ -68,8 +68,8 @@ def test_batched_runs_equal_separate_runs(mnist):
     separate = [TrainingRun(task, seed, mnist) for seed in seeds]
     for step in range(30):
         step_lrs = [lr * (1 - step / 30) for lr in lrs]  # a different LR per run and per step
-        rb = batched.step(step_lrs)
-        rs = [run.step(lr) for run, lr in zip(separate, step_lrs)]
+        rb = batched.step(step_lrs, momentum_cosines=True)
+        rs = [run.step(lr, momentum_cosines=True) for run, lr in zip(separate, step_lrs)]
         torch.testing.assert_close(rb.train_loss, torch.tensor([r.train_loss for r in rs]), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(rb.val_loss, torch.tensor([r.val_loss for r in rs]), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(rb.layer_grad_norms, torch.stack([r.layer_grad_norms for r in rs]), rtol=1e-4, atol=1e-5)
@@ -84,6 +84,8 @@ def test_batched_runs_equal_separate_runs(mnist):
         assert abs(float(test_loss[i]) - loss) < 1e-4 and abs(float(test_acc[i]) - acc) < 1e-4
     # The run with LR 0 never moved; the others learned.
     assert test_acc[3] < 0.3 and bool((test_acc[:3] > 0.85).all())
+    assert bool(batched.step([0.1] * 4).layer_momentum_cos.isnan().all())  # not asked for: not computed
+    assert bool(separate[0].step(0.1).layer_momentum_cos.isnan().all())
 
 
 def test_device_choice_is_validated_and_auto_runs_here(mnist):

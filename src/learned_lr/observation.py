@@ -248,19 +248,25 @@ class RunHistory:
         return out
 
     def state(self) -> dict:
-        """Everything needed to continue this history elsewhere: plain values and numpy arrays."""
+        """Everything needed to continue this history elsewhere: plain values and numpy arrays.
+
+        The arrays hold the recorded steps only, so a state saved early in a long run is small
+        (a run of 10^6 steps does not save 10^6 rows at step 0).
+        """
         self._flush()
+        n = self.steps
         layers = 0 if self._layer_norms is None else self._layer_norms.shape[1]
-        cosines = {} if self._momentum_cos is None else {"momentum_cos": self._momentum_cos.copy()}
+        cosines = {} if self._momentum_cos is None else {"momentum_cos": self._momentum_cos[:n].copy()}
         return {
             **cosines,
-            "steps": self.steps,
-            "train_loss": self._train_loss.copy(),
-            "val_loss": self._val_loss.copy(),
-            "lrs": self._lrs.copy(),
-            "layer_norms": np.zeros((self.total_steps, 0)) if self._layer_norms is None else self._layer_norms.copy(),
-            "layers_match": self._layers_match.copy(),
-            "total_norm": self._total_norm.copy(),
+            "steps": n,
+            "total_steps": self.total_steps,
+            "train_loss": self._train_loss[:n].copy(),
+            "val_loss": self._val_loss[:n].copy(),
+            "lrs": self._lrs[:n].copy(),
+            "layer_norms": np.zeros((n, 0)) if self._layer_norms is None else self._layer_norms[:n].copy(),
+            "layers_match": self._layers_match[:n].copy(),
+            "total_norm": self._total_norm[:n].copy(),
             "has_layers": self._layer_norms is not None,
             "first_train_loss": self._first_train_loss,
             "first_grad_norm": self._first_grad_norm,

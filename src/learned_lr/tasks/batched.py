@@ -103,8 +103,8 @@ class BatchedMLPRuns:
         n, b, classes = logits.shape
         return nn.functional.cross_entropy(logits.reshape(n * b, classes), y.reshape(n * b), reduction="none").view(n, b).mean(1)
 
-    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None) -> BatchedStepReport:
-        """One SGD step of every run, run i at LR ``lrs[i]``.
+    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False) -> BatchedStepReport:
+        """One SGD step of every run, run i at LR ``lrs[i]`` (``momentum_cosines``: as ``TrainingRun.step``).
 
         ``active`` is accepted for interface parity with ``SequentialRuns``; stacked runs always
         all step (an inactive run should be given LR 0, which leaves its weights unchanged).
@@ -118,7 +118,7 @@ class BatchedMLPRuns:
         losses = self._per_run_loss(x, y)
         losses.sum().backward()
         grad_norms = self._layer_grad_norms()
-        momentum_cos = self._layer_momentum_cosines(grad_norms)
+        momentum_cos = self._layer_momentum_cosines(grad_norms) if momentum_cosines else torch.full_like(grad_norms, float("nan"))
         self._sgd_update(lrs.to(self.device))
         val_rows = [stream.next_val_slice() for stream in self.streams]
         val_x = torch.stack([self._val_x[rows] for rows in val_rows])
@@ -193,7 +193,7 @@ class SequentialRuns:
     def num_runs(self) -> int:
         return len(self.runs)
 
-    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None) -> BatchedStepReport:
+    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False) -> BatchedStepReport:
         """Step every run (or only those marked ``active``; the others report NaN)."""
         lrs = torch.as_tensor(lrs, dtype=torch.float32).reshape(-1)
         if lrs.shape[0] != self.num_runs:
@@ -204,7 +204,7 @@ class SequentialRuns:
             if active is not None and not active[i]:
                 train.append(nan), val.append(nan), norms.append(torch.full((len(self.layer_names),), nan)), cosines.append(norms[-1])
                 continue
-            report = run.step(float(lrs[i]))
+            report = run.step(float(lrs[i]), momentum_cosines)
             train.append(report.train_loss), val.append(report.val_loss), norms.append(report.layer_grad_norms)
             cosines.append(report.layer_momentum_cos)
         report = BatchedStepReport(self.steps_done, lrs, torch.tensor(train), torch.tensor(val), torch.stack(norms), torch.stack(cosines))

@@ -87,7 +87,7 @@ class FuncBatchedRuns:
     def num_runs(self) -> int:
         return len(self.seeds)
 
-    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None):
+    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False):
         """One step of every run, run i at LR ``lrs[i]`` (an inactive run should get LR 0: its weights then stay)."""
         lrs = checked_lrs(lrs, self.num_runs)
         indices = torch.stack([stream.next_train_indices() for stream in self.streams]).to(self.device)

@@ -37,7 +37,7 @@ class StepReport:
     train_loss: float
     val_loss: float
     layer_grad_norms: torch.Tensor  # (num_layers,), float32
-    layer_momentum_cos: torch.Tensor  # (num_layers,): gradient vs the optimizer's momentum before the step; NaN if none
+    layer_momentum_cos: torch.Tensor  # (num_layers,): gradient vs the optimizer's momentum before the step; NaN if none or not asked for
 
     @property
     def finite(self) -> bool:
@@ -133,8 +133,12 @@ class TrainingRun:
     def num_layers(self) -> int:
         return len(self.layer_names)
 
-    def step(self, lr: float) -> StepReport:
-        """One optimizer step at learning rate ``lr``; returns what it observed."""
+    def step(self, lr: float, momentum_cosines: bool = False) -> StepReport:
+        """One optimizer step at learning rate ``lr``; returns what it observed.
+
+        ``momentum_cosines``: also read each layer's gradient-momentum cosine (for a policy with
+        ``inputs="all+momentum"``; it costs ~5% of an MLP step, so only when asked for).
+        """
         if not (math.isfinite(lr) and lr >= 0):
             raise ValueError(f"lr must be a finite number >= 0, got {lr}")
         x, y = (t.to(self.device) for t in self.stream.next_train_batch())
@@ -144,7 +148,8 @@ class TrainingRun:
         loss = task_loss(self.data.loss, self.model(x), y)
         loss.backward()
         grad_norms = self._layer_grad_norms()
-        momentum_cos = torch.tensor(layer_momentum_cosines(self.optimizer, self.params, self._layer_list, self.num_layers))
+        momentum_cos = (torch.tensor(layer_momentum_cosines(self.optimizer, self.params, self._layer_list, self.num_layers))
+                        if momentum_cosines else torch.full((self.num_layers,), math.nan))
         self.optimizer.step()
         self.trainee_optimizer.after_step()
         val_x, val_y = (t.to(self.device) for t in self.stream.next_val_batch())

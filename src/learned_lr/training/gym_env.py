@@ -74,7 +74,7 @@ class LRScheduleEnv(gym.Env):
             raise RuntimeError("episode is over; call reset()")
         loop.decide(float(np.asarray(action, dtype=np.float64).reshape(-1)[0]))
         while loop.step < loop.block_end and not loop.diverged:
-            report = self._run.step(loop.lr())
+            report = self._run.step(loop.lr(), momentum_cosines=loop.history.reads_momentum)
             loop.record(report.train_loss, report.val_loss, report.layer_grad_norms.numpy(), report.layer_momentum_cos.numpy())
         history, end = loop.history, loop.step
         terminated = loop.diverged or loop.done
