@@ -76,7 +76,7 @@ def test_tune_variant_extends_the_grid_at_an_edge(tmp_path, monkeypatch):
     monkeypatch.setattr(distribution, "_final_val_losses", falling_with_lr)
     variant = _digits_variant()
     result = tune_variant(variant, tmp_path, grid_points=3)
-    top = max(distribution.LR_SWEEP_GRIDS[variant.task.optimizer][1:4])
+    top = max(LR_SWEEP_GRIDS[variant.task.optimizer][1:4])
     assert result["lr"] == pytest.approx(top * 10)  # two 1-3-10 steps above the grid's top
     assert len(calls) == 2 * (1 + distribution.SWEEP_EXTENSIONS)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from learned_lr.tasks.config import LR_SWEEP_GRIDS, TaskConfig
+from learned_lr.tasks.config import LR_SWEEP_GRIDS, TaskConfig, sweep_grid
 
 # The schedule each LR-free optimizer runs under, as its package's README recommends (tasks.optimizers).
 ANCHOR_SCHEDULES = {"prodigy": "cosine", "dadapt-adam": "cosine", "dog": "constant", "mechanic-sgd": "cosine",
@@ -56,9 +56,7 @@ class Suite:
     sweep_grid_points: int = 5  # how many of each SWEEP_GRIDS entry (the middle ones) the suite tries
 
     def sweep_grid(self, optimizer: str) -> tuple[float, ...]:
-        grid = SWEEP_GRIDS[optimizer]
-        start = (len(grid) - self.sweep_grid_points) // 2
-        return grid[start : start + self.sweep_grid_points]
+        return sweep_grid(optimizer, self.sweep_grid_points)
 
 
 def _family(task: str, steps: int, optimizer: str, **sizes) -> FamilySetup:

@@ -60,6 +60,13 @@ LR_SWEEP_GRIDS: dict[str, tuple[float, ...]] = {
 }
 
 
+def sweep_grid(optimizer: str, points: int) -> tuple[float, ...]:
+    """The middle ``points`` LRs of ``optimizer``'s grid: where a sweep of that many points starts."""
+    grid = LR_SWEEP_GRIDS[optimizer]
+    start = (len(grid) - points) // 2
+    return grid[start : start + points]
+
+
 def lr_grid_neighbor(lr: float, up: bool) -> float:
     """The next point of the 1-3-10 grid the sweeps use: 0.3 -> 1 (up) or 0.1 (down).
 

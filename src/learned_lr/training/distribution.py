@@ -37,7 +37,7 @@ import numpy as np
 
 from learned_lr.files import saved_or_computed
 from learned_lr.settings import ControlConfig
-from learned_lr.tasks.config import LR_SWEEP_GRIDS, TaskConfig, lr_grid_neighbor
+from learned_lr.tasks.config import TaskConfig, lr_grid_neighbor, sweep_grid
 
 TRAINING_FAMILIES = ("mnist-mlp", "mnist-cnn", "mnist1d", "digits", "diabetes")
 HELD_OUT_FAMILIES = ("mnist-resnet18", "char-lm", "llm-lora")
@@ -126,9 +126,7 @@ def tune_variant(variant: Variant, work: str | Path, grid_points: int = 5) -> di
     Returns ``{"shape", "lr", "score", "grid": {shape: {lr: score}}}``; a score is inf (saved as
     None) for a run that diverged.
     """
-    grid = list(LR_SWEEP_GRIDS[variant.task.optimizer])
-    start = (len(grid) - grid_points) // 2
-    grid = grid[start : start + grid_points]
+    grid = list(sweep_grid(variant.task.optimizer, grid_points))
     setting = {"task": dataclasses.asdict(variant.task), "steps": variant.steps, "seed": variant.sweep_seed, "grid": grid,
                "shapes": list(ORACLE_SHAPES), "extensions": SWEEP_EXTENSIONS, "final_val_fraction": FINAL_VAL_FRACTION}
 
