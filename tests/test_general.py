@@ -13,6 +13,7 @@ from learned_lr.checkpoint import load_checkpoint
 from learned_lr.cli import main
 from learned_lr.experiments.general import GeneralTrainConfig, run_general_training
 from learned_lr.experiments.suites import FAMILY_NAMES
+from learned_lr.files import file_sha256
 from learned_lr.policy import load_policy
 from learned_lr.settings import ConfigError
 from learned_lr.tasks.config import LR_SWEEP_GRIDS
@@ -83,7 +84,7 @@ def test_tune_variant_extends_the_grid_at_an_edge(tmp_path, monkeypatch):
 
 def test_general_train_runs_every_stage_labels_the_tuned_lr_and_resumes(tmp_path, capsys):
     config = GeneralTrainConfig(variants_per_family=1, min_steps=20, max_steps=30, sweep_points=2, demo_runs=3, bc_epochs=1,
-                                dagger_rounds=1, dagger_runs=2, work=str(tmp_path / "g"))
+                                dagger_rounds=1, dagger_runs=2, ppo_runs=2, work=str(tmp_path / "g"))
     paths = run_general_training(config, progress=False)
     assert sorted(paths) == ["bc", "dagger-1"]
     policy = load_policy(paths["dagger-1"])
@@ -114,9 +115,15 @@ def test_general_train_runs_every_stage_labels_the_tuned_lr_and_resumes(tmp_path
     with pytest.raises(ConfigError, match="another recipe"):
         run_general_training(dataclasses.replace(config, demo_runs=4), progress=False)
     assert main(["general-train", "--variants-per-family", "1", "--min-steps", "20", "--max-steps", "30", "--sweep-points", "2",
-                 "--demo-runs", "3", "--bc-epochs", "1", "--dagger-rounds", "2", "--dagger-runs", "2", "--work", str(tmp_path / "g")]) == 0
+                 "--demo-runs", "3", "--bc-epochs", "1", "--dagger-rounds", "2", "--dagger-runs", "2", "--ppo-iterations", "2",
+                 "--ppo-runs", "2", "--work", str(tmp_path / "g")]) == 0
     out = capsys.readouterr().out
     assert "dagger-2:" in out and "learned-lr benchmark --suite small --policies" in out and paths["dagger-1"].stat().st_mtime_ns == stamp
+    # PPO ran from the last DAgger round across the variants (one per iteration, training families only).
+    _, ppo_meta = load_checkpoint(tmp_path / "g" / "ppo" / "policy.safetensors", kind="policy")
+    assert ppo_meta["trained_by"] == "ppo" and ppo_meta["ppo_config"]["variants"] == str(tmp_path / "g" / "variants.json")
+    assert ppo_meta["init_sha256"] == file_sha256(tmp_path / "g" / "dagger" / "round-2" / "bc" / "policy.safetensors")
+    assert ppo_meta["final_iteration"]["iteration"] == 2 and "ppo:" in out
 
 
 def test_general_train_refuses_bad_settings_in_one_line(capsys):
@@ -128,9 +135,14 @@ def test_general_train_refuses_bad_settings_in_one_line(capsys):
 def test_general_train_with_the_momentum_cosines(tmp_path):
     """The policy that reads the gradient-momentum cosines trains through every stage (rollouts record them)."""
     config = GeneralTrainConfig(variants_per_family=1, min_steps=20, max_steps=20, sweep_points=2, demo_runs=2, bc_epochs=1,
-                                dagger_rounds=1, dagger_runs=2, inputs="all+momentum", work=str(tmp_path / "g"))
+                                dagger_rounds=1, dagger_runs=2, inputs="all+momentum", near_tuned_fraction=0.5, work=str(tmp_path / "g"))
     paths = run_general_training(config, progress=False)
     assert load_policy(paths["dagger-1"]).control_config.inputs == "all+momentum"
+    # near_tuned_fraction: one of each variant's two demonstration runs is within 2x of its tuned LR.
+    for variant in json.loads((tmp_path / "g" / "variants.json").read_text()):
+        _, demo_meta = load_checkpoint(tmp_path / "g" / "demos" / variant["name"] / "demos.safetensors", kind="demonstrations")
+        ratio = demo_meta["runs"][0]["peak_lr"] / variant["oracle_lr"]
+        assert 0.5 <= ratio <= 2.0, ratio
     tensors, meta = load_checkpoint(tmp_path / "g" / "dagger" / "round-1" / "data" / "demos.safetensors", kind="demonstrations")
     features = [tensors[f"{i}.features"].numpy() for i in range(len(meta["runs"]))]
     assert all(f.shape[1] == 11 for f in features)

@@ -38,6 +38,10 @@ def test_trainer_uses_the_learned_scheduler(tmp_path):
     # What the Trainer logged as its learning rate is the policy's LR of that step.
     assert len(logged_lrs) >= steps - 1
     np.testing.assert_allclose(logged_lrs, 1e-3 * factors[: len(logged_lrs)], rtol=1e-5)
+    # The callback logged the factor beside each training-loss entry: the logged LR over the base LR.
+    loss_entries = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(loss_entries) >= steps - 1 and all("learned_lr_factor" in entry for entry in loss_entries)
+    np.testing.assert_allclose([e["learned_lr_factor"] for e in loss_entries], [e["learning_rate"] / 1e-3 for e in loss_entries], rtol=1e-6)
     # The callback delivered the Trainer's logged losses.
     assert np.isfinite(history.train_loss[1:steps]).all()
     assert not math.isclose(history.train_loss[1], history.train_loss[steps - 1])

@@ -8,7 +8,7 @@ from conftest import save_small_policy
 
 from learned_lr.checkpoint import load_checkpoint
 from learned_lr.policy import Actor, Critic
-from learned_lr.settings import ControlConfig, PolicyConfig, RewardConfig
+from learned_lr.settings import ConfigError, ControlConfig, PolicyConfig, RewardConfig
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.training.config import PPOConfig
 from learned_lr.training.ppo import Batch, gae, gaussian_kl, ppo_update, train_ppo
@@ -127,11 +127,39 @@ def test_iteration_settings_draw_widths_lengths_and_lrs_reproducibly():
 
     config = PPOConfig(hidden_sizes="64,128,256", total_steps="100,200", runs_per_iteration=4, min_peak_lr=0.01, max_peak_lr=0.5)
     settings = [_iteration_setting(config, i) for i in range(30)]
-    assert {s[3] for s in settings} == {64, 128, 256} and {s[0] for s in settings} == {100, 200}
-    assert all(0.01 <= lr <= 0.5 for s in settings for lr in s[1])
-    assert all(50_000 <= seed < 100_000 for s in settings for seed in s[2])  # never BC's or evaluation's seeds
+    assert {s[0].hidden for s in settings} == {64, 128, 256} and {s[1] for s in settings} == {100, 200}
+    assert all(0.01 <= lr <= 0.5 for s in settings for lr in s[2])
+    assert all(50_000 <= seed < 100_000 for s in settings for seed in s[3])  # never BC's or evaluation's seeds
     again = _iteration_setting(config, 7)
-    assert again[0] == settings[7][0] and again[3] == settings[7][3] and np.array_equal(again[1], settings[7][1])
+    assert again[0] == settings[7][0] and again[1] == settings[7][1] and np.array_equal(again[2], settings[7][2])
+
+
+def test_ppo_over_general_train_variants_draws_a_variant_and_its_tuned_lr_range(tmp_path):
+    import dataclasses
+    import json
+
+    from learned_lr.checkpoint import CheckpointError
+    from learned_lr.training.ppo import _iteration_setting, load_variants
+
+    variants = [{"name": "digits-0", "task": dataclasses.asdict(TaskConfig(task="digits", hidden=32, optimizer="adam")), "steps": 150,
+                 "oracle_shape": "cosine", "oracle_lr": 0.003},
+                {"name": "mnist1d-0", "task": dataclasses.asdict(TaskConfig(task="mnist1d", width=16)), "steps": 300,
+                 "oracle_shape": "linear-warmup", "oracle_lr": 0.2}]
+    path = tmp_path / "variants.json"
+    path.write_text(json.dumps(variants))
+    config = PPOConfig(variants=str(path), runs_per_iteration=4, min_multiplier=0.1, max_multiplier=10.0)
+    settings = [_iteration_setting(config, i, load_variants(path)) for i in range(20)]
+    assert {s[0].task for s in settings} == {"digits", "mnist1d"}
+    for task, steps, lrs, _ in settings:
+        tuned = 0.003 if task.task == "digits" else 0.2
+        assert steps == (150 if task.task == "digits" else 300) and np.all((lrs >= 0.1 * tuned) & (lrs <= 10 * tuned))
+    # The held-out discipline: a variants file with a held-out family is refused before any run.
+    variants[1]["task"] = dataclasses.asdict(TaskConfig(task="mnist-resnet18", width=4))
+    path.write_text(json.dumps(variants))
+    with pytest.raises(CheckpointError, match="held-out"):
+        load_variants(path)
+    with pytest.raises(ConfigError, match="variants"):
+        PPOConfig(variants=str(tmp_path / "missing.json"))
 
 
 def test_policy_rollout_continues_after_one_run_diverges(small_policy_path, mnist):

@@ -102,15 +102,18 @@ class RunHistory:
         self.window = window
         self.inputs = inputs
         self.reads_momentum = inputs == "all+momentum"
-        self._features = np.zeros((total_steps, num_inputs(inputs)), dtype=np.float32)
+        # The arrays grow with the steps recorded (doubling, up to total_steps), so a history of a
+        # 10^6-step run costs what its recorded steps cost, not 10^6 rows from step 0.
+        self._capacity = 0
+        self._features = np.zeros((0, num_inputs(inputs)), dtype=np.float32)
         self._features_done = 0  # rows of _features computed so far
-        self._train_loss = np.full(total_steps, np.nan)
-        self._val_loss = np.full(total_steps, np.nan)
-        self._lrs = np.full(total_steps, np.nan)
-        self._layer_norms: np.ndarray | None = None  # (total_steps, layers), sized at the first record
-        self._layers_match = np.zeros(total_steps, dtype=bool)
-        self._total_norm = np.full(total_steps, np.nan)
-        self._momentum_cos: np.ndarray | None = None  # (total_steps, layers), only for a policy that reads it
+        self._train_loss = np.zeros(0)
+        self._val_loss = np.zeros(0)
+        self._lrs = np.zeros(0)
+        self._layer_norms: np.ndarray | None = None  # (capacity, layers), sized at the first record
+        self._layers_match = np.zeros(0, dtype=bool)
+        self._total_norm = np.zeros(0)
+        self._momentum_cos: np.ndarray | None = None  # (capacity, layers), only for a policy that reads it
         # Steps recorded but not yet written into the arrays above: (lr, train, val, norms, cosines) tuples.
         self._pending: list[tuple] = []
         self.steps = 0
@@ -136,6 +139,7 @@ class RunHistory:
         if type(layer_grad_norms) is not tuple:  # noqa: E721 - a tuple of floats is the fast path
             layer_grad_norms = tuple(np.asarray(layer_grad_norms, dtype=np.float64).reshape(-1).tolist())
         if t == 0:
+            self._reserve(1)
             self._start(train_loss, np.array(layer_grad_norms, dtype=np.float64))
         cosines = None
         if self.reads_momentum and layer_momentum_cos is not None:
@@ -151,9 +155,24 @@ class RunHistory:
         self._first_train_loss = train_loss if math.isfinite(train_loss) and train_loss > 0 else 1.0
         self._first_grad_norm = total_norm if math.isfinite(total_norm) and total_norm > 0 else 1.0
         self._first_layer_norms = np.where(np.isfinite(finite_norms) & (finite_norms > 0), finite_norms, 1.0)
-        self._layer_norms = np.zeros((self.total_steps, norms.size))
+        self._layer_norms = np.zeros((self._capacity, norms.size))
         if self.reads_momentum:
-            self._momentum_cos = np.full((self.total_steps, norms.size), np.nan)
+            self._momentum_cos = np.full((self._capacity, norms.size), np.nan)
+
+    def _reserve(self, rows: int) -> None:
+        """Make room for ``rows`` steps (at most ``total_steps``): at least double the capacity."""
+        if rows <= self._capacity:
+            return
+        capacity = min(self.total_steps, max(rows, 2 * self._capacity, 256))
+        grow = lambda array, fill: np.concatenate([array, np.full((capacity - len(array),) + array.shape[1:], fill, dtype=array.dtype)])  # noqa: E731
+        self._features = grow(self._features, 0.0)
+        self._train_loss, self._val_loss, self._lrs = grow(self._train_loss, np.nan), grow(self._val_loss, np.nan), grow(self._lrs, np.nan)
+        self._layers_match, self._total_norm = grow(self._layers_match, False), grow(self._total_norm, np.nan)
+        if self._layer_norms is not None:
+            self._layer_norms = grow(self._layer_norms, 0.0)
+        if self._momentum_cos is not None:
+            self._momentum_cos = grow(self._momentum_cos, np.nan)
+        self._capacity = capacity
 
     def _flush(self) -> None:
         """Write the pending steps into the arrays."""
@@ -161,6 +180,7 @@ class RunHistory:
             return
         end = self.steps
         start = end - len(self._pending)
+        self._reserve(end)
         lrs, trains, vals, norm_rows, cosine_rows = zip(*self._pending)
         self._pending = []
         self._lrs[start:end], self._train_loss[start:end], self._val_loss[start:end] = lrs, trains, vals
@@ -184,21 +204,21 @@ class RunHistory:
 
     @property
     def train_loss(self) -> np.ndarray:
-        """(total_steps,) training loss of each step, NaN past ``steps``. Treat as read-only."""
+        """(steps,) training loss of each recorded step. Treat as read-only."""
         self._flush()
-        return self._train_loss
+        return self._train_loss[: self.steps]
 
     @property
     def val_loss(self) -> np.ndarray:
-        """(total_steps,) validation loss of each step, NaN past ``steps``. Treat as read-only."""
+        """(steps,) validation loss of each recorded step. Treat as read-only."""
         self._flush()
-        return self._val_loss
+        return self._val_loss[: self.steps]
 
     @property
     def lrs(self) -> np.ndarray:
-        """(total_steps,) LR of each step, NaN past ``steps``. Treat as read-only."""
+        """(steps,) LR of each recorded step. Treat as read-only."""
         self._flush()
-        return self._lrs
+        return self._lrs[: self.steps]
 
     @property
     def layer_grad_norms(self) -> np.ndarray:
@@ -212,13 +232,13 @@ class RunHistory:
 
     @property
     def features(self) -> np.ndarray:
-        """(total_steps, F) feature rows; rows at and past ``steps`` are zero. Treat as read-only."""
+        """(steps, F) feature rows of the recorded steps. Treat as read-only."""
         self._flush()
         start, end = self._features_done, self.steps
         if end > start:
             self._features[start:end] = self._compute_features(start, end)
             self._features_done = end
-        return self._features
+        return self._features[:end]
 
     def _compute_features(self, start: int, end: int) -> np.ndarray:
         # Called once per decision inside the user's training loop, so it is written as few
@@ -286,28 +306,27 @@ class RunHistory:
             raise ValueError(f"history state has {steps} steps recorded, more than this history's total_steps={self.total_steps}")
         self._pending = []
         self.steps = steps
-        for mine, key, fill in ((self._train_loss, "train_loss", np.nan), (self._val_loss, "val_loss", np.nan), (self._lrs, "lrs", np.nan),
-                                (self._layers_match, "layers_match", False), (self._total_norm, "total_norm", np.nan)):
-            mine[:] = fill
-            mine[:steps] = as_array(state[key])[:steps]
+        self._capacity = 0
+        features = num_inputs(self.inputs)
+        self._features, self._train_loss, self._val_loss, self._lrs = np.zeros((0, features), dtype=np.float32), np.zeros(0), np.zeros(0), np.zeros(0)
+        self._layers_match, self._total_norm = np.zeros(0, dtype=bool), np.zeros(0)
         has_layers = bool(state["has_layers"])
+        saved_norms = as_array(state["layer_norms"]).astype(np.float64) if has_layers else None
+        self._layer_norms = np.zeros((0, saved_norms.shape[1])) if has_layers else None
+        self._momentum_cos = np.full((0, saved_norms.shape[1]), np.nan) if has_layers and self.reads_momentum else None
+        self._reserve(max(steps, 1))
+        for mine, key in ((self._train_loss, "train_loss"), (self._val_loss, "val_loss"), (self._lrs, "lrs"),
+                          (self._layers_match, "layers_match"), (self._total_norm, "total_norm")):
+            mine[:steps] = as_array(state[key])[:steps]
         if has_layers:
-            saved_norms = as_array(state["layer_norms"]).astype(np.float64)
-            self._layer_norms = np.zeros((self.total_steps, saved_norms.shape[1]))
             self._layer_norms[:steps] = saved_norms[:steps]
-        else:
-            self._layer_norms = None
         self._first_layer_norms = as_array(state["first_layer_norms"]).astype(np.float64).copy() if has_layers else None
-        self._momentum_cos = None
-        if has_layers and self.reads_momentum:
-            self._momentum_cos = np.full((self.total_steps, self._layer_norms.shape[1]), np.nan)
-            if "momentum_cos" in state:
-                saved = as_array(state["momentum_cos"]).astype(np.float64)
-                if saved.shape[1:] == self._momentum_cos.shape[1:]:
-                    self._momentum_cos[:steps] = saved[:steps]
+        if self._momentum_cos is not None and "momentum_cos" in state:
+            saved = as_array(state["momentum_cos"]).astype(np.float64)
+            if saved.shape[1:] == self._momentum_cos.shape[1:]:
+                self._momentum_cos[:steps] = saved[:steps]
         self._first_train_loss = float(state["first_train_loss"])
         self._first_grad_norm = float(state["first_grad_norm"])
-        self._features[:] = 0.0
         self._features_done = 0
 
     def normalized_losses(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:

@@ -134,7 +134,20 @@ def _ignore(*args) -> None:
 
 
 class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
-    """Sets the LR every step from a learned policy that watches the run (see module docstring).
+    """Sets the LR every step from a learned policy that watches the run.
+
+    Example (a plain PyTorch loop; only the scheduler line changes):
+
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # doctest: +SKIP
+        >>> scheduler = LearnedLR(optimizer, total_steps=1000, model=model)
+        >>> for x, y in batches:
+        ...     optimizer.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); optimizer.step()
+        ...     scheduler.observe(train_loss=loss.item())   # optional, but the policy reads losses
+        ...     scheduler.step()
+        >>> scheduler.decisions()[0]["lr"]                   # what it decided, step by step
+
+    What it observes, how missing values are handled and how it runs inside ``SequentialLR``:
+    ``help(learned_lr.scheduler)``.
 
     Args:
         optimizer: the wrapped optimizer; each group's ``lr`` now is its base (peak) LR.

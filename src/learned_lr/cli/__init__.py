@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -165,6 +166,8 @@ def cmd_demo(config: DemoConfig) -> int:
 
     index = run_demo(config)
     print(index.read_text())
+    timings = json.loads((index.parent / "run_info.json").read_text())["timings_s"]
+    print("wall time per stage: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in timings.items()))
     print(f"wrote {index} and the figures and tables beside it")
     return 0
 

@@ -11,6 +11,8 @@ The recipe (issue 18), each stage resumable in ``--work``:
    the tuned LR, whatever the base LR; ``training.rollout.ScheduleController``).
 4. **BC** on all variants' demonstrations, then **DAgger rounds**: run the latest policy on
    every variant, label its states with the variant's oracle, clone again on everything so far.
+5. Optionally **PPO** from the last policy across the variants (``--ppo-iterations``), on the
+   proposal's reward: each iteration runs one variant at tuned LR x the same multipliers.
 
 No stage runs a held-out family, and no policy is chosen by a score: the last DAgger round is
 the recipe's policy. Judge each stage with ``learned-lr benchmark --policies ...`` (printed at
@@ -44,6 +46,8 @@ class GeneralTrainConfig:
     sweep_points: int = arg(5, "LRs of each variant's oracle sweep (the middle ones of the optimizer's grid; extended at an edge)")
     min_multiplier: float = arg(0.05, "base LR = the variant's tuned LR x a multiplier drawn log-uniformly from [min, max]")
     max_multiplier: float = arg(20.0, "upper end of the multipliers")
+    near_tuned_fraction: float = arg(0.0, "fraction of the demonstration and DAgger runs whose multiplier is drawn from [1/2, 2] "
+                                          "instead (more data at about the tuned LR, where the policy must hold the shape)")
     decision_interval: int = arg(16, "steps between decisions (K)")
     max_lr_factor: float = arg(25.0, "highest LR the policy may set, as a multiple of the base LR (20 rescues a base LR 20x too low)")
     inputs: str = arg("all", "what the policy reads: all (losses, gradient norms, LRs, time left) or all+momentum (and each layer's "
@@ -56,6 +60,9 @@ class GeneralTrainConfig:
     layers: int = arg(2, "actor/critic Transformer blocks")
     dagger_rounds: int = arg(2, "DAgger rounds after BC (0: none)")
     dagger_runs: int = arg(8, "policy runs per variant in each DAgger round")
+    ppo_iterations: int = arg(0, "PPO iterations from the last DAgger (or BC) policy across the variants, with the proposal's reward "
+                                 "(0: none); each iteration runs one variant, drawn per iteration")
+    ppo_runs: int = arg(16, "trainee runs per PPO iteration")
     seed: int = arg(0, "seed of the variants and of BC")
     work: str = arg("runs/general", "folder for sweeps, demonstrations and policies (resumable; a rerun may add DAgger rounds)")
 
@@ -65,9 +72,12 @@ class GeneralTrainConfig:
         require(2 <= self.sweep_points <= 5, "sweep_points", f"must be in 2..5, got {self.sweep_points}")
         require(0 < self.min_multiplier <= 1 <= self.max_multiplier and math.isfinite(self.max_multiplier), "min_multiplier",
                 f"need 0 < min_multiplier <= 1 <= max_multiplier (finite), got {self.min_multiplier}, {self.max_multiplier}")
+        require(0 <= self.near_tuned_fraction <= 1, "near_tuned_fraction", f"must be in [0, 1], got {self.near_tuned_fraction}")
         require(self.max_lr_factor >= 1.0, "max_lr_factor", f"must be >= 1, got {self.max_lr_factor}")
         require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
         require(0 <= self.dagger_rounds <= 9, "dagger_rounds", f"must be in [0, 9], got {self.dagger_rounds}")
+        require(0 <= self.ppo_iterations <= 1000, "ppo_iterations", f"must be in [0, 1000], got {self.ppo_iterations}")
+        require(1 <= self.ppo_runs <= 256, "ppo_runs", f"must be in 1..256, got {self.ppo_runs}")
         check_choice(self.inputs, ("all", "all+momentum"), "inputs")
         require(self.action_noise >= 0, "action_noise", f"must be >= 0, got {self.action_noise}")
         for name in ("d_model", "layers"):
@@ -77,14 +87,18 @@ class GeneralTrainConfig:
         require(0 <= self.seed < 100, "seed", f"must be in 0..99, got {self.seed}")
 
 
-# A rerun may add DAgger rounds; anything else would mix data made under different recipes.
-_RESUMABLE = ("dagger_rounds", "work")
+# A rerun may add DAgger rounds or PPO iterations; anything else would mix data made under different recipes.
+_RESUMABLE = ("dagger_rounds", "ppo_iterations", "work")
 
 
-def check_same_recipe(recipe: dict, record: Path) -> None:
-    """Refuse a work folder whose ``record`` (JSON) was written for another recipe; write it if new."""
+def check_same_recipe(recipe: dict, record: Path, defaults: dict | None = None) -> None:
+    """Refuse a work folder whose ``record`` (JSON) was written for another recipe; write it if new.
+
+    A setting missing from ``record`` counts as its value in ``defaults`` (a setting added to the
+    recipe since the folder was made, which then had its default behaviour).
+    """
     if record.is_file():
-        saved = json.loads(record.read_text())
+        saved = {**(defaults or {}), **json.loads(record.read_text())}
         changed = sorted(k for k in set(saved) | set(recipe) if saved.get(k) != recipe.get(k))
         if changed:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {recipe.get(k)!r}" for k in changed)
@@ -108,7 +122,8 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     from learned_lr.training.rollout import ScheduleController
 
     work = Path(config.work)
-    check_same_recipe({k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE}, work / "general_train.json")
+    recipe = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE}
+    check_same_recipe(recipe, work / "general_train.json", defaults={k: v for k, v in dataclasses.asdict(GeneralTrainConfig()).items() if k in recipe})
     variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed)
     oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
     write_json(work / "variants.json", [{"name": v.name, "task": dataclasses.asdict(v.task), "steps": v.steps,
@@ -119,7 +134,8 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
         tuned = oracles[variant.name]["lr"]
         return CollectConfig(task=variant.task, control=control, experts=oracles[variant.name]["shape"], total_steps=str(variant.steps),
                              runs_per_setting=runs, min_peak_lr=tuned * config.min_multiplier, max_peak_lr=tuned * config.max_multiplier,
-                             action_noise=config.action_noise, target_peak_lr=tuned, seed=variant.demo_seed, out=str(out))
+                             action_noise=config.action_noise, target_peak_lr=tuned, near_target_fraction=config.near_tuned_fraction,
+                             seed=variant.demo_seed, out=str(out))
 
     def oracle(variant) -> ScheduleController:
         return ScheduleController(expert_schedule(oracles[variant.name]["shape"]), control, target_peak_lr=oracles[variant.name]["lr"])
@@ -146,4 +162,13 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
             sources.append(folder)
         merge_demonstrations(sources, round_dir / "data" / "demos.safetensors")
         paths[f"dagger-{round_index}"] = clone(round_dir / "data", round_dir / "bc")
+    if config.ppo_iterations:
+        from learned_lr.training.config import PPOConfig
+        from learned_lr.training.ppo import train_ppo
+
+        start = paths[f"dagger-{config.dagger_rounds}" if config.dagger_rounds else "bc"]
+        ppo = PPOConfig(init=str(start), variants=str(work / "variants.json"), min_multiplier=config.min_multiplier,
+                        max_multiplier=config.max_multiplier, iterations=config.ppo_iterations, runs_per_iteration=config.ppo_runs,
+                        seed=config.seed, out=str(work / "ppo"))
+        paths["ppo"] = train_ppo(ppo, progress=progress)
     return paths

@@ -28,6 +28,41 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return out
 
 
+# One colour per scheduler in every figure. Hugging Face's schedule names share their twin's colour
+# ("linear" is linear warm-up and decay). Learned policies, whose labels are the user's, get the
+# reds and purples below in the order they appear (the bundled policy is always red).
+_FIXED_COLORS = {
+    "linear-warmup": "tab:blue", "linear": "tab:blue", "cosine": "tab:orange", "polynomial": "tab:green",
+    "constant": "tab:gray", "constant_with_warmup": "0.35", "plateau": "tab:olive", "ReduceLROnPlateau": "tab:olive",
+    "greedy": "tab:cyan", "GreedyLR": "tab:cyan",
+    "prodigy": "#8c564b", "dadapt-adam": "#c49c94", "dog": "#bcbd22", "mechanic-sgd": "#17becf", "mechanic-adamw": "#9edae5",
+    "sgd-schedulefree": "#2ca02c", "adamw-schedulefree": "#98df8a",
+    "bundled": "tab:red", "BC (bundled)": "tab:red", "learned": "tab:red",
+}
+_POLICY_COLORS = ("tab:purple", "#e377c2", "#ff9896", "#c5b0d5", "#7f7f7f", "#f7b6d2", "#aec7e8", "#ffbb78", "#dbdb8d", "#393b79")
+
+
+def scheduler_colors(labels: Sequence[str]) -> dict[str, object]:
+    """A colour per label: the fixed one of a known scheduler, else the next unused policy colour.
+
+    Example:
+        >>> scheduler_colors(["cosine", "my policy"])
+        {'cosine': 'tab:orange', 'my policy': 'tab:purple'}
+    """
+    colors: dict[str, object] = {}
+    spare = iter(_POLICY_COLORS * (1 + len(labels) // len(_POLICY_COLORS)))
+    for label in dict.fromkeys(labels):
+        colors[label] = _FIXED_COLORS.get(label) or next(spare)
+    return colors
+
+
+def _legend_outside(fig, ax, columns: int = 1) -> None:
+    """The axes' legend to the right of the figure, where it covers no data."""
+    handles, names = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, ncol=columns, frameon=False)
+
+
 def _save(fig, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,40 +76,43 @@ def plot_runs(records: Sequence[RunRecord], path: str | Path, title: str = "") -
     The legend gives each run's final test accuracy.
     """
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    color_of = scheduler_colors([record.schedule for record in records])
     for record in records:
         steps = np.arange(len(record.lrs))
         window = max(1, record.total_steps // 50)
         accuracy = "diverged" if record.diverged else f"test acc {record.test_accuracy:.2%}"
         label = f"{record.schedule} (seed {record.seed}, {accuracy})"
-        axes[0].plot(steps, record.lrs, label=label)
-        axes[1].plot(steps, smooth(record.train_loss, window), label=label)
-        axes[2].plot(steps, smooth(record.val_loss, window), label=label)
+        style = dict(color=color_of[record.schedule], label=label)
+        axes[0].plot(steps, record.lrs, **style)
+        axes[1].plot(steps, smooth(record.train_loss, window), **style)
+        axes[2].plot(steps, smooth(record.val_loss, window), **style)
     axes[0].set(xlabel="step", ylabel="learning rate", title="LR")
     axes[1].set(xlabel="step", ylabel="train loss (moving avg)", yscale="log", title="train loss")
     axes[2].set(xlabel="step", ylabel="val loss (moving avg)", yscale="log", title="validation loss")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
+    _legend_outside(fig, axes[0])
     _save(fig, path)
 
 
 def plot_sweep(results: dict[str, dict[float, list[float]]], path: str | Path, title: str = "") -> None:
     """Final validation loss vs peak LR (log x), one line per schedule; mean over seeds with min-max band."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    color_of = scheduler_colors(list(results))
     for schedule, by_lr in results.items():
         lrs = sorted(by_lr)
         values = [np.asarray(by_lr[lr], dtype=float) for lr in lrs]
         mean = [float(np.mean(v)) if np.isfinite(v).all() else np.nan for v in values]
-        ax.plot(lrs, mean, marker="o", label=schedule)
+        ax.plot(lrs, mean, marker="o", label=schedule, color=color_of[schedule])
         lo = [float(np.min(v)) for v in values]
         hi = [float(np.max(v)) for v in values]
-        ax.fill_between(lrs, lo, hi, alpha=0.2)
+        ax.fill_between(lrs, lo, hi, alpha=0.2, color=color_of[schedule])
     ax.set(xscale="log", yscale="log", xlabel="peak LR", ylabel="final validation loss", title=title or "peak-LR sweep")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="best")
     _save(fig, path)
 
 
@@ -125,33 +163,46 @@ def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, dict]], rows: 
     one line or bar per scheduler. Curves are ``evaluate_schedulers``' means over the seeds."""
     tasks = list(curves_by_task)
     fig, axes = plt.subplots(len(tasks), 3, figsize=(17, 4 * len(tasks)), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    color_of = scheduler_colors([label for task in tasks for label in curves_by_task[task]] + [r["scheduler"] for r in rows])
     for t, task in enumerate(tasks):
         ax_lr, ax_loss, ax_bar = axes[t]
-        labels = list(curves_by_task[task])
-        for i, label in enumerate(labels):
-            curve = curves_by_task[task][label]
-            style = dict(color=colors[i % len(colors)], lw=2.0 if label.startswith("PPO") else 1.2, ls="-" if not label.startswith("BC") else "--")
+        for label, curve in curves_by_task[task].items():
+            style = dict(color=color_of[label], lw=2.0 if label.startswith("PPO") else 1.2, ls="-" if not label.startswith("BC") else "--")
             ax_lr.plot(np.arange(len(curve["lr_factor"])), curve["lr_factor"], label=label, **style)
             loss = smooth(curve["train_loss"], max(1, len(curve["train_loss"]) // 30))
             ax_loss.plot(np.arange(len(loss)), loss, label=label, **style)
         task_rows = [r for r in rows if r["task"] == task]
-        means = [r["test_loss"]["mean"] for r in task_rows]
-        errors = [r["test_loss"]["ci"] if np.isfinite(r["test_loss"]["ci"]) else 0.0 for r in task_rows]
-        ax_bar.barh(np.arange(len(task_rows)), means, xerr=errors, color=[colors[i % len(colors)] for i in range(len(task_rows))], capsize=3)
-        ax_bar.set_yticks(np.arange(len(task_rows)), [r["scheduler"] for r in task_rows], fontsize=8)
-        ax_bar.invert_yaxis()
-        finite = [m for m in means if np.isfinite(m)]
-        if finite:
-            ax_bar.set_xlim(max(0.0, 0.9 * min(finite) - max(errors, default=0)), 1.05 * max(finite) + max(errors, default=0))
+        _final_loss_points(ax_bar, task_rows, color_of)
         ax_lr.set(title=f"{task}: LR", xlabel="step", ylabel="LR / base LR", yscale="log")
         ax_loss.set(title=f"{task}: train loss", xlabel="step", ylabel="train loss (moving avg)", yscale="log")
-        ax_bar.set(title=f"{task}: final test loss (mean, 95% CI)", xlabel="test loss")
         for ax in (ax_lr, ax_loss, ax_bar):
             ax.grid(alpha=0.3)
-        ax_lr.legend(fontsize=7)
     fig.tight_layout()
+    _legend_outside(fig, axes[0, 0])
     _save(fig, path)
+
+
+def _final_loss_points(ax, task_rows: Sequence[dict], color_of: dict) -> None:
+    """Final test loss per scheduler with its 95% CI: bars, or points on a log axis where a CI is
+    wider than half its mean (a bar would be swamped by it)."""
+    means = np.array([r["test_loss"]["mean"] for r in task_rows], dtype=float)
+    errors = np.array([r["test_loss"]["ci"] if np.isfinite(r["test_loss"]["ci"]) else 0.0 for r in task_rows], dtype=float)
+    y = np.arange(len(task_rows))
+    colors = [color_of[r["scheduler"]] for r in task_rows]
+    finite = np.isfinite(means) & (means > 0)
+    if finite.any() and (errors[finite] > 0.5 * means[finite]).any():
+        lower = np.minimum(errors, 0.9 * np.where(finite, means, 0.0))  # a log axis cannot show a CI reaching 0
+        for i in np.flatnonzero(finite):
+            ax.errorbar(means[i], y[i], xerr=[[lower[i]], [errors[i]]], fmt="o", color=colors[i], capsize=3)
+        ax.set_xscale("log")
+        ax.set(title=f"{task_rows[0]['task']}: final test loss (mean, 95% CI; log)", xlabel="test loss")
+    else:
+        ax.barh(y, means, xerr=errors, color=colors, capsize=3)
+        if finite.any():
+            ax.set_xlim(max(0.0, 0.9 * means[finite].min() - errors.max()), 1.05 * means[finite].max() + errors.max())
+        ax.set(title=f"{task_rows[0]['task'] if task_rows else ''}: final test loss (mean, 95% CI)", xlabel="test loss")
+    ax.set_yticks(y, [r["scheduler"] for r in task_rows], fontsize=8)
+    ax.invert_yaxis()
 
 
 def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, title: str = "") -> None:
@@ -165,15 +216,15 @@ def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, ti
     axes = grid.ravel()
     for ax in axes[panels:]:
         ax.set_visible(False)
-    colors = plt.cm.tab20(np.linspace(0, 1, 20))  # more schedulers than the default 10 colors
-    for index, row in enumerate(summary["rows"]):
+    color_of = scheduler_colors([row["label"] for row in summary["rows"]])
+    for row in summary["rows"]:
         lrs = [float(lr) for lr in row["per_lr"]]
         style = "-" if row["kind"] == "policy" else ("--" if row["kind"] == "baseline" else ":")
         for ax, key, scale in ((axes[0], "test_loss", 1.0), (axes[1], "test_accuracy", 100.0)):
             means = np.array([scale * row["per_lr"][k][key]["mean"] for k in row["per_lr"]])
             cis = np.array([scale * row["per_lr"][k][key]["ci"] for k in row["per_lr"]])
             ax.errorbar(lrs, means, yerr=np.nan_to_num(cis), fmt=style, marker="o", ms=3, capsize=2, label=row["label"],
-                        color=colors[index % len(colors)])
+                        color=color_of[row["label"]])
     for lr in summary["core_lrs"][:1] + summary["core_lrs"][-1:]:
         for ax in axes[:2]:
             ax.axvline(lr, color="0.8", lw=0.8, zorder=0)
@@ -184,14 +235,15 @@ def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, ti
     for ax in axes[:2]:
         ax.set_xticks(all_lrs, [f"{lr:g}" for lr in all_lrs])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    axes[0].legend(fontsize=7)
     for ax, result in zip(axes[2:], policies):
         lr_colors = plt.cm.viridis(np.linspace(0, 0.9, len(result["curves"])))
         for color, (lr, curve) in zip(lr_colors, result["curves"].items()):
             steps = np.linspace(0, result["steps"] - 1, len(curve["lr"]))
             ax.plot(steps, curve["lr"], color=color, label=f"base {lr}")
         ax.set(yscale="log", xlabel="step", ylabel="LR used (mean over seeds)", title=f"{result['label']}: LR it set")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    _legend_outside(fig, axes[0])
     _save(fig, path)
 
 
@@ -200,7 +252,7 @@ def plot_llm_comparison(results: Sequence[dict], path: str | Path, title: str = 
     steps), both averaged over seeds; plus held-out loss after vs forgetting, one point per run."""
     sizes = sorted({r["batch_size"] for r in results})
     names = list(dict.fromkeys(r["scheduler"] for r in results))
-    colors = dict(zip(names, plt.cm.tab10(np.arange(len(names)))))
+    colors = scheduler_colors(names)
     fig, axes = plt.subplots(len(sizes), 3, figsize=(16, 4.0 * len(sizes)), squeeze=False)
     for row, size in zip(axes, sizes):
         for name in names:
@@ -217,10 +269,10 @@ def plot_llm_comparison(results: Sequence[dict], path: str | Path, title: str = 
         row[1].set(xlabel="step", ylabel="train loss (10-step mean, mean over seeds)", title=f"batch size {size}: training loss")
         row[2].set(xlabel="forgetting (fortunes loss after - before)", ylabel="held-out loss after",
                    title=f"batch size {size}: each run (lower-left is better)")
-        row[0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
+    _legend_outside(fig, axes[0, 0])
     _save(fig, path)
 
 
@@ -232,8 +284,7 @@ def plot_benchmark(result: dict, path: str | Path) -> None:
     """
     families = result["families"]
     labels = list(result["summary"])
-    colors = plt.cm.tab20(np.linspace(0, 1, 20))
-    color_of = {label: colors[i % len(colors)] for i, label in enumerate(labels)}
+    color_of = scheduler_colors(labels)
     style_of = {"policy": "-", "anchor": "--", "schedule": ":", "baseline": "-."}
     columns = min(4, len(families))
     rows = -(-len(families) // columns)

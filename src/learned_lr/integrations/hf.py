@@ -34,15 +34,27 @@ from learned_lr.scheduler import LearnedLR
 
 
 class LearnedLRCallback(TrainerCallback):
-    """Passes the Trainer's logged training loss and evaluation loss to a ``LearnedLR``."""
+    """Passes the Trainer's logged training loss and evaluation loss to a ``LearnedLR``, and logs
+    the factor the policy set (LR / base LR of the first param group) as ``learned_lr_factor``.
+
+    The Trainer itself logs ``learning_rate`` (the policy's LR) to every reporter. The factor is
+    added to that log entry in ``trainer.state.log_history`` (so ``trainer_state.json`` keeps it)
+    and to the ``logs`` the callbacks after this one receive; reporting integrations run before
+    user callbacks, so they show ``learning_rate`` only.
+    """
 
     def __init__(self, scheduler: LearnedLR):
         self.scheduler = scheduler
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
+        logs = logs if logs is not None else {}
         if "loss" in logs:
             self.scheduler.observe(train_loss=float(logs["loss"]))
+            factor = self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0]
+            logs["learned_lr_factor"] = factor
+            last = state.log_history[-1] if state.log_history else {}
+            if last.get("step") == state.global_step and "loss" in last:  # the entry the Trainer just wrote for these logs
+                last["learned_lr_factor"] = factor
         if "eval_loss" in logs:
             self.scheduler.observe(val_loss=float(logs["eval_loss"]))
 

@@ -69,7 +69,7 @@ def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path
         first_seed = _setting_seed(config, expert_index, steps_index)
         seeds = list(range(first_seed, first_seed + config.runs_per_setting))
         rng = np.random.default_rng(first_seed)
-        peak_lrs = np.exp(rng.uniform(math.log(config.min_peak_lr), math.log(config.max_peak_lr), size=len(seeds)))
+        peak_lrs = config.sample_peak_lrs(rng, len(seeds))
         schedule = expert_schedule(expert, config.schedule_shape)
         controller = ScheduleController(schedule, config.control, noise_std=config.action_noise, seed=first_seed, target_peak_lr=config.target_peak_lr)
         group = make_run_group(config.task, seeds, total_steps=total_steps)  # loads the task's data (cached)

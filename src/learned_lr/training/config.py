@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+import numpy as np
 
 from learned_lr.settings import ControlConfig, PolicyConfig, RewardConfig, arg, check_choice, parse_list, require
 from learned_lr.tasks.config import OPTIMIZER_NAMES, TASK_NAMES, TaskConfig
@@ -51,6 +54,8 @@ class CollectConfig:
     action_noise: float = arg(0.1, "std of log-space noise on the executed expert action (labels stay clean)")
     target_peak_lr: float = arg(0.0, "0: labels follow each run's own base LR (the schedule's shape); > 0: the tuned-LR oracle, "
                                      "labels run the expert at this peak LR whatever the base LR (for robustness to a mistuned base LR)")
+    near_target_fraction: float = arg(0.0, "with target_peak_lr > 0: this fraction of the runs draws its peak LR log-uniformly from "
+                                           "[target / 2, target x 2] instead (more data where the base LR is already about right)")
     seed: int = arg(0, "seed of the demonstration runs (evaluation uses seeds from 100000 on; see tasks.seeds)")
     out: str = arg("runs/demos", "output folder")
 
@@ -62,11 +67,27 @@ class CollectConfig:
         require(math.isfinite(self.target_peak_lr) and self.target_peak_lr >= 0, "target_peak_lr", f"must be >= 0, got {self.target_peak_lr}")
         require(0 < self.min_peak_lr <= self.max_peak_lr, "min_peak_lr", f"need 0 < min_peak_lr <= max_peak_lr, got {self.min_peak_lr}, {self.max_peak_lr}")
         require(self.action_noise >= 0, "action_noise", f"must be >= 0, got {self.action_noise}")
+        require(0 <= self.near_target_fraction <= 1, "near_target_fraction", f"must be in [0, 1], got {self.near_target_fraction}")
+        require(self.near_target_fraction == 0 or self.target_peak_lr > 0, "near_target_fraction", "needs a target_peak_lr > 0")
         require(0 <= self.seed < EVAL_SEED_START, "seed", f"demonstration seeds must stay below {EVAL_SEED_START} (evaluation seeds start there)")
 
     @property
     def expert_list(self) -> list[str]:
         return parse_list(self.experts, "experts", str, EXPERT_NAMES)
+
+    def sample_peak_lrs(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """``count`` peak LRs: log-uniform over [min_peak_lr, max_peak_lr], the first
+        ``round(near_target_fraction * count)`` of them log-uniform within 2x of ``target_peak_lr``.
+
+        Example:
+            >>> CollectConfig(min_peak_lr=0.01, max_peak_lr=1.0).sample_peak_lrs(np.random.default_rng(0), 3).round(3)
+            array([0.188, 0.035, 0.012])
+        """
+        lrs = np.exp(rng.uniform(math.log(self.min_peak_lr), math.log(self.max_peak_lr), size=count))
+        near = int(round(self.near_target_fraction * count))
+        if near:  # no extra draws at fraction 0, so the wide runs' LRs do not depend on the option
+            lrs[:near] = self.target_peak_lr * np.exp(rng.uniform(-math.log(2.0), math.log(2.0), size=near))
+        return lrs
 
     @property
     def total_steps_list(self) -> list[int]:
@@ -149,6 +170,11 @@ class PPOConfig:
     hidden_sizes: str = arg("256", "comma-separated MLP widths drawn per iteration (e.g. 128,256,512)")
     min_peak_lr: float = arg(0.02, "base LRs drawn log-uniformly from [min_peak_lr, max_peak_lr]")
     max_peak_lr: float = arg(0.4, "upper end of the base-LR range")
+    variants: str = arg("", "a `general-train` variants.json: each iteration runs one of its variants (drawn per iteration) at "
+                            "base LR = its oracle's tuned LR x a multiplier drawn log-uniformly from [min_multiplier, max_multiplier]; "
+                            "then --task, --total-steps, --hidden-sizes and the peak-LR range are not used")
+    min_multiplier: float = arg(0.05, "with --variants: lower end of the base-LR multipliers")
+    max_multiplier: float = arg(20.0, "with --variants: upper end of the base-LR multipliers")
     update_epochs: int = arg(4, "passes over each iteration's decisions")
     minibatch_size: int = arg(128, "decisions per gradient step")
     actor_lr: float = arg(3e-4, "Adam learning rate of the actor")
@@ -176,6 +202,9 @@ class PPOConfig:
         require(all(s > 1 for s in steps), "total_steps", f"every run length must be > 1, got {self.total_steps}")
         require(all(h > 0 for h in parse_list(self.hidden_sizes, "hidden_sizes", int)), "hidden_sizes", f"every width must be > 0, got {self.hidden_sizes}")
         require(0 < self.min_peak_lr <= self.max_peak_lr, "min_peak_lr", f"need 0 < min_peak_lr <= max_peak_lr, got {self.min_peak_lr}, {self.max_peak_lr}")
+        require(0 < self.min_multiplier <= self.max_multiplier and math.isfinite(self.max_multiplier), "min_multiplier",
+                f"need 0 < min_multiplier <= max_multiplier (finite), got {self.min_multiplier}, {self.max_multiplier}")
+        require(not self.variants or Path(self.variants).is_file(), "variants", f"{self.variants} is not a file (give general-train's variants.json)")
         for name in ("update_epochs", "minibatch_size"):
             require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         for name in ("actor_lr", "critic_lr", "clip_coef", "max_grad_norm"):

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -56,7 +55,7 @@ def collect_policy_states(policy: LoadedPolicy, oracle: ScheduleController, conf
     """Run ``policy`` on fresh trainees, label every decision with ``oracle``; write ``out/demos.safetensors``.
 
     Runs: ``config.runs_per_setting`` per run length in ``config.total_steps``, base LRs drawn
-    log-uniformly from ``[config.min_peak_lr, config.max_peak_lr]``, seeds from ``first_seed``.
+    from ``config.sample_peak_lrs``, seeds from ``first_seed``.
     Resumable per run length (each is saved as a part as it finishes).
     """
     if oracle.target_peak_lr <= 0:
@@ -75,7 +74,7 @@ def collect_policy_states(policy: LoadedPolicy, oracle: ScheduleController, conf
         seed0 = first_seed + steps_index * config.runs_per_setting
         seeds = list(range(seed0, seed0 + config.runs_per_setting))
         rng = np.random.default_rng(seed0)
-        base_lrs = np.exp(rng.uniform(math.log(config.min_peak_lr), math.log(config.max_peak_lr), size=len(seeds)))
+        base_lrs = config.sample_peak_lrs(rng, len(seeds))
         controller = NoisyPolicyController(policy.actor, config.action_noise, seed0)
         group = make_run_group(config.task, seeds, total_steps=total_steps)  # loads the task's data (cached)
         episodes = rollout(group, controller, total_steps, base_lrs, config.control, config.reward, evaluate_test=False,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
 from learned_lr.settings import ControlConfig
 from learned_lr.tasks import load_mnist
+from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.seeds import PPO_SEED_SPAN, PPO_SEED_START
 from learned_lr.training.backends import make_backend, rollout_job_for
 from learned_lr.training.config import PPOConfig
@@ -132,16 +134,42 @@ def spiked(episode: Episode) -> bool:
     return bool(later.size and np.nanmax(later) > h.train_loss[0])
 
 
-def _iteration_setting(config: PPOConfig, iteration: int) -> tuple[int, np.ndarray, list[int], int]:
-    """Run length, base LRs, trainee seeds and MLP width of one iteration, all from (seed, iteration)."""
+def _iteration_setting(config: PPOConfig, iteration: int, variants: list[dict] | None = None) -> tuple[TaskConfig, int, np.ndarray, list[int]]:
+    """Trainee, run length, base LRs and trainee seeds of one iteration, all from (seed, iteration).
+
+    With ``variants`` (``load_variants``), the iteration runs one of them, drawn uniformly, at
+    base LRs = its tuned LR x log-uniform multipliers; otherwise ``config.task`` with a width
+    from ``hidden_sizes``, a length from ``total_steps`` and base LRs from the peak-LR range.
+    """
     rng = np.random.default_rng([config.seed, iteration])
+    first = PPO_SEED_START + (config.seed * 997 + iteration * config.runs_per_iteration) % PPO_SEED_SPAN
+    seeds = list(range(first, first + config.runs_per_iteration))
+    if variants:
+        variant = variants[int(rng.integers(len(variants)))]
+        multipliers = np.exp(rng.uniform(math.log(config.min_multiplier), math.log(config.max_multiplier), size=config.runs_per_iteration))
+        return TaskConfig(**variant["task"]), int(variant["steps"]), float(variant["oracle_lr"]) * multipliers, seeds
     total_steps = int(rng.choice(config.total_steps_list))
     base_lrs = np.exp(rng.uniform(math.log(config.min_peak_lr), math.log(config.max_peak_lr), size=config.runs_per_iteration))
     widths = config.hidden_size_list
     # Drawn only when there is a choice, so a single width leaves the other draws as they were.
     hidden = widths[0] if len(widths) == 1 else int(rng.choice(widths))
-    first = PPO_SEED_START + (config.seed * 997 + iteration * config.runs_per_iteration) % PPO_SEED_SPAN
-    return total_steps, base_lrs, list(range(first, first + config.runs_per_iteration)), hidden
+    return dataclasses.replace(config.task, hidden=hidden), total_steps, base_lrs, seeds
+
+
+def load_variants(path: str | Path) -> list[dict]:
+    """The variants of a ``general-train`` ``variants.json``; a variant of a held-out family is refused."""
+    from learned_lr.training.distribution import HELD_OUT_FAMILIES
+
+    variants = json.loads(Path(path).read_text())
+    if not isinstance(variants, list) or not variants:
+        raise CheckpointError(f"{path} holds no variants (expected general-train's variants.json: a list)")
+    for variant in variants:
+        missing = {"name", "task", "steps", "oracle_lr"} - set(variant if isinstance(variant, dict) else ())
+        if missing:
+            raise CheckpointError(f"{path}: a variant lacks {sorted(missing)}")
+        if variant["task"].get("task") in HELD_OUT_FAMILIES:
+            raise CheckpointError(f"{path}: variant {variant['name']} is of held-out family {variant['task']['task']}; PPO must not train on it")
+    return variants
 
 
 def episodes_to_batch(episodes: list[Episode], actor: Actor, critic: Critic, bc_actor: Actor, control: ControlConfig, config: PPOConfig) -> Batch:
@@ -220,6 +248,8 @@ def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call
     actor, critic, init_meta = _initial_networks(config)
     # The starting policy by content, not path: a BC policy retrained in place must not resume an old PPO run.
     init_meta["init_sha256"] = None if config.init == "random" else file_sha256(config.init)
+    # The variants by content too: another variants.json under the same name must not resume this run.
+    init_meta["variants_sha256"] = file_sha256(config.variants) if config.variants else None
     bc_actor = copy.deepcopy(actor).eval()  # the anchor: frozen at the starting weights
     for p in bc_actor.parameters():
         p.requires_grad_(False)
@@ -227,7 +257,7 @@ def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call
                          torch.optim.Adam(critic.parameters(), lr=config.critic_lr, eps=1e-5))
     state_path = Path(config.out) / "train_state.safetensors"
     if config.resume and state_path.is_file():
-        _load_state(state_path, config, learner, init_meta["init_sha256"])
+        _load_state(state_path, config, learner, init_meta["init_sha256"], init_meta["variants_sha256"])
     backend = make_backend(config.backend, config.ray_address, config.workers, data=load_mnist() if config.backend == "local" else None)
     try:
         return _train_iterations(config, learner, backend, state_path=state_path, init_meta=init_meta, progress=progress,
@@ -246,11 +276,11 @@ def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_
     if learner.log:  # the log rows live in the saved state: a kill between its save and the CSV's write loses no row
         write_csv(out / "ppo_log.csv", header, [dataclasses.astuple(r) for r in learner.log])
     bar = tqdm(range(start, end), desc="PPO", disable=not progress, initial=start, total=config.iterations)
+    variants = load_variants(config.variants) if config.variants else None
     for iteration in bar:
-        total_steps, base_lrs, seeds, hidden = _iteration_setting(config, iteration)
+        task, total_steps, base_lrs, seeds = _iteration_setting(config, iteration, variants)
         actor.eval(), critic.eval()
-        job = rollout_job_for(dataclasses.replace(config.task, hidden=hidden), seeds, base_lrs, total_steps, control, config.reward,
-                              controller_seed=config.seed * 1_000_003 + iteration)
+        job = rollout_job_for(task, seeds, base_lrs, total_steps, control, config.reward, controller_seed=config.seed * 1_000_003 + iteration)
         episodes = backend.collect(actor, job)
         batch = episodes_to_batch(episodes, actor, critic, learner.bc_actor, control, config)
         actor.train(), critic.train()
@@ -265,7 +295,7 @@ def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_
             **{name: stats[name] for name in header[7:]})
         learner.log.append(row)
         bar.set_postfix(ret=f"{row.mean_return:.2f}", diverged=row.diverged)
-        _save_state(state_path, config, learner, init_meta["init_sha256"])
+        _save_state(state_path, config, learner, init_meta["init_sha256"], init_meta["variants_sha256"])
         write_csv(out / "ppo_log.csv", header, [dataclasses.astuple(r) for r in learner.log])
     if end < config.iterations:
         return None
@@ -276,13 +306,14 @@ def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_
     return path
 
 
-def _save_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256: str | None) -> None:
+def _save_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256: str | None, variants_sha256: str | None = None) -> None:
     tensors = {f"actor.{k}": v for k, v in learner.actor.state_dict().items()}
     tensors.update({f"critic.{k}": v for k, v in learner.critic.state_dict().items()})
     tensors.update({f"bc_actor.{k}": v for k, v in learner.bc_actor.state_dict().items()})
     meta = {
         "iteration": learner.iterations_done,
         "init_sha256": init_sha256,
+        "variants_sha256": variants_sha256,
         "log_rows": [dataclasses.asdict(row) for row in learner.log],
         "config": dataclasses.asdict(config),
         "policy_config": dataclasses.asdict(learner.actor.policy_config),
@@ -293,8 +324,10 @@ def _save_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256:
     save_checkpoint(path, tensors, meta, kind="ppo-train-state")
 
 
-def _load_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256: str | None) -> None:
+def _load_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256: str | None, variants_sha256: str | None = None) -> None:
     tensors, meta = load_checkpoint(path, kind="ppo-train-state")
+    if meta.get("variants_sha256") != variants_sha256:
+        raise CheckpointError(f"{path} continues PPO on other variants than {config.variants} holds now; use another --out or --no-resume")
     if meta.get("init_sha256") != init_sha256:
         raise CheckpointError(f"{path} continues PPO from another starting policy than {config.init} is now; use another --out or --no-resume")
     ignore = ("iterations", "resume", "out", "backend", "ray_address", "workers")  # where rollouts run does not change them
