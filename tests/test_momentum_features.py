@@ -51,14 +51,14 @@ def test_history_summarizes_cosines_over_layers_and_keeps_them_through_its_state
     for cosines in rows:
         history.record(0.1, 1.0, 1.0, (1.0, 2.0), cosines)
     features = history.features
-    assert features.shape == (6, num_inputs("all+momentum")) == (6, 11)
+    assert features.shape == (5, num_inputs("all+momentum")) == (5, 11)  # the recorded steps
     np.testing.assert_allclose(features[:5, 8:11], [[0, 0, 0], [0, -0.5, 0.5], [0.2, 0.2, 0.2], [0, 0, 0], [0, -1, 1]], atol=1e-6)
     again = RunHistory(total_steps=6, base_lr=0.1, window=8, inputs="all+momentum")
     again.load_state(history.state())
     np.testing.assert_array_equal(again.features, features)
     plain = RunHistory(total_steps=6, base_lr=0.1, window=8)
     plain.record(0.1, 1.0, 1.0, (1.0, 2.0), (0.5, 0.5))
-    assert plain.features.shape == (6, 8)
+    assert plain.features.shape == (1, 8)
     with pytest.raises(ValueError, match="reads 11 features"):
         window_from_features(plain.features, 1, 8, 6, "all+momentum")
 

@@ -109,11 +109,11 @@ def run_demo(config: DemoConfig) -> Path:
     rows, curves = evaluate_schedulers(specs, TaskConfig(), budget["eval_steps"], TaskConfig().tuned_peak_lr, budget["eval_seeds"],
                                        label="mnist-mlp", work=work / "eval-mnist-mlp")
     curves_by_task = {"mnist-mlp": curves}
-    resnet_label = f"mnist-resnet18 (width {config.resnet_width})"
+    resnet_label = f"mnist-resnet18 (width {config.resnet_model_width})"
     if budget["resnet_steps"] > 0:
-        resnet = TaskConfig(task="mnist-resnet18", width=config.resnet_width, batch_size=budget["resnet_batch"], val_batch_size=budget["resnet_batch"])
+        resnet = TaskConfig(task="mnist-resnet18", width=config.resnet_model_width, batch_size=budget["resnet_batch"], val_batch_size=budget["resnet_batch"])
         # The small preset skips the single-expert policies on ResNet-18: each ResNet run costs
-        # ~12 s on 2 cores (most of it the 10k-image test pass), and the demo must stay short.
+        # seconds on 2 cores (most of it the 10k-image test pass), and the demo must stay short.
         resnet_specs = specs if budget["resnet_single_expert_policies"] else [sp for sp in specs if sp.expert is not None or best_single not in sp.label]
         resnet_rows, resnet_curves = evaluate_schedulers(resnet_specs, resnet, budget["resnet_steps"], resnet.tuned_peak_lr, budget["resnet_seeds"],
                                                          label=resnet_label, work=work / "eval-mnist-resnet18")

@@ -50,7 +50,10 @@ class LearnedLRCallback(TrainerCallback):
         logs = logs if logs is not None else {}
         if "loss" in logs:
             self.scheduler.observe(train_loss=float(logs["loss"]))
-            factor = self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0]
+            # The factor of the step just taken (what the Trainer logs as its learning_rate), not the next one's.
+            history = self.scheduler.history
+            used = float(history.lrs[-1]) if history.steps else self.scheduler.get_last_lr()[0]
+            factor = used / self.scheduler.base_lrs[0]
             logs["learned_lr_factor"] = factor
             last = state.log_history[-1] if state.log_history else {}
             if last.get("step") == state.global_step and "loss" in last:  # the entry the Trainer just wrote for these logs
