@@ -158,6 +158,9 @@ def test_ppo_over_general_train_variants_draws_a_variant_and_its_tuned_lr_range(
     path.write_text(json.dumps(variants))
     with pytest.raises(CheckpointError, match="held-out"):
         load_variants(path)
+    path.write_text("not json")
+    with pytest.raises(CheckpointError, match="not a readable variants file"):
+        load_variants(path)
     with pytest.raises(ConfigError, match="variants"):
         PPOConfig(variants=str(tmp_path / "missing.json"))
 

@@ -160,7 +160,10 @@ def load_variants(path: str | Path) -> list[dict]:
     """The variants of a ``general-train`` ``variants.json``; a variant of a held-out family is refused."""
     from learned_lr.training.distribution import HELD_OUT_FAMILIES
 
-    variants = json.loads(Path(path).read_text())
+    try:
+        variants = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable variants file ({exc})") from None
     if not isinstance(variants, list) or not variants:
         raise CheckpointError(f"{path} holds no variants (expected general-train's variants.json: a list)")
     for variant in variants:
