@@ -64,7 +64,8 @@ class GeneralTrainConfig:
                                  "(0: none); each iteration runs one variant, drawn per iteration")
     ppo_runs: int = arg(16, "trainee runs per PPO iteration")
     seed: int = arg(0, "seed of the variants and of BC")
-    work: str = arg("runs/general", "folder for sweeps, demonstrations and policies (resumable; a rerun may add DAgger rounds)")
+    work: str = arg("runs/general", "folder for sweeps, demonstrations and policies (resumable; a rerun may add DAgger rounds "
+                                    "or PPO iterations, any other change is refused)")
 
     def __post_init__(self) -> None:
         require(1 <= self.variants_per_family <= 9, "variants_per_family", f"must be in 1..9, got {self.variants_per_family}")
