@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Sequence
 
@@ -50,17 +51,17 @@ def scheduler_colors(labels: Sequence[str]) -> dict[str, object]:
         {'cosine': 'tab:orange', 'my policy': 'tab:purple'}
     """
     colors: dict[str, object] = {}
-    spare = iter(_POLICY_COLORS * (1 + len(labels) // len(_POLICY_COLORS)))
+    spare = itertools.cycle(_POLICY_COLORS)
     for label in dict.fromkeys(labels):
         colors[label] = _FIXED_COLORS.get(label) or next(spare)
     return colors
 
 
-def _legend_outside(fig, ax, columns: int = 1) -> None:
+def _legend_outside(fig, ax) -> None:
     """The axes' legend to the right of the figure, where it covers no data."""
     handles, names = ax.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, ncol=columns, frameon=False)
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
 
 
 def _save(fig, path: str | Path) -> None:

@@ -22,6 +22,11 @@ SCHEDULE_NAMES: tuple[str, ...] = ScheduleName.__args__  # type: ignore[attr-def
 EXPERT_NAMES: tuple[str, ...] = ("linear-warmup", "cosine", "polynomial")
 
 
+def log_uniform(rng: np.random.Generator, low: float, high: float, count: int) -> np.ndarray:
+    """``count`` draws, log-uniform over [low, high] (how every stage draws its base LRs and multipliers)."""
+    return np.exp(rng.uniform(math.log(low), math.log(high), size=count))
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     """Shape parameters of the expert schedules (all scaled by the peak LR)."""
@@ -83,10 +88,10 @@ class CollectConfig:
             >>> CollectConfig(min_peak_lr=0.01, max_peak_lr=1.0).sample_peak_lrs(np.random.default_rng(0), 3).round(3)
             array([0.188, 0.035, 0.012])
         """
-        lrs = np.exp(rng.uniform(math.log(self.min_peak_lr), math.log(self.max_peak_lr), size=count))
+        lrs = log_uniform(rng, self.min_peak_lr, self.max_peak_lr, count)
         near = int(round(self.near_target_fraction * count))
         if near:  # no extra draws at fraction 0, so the wide runs' LRs do not depend on the option
-            lrs[:near] = self.target_peak_lr * np.exp(rng.uniform(-math.log(2.0), math.log(2.0), size=near))
+            lrs[:near] = self.target_peak_lr * log_uniform(rng, 0.5, 2.0, near)
         return lrs
 
     @property

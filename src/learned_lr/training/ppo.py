@@ -40,7 +40,7 @@ from learned_lr.tasks import load_mnist
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.seeds import PPO_SEED_SPAN, PPO_SEED_START
 from learned_lr.training.backends import make_backend, rollout_job_for
-from learned_lr.training.config import PPOConfig
+from learned_lr.training.config import PPOConfig, log_uniform
 from learned_lr.training.rollout import Episode
 
 # PPO trainee seeds live in [50000, 100000): above BC demonstrations, below evaluation seeds.
@@ -146,10 +146,10 @@ def _iteration_setting(config: PPOConfig, iteration: int, variants: list[dict] |
     seeds = list(range(first, first + config.runs_per_iteration))
     if variants:
         variant = variants[int(rng.integers(len(variants)))]
-        multipliers = np.exp(rng.uniform(math.log(config.min_multiplier), math.log(config.max_multiplier), size=config.runs_per_iteration))
+        multipliers = log_uniform(rng, config.min_multiplier, config.max_multiplier, config.runs_per_iteration)
         return TaskConfig(**variant["task"]), int(variant["steps"]), float(variant["oracle_lr"]) * multipliers, seeds
     total_steps = int(rng.choice(config.total_steps_list))
-    base_lrs = np.exp(rng.uniform(math.log(config.min_peak_lr), math.log(config.max_peak_lr), size=config.runs_per_iteration))
+    base_lrs = log_uniform(rng, config.min_peak_lr, config.max_peak_lr, config.runs_per_iteration)
     widths = config.hidden_size_list
     # Drawn only when there is a choice, so a single width leaves the other draws as they were.
     hidden = widths[0] if len(widths) == 1 else int(rng.choice(widths))
