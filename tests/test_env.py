@@ -135,3 +135,36 @@ def test_ramp_reaches_each_decision_and_clips():
     np.testing.assert_allclose(np.log(ramp.apply(1, 0.0)), [-0.75, -0.5, -0.25, 0.0])
     np.testing.assert_allclose(np.log(ramp.apply(5, 50.0)), [0.25, 0.5, 0.75, 1.0])
     assert clip_action(float("nan"), (-2.0, 1.0)) == -2.0
+
+
+def test_a_history_that_keeps_only_its_window_reads_the_same_as_one_that_keeps_everything():
+    """keep=W (what LearnedLR uses) drops old steps, so memory stays bounded; the policy's view must not change,
+    through the arrays' compactions, a state round trip and another number of layers in some steps."""
+    rng = np.random.default_rng(0)
+    total, window = 3000, 64
+    full = RunHistory(total, base_lr=0.1, window=window)
+    bounded = RunHistory(total, base_lr=0.1, window=window, keep=window)
+    for t in range(total):
+        bad = rng.random() < 0.02
+        row = (0.1 * math.exp(rng.normal()), math.inf if bad else float(rng.uniform(0.1, 3)), float(rng.uniform(0.1, 3)),
+               rng.uniform(0.1, 2, size=2 if rng.random() < 0.03 else 3))
+        full.record(*row)
+        bounded.record(*row)
+        if t == 1700:  # resume mid-run into a fresh bounded history
+            again = RunHistory(total, base_lr=0.1, window=window, keep=window)
+            again.load_state(bounded.state())
+            bounded = again
+        if rng.random() < 0.05 or t == total - 1:
+            for mine, theirs in zip(bounded.observation(), full.observation()):
+                np.testing.assert_array_equal(mine, theirs)
+            assert bounded.steps - bounded.first_step <= max(256, 2 * window)  # the arrays start at 256 rows, then double
+    assert bounded.first_step > total - 256 and len(bounded.lrs) == total - bounded.first_step
+    np.testing.assert_array_equal(bounded.lrs, full.lrs[bounded.first_step:])
+    np.testing.assert_array_equal(bounded.layer_grad_norms, full.layer_grad_norms[bounded.first_step:])
+    assert sum(array.nbytes for array in bounded.state().values() if isinstance(array, np.ndarray)) < 20_000
+    with pytest.raises(ValueError, match="no longer held"):
+        bounded.normalized_losses(0, 10)
+    with pytest.raises(ValueError, match="first one held"):
+        bounded.observation(100)
+    with pytest.raises(ValueError, match="keep must be"):
+        RunHistory(total, base_lr=0.1, window=window, keep=window - 1)

@@ -377,8 +377,9 @@ def test_a_long_run_saves_a_state_the_size_of_its_steps_so_far(small_policy):
     assert train_steps(model2, optimizer2, resumed, data, 8) == train_steps(model, optimizer, scheduler, data, 8)
 
 
-def test_history_memory_grows_with_the_steps_run_not_total_steps(small_policy):
-    """total_steps = 10^6: 5 steps in, the history holds a few hundred rows, not 10^6 (it was ~100 MB up front)."""
+def test_history_memory_is_bounded_by_the_window_however_long_the_run(small_policy):
+    """total_steps = 10^6 (window 64): the history holds at most a few hundred rows from step 5 to step 1,500, the
+    state_dict stays small, decisions keep what they read, and a resume after the old steps were dropped is bit-exact."""
     import tracemalloc
 
     model, data = make_problem()
@@ -387,11 +388,25 @@ def test_history_memory_grows_with_the_steps_run_not_total_steps(small_policy):
     try:
         scheduler = LearnedLR(optimizer, total_steps=10**6, policy=small_policy, model=model)
         train_steps(model, optimizer, scheduler, data, 5)
-        history_bytes = tracemalloc.get_traced_memory()[0]
+        early = tracemalloc.get_traced_memory()[0]
+        assert early < 3_000_000  # numpy arrays are traced; 10^6 rows of features alone are 32 MB
+        train_steps(model, optimizer, scheduler, data, 1000)
+        late = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    assert history_bytes < 3_000_000  # numpy arrays are traced; 10^6 rows of features alone are 32 MB
-    assert scheduler.history.lrs.shape == (5,) and scheduler.history.features.shape[0] == 5
-    # Growing past the first block keeps every recorded row.
-    train_steps(model, optimizer, scheduler, data, 300)
-    assert scheduler.history.steps == 305 and np.isfinite(scheduler.history.lrs).all() and np.isfinite(scheduler.history.train_loss).all()
+    history = scheduler.history
+    assert history.steps == 1005 and 0 < history.first_step and len(history.lrs) == 1005 - history.first_step <= 256
+    assert late - early < 400_000  # the decisions' records (~250 of them); the history itself does not grow
+    state = copy.deepcopy(scheduler.state_dict())
+    assert sum(v.numel() * v.element_size() for v in state.values() if isinstance(v, torch.Tensor)) < 30_000
+    decisions = scheduler.decisions()
+    assert decisions[0]["seen"] is None and all(d["seen"] is not None for d in decisions[1:])
+    assert decisions[10]["seen"]["remaining_fraction"] == pytest.approx((10**6 - decisions[10]["step"]) / 10**6, abs=1e-6)
+
+    model2 = copy.deepcopy(model)
+    optimizer2 = torch.optim.SGD(model2.parameters(), lr=0.05, momentum=0.9)
+    optimizer2.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    resumed = LearnedLR(optimizer2, total_steps=10**6, policy=small_policy, model=model2)
+    resumed.load_state_dict(state)
+    assert resumed.decisions() == decisions
+    assert train_steps(model2, optimizer2, resumed, data, 500) == train_steps(model, optimizer, scheduler, data, 500)

@@ -57,12 +57,14 @@ class DecisionLoop:
         base_lr: the optimizer's base (peak) LR; ``lr()`` is this times the ramped factor.
         control: window, decision interval, action bounds and inputs of the policy.
         reward: the reward to give each decision; None records no rewards (``LearnedLR``).
+        keep_steps: how many of the latest steps the history holds (None: all; ``RunHistory``'s ``keep``).
     """
 
-    def __init__(self, total_steps: int, base_lr: float, control: ControlConfig, reward: RewardConfig | None = None):
+    def __init__(self, total_steps: int, base_lr: float, control: ControlConfig, reward: RewardConfig | None = None,
+                 keep_steps: int | None = None):
         self.control = control
         self.reward_config = reward
-        self.history = RunHistory(total_steps, base_lr, control.window, control.inputs)
+        self.history = RunHistory(total_steps, base_lr, control.window, control.inputs, keep=keep_steps)
         self.ramp = LRRamp(total_steps, control.decision_interval, control.log_bounds)
         self.decision_steps: list[int] = []
         self.actions: list[float] = []  # as the controller gave them (before clipping)

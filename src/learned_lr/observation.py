@@ -90,36 +90,52 @@ class RunHistory:
     cost microseconds, not the ~0.2 ms that per-step feature arithmetic in Python costs); the
     feature rows are computed for all new steps at once, vectorized, when ``features`` or an
     observation is read (once per decision).
+
+    ``keep``: how many of the latest steps to hold (None: all). The policy reads only its window,
+    so ``LearnedLR`` keeps ``window`` steps and its memory stays the same however long the run;
+    training keeps every step (demonstrations and PPO read them all). The per-step properties
+    hold the steps from ``first_step`` on.
     """
 
-    def __init__(self, total_steps: int, base_lr: float, window: int, inputs: str = "all"):
+    # Per-step arrays and what an unwritten row holds ("features" is float32, "layers_match" bool;
+    # the per-layer "layer_norms" and "momentum_cos" exist once the number of layers is known).
+    _FILL = {"train_loss": np.nan, "val_loss": np.nan, "lrs": np.nan, "total_norm": np.nan, "layers_match": False, "features": 0.0,
+             "layer_norms": 0.0, "momentum_cos": np.nan}
+
+    def __init__(self, total_steps: int, base_lr: float, window: int, inputs: str = "all", keep: int | None = None):
         if total_steps <= 0:
             raise ValueError(f"total_steps must be > 0, got {total_steps}")
         if not (math.isfinite(base_lr) and base_lr > 0):
             raise ValueError(f"base_lr must be a finite number > 0, got {base_lr}")
+        if keep is not None and keep < window:
+            raise ValueError(f"keep must be >= the window ({window}) the policy reads, got {keep}")
         self.total_steps = total_steps
         self.base_lr = base_lr
         self.window = window
         self.inputs = inputs
+        self.keep = keep
         self.reads_momentum = inputs == "all+momentum"
-        # The arrays grow with the steps recorded (doubling, up to total_steps), so a history of a
-        # 10^6-step run costs what its recorded steps cost, not 10^6 rows from step 0.
-        self._capacity = 0
-        self._features = np.zeros((0, num_inputs(inputs)), dtype=np.float32)
-        self._features_done = 0  # rows of _features computed so far
-        self._train_loss = np.zeros(0)
-        self._val_loss = np.zeros(0)
-        self._lrs = np.zeros(0)
-        self._layer_norms: np.ndarray | None = None  # (capacity, layers), sized at the first record
-        self._layers_match = np.zeros(0, dtype=bool)
-        self._total_norm = np.zeros(0)
-        self._momentum_cos: np.ndarray | None = None  # (capacity, layers), only for a policy that reads it
-        # Steps recorded but not yet written into the arrays above: (lr, train, val, norms, cosines) tuples.
+        self._clear(layers=None)
+        # Steps recorded but not yet written into the arrays: (lr, train, val, norms, cosines) tuples.
         self._pending: list[tuple] = []
         self.steps = 0
         self._first_train_loss = math.nan
         self._first_grad_norm = math.nan
         self._first_layer_norms: np.ndarray | None = None
+
+    def _clear(self, layers: int | None) -> None:
+        """Empty arrays; the per-layer ones ("layer_norms", "momentum_cos") once the number of layers is known."""
+        # The arrays grow with the steps recorded (doubling), so a history of a 10^6-step run
+        # costs what its recorded (or kept) steps cost, not 10^6 rows from step 0.
+        self._rows = {"train_loss": np.zeros(0), "val_loss": np.zeros(0), "lrs": np.zeros(0), "total_norm": np.zeros(0),
+                      "layers_match": np.zeros(0, dtype=bool), "features": np.zeros((0, num_inputs(self.inputs)), dtype=np.float32)}
+        if layers is not None:
+            self._rows["layer_norms"] = np.zeros((0, layers))
+            if self.reads_momentum:
+                self._rows["momentum_cos"] = np.zeros((0, layers))
+        self._capacity = 0
+        self.first_step = 0  # the step held in row 0 of every array
+        self._features_done = 0  # steps whose feature rows are computed
 
     def record(self, lr: float, train_loss: float, val_loss: float, layer_grad_norms: Sequence[float] | np.ndarray,
                layer_momentum_cos: Sequence[float] | np.ndarray | None = None) -> None:
@@ -139,7 +155,6 @@ class RunHistory:
         if type(layer_grad_norms) is not tuple:  # noqa: E721 - a tuple of floats is the fast path
             layer_grad_norms = tuple(np.asarray(layer_grad_norms, dtype=np.float64).reshape(-1).tolist())
         if t == 0:
-            self._reserve(1)
             self._start(train_loss, np.array(layer_grad_norms, dtype=np.float64))
         cosines = None
         if self.reads_momentum and layer_momentum_cos is not None:
@@ -155,23 +170,28 @@ class RunHistory:
         self._first_train_loss = train_loss if math.isfinite(train_loss) and train_loss > 0 else 1.0
         self._first_grad_norm = total_norm if math.isfinite(total_norm) and total_norm > 0 else 1.0
         self._first_layer_norms = np.where(np.isfinite(finite_norms) & (finite_norms > 0), finite_norms, 1.0)
-        self._layer_norms = np.zeros((self._capacity, norms.size))
-        if self.reads_momentum:
-            self._momentum_cos = np.full((self._capacity, norms.size), np.nan)
+        self._clear(layers=norms.size)
 
-    def _reserve(self, rows: int) -> None:
-        """Make room for ``rows`` steps (at most ``total_steps``): at least double the capacity."""
-        if rows <= self._capacity:
+    def _reserve(self, end: int) -> None:
+        """Make room for the steps up to ``end``: drop steps older than ``keep`` first, else at least double."""
+        if end - self.first_step <= self._capacity:
             return
-        capacity = min(self.total_steps, max(rows, 2 * self._capacity, 256))
-        grow = lambda array, fill: np.concatenate([array, np.full((capacity - len(array),) + array.shape[1:], fill, dtype=array.dtype)])  # noqa: E731
-        self._features = grow(self._features, 0.0)
-        self._train_loss, self._val_loss, self._lrs = grow(self._train_loss, np.nan), grow(self._val_loss, np.nan), grow(self._lrs, np.nan)
-        self._layers_match, self._total_norm = grow(self._layers_match, False), grow(self._total_norm, np.nan)
-        if self._layer_norms is not None:
-            self._layer_norms = grow(self._layer_norms, 0.0)
-        if self._momentum_cos is not None:
-            self._momentum_cos = grow(self._momentum_cos, np.nan)
+        if self.keep is not None:
+            # Steps before the last ``keep`` go, but never a pending (unwritten) one; moving the
+            # kept rows down only when the arrays are full costs O(1) per step over a run.
+            drop = min(end - self.keep, self.steps - len(self._pending)) - self.first_step
+            if drop > 0:
+                for name, array in self._rows.items():
+                    array[: len(array) - drop] = array[drop:].copy()
+                    array[len(array) - drop :] = self._FILL[name]
+                self.first_step += drop
+                self._features_done = max(self._features_done, self.first_step)
+            if end - self.first_step <= self._capacity:
+                return
+        capacity = min(self.total_steps, max(end - self.first_step, 2 * self._capacity, 256))
+        for name, array in self._rows.items():
+            fill = np.full((capacity - len(array),) + array.shape[1:], self._FILL[name], dtype=array.dtype)
+            self._rows[name] = np.concatenate([array, fill])
         self._capacity = capacity
 
     def _flush(self) -> None:
@@ -179,81 +199,84 @@ class RunHistory:
         if not self._pending:
             return
         end = self.steps
-        start = end - len(self._pending)
         self._reserve(end)
+        start, rows = end - len(self._pending) - self.first_step, self._rows
+        stop = start + len(self._pending)
         lrs, trains, vals, norm_rows, cosine_rows = zip(*self._pending)
         self._pending = []
-        self._lrs[start:end], self._train_loss[start:end], self._val_loss[start:end] = lrs, trains, vals
-        layers = self._layer_norms.shape[1]
-        if self._momentum_cos is not None:
+        rows["lrs"][start:stop], rows["train_loss"][start:stop], rows["val_loss"][start:stop] = lrs, trains, vals
+        layer_norms = rows["layer_norms"]
+        layers = layer_norms.shape[1]
+        if "momentum_cos" in rows:
             for t, row in enumerate(cosine_rows, start):
                 if row is not None and len(row) == layers:
-                    self._momentum_cos[t] = row
+                    rows["momentum_cos"][t] = row
         if layers and all(len(row) == layers for row in norm_rows):
-            self._layer_norms[start:end] = norm_rows
-            self._layers_match[start:end] = True
+            layer_norms[start:stop] = norm_rows
+            rows["layers_match"][start:stop] = True
             return
         for t, row in enumerate(norm_rows, start):
             if layers and len(row) == layers:
-                self._layer_norms[t] = row
-                self._layers_match[t] = True
+                layer_norms[t] = row
+                rows["layers_match"][t] = True
             else:  # a step with another number of layers (or none): only its total norm is used
                 norms = np.array(row, dtype=np.float64)
                 with np.errstate(over="ignore", invalid="ignore"):
-                    self._total_norm[t] = float(np.sqrt(np.sum(np.square(np.nan_to_num(norms, nan=np.inf))))) if norms.size else math.nan
+                    rows["total_norm"][t] = float(np.sqrt(np.sum(np.square(np.nan_to_num(norms, nan=np.inf))))) if norms.size else math.nan
+
+    def _held(self, name: str) -> np.ndarray:
+        self._flush()
+        return self._rows[name][: self.steps - self.first_step]
 
     @property
     def train_loss(self) -> np.ndarray:
-        """(steps,) training loss of each recorded step. Treat as read-only."""
-        self._flush()
-        return self._train_loss[: self.steps]
+        """(steps - first_step,) training loss of each held step. Treat as read-only."""
+        return self._held("train_loss")
 
     @property
     def val_loss(self) -> np.ndarray:
-        """(steps,) validation loss of each recorded step. Treat as read-only."""
-        self._flush()
-        return self._val_loss[: self.steps]
+        """(steps - first_step,) validation loss of each held step. Treat as read-only."""
+        return self._held("val_loss")
 
     @property
     def lrs(self) -> np.ndarray:
-        """(steps,) LR of each recorded step. Treat as read-only."""
-        self._flush()
-        return self._lrs[: self.steps]
+        """(steps - first_step,) LR of each held step. Treat as read-only."""
+        return self._held("lrs")
 
     @property
     def layer_grad_norms(self) -> np.ndarray:
-        """(steps, layers) gradient norm of every layer at each recorded step; NaN where a step had another number of layers."""
-        self._flush()
-        if self._layer_norms is None:
+        """(steps - first_step, layers) gradient norm of every layer at each held step; NaN where a step had another number of layers."""
+        if "layer_norms" not in self._rows:
             return np.zeros((self.steps, 0))
-        norms = self._layer_norms[: self.steps].copy()
-        norms[~self._layers_match[: self.steps]] = np.nan
+        norms = self._held("layer_norms").copy()
+        norms[~self._held("layers_match")] = np.nan
         return norms
 
     @property
     def features(self) -> np.ndarray:
-        """(steps, F) feature rows of the recorded steps. Treat as read-only."""
+        """(steps - first_step, F) feature rows of the held steps. Treat as read-only."""
         self._flush()
         start, end = self._features_done, self.steps
         if end > start:
-            self._features[start:end] = self._compute_features(start, end)
+            self._rows["features"][start - self.first_step : end - self.first_step] = self._compute_features(start, end)
             self._features_done = end
-        return self._features[:end]
+        return self._rows["features"][: end - self.first_step]
 
     def _compute_features(self, start: int, end: int) -> np.ndarray:
         # Called once per decision inside the user's training loop, so it is written as few
         # whole-array numpy calls as possible (each costs microseconds whatever its size). A log
         # ratio is made finite: a NaN or +inf value, or an unusable reference, reads as
         # +FEATURE_CLIP (a blow-up).
-        out = np.empty((end - start, self._features.shape[1]), dtype=np.float32)
+        rows = {name: array[start - self.first_step : end - self.first_step] for name, array in self._rows.items()}
+        out = np.empty((end - start, rows["features"].shape[1]), dtype=np.float32)
         out[:, 0] = (self.total_steps - np.arange(start, end) - 1) / self.total_steps
         # As in ``record``: NaN reads as a blow-up (the largest float, as +inf does).
-        norms = np.nan_to_num(self._layer_norms[start:end], nan=np.inf)
-        match = self._layers_match[start:end]
+        norms = np.nan_to_num(rows["layer_norms"], nan=np.inf)
+        match = rows["layers_match"]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            total_norm = np.where(match, np.sqrt(np.square(norms).sum(axis=1)), self._total_norm[start:end])
+            total_norm = np.where(match, np.sqrt(np.square(norms).sum(axis=1)), rows["total_norm"])
             # Columns 1-4: lr factor, train loss, val loss, total gradient norm, each a log ratio.
-            values = np.stack([self._lrs[start:end] / self.base_lr, self._train_loss[start:end], self._val_loss[start:end], total_norm], axis=1)
+            values = np.stack([rows["lrs"] / self.base_lr, rows["train_loss"], rows["val_loss"], total_norm], axis=1)
             references = np.array([1.0, self._first_train_loss, self._first_train_loss, self._first_grad_norm])
             logs = np.log(np.maximum(values, _TINY) / np.maximum(references, _TINY))
             logs = np.where(np.isfinite(values) & (np.isfinite(references) & (references > 0)), np.clip(logs, -FEATURE_CLIP, FEATURE_CLIP), FEATURE_CLIP)
@@ -263,31 +286,26 @@ class RunHistory:
         out[:, 5:] = 0.0
         if ratios.shape[1] and match.any():
             out[match, 5:8] = np.stack([ratios.mean(1), ratios.min(1), ratios.max(1)], axis=1)[match]
-        if self._momentum_cos is not None and self._momentum_cos.shape[1]:
-            out[:, 8:11] = _cosine_summary(self._momentum_cos[start:end])
+        if "momentum_cos" in rows and rows["momentum_cos"].shape[1]:
+            out[:, 8:11] = _cosine_summary(rows["momentum_cos"])
         return out
 
     def state(self) -> dict:
         """Everything needed to continue this history elsewhere: plain values and numpy arrays.
 
-        The arrays hold the recorded steps only, so a state saved early in a long run is small
-        (a run of 10^6 steps does not save 10^6 rows at step 0).
+        The arrays hold the held steps only, so a state saved early in a long run is small
+        (a run of 10^6 steps does not save 10^6 rows at step 0), and with ``keep`` it stays small.
         """
         self._flush()
-        n = self.steps
-        layers = 0 if self._layer_norms is None else self._layer_norms.shape[1]
-        cosines = {} if self._momentum_cos is None else {"momentum_cos": self._momentum_cos[:n].copy()}
+        held = {name: array[: self.steps - self.first_step].copy() for name, array in self._rows.items() if name != "features"}
+        layers = 0 if self._first_layer_norms is None else len(self._first_layer_norms)
         return {
-            **cosines,
-            "steps": n,
+            **held,
+            "layer_norms": held.get("layer_norms", np.zeros((len(held["lrs"]), 0))),
+            "steps": self.steps,
+            "first_step": self.first_step,
             "total_steps": self.total_steps,
-            "train_loss": self._train_loss[:n].copy(),
-            "val_loss": self._val_loss[:n].copy(),
-            "lrs": self._lrs[:n].copy(),
-            "layer_norms": np.zeros((n, 0)) if self._layer_norms is None else self._layer_norms[:n].copy(),
-            "layers_match": self._layers_match[:n].copy(),
-            "total_norm": self._total_norm[:n].copy(),
-            "has_layers": self._layer_norms is not None,
+            "has_layers": "layer_norms" in self._rows,
             "first_train_loss": self._first_train_loss,
             "first_grad_norm": self._first_grad_norm,
             "first_layer_norms": np.zeros(layers) if self._first_layer_norms is None else self._first_layer_norms.copy(),
@@ -296,43 +314,34 @@ class RunHistory:
     def load_state(self, state: dict) -> None:
         """Restore what ``state()`` returned (arrays may come back as tensors or numpy arrays).
 
-        The state may come from a run of another length (a run extended on resume): its recorded
+        The state may come from a run of another length (a run extended on resume): its held
         steps are kept, and every feature is recomputed for this history's ``total_steps``, so
         the remaining fraction reads as if the run had always been this long.
         """
         as_array = lambda value: np.asarray(value.numpy() if hasattr(value, "numpy") else value)  # noqa: E731
-        steps = int(state["steps"])
+        steps, saved_first = int(state["steps"]), int(state.get("first_step", 0))
         if steps > self.total_steps:
             raise ValueError(f"history state has {steps} steps recorded, more than this history's total_steps={self.total_steps}")
-        self._pending = []
-        self.steps = steps
-        self._capacity = 0
-        features = num_inputs(self.inputs)
-        self._features, self._train_loss, self._val_loss, self._lrs = np.zeros((0, features), dtype=np.float32), np.zeros(0), np.zeros(0), np.zeros(0)
-        self._layers_match, self._total_norm = np.zeros(0, dtype=bool), np.zeros(0)
+        first = saved_first if self.keep is None else max(saved_first, steps - self.keep)  # a state may hold more than this keeps
         has_layers = bool(state["has_layers"])
-        saved_norms = as_array(state["layer_norms"]).astype(np.float64) if has_layers else None
-        self._layer_norms = np.zeros((0, saved_norms.shape[1])) if has_layers else None
-        self._momentum_cos = np.full((0, saved_norms.shape[1]), np.nan) if has_layers and self.reads_momentum else None
-        self._reserve(max(steps, 1))
-        for mine, key in ((self._train_loss, "train_loss"), (self._val_loss, "val_loss"), (self._lrs, "lrs"),
-                          (self._layers_match, "layers_match"), (self._total_norm, "total_norm")):
-            mine[:steps] = as_array(state[key])[:steps]
-        if has_layers:
-            self._layer_norms[:steps] = saved_norms[:steps]
+        saved = {name: as_array(value)[first - saved_first :] for name, value in state.items() if name in self._FILL}
+        self._clear(layers=saved["layer_norms"].shape[1] if has_layers else None)
+        self._pending, self.steps, self.first_step, self._features_done = [], steps, first, first
+        self._reserve(max(steps, first + 1))
+        for name, array in self._rows.items():
+            if name in saved and saved[name].shape[1:] == array.shape[1:]:  # a plain history's state has no cosines: unknown
+                array[: steps - first] = saved[name][: steps - first]
         self._first_layer_norms = as_array(state["first_layer_norms"]).astype(np.float64).copy() if has_layers else None
-        if self._momentum_cos is not None and "momentum_cos" in state:
-            saved = as_array(state["momentum_cos"]).astype(np.float64)
-            if saved.shape[1:] == self._momentum_cos.shape[1:]:
-                self._momentum_cos[:steps] = saved[:steps]
         self._first_train_loss = float(state["first_train_loss"])
         self._first_grad_norm = float(state["first_grad_norm"])
-        self._features_done = 0
 
     def normalized_losses(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Train and val losses of steps [start, end) relative to the first train loss (the reward's scale)."""
+        if start < self.first_step:
+            raise ValueError(f"steps before {self.first_step} are no longer held (keep={self.keep})")
         self._flush()
-        return self._train_loss[start:end] / self._first_train_loss, self._val_loss[start:end] / self._first_train_loss
+        rows, offset = self._rows, self.first_step
+        return rows["train_loss"][start - offset : end - offset] / self._first_train_loss, rows["val_loss"][start - offset : end - offset] / self._first_train_loss
 
     def observation(self, at_step: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(window (W, F), mask (W,), context (C,)) for a decision taken before step ``at_step``.
@@ -343,7 +352,9 @@ class RunHistory:
         end = self.steps if at_step is None else at_step
         if not 0 <= end <= self.steps:
             raise ValueError(f"at_step must be in [0, {self.steps}], got {at_step}")
-        return window_from_features(self.features, end, self.window, self.total_steps, self.inputs)
+        if max(0, end - self.window) < self.first_step:
+            raise ValueError(f"the window before step {end} starts before step {self.first_step}, the first one held (keep={self.keep})")
+        return window_from_features(self.features, end, self.window, self.total_steps, self.inputs, first_step=self.first_step)
 
 
 # The inputs of Subramanian et al. (2023): remaining time, validation loss, layer-wise gradient
@@ -356,8 +367,9 @@ _INPUT_MASKS = {
 }
 
 
-def window_from_features(features: np.ndarray, end: int, window: int, total_steps: int, inputs: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The observation at a decision before step ``end`` from a run's per-step feature rows."""
+def window_from_features(features: np.ndarray, end: int, window: int, total_steps: int, inputs: str = "all",
+                         first_step: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The observation at a decision before step ``end`` from a run's per-step feature rows (row 0 is step ``first_step``)."""
     columns = _INPUT_MASKS[inputs]
     if features.shape[1] < len(columns):
         raise ValueError(f"a policy with inputs={inputs!r} reads {len(columns)} features per step; these runs recorded "
@@ -367,7 +379,7 @@ def window_from_features(features: np.ndarray, end: int, window: int, total_step
     out = np.zeros((window, len(columns)), dtype=np.float32)
     mask = np.zeros(window, dtype=np.float32)
     if filled:
-        out[window - filled :] = features[start:end, : len(columns)] * columns
+        out[window - filled :] = features[start - first_step : end - first_step, : len(columns)] * columns
         mask[window - filled :] = 1.0
     remaining = (total_steps - end) / total_steps
     log_remaining = max(math.log(remaining), -FEATURE_CLIP) if remaining > 0 else -FEATURE_CLIP

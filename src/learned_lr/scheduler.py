@@ -160,8 +160,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     resume, e.g. Lightning's larger ``max_epochs``), as long as the steps already run fit: the
     steps left are counted against the new total from then on.
 
-    ``history`` holds what the policy observed: per-step LRs (of the first param group), losses
-    and features.
+    ``history`` holds what the policy reads: the per-step LRs (of the first param group), losses
+    and features of the last ``window`` steps (from ``history.first_step`` on), so its memory and
+    ``state_dict`` stay the same size however long the run; ``decisions()`` keeps every decision.
     """
 
     def __del__(self) -> None:
@@ -186,7 +187,11 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         first = optimizer.param_groups[0] if optimizer.param_groups else {}
         first_lr = float(first.get("initial_lr", first.get("lr", 1.0)))  # initial_lr: after a warm-up scheduler
         # The run's history records the first group's LRs; the features only read LR / base LR.
-        self._loop = DecisionLoop(total_steps, first_lr if math.isfinite(first_lr) and first_lr > 0 else 1.0, loaded.control_config)
+        # The history holds only the window the policy reads, so memory does not grow with the run;
+        # each decision keeps the feature row it read (``decisions()``).
+        control = loaded.control_config
+        self._loop = DecisionLoop(total_steps, first_lr if math.isfinite(first_lr) and first_lr > 0 else 1.0, control, keep_steps=control.window)
+        self._seen: list[np.ndarray | None] = []  # per decision: the features of the last step it read
         self._train_loss: float | None = None
         self._val_loss: float | None = None
         self._last_train_loss = math.nan
@@ -230,6 +235,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._adopt_new_param_groups()
         if self._loop.needs_decision():
             window, mask, context = (torch.from_numpy(a)[None] for a in self._loop.observation())
+            self._seen.append(self.history.features[-1].copy() if self.history.steps else None)
             self._loop.decide(float(self._decide(window, mask, context)[0]))
         super().step()
 
@@ -293,6 +299,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             "last_grad_norms": list(self._last_norms),
             "saw_gradient": self._saw_gradient,
             "last_train_loss": self._last_train_loss,
+            "decision_seen": torch.from_numpy(self._seen_rows()),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -319,14 +326,25 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._last_norms = tuple(float(v) for v in state_dict["last_grad_norms"])
         self._saw_gradient = bool(state_dict["saw_gradient"])
         self._last_train_loss = float(state_dict["last_train_loss"])
+        seen = state_dict.get("decision_seen")
+        if seen is not None and len(seen) == len(self._loop.decision_steps):
+            self._seen = [None if np.isnan(row).all() else row for row in np.asarray(seen, dtype=np.float32)]
+        else:  # a state saved before decisions kept what they read: what the held steps still show
+            features, first = self.history.features, self.history.first_step
+            self._seen = [features[step - 1 - first].copy() if step - 1 >= first else None for step in self._loop.decision_steps]
         # Constructing the scheduler set the optimizer's LR for step 0; put back the LR of the
         # step the run is at, whichever order the optimizer and scheduler states are loaded in.
         for group, lr in zip(self.optimizer.param_groups, self._last_lr):
             group["lr"] = lr
 
+    def _seen_rows(self) -> np.ndarray:
+        """(decisions, F) what each decision read; NaN for the one taken before any step."""
+        width = len(input_feature_names(self.history.inputs))
+        return np.array([np.full(width, np.nan) if row is None else row for row in self._seen], dtype=np.float32).reshape(len(self._seen), width)
+
     @property
     def history(self) -> RunHistory:
-        """What the policy has observed so far (per-step LRs of the first param group, losses, features); read-only use."""
+        """What the policy reads: per-step LRs of the first param group, losses and features of the last ``window`` steps; read-only use."""
         return self._loop.history
 
     def decisions(self) -> list[dict[str, Any]]:
@@ -343,11 +361,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             >>> scheduler.decisions()[-1]["lr_factor"]   # doctest: +SKIP
             0.42
         """
-        loop = self._loop
-        features = loop.history.features
-        return [{"step": step, "lr_factor": factor, "lr": loop.base_lr * factor,
-                 "seen": None if step == 0 else dict(zip(input_feature_names(self.history.inputs), features[step - 1].tolist()))}
-                for step, factor in zip(loop.decision_steps, loop.decision_factors)]
+        loop, names = self._loop, input_feature_names(self.history.inputs)
+        return [{"step": step, "lr_factor": factor, "lr": loop.base_lr * factor, "seen": None if seen is None else dict(zip(names, seen.tolist()))}
+                for step, factor, seen in zip(loop.decision_steps, loop.decision_factors, self._seen)]
 
     @property
     def decision_interval(self) -> int:
