@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from learned_lr.settings import ConfigError
-from learned_lr.tasks.batched import make_run_group
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.functional import FuncBatchedRuns, supports
+from learned_lr.tasks.groups import make_run_group
 from learned_lr.tasks.run import TrainingRun
 
 CASES = [
@@ -31,11 +31,14 @@ def test_batched_runs_equal_sequential_runs(task_name, optimizer, sizes, mnist):
     assert batched.layer_names == separate[0].layer_names
     for step in range(12):
         lrs = [BASE_LR[optimizer] * s * (1 - step / 12) for s in scales]  # its own LR per run and per step
-        rb = batched.step(lrs)
-        rs = [run.step(lr) for run, lr in zip(separate, lrs)]
+        rb = batched.step(lrs, momentum_cosines=True)
+        rs = [run.step(lr, momentum_cosines=True) for run, lr in zip(separate, lrs)]
         torch.testing.assert_close(rb.train_loss, torch.tensor([r.train_loss for r in rs]), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(rb.val_loss, torch.tensor([r.val_loss for r in rs]), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(rb.layer_grad_norms, torch.stack([r.layer_grad_norms for r in rs]), rtol=1e-3, atol=1e-5)
+        # NaN at step 0 (no momentum yet) in both; then the gradient-momentum cosines of the policy's "all+momentum" inputs
+        torch.testing.assert_close(rb.layer_momentum_cos, torch.stack([r.layer_momentum_cos for r in rs]), rtol=1e-3, atol=1e-4, equal_nan=True)
+        assert step == 0 or bool(torch.isfinite(rb.layer_momentum_cos[0]).all())
     test_loss, accuracy = batched.evaluate_test()
     for i, run in enumerate(separate):
         loss, acc = run.evaluate_test()
@@ -50,3 +53,12 @@ def test_unsupported_setups_are_refused_and_run_sequentially(mnist):
         with pytest.raises(ConfigError, match="torch.func batched runs"):
             FuncBatchedRuns(task, [0], mnist)
     assert type(make_run_group(TaskConfig(task="mnist-resnet18", width=2, batch_size=8), [0], mnist)).__name__ == "SequentialRuns"
+    assert type(make_run_group(TaskConfig(optimizer="prodigy", hidden=8), [0], mnist)).__name__ == "SequentialRuns"
+
+
+def test_rollouts_use_batched_runs_for_every_family_they_support(mnist):
+    """make_run_group picks FuncBatchedRuns wherever it applies (the benchmark, sweeps and rollouts all go through it)."""
+    for task_name, optimizer, sizes in CASES:
+        kind = type(make_run_group(TaskConfig(task=task_name, optimizer=optimizer, **sizes), [0, 1], mnist)).__name__
+        assert kind == "FuncBatchedRuns", (task_name, kind)
+    assert type(make_run_group(TaskConfig(hidden=8), [0, 1], mnist)).__name__ == "BatchedMLPRuns"

@@ -8,8 +8,8 @@ import torch
 from learned_lr.policy import load_policy
 from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
 from learned_lr.settings import RewardConfig
-from learned_lr.tasks.batched import make_run_group
 from learned_lr.tasks.config import TaskConfig
+from learned_lr.tasks.groups import make_run_group
 from learned_lr.tasks.run import TrainingRun
 from learned_lr.training.rollout import PolicyController, rollout
 

@@ -107,7 +107,7 @@ def test_ppo_from_random_init_with_subramanian_reward_runs(tmp_path, mnist):
     assert meta["init"] == "random" and meta["control_config"]["inputs"] == "subramanian"
     # The reward PPO was given is Subramanian et al.'s: g * (best val loss so far - this block's), recomputed by hand
     from learned_lr.policy import load_policy
-    from learned_lr.tasks.batched import make_run_group
+    from learned_lr.tasks.groups import make_run_group
     from learned_lr.training.rollout import PolicyController, rollout
 
     policy = load_policy(path)
@@ -168,8 +168,8 @@ def test_ppo_over_general_train_variants_draws_a_variant_and_its_tuned_lr_range(
 def test_policy_rollout_continues_after_one_run_diverges(small_policy_path, mnist):
     from learned_lr.policy import load_policy
     from learned_lr.settings import RewardConfig
-    from learned_lr.tasks.batched import make_run_group
     from learned_lr.tasks.config import TaskConfig
+    from learned_lr.tasks.groups import make_run_group
     from learned_lr.training.rollout import PolicyController, rollout
 
     policy = load_policy(small_policy_path)

@@ -25,8 +25,8 @@ from learned_lr.experiments.stats import mean_std
 from learned_lr.policy import load_policy
 from learned_lr.settings import RewardConfig
 from learned_lr.tasks import load_mnist
-from learned_lr.tasks.batched import make_run_group
 from learned_lr.tasks.config import TaskConfig
+from learned_lr.tasks.groups import make_run_group
 from learned_lr.tasks.seeds import EVAL_SEED_START  # noqa: E402
 from learned_lr.training.config import EXPERT_NAMES
 from learned_lr.training.experts import expert_schedule

@@ -19,8 +19,9 @@ from learned_lr.experiments.stats import format_stat, mean_ci
 from learned_lr.files import file_sha256, saved_or_computed, slug
 from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks import MnistSplits
-from learned_lr.tasks.batched import SequentialRuns, make_run_group
+from learned_lr.tasks.batched import SequentialRuns
 from learned_lr.tasks.config import TaskConfig
+from learned_lr.tasks.groups import make_run_group
 from learned_lr.tasks.seeds import EVAL_SEED_START
 from learned_lr.training.experts import ExpertSchedule, expert_schedule
 from learned_lr.training.rollout import Episode, PolicyController, rollout, rollout_exact_schedule

@@ -71,8 +71,8 @@ def run_scheduler(contender: Contender, task: TaskConfig, steps: int, lrs: Seque
     evaluation seeds); per-run results and mean curves."""
     from learned_lr.experiments.baselines import baseline_control, make_baseline
     from learned_lr.policy import load_policy
-    from learned_lr.tasks.batched import make_run_group
     from learned_lr.tasks.datasets import load_task_data
+    from learned_lr.tasks.groups import make_run_group
     from learned_lr.training.experts import expert_schedule
     from learned_lr.training.rollout import PolicyController, rollout, rollout_exact_schedule
 

@@ -214,14 +214,3 @@ class SequentialRuns:
     def evaluate_test(self) -> tuple[torch.Tensor, torch.Tensor]:
         results = [run.evaluate_test() for run in self.runs]
         return torch.tensor([r[0] for r in results]), torch.tensor([r[1] for r in results])
-
-
-def make_run_group(task: TaskConfig, seeds: Sequence[int], data: MnistSplits | None = None,
-                   total_steps: int = 1000) -> BatchedMLPRuns | SequentialRuns:
-    """Stacked-weight runs where they apply (MNIST MLP with SGD), sequential runs otherwise.
-
-    ``total_steps`` is the runs' length, for optimizers that need it (Schedule-Free's warm-up).
-    """
-    if task.task == "mnist-mlp" and task.optimizer == "sgd":
-        return BatchedMLPRuns(task, seeds, data)
-    return SequentialRuns(task, seeds, data, total_steps)

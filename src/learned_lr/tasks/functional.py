@@ -23,10 +23,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
@@ -40,6 +41,15 @@ from learned_lr.tasks.models import build_model
 from learned_lr.tasks.run import DataStream, layer_groups, task_loss
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+
+
+@contextlib.contextmanager
+def _quiet_batching_fallback() -> Iterator[None]:
+    """torch has no batching rule for CPU flash attention yet and loops over the runs there (char-lm),
+    saying so at every call; measured it is still 1.7x sequential (``benchmarks/func_batched.py``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
+        yield
 
 
 def supports(task: TaskConfig) -> bool:
@@ -63,6 +73,9 @@ class FuncBatchedRuns:
         name_of = {id(p): name for name, p in models[0].named_parameters()}
         self._layer_of = {name_of[id(p)]: int(layer) for p, layer in zip(params, owner)}
         self.params, self.buffers = stack_module_state(models)
+        # torch.func.grad differentiates by itself; weights that require grad would also make its
+        # outputs (the gradients, hence the reported norms) part of an outer autograd graph.
+        self.params = {name: p.detach() for name, p in self.params.items()}
         self._base = copy.deepcopy(models[0]).to("meta")  # the module structure only; weights come from self.params
         self._state = {name: self._zero_state(p) for name, p in self.params.items()}
         self.streams = [DataStream(self.data, task, seed) for seed in self.seeds]
@@ -87,22 +100,23 @@ class FuncBatchedRuns:
     def num_runs(self) -> int:
         return len(self.seeds)
 
-    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False):
-        """One step of every run, run i at LR ``lrs[i]`` (an inactive run should get LR 0: its weights then stay)."""
+    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False) -> BatchedStepReport:
+        """One step of every run, run i at LR ``lrs[i]`` (an inactive run should get LR 0: its weights then stay).
+
+        ``momentum_cosines``: also report each layer's gradient-momentum cosine before the update,
+        as ``TrainingRun.step`` does (``layers.layer_momentum_cosines``).
+        """
         lrs = checked_lrs(lrs, self.num_runs)
         indices = torch.stack([stream.next_train_indices() for stream in self.streams]).to(self.device)
-        with warnings.catch_warnings():
-            # torch has no batching rule for CPU flash attention yet and loops over the runs there
-            # (char-lm); it says so every step. Measured it is still 1.7x sequential (benchmarks/func_batched.py).
-            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
+        with _quiet_batching_fallback():
             grads, losses = self._grad_and_loss(self.params, self.buffers, self._train_x[indices], self._train_y[indices])
         norms = self._layer_grad_norms(grads)
+        cosines = self._layer_momentum_cosines(grads, norms) if momentum_cosines else torch.full_like(norms, math.nan)
         self._update(grads, lrs.to(self.device))
         rows = [stream.next_val_slice() for stream in self.streams]
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
+        with torch.no_grad(), _quiet_batching_fallback():
             val = self._loss(self.params, self.buffers, torch.stack([self._val_x[r] for r in rows]), torch.stack([self._val_y[r] for r in rows]))
-        report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val.cpu(), norms.cpu())
+        report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val.cpu(), norms.cpu(), cosines.cpu())
         self.steps_done += 1
         return report
 
@@ -111,6 +125,20 @@ class FuncBatchedRuns:
         for name, g in grads.items():
             squared[:, self._layer_of[name]] += g.flatten(1).square().sum(1)
         return squared.sqrt()
+
+    @torch.no_grad()
+    def _layer_momentum_cosines(self, grads: dict[str, torch.Tensor], norms: torch.Tensor) -> torch.Tensor:
+        """(N, layers) cosine of each run's layer gradient with its SGD momentum / Adam ``exp_avg``; NaN before there is one."""
+        sgd = self.task.optimizer == "sgd"
+        if self.steps_done == 0 or (sgd and self.task.momentum == 0):
+            return torch.full_like(norms, math.nan)
+        dots, buffer_squares = torch.zeros_like(norms), torch.zeros_like(norms)
+        for name, g in grads.items():
+            buffer, layer = self._state[name]["momentum" if sgd else "exp_avg"], self._layer_of[name]
+            dots[:, layer] += (g * buffer).flatten(1).sum(1)
+            buffer_squares[:, layer] += buffer.flatten(1).square().sum(1)
+        cosines = dots / (norms * buffer_squares.sqrt())
+        return torch.where((norms > 0) & (buffer_squares > 0), cosines, torch.full_like(cosines, math.nan))
 
     @torch.no_grad()
     def _update(self, grads: dict[str, torch.Tensor], lrs: torch.Tensor) -> None:
@@ -147,7 +175,8 @@ class FuncBatchedRuns:
         for start in range(0, len(targets), batch_size):
             x = inputs[start : start + batch_size].to(self.device)
             y = targets[start : start + batch_size].to(self.device)
-            out = self._forward(self.params, self.buffers, x)  # (N, B, ...)
+            with _quiet_batching_fallback():
+                out = self._forward(self.params, self.buffers, x)  # (N, B, ...)
             for i in range(self.num_runs):
                 loss_sum[i] += float(task_loss(self.data.loss, out[i], y, reduction="sum"))
                 if self.data.has_accuracy:

@@ -28,8 +28,8 @@ import torch
 
 from learned_lr.settings import ControlConfig, MissingExtraError, PolicyConfig, RewardConfig
 from learned_lr.tasks import MnistSplits, load_mnist
-from learned_lr.tasks.batched import make_run_group
 from learned_lr.tasks.config import TaskConfig
+from learned_lr.tasks.groups import make_run_group
 from learned_lr.training.rollout import Episode, PolicyController, rollout
 
 

@@ -32,7 +32,7 @@ from learned_lr.files import file_sha256
 from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, save_policy
 from learned_lr.settings import ControlConfig
-from learned_lr.tasks.batched import make_run_group
+from learned_lr.tasks.groups import make_run_group
 from learned_lr.training.config import BCConfig, CollectConfig
 from learned_lr.training.experts import expert_schedule
 from learned_lr.training.rollout import Episode, ScheduleController, rollout

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from learned_lr.checkpoint import load_checkpoint, save_checkpoint
 from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, policy_sha256
-from learned_lr.tasks.batched import make_run_group
+from learned_lr.tasks.groups import make_run_group
 from learned_lr.training.bc import DEMOS_FILE, append_runs, episode_tensors, merge_parts, part_is_done, part_setting
 from learned_lr.training.config import CollectConfig
 from learned_lr.training.rollout import PolicyController, ScheduleController, rollout

@@ -106,7 +106,7 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int) 
 
 def _final_val_losses(variant: Variant, shape: str, lrs: list[float]) -> list[float]:
     """Mean validation loss over the last 10% of steps of one run per LR (inf if it diverged)."""
-    from learned_lr.tasks.batched import make_run_group
+    from learned_lr.tasks.groups import make_run_group
     from learned_lr.training.experts import expert_schedule
     from learned_lr.training.rollout import rollout_exact_schedule
 

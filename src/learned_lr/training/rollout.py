@@ -27,7 +27,7 @@ from learned_lr.control import LRRamp, expert_action
 from learned_lr.loop import DecisionLoop, is_diverged
 from learned_lr.observation import RunHistory, stack_observations
 from learned_lr.settings import ControlConfig, RewardConfig
-from learned_lr.tasks.batched import BatchedMLPRuns, SequentialRuns
+from learned_lr.tasks.groups import RunGroup
 from learned_lr.training.experts import ExpertSchedule
 
 
@@ -148,7 +148,7 @@ class HandoffController:
 
 
 def rollout(
-    group: BatchedMLPRuns | SequentialRuns,
+    group: RunGroup,
     controller: Controller,
     total_steps: int,
     base_lrs: Sequence[float],
@@ -201,7 +201,7 @@ def rollout(
 
 
 def rollout_exact_schedule(
-    group: BatchedMLPRuns | SequentialRuns,
+    group: RunGroup,
     schedule: ExpertSchedule,
     total_steps: int,
     base_lrs: Sequence[float],
