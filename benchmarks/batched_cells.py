@@ -1,8 +1,9 @@
 """Benchmark cells run with torch.func batched trainees vs sequential ones: same results, how much faster.
 
 ``tasks.groups.make_run_group`` gives the benchmark, the sweeps and the rollouts a
-``FuncBatchedRuns`` for every batch-norm-free family with SGD/Adam/AdamW (it gave a sequential
-group before). Per family of the ``small`` suite it supports (the MLP was batched already), this
+``FuncBatchedRuns`` for the batch-norm-free families with SGD/Adam/AdamW where it is faster (this
+script is how that was decided). Per family of the ``small`` suite it supports (the MLP has its
+own stacked runner), this
 runs one cell of two contenders, warm-up+cosine exactly as torch computes it and the bundled
 policy through its decisions, at the suite's sweep LRs plus one 10x too high, on the benchmark's
 3 evaluation seeds, both ways in this one process. It prints the wall-time ratio and how far the
@@ -25,8 +26,7 @@ from learned_lr.scheduler import BUNDLED_POLICY
 from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks.batched import SequentialRuns
 from learned_lr.tasks.datasets import load_task_data
-from learned_lr.tasks.functional import supports
-from learned_lr.tasks.groups import make_run_group
+from learned_lr.tasks.functional import FuncBatchedRuns, supports
 from learned_lr.tasks.seeds import EVAL_SEED_START
 from learned_lr.training.experts import expert_schedule
 from learned_lr.training.rollout import PolicyController, rollout, rollout_exact_schedule
@@ -64,7 +64,7 @@ def main() -> None:
             torch.manual_seed(0)
             seq_loss, seq_div, seq_s = run_cell(SequentialRuns(setup.task, seeds, None, setup.steps), contender, setup.steps, base_lrs)
             torch.manual_seed(0)
-            bat_loss, bat_div, bat_s = run_cell(make_run_group(setup.task, seeds, None, setup.steps), contender, setup.steps, base_lrs)
+            bat_loss, bat_div, bat_s = run_cell(FuncBatchedRuns(setup.task, seeds), contender, setup.steps, base_lrs)
             both = ~seq_div & ~bat_div
             rel = np.abs(bat_loss[both] - seq_loss[both]) / np.abs(seq_loss[both])
             print(f"| {family} | {contender} | {len(runs)} | {seq_s:.1f} | {bat_s:.1f} | {seq_s / bat_s:.2f}x | "

@@ -114,7 +114,7 @@ def run_scheduler(contender: Contender, task: TaskConfig, steps: int, lrs: Seque
             warnings.simplefilter("ignore", RuntimeWarning)
             curves[f"{float(lr):g}"] = {"lr": _downsample(np.nanmean(lr_curves, 0)), "train_loss": _downsample(np.nanmean(loss_curves, 0))}
     return {"label": contender.label, "kind": contender.kind, "name": contender.name, "task": task.task, "steps": steps,
-            "chance_loss": task_data.chance_loss,
+            "chance_loss": task_data.chance_loss, "trainee_runs": type(group).__name__,  # which runner (equal up to float rounding)
             "lrs": [float(lr) for lr in lrs], "seeds": seeds, "first_seed": first_seed, "runs": per_run, "curves": curves}
 
 

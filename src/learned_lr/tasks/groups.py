@@ -2,9 +2,10 @@
 
 * the MNIST MLP with SGD: ``batched.BatchedMLPRuns`` (stacked weights, batched matmuls);
 * any other batch-norm-free family with SGD, Adam or AdamW: ``functional.FuncBatchedRuns``
-  (``torch.func.vmap``; 1.2-8.6x the sequential trainee-steps/s on a 2-core CPU,
-  ``benchmarks/func_batched.py``);
-* the rest (ResNet-18's batch norm, the LR-free optimizers): ``batched.SequentialRuns``.
+  (``torch.func.vmap``): on a 2-core CPU a benchmark cell of 12 runs takes 1.1-3.4x less time
+  (``benchmarks/batched_cells.py``);
+* the rest (ResNet-18's batch norm, the LR-free optimizers), and ``mnist-cnn`` on a CPU, where
+  vmapped convolutions made its cells 0.65-0.8x as fast: ``batched.SequentialRuns``.
 
 Every kind reports what ``TrainingRun(task, seeds[i])`` would under the same LRs, up to float
 rounding (``tests/test_functional.py``, ``tests/test_trainees.py``), so the choice changes speed only.
@@ -25,6 +26,8 @@ from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits
 
 RunGroup = Union[BatchedMLPRuns, functional.FuncBatchedRuns, SequentialRuns]
+# Families that torch.func supports but that run faster one by one on a CPU (measured, see above).
+SEQUENTIAL_ON_CPU = frozenset({"mnist-cnn"})
 
 
 def make_run_group(task: TaskConfig, seeds: Sequence[int], data: MnistSplits | None = None, total_steps: int = 1000) -> RunGroup:
@@ -34,6 +37,6 @@ def make_run_group(task: TaskConfig, seeds: Sequence[int], data: MnistSplits | N
     """
     if task.task == "mnist-mlp" and task.optimizer == "sgd":
         return BatchedMLPRuns(task, seeds, data)
-    if functional.supports(task):
+    if functional.supports(task) and not (task.task in SEQUENTIAL_ON_CPU and task.torch_device == "cpu"):
         return functional.FuncBatchedRuns(task, seeds, data)
     return SequentialRuns(task, seeds, data, total_steps)
