@@ -31,14 +31,16 @@ def test_batched_runs_equal_sequential_runs(task_name, optimizer, sizes, mnist):
     assert batched.layer_names == separate[0].layer_names
     for step in range(12):
         lrs = [BASE_LR[optimizer] * s * (1 - step / 12) for s in scales]  # its own LR per run and per step
-        rb = batched.step(lrs, momentum_cosines=True)
-        rs = [run.step(lr, momentum_cosines=True) for run, lr in zip(separate, lrs)]
+        rb = batched.step(lrs, momentum_cosines=True, init_distances=True)
+        rs = [run.step(lr, momentum_cosines=True, init_distances=True) for run, lr in zip(separate, lrs)]
         torch.testing.assert_close(rb.train_loss, torch.tensor([r.train_loss for r in rs]), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(rb.val_loss, torch.tensor([r.val_loss for r in rs]), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(rb.layer_grad_norms, torch.stack([r.layer_grad_norms for r in rs]), rtol=1e-3, atol=1e-5)
         # NaN at step 0 (no momentum yet) in both; then the gradient-momentum cosines of the policy's "all+momentum" inputs
         torch.testing.assert_close(rb.layer_momentum_cos, torch.stack([r.layer_momentum_cos for r in rs]), rtol=1e-3, atol=1e-4, equal_nan=True)
         assert step == 0 or bool(torch.isfinite(rb.layer_momentum_cos[0]).all())
+        torch.testing.assert_close(rb.layer_init_distance, torch.stack([r.layer_init_distance for r in rs]), rtol=1e-3, atol=1e-6)
+        assert bool((rb.layer_init_distance[2] == 0).all()) and bool((rb.layer_init_distance[0] > 0).all())  # LR 0 has not moved
     test_loss, accuracy = batched.evaluate_test()
     for i, run in enumerate(separate):
         loss, acc = run.evaluate_test()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -94,3 +95,53 @@ def test_learned_lr_reads_the_cosines_only_for_a_policy_that_uses_them(tmp_path)
     cos = scheduler.history.features[:6, 8:11]
     assert not cos[0].any() and bool((cos[1:] > 0.9).all())  # full-batch gradients at a small LR: aligned with the momentum
     assert list(scheduler.decisions()[-1]["seen"])[-3:] == ["momentum_cos_mean", "momentum_cos_min", "momentum_cos_max"]
+
+
+def test_init_distances_by_hand_into_the_features_and_through_a_resume(tmp_path):
+    """inputs="all+distance": |w - w0| / |w0| per layer, logged into mean/min/max; LearnedLR keeps the initial
+    weights in its state, so a resumed run continues with the same LRs, and a state without them is refused."""
+    from learned_lr.layers import layer_init_distances
+
+    model, x, y = _two_layer_problem()
+    params = list(model.parameters())
+    start = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        params[0].mul_(1.5)  # layer 0's weight moved by half of itself; its bias stays
+        params[2].zero_()
+    moved = layer_init_distances(params, start, [0, 0, 1, 1], 2)
+    w0, b0, w1, b1 = start
+    assert moved[0] == pytest.approx(float(0.5 * w0.norm() / torch.cat([w0.flatten(), b0]).norm()), rel=1e-6)
+    assert moved[1] == pytest.approx(float(w1.norm() / torch.cat([w1.flatten(), b1]).norm()), rel=1e-6)
+    history = RunHistory(total_steps=4, base_lr=0.1, window=8, inputs="all+distance")
+    for distances in ((0.0, 0.0), (0.01, 0.1), (math.nan, 1.0)):
+        history.record(0.1, 1.0, 1.0, (1.0, 2.0), layer_init_distance=distances)
+    np.testing.assert_allclose(history.features[:, 8:11], [[-10, -10, -10], [math.log(0.01 * 0.1) / 2, math.log(0.01), math.log(0.1)],
+                                                           [5, 0, 10]], atol=1e-5)
+
+    policy = load_policy(save_small_policy(tmp_path / "d.safetensors", window=32, decision_interval=4, inputs="all+distance"))
+
+    def train(model, optimizer, scheduler, steps):
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            optimizer.step()
+            scheduler.step(train_loss=loss.item())
+        return [group["lr"] for group in optimizer.param_groups]
+
+    model, x, y = _two_layer_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = LearnedLR(optimizer, total_steps=40, policy=policy, model=model)
+    train(model, optimizer, scheduler, 13)
+    state, weights, optimizer_state = (copy.deepcopy(s) for s in (scheduler.state_dict(), model.state_dict(), optimizer.state_dict()))
+    assert len(state["initial_weights"]) == 4
+    expected = [train(model, optimizer, scheduler, 1) for _ in range(20)]
+    model.load_state_dict(weights)  # the resumed run's own scheduler is built from the step-13 weights...
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimizer.load_state_dict(optimizer_state)
+    resumed = LearnedLR(optimizer, total_steps=40, policy=policy, model=model)
+    resumed.load_state_dict(state)  # ...and measures from the run's initial weights again
+    assert [train(model, optimizer, resumed, 1) for _ in range(20)] == expected
+    state.pop("initial_weights")
+    with pytest.raises(ValueError, match="initial weights"):
+        LearnedLR(optimizer, total_steps=40, policy=policy, model=model).load_state_dict(state)

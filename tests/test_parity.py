@@ -14,12 +14,12 @@ from learned_lr.tasks.run import TrainingRun
 from learned_lr.training.rollout import PolicyController, rollout
 
 
-def plain_loop(task: TaskConfig, seed: int, base_lr: float, total_steps: int, data) -> LearnedLR:
+def plain_loop(task: TaskConfig, seed: int, base_lr: float, total_steps: int, data, policy=None) -> LearnedLR:
     """A user's loop: the trainee's model, optimizer and batches, with LearnedLR setting the LR."""
     run = TrainingRun(task, seed, data)
     for group in run.optimizer.param_groups:
         group["lr"] = base_lr
-    scheduler = LearnedLR(run.optimizer, total_steps=total_steps, model=run.model)
+    scheduler = LearnedLR(run.optimizer, total_steps=total_steps, model=run.model, policy=policy)
     loss_fn = torch.nn.functional.cross_entropy
     for _ in range(total_steps):
         x, y = run.stream.next_train_batch()
@@ -53,3 +53,23 @@ def test_learned_lr_and_rollouts_give_the_same_lrs_and_features(mnist, task, ste
     np.testing.assert_allclose(learned_lrs, rollout_lrs, rtol=1e-4)
     np.testing.assert_allclose(scheduler.history.features[:steps], episode.history.features[:steps], atol=1e-4)
     assert scheduler.history.state()["layer_norms"].shape[1] == episode.history.state()["layer_norms"].shape[1]
+
+
+@pytest.mark.parametrize("task", [TaskConfig(hidden=32), TaskConfig(task="digits", hidden=16, optimizer="adam")], ids=["mlp-sgd", "digits-adam"])
+def test_a_policy_reading_init_distances_sees_the_same_in_the_loop_and_the_rollouts(mnist, tmp_path, task):
+    """inputs="all+distance": LearnedLR's own copy of the initial weights and the batched trainees'
+    (stacked MLP runs, torch.func runs) give the same distance features, so the same LRs."""
+    from conftest import save_small_policy
+
+    policy = load_policy(save_small_policy(tmp_path / "distance.safetensors", window=32, decision_interval=4, inputs="all+distance"))
+    base_lr, seed, steps = (0.05 if task.optimizer == "sgd" else 3e-3), 3, 40
+    scheduler = plain_loop(task, seed, base_lr, steps, mnist, policy=policy)
+    group = make_run_group(task, [seed], mnist)
+    assert type(group).__name__ == ("BatchedMLPRuns" if task.task == "mnist-mlp" else "FuncBatchedRuns")
+    (episode,) = rollout(group, PolicyController(policy.actor), steps, [base_lr], policy.control_config, RewardConfig(), evaluate_test=False)
+    mine, theirs = scheduler.history.features, episode.history.features
+    assert mine.shape == theirs.shape == (steps, 11)
+    distance = mine[:, 8:11]
+    assert np.all(np.diff(distance[:, 0]) > -0.5) and distance[-1, 0] > distance[0, 0] + 1  # moving away from the start
+    np.testing.assert_allclose(mine, theirs, atol=1e-3)
+    np.testing.assert_allclose(scheduler.history.lrs, episode.history.lrs, rtol=1e-3)

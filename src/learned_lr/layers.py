@@ -108,3 +108,28 @@ def layer_momentum_cosines(optimizer: torch.optim.Optimizer, params: Sequence[to
             seen[layer] = True
     return tuple(d / math.sqrt(g * b) if s and g > 0 and b > 0 else math.nan
                  for d, g, b, s in zip(dots, grad_squares, buffer_squares, seen))
+
+
+def layer_init_distances(params: Sequence[torch.Tensor], initial: Sequence[torch.Tensor], layer_of: Sequence[int],
+                         num_layers: int) -> tuple[float, ...]:
+    """Per layer, how far its weights have moved from where the run started, relative to their size there:
+    |w_l - w_l,init| / |w_l,init| (inf for a layer that started at zero and moved, 0 if it has not moved).
+
+    What DoG and D-Adaptation estimate a step size from: a run whose LR is too low for its model
+    has barely left its initialization after many steps, one whose LR is too high has left it far
+    behind, whatever the model (``benchmarks/lr_scale_signals.py``). It needs a copy of the
+    initial weights.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0])); start = w.detach().clone()
+        >>> with torch.no_grad():
+        ...     w += torch.tensor([0.3, 0.4])
+        >>> round(layer_init_distances([w], [start], [0], 1)[0], 4)
+        0.1
+    """
+    moved, start = [0.0] * num_layers, [0.0] * num_layers
+    with torch.no_grad():
+        for layer, p, p0 in zip(layer_of, params, initial):
+            moved[layer] += float(torch.linalg.vector_norm((p.detach() - p0).float())) ** 2
+            start[layer] += float(torch.linalg.vector_norm(p0.float())) ** 2
+    return tuple(math.sqrt(m / s) if s > 0 else (0.0 if m == 0 else math.inf) for m, s in zip(moved, start))

@@ -128,11 +128,13 @@ class DecisionLoop:
         return self.history.base_lr * self.lr_factor()
 
     def record(self, train_loss: float, val_loss: float, layer_grad_norms: Sequence[float] | np.ndarray,
-               layer_momentum_cos: Sequence[float] | np.ndarray | None = None) -> None:
+               layer_momentum_cos: Sequence[float] | np.ndarray | None = None,
+               layer_init_distance: Sequence[float] | np.ndarray | None = None) -> None:
         """What the next step observed, run at ``lr()``; gives the decision its reward when its block ends.
 
-        ``layer_momentum_cos``: per layer, the gradient-momentum cosine of the step (kept only
-        for a policy that reads it, ``inputs="all+momentum"``).
+        ``layer_momentum_cos``, ``layer_init_distance``: per layer, the step's gradient-momentum
+        cosine and distance from the initial weights (kept only for a policy that reads them,
+        ``inputs="all+momentum"`` / ``"all+distance"``).
 
         This runs every step of a user's training loop (``LearnedLR``), so it is kept to a few
         float operations besides ``RunHistory.record``.
@@ -140,7 +142,7 @@ class DecisionLoop:
         step = self.history.steps
         if step >= self.block_end:
             raise RuntimeError(f"step {step} has no decision yet: call decide() first")
-        self.history.record(self.lr(), train_loss, val_loss, layer_grad_norms, layer_momentum_cos)
+        self.history.record(self.lr(), train_loss, val_loss, layer_grad_norms, layer_momentum_cos, layer_init_distance)
         if step == 0:
             self._first_train_loss = train_loss
         newly_diverged = not self.diverged and is_diverged(train_loss, self._first_train_loss)

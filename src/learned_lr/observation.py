@@ -12,6 +12,9 @@ layer_grad_mean/min/max  mean, min and max over layers l of log(|g_l,t| / |g_l,0
 momentum_cos_mean/min/max  (``inputs="all+momentum"`` only) mean, min and max over layers of
                       cos(g_l,t, m_l,t-1), the gradient against the optimizer's momentum
                       (``layers.layer_momentum_cosines``); 0 where unknown (first step)
+init_distance_mean/min/max  (``inputs="all+distance"`` only) mean, min and max over layers of
+                      log(|w_l,t - w_l,0| / |w_l,0|) after step t, how far each layer has moved
+                      from its initial weights (``layers.layer_init_distances``)
 ====================  =====================================================================
 
 Why the momentum cosine: the other features are relative to the run's own start, so they show
@@ -24,11 +27,9 @@ relative to their first value remove the task's scale (an MLP and ResNet-18 star
 cross-entropy but with gradient norms orders of magnitude apart); the LR relative to the base
 LR is what the action sets. Logs turn ratios into additive, bounded-ish numbers.
 
-Why this layer summary: the number of layers differs by architecture (2 for the MLP, 41
-parameterized modules for ResNet-18). Each layer's gradient norm relative to its own first
-value, then the mean, min and max over layers, is a fixed-size, layer-order-free vector that
-still shows when some layers' gradients grow while others shrink (the spread) and the
-typical trend (the mean). Quantiles beyond min/max add little for 2-layer models.
+Why this layer summary: the number of layers differs by architecture (2 for the MLP, 41 for
+ResNet-18); the mean, min and max over layers of each layer's value is fixed-size and
+layer-order-free, yet shows layers that part ways (the spread) and the trend (the mean).
 
 Every feature is made finite and clipped to [-FEATURE_CLIP, FEATURE_CLIP]; a NaN or inf loss
 (a diverging run) reads as the top of the range, so the policy sees "very bad", never NaN.
@@ -60,14 +61,16 @@ FEATURE_NAMES = (
 )
 NUM_FEATURES = len(FEATURE_NAMES)
 MOMENTUM_FEATURE_NAMES = ("momentum_cos_mean", "momentum_cos_min", "momentum_cos_max")
-INPUT_CHOICES = ("all", "subramanian", "all+momentum")
+DISTANCE_FEATURE_NAMES = ("init_distance_mean", "init_distance_min", "init_distance_max")
+INPUT_CHOICES = ("all", "subramanian", "all+momentum", "all+distance")
+_EXTRA_FEATURES = {"all+momentum": MOMENTUM_FEATURE_NAMES, "all+distance": DISTANCE_FEATURE_NAMES}
 
 
 def input_feature_names(inputs: str) -> tuple[str, ...]:
     """The per-step feature columns a policy with ``inputs`` reads (``ControlConfig.inputs``)."""
     if inputs not in INPUT_CHOICES:
         raise ValueError(f"unknown inputs {inputs!r}; choose from {', '.join(INPUT_CHOICES)}")
-    return FEATURE_NAMES + MOMENTUM_FEATURE_NAMES if inputs == "all+momentum" else FEATURE_NAMES
+    return FEATURE_NAMES + _EXTRA_FEATURES.get(inputs, ())
 
 
 def num_inputs(inputs: str) -> int:
@@ -100,7 +103,7 @@ class RunHistory:
     # Per-step arrays and what an unwritten row holds ("features" is float32, "layers_match" bool;
     # the per-layer "layer_norms" and "momentum_cos" exist once the number of layers is known).
     _FILL = {"train_loss": np.nan, "val_loss": np.nan, "lrs": np.nan, "total_norm": np.nan, "layers_match": False, "features": 0.0,
-             "layer_norms": 0.0, "momentum_cos": np.nan}
+             "layer_norms": 0.0, "momentum_cos": np.nan, "init_distance": np.nan}
 
     def __init__(self, total_steps: int, base_lr: float, window: int, inputs: str = "all", keep: int | None = None):
         if total_steps <= 0:
@@ -115,6 +118,7 @@ class RunHistory:
         self.inputs = inputs
         self.keep = keep
         self.reads_momentum = inputs == "all+momentum"
+        self.reads_distance = inputs == "all+distance"
         self._clear(layers=None)
         # Steps recorded but not yet written into the arrays: (lr, train, val, norms, cosines) tuples.
         self._pending: list[tuple] = []
@@ -133,16 +137,21 @@ class RunHistory:
             self._rows["layer_norms"] = np.zeros((0, layers))
             if self.reads_momentum:
                 self._rows["momentum_cos"] = np.zeros((0, layers))
+            if self.reads_distance:
+                self._rows["init_distance"] = np.zeros((0, layers))
         self._capacity = 0
         self.first_step = 0  # the step held in row 0 of every array
         self._features_done = 0  # steps whose feature rows are computed
 
     def record(self, lr: float, train_loss: float, val_loss: float, layer_grad_norms: Sequence[float] | np.ndarray,
-               layer_momentum_cos: Sequence[float] | np.ndarray | None = None) -> None:
+               layer_momentum_cos: Sequence[float] | np.ndarray | None = None,
+               layer_init_distance: Sequence[float] | np.ndarray | None = None) -> None:
         """Append one step. Values may be NaN/inf (a diverging run); features stay finite.
 
         ``layer_momentum_cos`` (per layer, see ``layers.layer_momentum_cosines``) is kept only
         when the policy reads it (``inputs="all+momentum"``); missing, it reads as unknown (0).
+        ``layer_init_distance`` (``layers.layer_init_distances``) likewise for ``"all+distance"``;
+        a policy that reads it must be given it every step (missing or NaN reads as a blow-up).
 
         Why a Python list and not numpy writes: this runs inside the user's training loop, where
         the training step has just pushed numpy's code and data out of the CPU caches; there ten
@@ -156,10 +165,9 @@ class RunHistory:
             layer_grad_norms = tuple(np.asarray(layer_grad_norms, dtype=np.float64).reshape(-1).tolist())
         if t == 0:
             self._start(train_loss, np.array(layer_grad_norms, dtype=np.float64))
-        cosines = None
-        if self.reads_momentum and layer_momentum_cos is not None:
-            cosines = layer_momentum_cos if type(layer_momentum_cos) is tuple else tuple(np.asarray(layer_momentum_cos, dtype=np.float64).reshape(-1).tolist())  # noqa: E721
-        self._pending.append((lr, train_loss, val_loss, layer_grad_norms, cosines))
+        cosines = _as_tuple(layer_momentum_cos) if self.reads_momentum else None
+        distances = _as_tuple(layer_init_distance) if self.reads_distance else None
+        self._pending.append((lr, train_loss, val_loss, layer_grad_norms, cosines, distances))
         self.steps = t + 1
 
     def _start(self, train_loss: float, norms: np.ndarray) -> None:
@@ -202,15 +210,16 @@ class RunHistory:
         self._reserve(end)
         start, rows = end - len(self._pending) - self.first_step, self._rows
         stop = start + len(self._pending)
-        lrs, trains, vals, norm_rows, cosine_rows = zip(*self._pending)
+        lrs, trains, vals, norm_rows, cosine_rows, distance_rows = zip(*self._pending)
         self._pending = []
         rows["lrs"][start:stop], rows["train_loss"][start:stop], rows["val_loss"][start:stop] = lrs, trains, vals
         layer_norms = rows["layer_norms"]
         layers = layer_norms.shape[1]
-        if "momentum_cos" in rows:
-            for t, row in enumerate(cosine_rows, start):
-                if row is not None and len(row) == layers:
-                    rows["momentum_cos"][t] = row
+        for name, per_step in (("momentum_cos", cosine_rows), ("init_distance", distance_rows)):
+            if name in rows:
+                for t, row in enumerate(per_step, start):
+                    if row is not None and len(row) == layers:
+                        rows[name][t] = row
         if layers and all(len(row) == layers for row in norm_rows):
             layer_norms[start:stop] = norm_rows
             rows["layers_match"][start:stop] = True
@@ -228,20 +237,10 @@ class RunHistory:
         self._flush()
         return self._rows[name][: self.steps - self.first_step]
 
-    @property
-    def train_loss(self) -> np.ndarray:
-        """(steps - first_step,) training loss of each held step. Treat as read-only."""
-        return self._held("train_loss")
-
-    @property
-    def val_loss(self) -> np.ndarray:
-        """(steps - first_step,) validation loss of each held step. Treat as read-only."""
-        return self._held("val_loss")
-
-    @property
-    def lrs(self) -> np.ndarray:
-        """(steps - first_step,) LR of each held step. Treat as read-only."""
-        return self._held("lrs")
+    # (steps - first_step,) per held step; treat as read-only.
+    train_loss = property(lambda self: self._held("train_loss"), doc="training loss of each held step")
+    val_loss = property(lambda self: self._held("val_loss"), doc="validation loss of each held step")
+    lrs = property(lambda self: self._held("lrs"), doc="LR of each held step")
 
     @property
     def layer_grad_norms(self) -> np.ndarray:
@@ -288,6 +287,11 @@ class RunHistory:
             out[match, 5:8] = np.stack([ratios.mean(1), ratios.min(1), ratios.max(1)], axis=1)[match]
         if "momentum_cos" in rows and rows["momentum_cos"].shape[1]:
             out[:, 8:11] = _cosine_summary(rows["momentum_cos"])
+        if "init_distance" in rows and rows["init_distance"].shape[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logs = np.log(np.maximum(rows["init_distance"], _TINY))
+            logs = np.where(np.isnan(logs), FEATURE_CLIP, np.clip(logs, -FEATURE_CLIP, FEATURE_CLIP))  # NaN weights: a blow-up
+            out[:, 8:11] = np.stack([logs.mean(1), logs.min(1), logs.max(1)], axis=1)
         return out
 
     def state(self) -> dict:
@@ -363,6 +367,7 @@ SUBRAMANIAN_FEATURES = ("remaining_fraction", "log_val_loss", "log_grad_norm", "
 _INPUT_MASKS = {
     "all": np.ones(NUM_FEATURES, dtype=np.float32),
     "all+momentum": np.ones(NUM_FEATURES + len(MOMENTUM_FEATURE_NAMES), dtype=np.float32),
+    "all+distance": np.ones(NUM_FEATURES + len(DISTANCE_FEATURE_NAMES), dtype=np.float32),
     "subramanian": np.array([name in SUBRAMANIAN_FEATURES for name in FEATURE_NAMES], dtype=np.float32),
 }
 
@@ -385,6 +390,13 @@ def window_from_features(features: np.ndarray, end: int, window: int, total_step
     log_remaining = max(math.log(remaining), -FEATURE_CLIP) if remaining > 0 else -FEATURE_CLIP
     context = np.array([remaining, log_remaining, filled / window], dtype=np.float32)
     return out, mask, context
+
+
+def _as_tuple(values: Sequence[float] | np.ndarray | None) -> tuple[float, ...] | None:
+    """A per-layer row as a tuple of floats (a tuple is kept as it is: the fast path in ``record``)."""
+    if values is None or type(values) is tuple:  # noqa: E721
+        return values
+    return tuple(np.asarray(values, dtype=np.float64).reshape(-1).tolist())
 
 
 def _cosine_summary(cosines: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learned_lr.layers import layer_index, layer_momentum_cosines
+from learned_lr.layers import layer_index, layer_init_distances, layer_momentum_cosines
 from learned_lr.loop import DecisionLoop
 from learned_lr.observation import RunHistory, input_feature_names
 from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
@@ -204,6 +204,10 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         # Only a policy that reads them pays for the gradient-momentum cosines (observation.MOMENTUM_FEATURE_NAMES).
         self._reads_momentum = loaded.control_config.inputs == "all+momentum"
         self._step_cosines: tuple[float, ...] | None = None
+        # A policy reading the distance from the initial weights keeps a copy of them (memory: one more copy of
+        # the optimizer's parameters), taken here: the run starts when the scheduler is built.
+        self._initial_weights = ([p.detach().clone() for p in self._grad_norms.params]
+                                 if loaded.control_config.inputs == "all+distance" else None)
         hook = weakref.WeakMethod(self._capture_grad_norms)
         self._hook_handle = optimizer.register_step_pre_hook(lambda opt, args, kwargs: (hook() or _ignore)(opt, args, kwargs))
         if not self._grad_norms.grouping_is_sure:
@@ -277,7 +281,11 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             self._warned_no_gradient = True
             warnings.warn("LearnedLR has seen no gradients: it reads them when the optimizer it wraps steps, so call "
                           "loss.backward(), optimizer.step(), then scheduler.step(), once per training step", UserWarning, stacklevel=3)
-        self._loop.record(train, val, self._last_norms, self._step_cosines)
+        distances = None
+        if self._initial_weights is not None:
+            grads = self._grad_norms
+            distances = layer_init_distances(grads.params, self._initial_weights, grads.layer_list, grads.num_layers)
+        self._loop.record(train, val, self._last_norms, self._step_cosines, distances)
         self._train_loss = self._val_loss = None
         self._step_norms = self._step_cosines = None
 
@@ -300,6 +308,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             "saw_gradient": self._saw_gradient,
             "last_train_loss": self._last_train_loss,
             "decision_seen": torch.from_numpy(self._seen_rows()),
+            **({} if self._initial_weights is None else {"initial_weights": [w.clone() for w in self._initial_weights]}),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -313,6 +322,12 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             raise ValueError(f"this state has already run {done} steps, more than this scheduler's total_steps={self.total_steps}")
         if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
             raise ValueError(f"this state is for {len(state_dict['base_lrs'])} param groups, the optimizer has {len(self.optimizer.param_groups)}")
+        if self._initial_weights is not None:
+            saved = state_dict.get("initial_weights")
+            if saved is None or [tuple(w.shape) for w in saved] != [tuple(w.shape) for w in self._initial_weights]:
+                raise ValueError("this state has no initial weights matching the optimizer's parameters, which this policy "
+                                 "(inputs='all+distance') measures its distances from")
+            self._initial_weights = [w.detach().clone().to(mine.device) for w, mine in zip(saved, self._initial_weights)]
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["_step_count"])
         self.base_lrs = list(state_dict["base_lrs"])

@@ -121,11 +121,12 @@ class ControlConfig:
     decision_interval: int = arg(8, "steps between decisions (K); the LR ramps log-linearly to each new decision")
     min_lr_factor: float = arg(1e-3, "lowest LR the policy can set, as a fraction of the base (peak) LR")
     max_lr_factor: float = arg(4.0, "highest LR the policy can set, as a fraction of the base LR (>1 lets PPO raise a too-low base LR)")
-    inputs: str = arg("all", "observed features: all, subramanian (remaining time, val loss, grad norms only), or all+momentum "
-                      "(all, plus each layer's gradient-momentum cosine)", choices=("all", "subramanian", "all+momentum"))
+    inputs: str = arg("all", "observed features: all, subramanian (remaining time, val loss, grad norms only), all+momentum "
+                      "(all, plus each layer's gradient-momentum cosine) or all+distance (all, plus each layer's distance from its "
+                      "initial weights)", choices=("all", "subramanian", "all+momentum", "all+distance"))
 
     def __post_init__(self) -> None:
-        check_choice(self.inputs, ("all", "subramanian", "all+momentum"), "inputs")
+        check_choice(self.inputs, ("all", "subramanian", "all+momentum", "all+distance"), "inputs")
         require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
         require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
         require(0 < self.min_lr_factor < self.max_lr_factor, "min_lr_factor", f"need 0 < min_lr_factor < max_lr_factor, got {self.min_lr_factor}, {self.max_lr_factor}")

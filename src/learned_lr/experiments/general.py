@@ -50,8 +50,9 @@ class GeneralTrainConfig:
                                           "instead (more data at about the tuned LR, where the policy must hold the shape)")
     decision_interval: int = arg(16, "steps between decisions (K)")
     max_lr_factor: float = arg(25.0, "highest LR the policy may set, as a multiple of the base LR (20 rescues a base LR 20x too low)")
-    inputs: str = arg("all", "what the policy reads: all (losses, gradient norms, LRs, time left) or all+momentum (and each layer's "
-                      "gradient-momentum cosine)", choices=("all", "all+momentum"))
+    inputs: str = arg("all", "what the policy reads: all (losses, gradient norms, LRs, time left), all+momentum (and each layer's "
+                      "gradient-momentum cosine) or all+distance (and each layer's distance from its initial weights)",
+                      choices=("all", "all+momentum", "all+distance"))
     demo_runs: int = arg(8, "demonstration runs per variant")
     action_noise: float = arg(0.2, "log-space noise on the executed actions of demonstrations and DAgger runs")
     bc_epochs: int = arg(20, "BC epochs per stage")
@@ -79,7 +80,7 @@ class GeneralTrainConfig:
         require(0 <= self.dagger_rounds <= 9, "dagger_rounds", f"must be in [0, 9], got {self.dagger_rounds}")
         require(0 <= self.ppo_iterations <= 1000, "ppo_iterations", f"must be in [0, 1000], got {self.ppo_iterations}")
         require(1 <= self.ppo_runs <= 256, "ppo_runs", f"must be in 1..256, got {self.ppo_runs}")
-        check_choice(self.inputs, ("all", "all+momentum"), "inputs")
+        check_choice(self.inputs, ("all", "all+momentum", "all+distance"), "inputs")
         require(self.action_noise >= 0, "action_noise", f"must be >= 0, got {self.action_noise}")
         for name in ("d_model", "layers"):
             require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")

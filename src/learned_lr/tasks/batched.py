@@ -30,7 +30,7 @@ from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits
 from learned_lr.tasks.datasets import load_task_data
 from learned_lr.tasks.models import build_model
-from learned_lr.tasks.run import DataStream
+from learned_lr.tasks.run import DataStream, initial_weights
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,19 @@ class BatchedStepReport:
     val_loss: torch.Tensor  # (N,)
     layer_grad_norms: torch.Tensor  # (N, layers)
     layer_momentum_cos: torch.Tensor | None = None  # (N, layers): gradient vs momentum before the step (NaN: none yet)
+    layer_init_distance: torch.Tensor | None = None  # (N, layers): |w - w_init| / |w_init| after the step, when asked for
+
+
+def stacked_init_distances(params: Sequence[torch.Tensor], initial: Sequence[torch.Tensor], layer_of: Sequence[int], layers: int) -> torch.Tensor:
+    """(N, layers) ``layers.layer_init_distances`` of N runs whose weights are stacked along dim 0."""
+    with torch.no_grad():
+        moved = torch.zeros(params[0].shape[0], layers, dtype=torch.float64, device=params[0].device)
+        start = torch.zeros_like(moved)
+        for p, p0, layer in zip(params, initial, layer_of):
+            moved[:, layer] += (p.detach() - p0).flatten(1).double().square().sum(1)
+            start[:, layer] += p0.flatten(1).double().square().sum(1)
+        ratio = (moved / start).sqrt()
+        return torch.where(start > 0, ratio, torch.where(moved > 0, torch.inf, 0.0)).float().cpu()
 
 
 def checked_lrs(lrs: torch.Tensor | Sequence[float], runs: int) -> torch.Tensor:
@@ -80,6 +93,7 @@ class BatchedMLPRuns:
         self.b2 = stack([m.fc2.bias.detach()[None] for m in models])
         self.params = [self.w1, self.b1, self.w2, self.b2]
         self._momentum_buffers = [torch.zeros_like(p) for p in self.params]
+        self._initial: list[torch.Tensor] | None = None  # step-0 weights, once init distances are asked for
         self.streams = [DataStream(self.data, task, seed) for seed in self.seeds]
         # The batches are gathered on the CPU (the streams' seeded order) and moved in one copy;
         # on the CPU .to() is a no-op. Reports come back on the CPU.
@@ -103,13 +117,15 @@ class BatchedMLPRuns:
         n, b, classes = logits.shape
         return nn.functional.cross_entropy(logits.reshape(n * b, classes), y.reshape(n * b), reduction="none").view(n, b).mean(1)
 
-    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False) -> BatchedStepReport:
-        """One SGD step of every run, run i at LR ``lrs[i]`` (``momentum_cosines``: as ``TrainingRun.step``).
+    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False,
+             init_distances: bool = False) -> BatchedStepReport:
+        """One SGD step of every run, run i at LR ``lrs[i]`` (``momentum_cosines``, ``init_distances``: as ``TrainingRun.step``).
 
         ``active`` is accepted for interface parity with ``SequentialRuns``; stacked runs always
         all step (an inactive run should be given LR 0, which leaves its weights unchanged).
         """
         lrs = checked_lrs(lrs, self.num_runs)
+        self._initial = initial_weights(self._initial, self.params, self.steps_done, init_distances)
         indices = torch.stack([stream.next_train_indices() for stream in self.streams]).to(self.device)
         x = self._train_x[indices]  # (N, B, 784); all streams share the same tensors
         y = self._train_y[indices]
@@ -125,7 +141,8 @@ class BatchedMLPRuns:
         val_y = torch.stack([self._val_y[rows] for rows in val_rows])
         with torch.no_grad():
             val_losses = self._per_run_loss(val_x, val_y)
-        report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val_losses.cpu(), grad_norms.cpu(), momentum_cos.cpu())
+        distances = stacked_init_distances(self.params, self._initial, (0, 0, 1, 1), 2) if init_distances else None
+        report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val_losses.cpu(), grad_norms.cpu(), momentum_cos.cpu(), distances)
         self.steps_done += 1
         return report
 
@@ -193,21 +210,24 @@ class SequentialRuns:
     def num_runs(self) -> int:
         return len(self.runs)
 
-    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False) -> BatchedStepReport:
+    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False,
+             init_distances: bool = False) -> BatchedStepReport:
         """Step every run (or only those marked ``active``; the others report NaN)."""
         lrs = torch.as_tensor(lrs, dtype=torch.float32).reshape(-1)
         if lrs.shape[0] != self.num_runs:
             raise ValueError(f"expected {self.num_runs} LRs, got {lrs.shape[0]}")
         nan = float("nan")
-        train, val, norms, cosines = [], [], [], []
+        train, val, norms, cosines, distances = [], [], [], [], []
         for i, run in enumerate(self.runs):
             if active is not None and not active[i]:
                 train.append(nan), val.append(nan), norms.append(torch.full((len(self.layer_names),), nan)), cosines.append(norms[-1])
+                distances.append(norms[-1])
                 continue
-            report = run.step(float(lrs[i]), momentum_cosines)
+            report = run.step(float(lrs[i]), momentum_cosines, init_distances)
             train.append(report.train_loss), val.append(report.val_loss), norms.append(report.layer_grad_norms)
-            cosines.append(report.layer_momentum_cos)
-        report = BatchedStepReport(self.steps_done, lrs, torch.tensor(train), torch.tensor(val), torch.stack(norms), torch.stack(cosines))
+            cosines.append(report.layer_momentum_cos), distances.append(report.layer_init_distance if init_distances else norms[-1])
+        report = BatchedStepReport(self.steps_done, lrs, torch.tensor(train), torch.tensor(val), torch.stack(norms), torch.stack(cosines),
+                                   torch.stack(distances) if init_distances else None)
         self.steps_done += 1
         return report
 

@@ -33,12 +33,12 @@ import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from learned_lr.settings import ConfigError
-from learned_lr.tasks.batched import BatchedStepReport, checked_lrs
+from learned_lr.tasks.batched import BatchedStepReport, checked_lrs, stacked_init_distances
 from learned_lr.tasks.config import SCHEDULED_OPTIMIZERS, TaskConfig
 from learned_lr.tasks.data import MnistSplits
 from learned_lr.tasks.datasets import load_task_data
 from learned_lr.tasks.models import build_model
-from learned_lr.tasks.run import DataStream, layer_groups, task_loss
+from learned_lr.tasks.run import DataStream, initial_weights, layer_groups, task_loss
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
@@ -90,6 +90,7 @@ class FuncBatchedRuns:
         self._loss = vmap(loss)
         self._forward = vmap(lambda params, buffers, x: functional_call(self._base, (params, buffers), (x,)), in_dims=(0, 0, None))
         self.steps_done = 0
+        self._initial: dict[str, torch.Tensor] | None = None  # step-0 weights, once init distances are asked for
 
     def _zero_state(self, p: torch.Tensor) -> dict:
         if self.task.optimizer == "sgd":
@@ -100,13 +101,19 @@ class FuncBatchedRuns:
     def num_runs(self) -> int:
         return len(self.seeds)
 
-    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False) -> BatchedStepReport:
+    def step(self, lrs: torch.Tensor | Sequence[float], active: Sequence[bool] | None = None, momentum_cosines: bool = False,
+             init_distances: bool = False) -> BatchedStepReport:
         """One step of every run, run i at LR ``lrs[i]`` (an inactive run should get LR 0: its weights then stay).
 
         ``momentum_cosines``: also report each layer's gradient-momentum cosine before the update,
-        as ``TrainingRun.step`` does (``layers.layer_momentum_cosines``).
+        as ``TrainingRun.step`` does (``layers.layer_momentum_cosines``); ``init_distances``: each
+        layer's distance from its initial weights after the step, from step 0 on.
         """
         lrs = checked_lrs(lrs, self.num_runs)
+        names = list(self.params)
+        initial = initial_weights(None if self._initial is None else list(self._initial.values()), list(self.params.values()),
+                                  self.steps_done, init_distances)
+        self._initial = None if initial is None else dict(zip(names, initial))
         indices = torch.stack([stream.next_train_indices() for stream in self.streams]).to(self.device)
         with _quiet_batching_fallback():
             grads, losses = self._grad_and_loss(self.params, self.buffers, self._train_x[indices], self._train_y[indices])
@@ -116,7 +123,11 @@ class FuncBatchedRuns:
         rows = [stream.next_val_slice() for stream in self.streams]
         with torch.no_grad(), _quiet_batching_fallback():
             val = self._loss(self.params, self.buffers, torch.stack([self._val_x[r] for r in rows]), torch.stack([self._val_y[r] for r in rows]))
-        report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val.cpu(), norms.cpu(), cosines.cpu())
+        distances = None
+        if init_distances:
+            distances = stacked_init_distances([self.params[n] for n in names], [self._initial[n] for n in names],
+                                               [self._layer_of[n] for n in names], len(self.layer_names))
+        report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val.cpu(), norms.cpu(), cosines.cpu(), distances)
         self.steps_done += 1
         return report
 

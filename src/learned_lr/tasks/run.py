@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from learned_lr.layers import layer_momentum_cosines, module_layers
+from learned_lr.layers import layer_init_distances, layer_momentum_cosines, module_layers
 from learned_lr.settings import require
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits
@@ -38,6 +39,7 @@ class StepReport:
     val_loss: float
     layer_grad_norms: torch.Tensor  # (num_layers,), float32
     layer_momentum_cos: torch.Tensor  # (num_layers,): gradient vs the optimizer's momentum before the step; NaN if none or not asked for
+    layer_init_distance: torch.Tensor | None = None  # (num_layers,): |w - w_init| / |w_init| after the step, when asked for
 
     @property
     def finite(self) -> bool:
@@ -100,6 +102,15 @@ class DataStream:
         return self.val_x[rows], self.val_y[rows]
 
 
+def initial_weights(kept: list[torch.Tensor] | None, params: Sequence[torch.Tensor], steps_done: int, wanted: bool) -> list[torch.Tensor] | None:
+    """The copy of a run's step-0 weights that init distances are measured from, taken at step 0 when asked for."""
+    if not wanted or kept is not None:
+        return kept
+    if steps_done > 0:
+        raise ValueError("init distances must be asked for from the run's first step (the initial weights are copied then)")
+    return [p.detach().clone() for p in params]
+
+
 def task_loss(loss: str, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy over the last dimension (classes, or the next byte at every position), or MSE."""
     if loss == "mse":
@@ -128,19 +139,23 @@ class TrainingRun:
         self.optimizer = self.trainee_optimizer.optimizer
         self.stream = DataStream(self.data, task, seed)
         self.steps_done = 0
+        self._initial: list[torch.Tensor] | None = None  # the weights at step 0, kept once init distances are asked for
 
     @property
     def num_layers(self) -> int:
         return len(self.layer_names)
 
-    def step(self, lr: float, momentum_cosines: bool = False) -> StepReport:
+    def step(self, lr: float, momentum_cosines: bool = False, init_distances: bool = False) -> StepReport:
         """One optimizer step at learning rate ``lr``; returns what it observed.
 
         ``momentum_cosines``: also read each layer's gradient-momentum cosine (for a policy with
         ``inputs="all+momentum"``; it costs ~5% of an MLP step, so only when asked for).
+        ``init_distances``: also report each layer's distance from its initial weights after the
+        step (``inputs="all+distance"``); ask from step 0 on, when the initial weights are copied.
         """
         if not (math.isfinite(lr) and lr >= 0):
             raise ValueError(f"lr must be a finite number >= 0, got {lr}")
+        self._initial = initial_weights(self._initial, self.params, self.steps_done, init_distances)
         x, y = (t.to(self.device) for t in self.stream.next_train_batch())
         self.model.train()
         self.trainee_optimizer.set_lr(lr)
@@ -156,7 +171,9 @@ class TrainingRun:
         with self.trainee_optimizer.evaluating() as model, torch.no_grad():
             model.eval()
             val_loss = task_loss(self.data.loss, model(val_x), val_y)
-        report = StepReport(self.steps_done, lr, float(loss.detach()), float(val_loss), grad_norms, momentum_cos)
+        distances = (torch.tensor(layer_init_distances(self.params, self._initial, self._layer_list, self.num_layers))
+                     if init_distances else None)
+        report = StepReport(self.steps_done, lr, float(loss.detach()), float(val_loss), grad_norms, momentum_cos, distances)
         self.steps_done += 1
         return report
 

@@ -169,6 +169,7 @@ def rollout(
         raise ValueError(f"expected {n} base LRs, got {base.shape}")
     loops = [DecisionLoop(total_steps, float(b), control, reward) for b in base]
     cosines_wanted = loops[0].history.reads_momentum if loops else False
+    distances_wanted = loops[0].history.reads_distance if loops else False
     active = np.ones(n, dtype=bool)
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
     while active.any():
@@ -182,11 +183,13 @@ def rollout(
             loops[i].decide(float(actions[i]))
         for _ in range(lead.block_end - step):
             lrs = np.array([loop.lr() if on else 0.0 for loop, on in zip(loops, active)])
-            report = group.step(torch.from_numpy(lrs).float(), active=active.tolist(), momentum_cosines=cosines_wanted)
+            report = group.step(torch.from_numpy(lrs).float(), active=active.tolist(), momentum_cosines=cosines_wanted,
+                                init_distances=distances_wanted)
             cosines = report.layer_momentum_cos if cosines_wanted else None
+            distances = report.layer_init_distance if distances_wanted else None
             for i in np.flatnonzero(active):
                 loops[i].record(float(report.train_loss[i]), float(report.val_loss[i]), report.layer_grad_norms[i].numpy(),
-                                None if cosines is None else cosines[i].numpy())
+                                None if cosines is None else cosines[i].numpy(), None if distances is None else distances[i].numpy())
                 active[i] = not loops[i].diverged
             bar.update()
     bar.close()
