@@ -174,3 +174,29 @@ def test_explain_plots_a_real_runs_decisions(tmp_path, capsys):
     assert all(0 < lr <= 4 * result["base_lr"] for lr in result["lrs"])
     assert (out / "decisions.png").stat().st_size > 10_000
     assert "decisions (every" in capsys.readouterr().out
+
+
+def test_the_python_stages_take_the_same_lock_and_it_is_reentrant(tmp_path):
+    """collect/bc/ppo called from Python lock their folder too (the CLI's lock is the same one, taken again)."""
+    from learned_lr.files import FolderInUseError, folder_lock
+    from learned_lr.training.bc import collect_demonstrations, train_bc
+    from learned_lr.training.config import BCConfig, CollectConfig
+
+    folder = tmp_path / "demos"
+    try_lock = [sys.executable, "-c", "import fcntl, sys; fcntl.flock(open(sys.argv[1], 'a+'), fcntl.LOCK_EX | fcntl.LOCK_NB)",
+                str(folder / ".learned-lr.lock")]
+    with folder_lock(folder), folder_lock(folder):  # a command holds it and the stage it calls takes it again
+        assert subprocess.run(try_lock, stderr=subprocess.DEVNULL).returncode != 0  # held against other processes
+    assert subprocess.run(try_lock).returncode == 0  # released when its last holder leaves
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); f.truncate(0); f.write('4242'); f.flush();"
+        "print('locked', flush=True); time.sleep(60)"), str(folder / ".learned-lr.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(FolderInUseError, match="pid 4242"):
+            collect_demonstrations(CollectConfig(out=str(folder)))
+        with pytest.raises(FolderInUseError, match="pid 4242"):
+            train_bc(BCConfig(demos=str(folder), out=str(folder)))
+    finally:
+        holder.kill()
+        holder.wait()

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from learned_lr.files import remove_stale_partial_files
+from learned_lr.files import FolderInUseError, folder_lock
 from learned_lr.settings import ConfigError
 
 
@@ -96,45 +96,19 @@ def check_output_folders(config: Any) -> None:
 
 @contextlib.contextmanager
 def folder_locks(config: Any) -> Iterator[None]:
-    """Hold an exclusive lock on each folder the command writes (``out``, ``work``) while it runs.
+    """Hold ``files.folder_lock`` on each folder the command writes (``out``, ``work``) while it runs.
 
-    A second command on a folder in use stops at once with one line (two ``collect`` runs would
-    mix their demonstrations; of two ``bc`` runs one result would be lost). The lock is an
-    ``flock`` on ``FOLDER/.learned-lr.lock``: the OS releases it when the process ends, however
-    it ends, so a killed run never leaves a folder locked. Once the lock is held, the partial
-    files a killed run left there (``files.remove_stale_partial_files``) are removed. Where ``fcntl`` is missing (Windows)
-    nothing is locked.
+    A second command on a folder in use stops at once with one line naming the holder's PID (two
+    ``collect`` runs would mix their demonstrations; of two ``bc`` runs one result would be lost).
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    held, seen = [], set()
-    try:
+    with contextlib.ExitStack() as locks:
         for name in ("out", "work"):
             folder = getattr(config, name, None)
-            if not folder or Path(folder).resolve() in seen:
+            if not folder:
                 continue
-            seen.add(Path(folder).resolve())
-            handle = open(Path(folder) / ".learned-lr.lock", "a+")
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.seek(0)
-                owner = handle.read().strip() or "unknown"
-                handle.close()
-                raise ConfigError(name, f"another learned-lr command (pid {owner}) is using the folder {folder}; "
+                locks.enter_context(folder_lock(folder))
+            except FolderInUseError as error:
+                raise ConfigError(name, f"another learned-lr command (pid {error.owner}) is using the folder {folder}; "
                                         f"wait for it to finish or choose another --{name}") from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
-            held.append(handle)
-            freed = remove_stale_partial_files(folder)  # no other command writes here now
-            if freed:
-                print(f"removed {freed / 1e6:.1f} MB of partial files left in {folder} by a killed run")
         yield
-    finally:
-        for handle in held:
-            handle.close()

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
-from learned_lr.files import file_sha256
+from learned_lr.files import file_sha256, folder_lock
 from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, save_policy
 from learned_lr.settings import ControlConfig
@@ -56,6 +56,11 @@ def _setting_seed(config: CollectConfig, expert_index: int, steps_index: int) ->
 
 def collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path:
     """Run the experts on trainees and write ``out/demos.safetensors``. Resumable per setting."""
+    with folder_lock(config.out):  # one run per folder (files.folder_lock)
+        return _collect_demonstrations(config, progress)
+
+
+def _collect_demonstrations(config: CollectConfig, progress: bool = True) -> Path:
     out = Path(config.out)
     parts_dir = out / "parts"
     settings = [(e, s) for e in range(len(config.expert_list)) for s in range(len(config.total_steps_list))]
@@ -270,6 +275,11 @@ def train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int 
     uninterrupted run. ``max_epochs_this_call`` stops early (checkpoint written, returns None),
     for time-budgeted jobs; the next call continues.
     """
+    with folder_lock(config.out):  # one run per folder (files.folder_lock)
+        return _train_bc(config, progress, max_epochs_this_call)
+
+
+def _train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int | None = None) -> Path | None:
     out = Path(config.out)
     demos = Demonstrations.load(config.demos, config.expert_list)
     if config.window:

@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoint, load_module_weights, save_checkpoint, unflatten_state
-from learned_lr.files import file_sha256, write_csv
+from learned_lr.files import file_sha256, folder_lock, write_csv
 from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
 from learned_lr.settings import ControlConfig
@@ -248,6 +248,11 @@ class PPOLearner:
 def train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call: int | None = None) -> Path | None:
     """Fine-tune with PPO; checkpoints every iteration and resumes. Returns the policy path
     (None if stopped early by ``max_iterations_this_call``)."""
+    with folder_lock(config.out):  # one run per folder (files.folder_lock)
+        return _train_ppo(config, progress, max_iterations_this_call)
+
+
+def _train_ppo(config: PPOConfig, progress: bool = True, max_iterations_this_call: int | None = None) -> Path | None:
     actor, critic, init_meta = _initial_networks(config)
     # The starting policy by content, not path: a BC policy retrained in place must not resume an old PPO run.
     init_meta["init_sha256"] = None if config.init == "random" else file_sha256(config.init)
