@@ -111,14 +111,15 @@ def layer_momentum_cosines(optimizer: torch.optim.Optimizer, params: Sequence[to
 
 
 def layer_init_distances(params: Sequence[torch.Tensor], initial: Sequence[torch.Tensor], layer_of: Sequence[int],
-                         num_layers: int) -> tuple[float, ...]:
+                         num_layers: int, initial_squares: Sequence[float] | None = None) -> tuple[float, ...]:
     """Per layer, how far its weights have moved from where the run started, relative to their size there:
     |w_l - w_l,init| / |w_l,init| (inf for a layer that started at zero and moved, 0 if it has not moved).
 
     What DoG and D-Adaptation estimate a step size from: a run whose LR is too low for its model
     has barely left its initialization after many steps, one whose LR is too high has left it far
     behind, whatever the model (``benchmarks/lr_scale_signals.py``). It needs a copy of the
-    initial weights.
+    initial weights; ``initial_squares`` (each initial tensor's squared norm, ``squared_norms``)
+    saves recomputing them every step.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0])); start = w.detach().clone()
@@ -127,9 +128,20 @@ def layer_init_distances(params: Sequence[torch.Tensor], initial: Sequence[torch
         >>> round(layer_init_distances([w], [start], [0], 1)[0], 4)
         0.1
     """
+    squares = initial_squares if initial_squares is not None else squared_norms(initial)
     moved, start = [0.0] * num_layers, [0.0] * num_layers
     with torch.no_grad():
-        for layer, p, p0 in zip(layer_of, params, initial):
-            moved[layer] += float(torch.linalg.vector_norm((p.detach() - p0).float())) ** 2
-            start[layer] += float(torch.linalg.vector_norm(p0.float())) ** 2
+        for layer, p, p0, square in zip(layer_of, params, initial, squares):
+            # torch.dot of the flat difference: on a CPU it runs on the calling thread for these sizes,
+            # where a norm kernel wakes helper threads that compete with the training step (3x the time).
+            diff = (p.detach() - p0).reshape(-1)
+            diff = diff if diff.dtype in (torch.float32, torch.float64) else diff.float()
+            moved[layer] += torch.dot(diff, diff).item()
+            start[layer] += square
     return tuple(math.sqrt(m / s) if s > 0 else (0.0 if m == 0 else math.inf) for m, s in zip(moved, start))
+
+
+def squared_norms(tensors: Sequence[torch.Tensor]) -> list[float]:
+    """Each tensor's squared L2 norm (float64 accumulation), e.g. the initial weights' for ``layer_init_distances``."""
+    with torch.no_grad():
+        return [float(t.detach().double().square().sum()) for t in tensors]

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learned_lr.layers import layer_index, layer_init_distances, layer_momentum_cosines
+from learned_lr.layers import layer_index, layer_init_distances, layer_momentum_cosines, squared_norms
 from learned_lr.loop import DecisionLoop
 from learned_lr.observation import RunHistory, input_feature_names
 from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
@@ -208,6 +208,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         # the optimizer's parameters), taken here: the run starts when the scheduler is built.
         self._initial_weights = ([p.detach().clone() for p in self._grad_norms.params]
                                  if loaded.control_config.inputs == "all+distance" else None)
+        self._initial_squares = None if self._initial_weights is None else squared_norms(self._initial_weights)
         hook = weakref.WeakMethod(self._capture_grad_norms)
         self._hook_handle = optimizer.register_step_pre_hook(lambda opt, args, kwargs: (hook() or _ignore)(opt, args, kwargs))
         if not self._grad_norms.grouping_is_sure:
@@ -284,7 +285,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         distances = None
         if self._initial_weights is not None:
             grads = self._grad_norms
-            distances = layer_init_distances(grads.params, self._initial_weights, grads.layer_list, grads.num_layers)
+            distances = layer_init_distances(grads.params, self._initial_weights, grads.layer_list, grads.num_layers, self._initial_squares)
         self._loop.record(train, val, self._last_norms, self._step_cosines, distances)
         self._train_loss = self._val_loss = None
         self._step_norms = self._step_cosines = None
@@ -328,6 +329,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
                 raise ValueError("this state has no initial weights matching the optimizer's parameters, which this policy "
                                  "(inputs='all+distance') measures its distances from")
             self._initial_weights = [w.detach().clone().to(mine.device) for w, mine in zip(saved, self._initial_weights)]
+            self._initial_squares = squared_norms(self._initial_weights)
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["_step_count"])
         self.base_lrs = list(state_dict["base_lrs"])
