@@ -410,3 +410,23 @@ def test_history_memory_is_bounded_by_the_window_however_long_the_run(small_poli
     resumed.load_state_dict(state)
     assert resumed.decisions() == decisions
     assert train_steps(model2, optimizer2, resumed, data, 500) == train_steps(model, optimizer, scheduler, data, 500)
+
+
+def test_the_general_bundled_policy_is_taken_by_name_and_reads_the_distance_from_the_initial_weights():
+    """LearnedLR(policy="general"): the cross-family policy shipped beside the default (docs/results.md section 7)."""
+    import json
+
+    from learned_lr.scheduler import BUNDLED_POLICIES
+
+    model, data = make_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = LearnedLR(optimizer, total_steps=200, policy="general", model=model)
+    assert scheduler.policy.control_config.inputs == "all+distance" and scheduler.decision_interval == 16
+    lrs = np.array(train_steps(model, optimizer, scheduler, data, 40))[:, 0]
+    features = scheduler.history.features
+    assert features.shape == (40, 11) and np.isfinite(features).all() and np.isfinite(lrs).all()
+    assert features[-1, 8] > features[0, 8] + 1  # it sees the weights move away from where they started
+    assert 0.001 * 0.05 <= lrs.min() and lrs.max() <= 25 * 0.05
+    meta = json.loads(BUNDLED_POLICIES["general"].with_suffix(".json").read_text())
+    assert "general-train" in meta["produced_by"] and "--inputs all+distance" in meta["produced_by"]
+    assert scheduler.policy_sha256 != LearnedLR(optimizer, total_steps=200, model=model).policy_sha256  # not the default

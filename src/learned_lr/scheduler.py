@@ -60,6 +60,18 @@ from learned_lr.observation import RunHistory, input_feature_names
 from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
+# The policies shipped in the package, by the name ``LearnedLR(policy=NAME)`` takes: "default" is
+# what it uses with no policy given; "general" is the policy trained across task families that
+# reads each layer's distance from its initial weights (docs/results.md section 7): better when the
+# base LR may be off, but not yet the default (it costs 1.21x a small MLP's step).
+BUNDLED_POLICIES = {"default": BUNDLED_POLICY, "general": BUNDLED_POLICY.parent / "general.safetensors"}
+
+
+def resolve_policy(policy: str | Path | None) -> Path:
+    """A bundled policy's name (``BUNDLED_POLICIES``; None: "default") or a checkpoint path, as a path."""
+    if policy is None:
+        return BUNDLED_POLICY
+    return BUNDLED_POLICIES.get(policy, Path(policy)) if isinstance(policy, str) else Path(policy)
 
 
 def _squared_norm_cpu(grad: torch.Tensor) -> float:
@@ -152,8 +164,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     Args:
         optimizer: the wrapped optimizer; each group's ``lr`` now is its base (peak) LR.
         total_steps: how many times ``step()`` will be called in the run.
-        policy: a path to a policy checkpoint, a ``LoadedPolicy``, or None for the bundled one. Its
-            weights are copied when the scheduler is built; later changes to them do not reach it.
+        policy: a path to a policy checkpoint, a ``LoadedPolicy``, the name of a bundled one
+            (``"general"``: trained across model families, see ``BUNDLED_POLICIES``), or None for
+            the default bundled one. Its weights are copied when the scheduler is built.
         model: the model being trained; groups gradient norms by module, as during training.
 
     ``load_state_dict`` accepts a state saved with another ``total_steps`` (a run extended on
@@ -179,7 +192,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         bad = [group["lr"] for group in optimizer.param_groups if not (math.isfinite(float(group["lr"])) and float(group["lr"]) >= 0)]
         if bad:
             raise ValueError(f"every param group's lr (its base LR) must be a finite number >= 0, got {bad}")
-        loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy if policy is not None else BUNDLED_POLICY)
+        loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(resolve_policy(policy))
         self.policy = loaded
         self.policy_sha256 = policy_sha256(loaded)
         self._decide = single_decision_fn(loaded.actor)

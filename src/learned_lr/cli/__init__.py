@@ -174,10 +174,11 @@ def cmd_demo(config: DemoConfig) -> int:
 
 def cmd_bundle(config: BundleConfig) -> int:
     from learned_lr.policy import bundle_policy
-    from learned_lr.scheduler import BUNDLED_POLICY
+    from learned_lr.scheduler import BUNDLED_POLICIES
 
-    bundle_policy(config.policy, BUNDLED_POLICY, {"produced_by": config.produced_by, "scored": config.scored})
-    print(f"wrote {BUNDLED_POLICY} ({BUNDLED_POLICY.stat().st_size / 1e6:.2f} MB) from {config.policy}")
+    destination = BUNDLED_POLICIES[config.name]
+    bundle_policy(config.policy, destination, {"produced_by": config.produced_by, "scored": config.scored})
+    print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {config.policy}")
     return 0
 
 
@@ -230,12 +231,12 @@ def cmd_robustness(config: RobustnessConfig) -> int:
     from learned_lr.experiments.robustness import Contender, markdown_report, run_or_load, summarize
     from learned_lr.files import write_json, write_text
     from learned_lr.policy import load_policy
-    from learned_lr.scheduler import BUNDLED_POLICY
+    from learned_lr.scheduler import resolve_policy
 
     contenders = [Contender(name, "schedule", name) for name in config.schedule_list]
     contenders += [Contender(name, "baseline", name) for name in config.baseline_list]
     for label, path in config.policy_list:
-        path = str(BUNDLED_POLICY) if path == "bundled" else path
+        path = str(resolve_policy(None if path == "bundled" else path))  # "bundled": the default; or a bundled name
         load_policy(path)  # a missing or bad checkpoint fails here, before any training
         contenders.append(Contender(label, "policy", path))
     if "greedy" in config.baseline_list:

@@ -16,10 +16,11 @@ def cmd_benchmark(config: BenchmarkConfig) -> int:
     from learned_lr.experiments.suites import SUITES
     from learned_lr.files import write_json, write_text
     from learned_lr.policy import load_policy
-    from learned_lr.scheduler import BUNDLED_POLICY
+    from learned_lr.scheduler import resolve_policy
     from learned_lr.tasks.optimizers import require_anchor
 
-    policies = [(label, str(BUNDLED_POLICY) if path == "bundled" else path) for label, path in config.policy_list]
+    # PATH "bundled" is the default bundled policy; a bundled policy's name ("general") or a checkpoint path otherwise.
+    policies = [(label, str(resolve_policy(None if path == "bundled" else path))) for label, path in config.policy_list]
     entrants = contenders(config.contender_list, policies)
     labels = [c.label for c in entrants]
     if len(set(labels)) != len(labels):
