@@ -1,7 +1,8 @@
 """Where LearnedLR's per-step overhead on the MLP goes: the loop with parts of it switched off.
 
 Runs the benchmark loop of ``scheduler_overhead.py`` (MLP, SGD, batch 128) with
-CosineAnnealingLR, with LearnedLR, with LearnedLR whose decision (the actor's forward) is
+CosineAnnealingLR, with LearnedLR, with LearnedLR that skips the distances from the initial
+weights (for a policy that reads them), with LearnedLR whose decision (the actor's forward) is
 replaced by a constant, and with both the decision and the gradient-norm reading replaced. As
 there, the loops take turns in short rounds of K steps (one decision) in this one process, and
 each ratio is total time over the cosine loop's, with a bootstrap 95% interval. Replacing
@@ -23,7 +24,7 @@ from learned_lr.tasks import build_model, load_mnist
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import to_float
 
-VARIANTS = ("cosine", "learned", "learned, constant decision", "learned, constant decision, no grad norms")
+VARIANTS = ("cosine", "learned", "learned, no init distances", "learned, constant decision", "learned, constant decision, no grad norms")
 
 
 def main() -> None:
@@ -45,7 +46,10 @@ def main() -> None:
             scheduler = LearnedLR(optimizer, total_steps=total, policy=args.policy)
             if "constant decision" in name:
                 scheduler._decide = lambda w, m, c: torch.tensor([-0.5])
+            if "no init distances" in name or "no grad norms" in name:  # (only a policy with inputs="all+distance" reads them)
+                scheduler._initial_weights = None
             if "no grad norms" in name:
+                scheduler._saw_gradient = True  # its check reads the parameters through the reader replaced here
                 scheduler._grad_norms = lambda: (1.0, 1.0)
         loops[name] = (model, optimizer, scheduler, torch.Generator().manual_seed(0))
 
