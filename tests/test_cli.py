@@ -200,3 +200,15 @@ def test_the_python_stages_take_the_same_lock_and_it_is_reentrant(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_every_resumable_command_says_in_its_help_what_a_rerun_reuses(capsys):
+    from learned_lr.cli import COMMANDS, ON_RERUN
+
+    assert set(ON_RERUN) <= set(COMMANDS)
+    for command in ("collect", "bc", "ppo", "benchmark", "general-train", "robustness"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "On a rerun into the same folder:" in text, command
+    assert "another --epochs trains from the start" in " ".join(ON_RERUN["bc"].split())

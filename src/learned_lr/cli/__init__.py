@@ -346,11 +346,35 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
 }
 
 
+# What a rerun into the same folder does, per resumable command (issue 21: a result is reused only
+# for the settings that produced it); shown at the end of the command's --help.
+ON_RERUN = {
+    "collect": "each part (expert x run length) records its setting and is reused only if the setting matches; "
+               "the others are collected again and the merged file is rebuilt",
+    "bc": "with --resume, training continues from out/train_state only if every BC flag and the demonstrations match; "
+          "another --epochs trains from the start, any other change stops with an error (use another --out or --no-resume)",
+    "ppo": "with --resume, PPO continues (more --iterations allowed) only for the same starting policy (SHA-256), variants "
+           "and every other flag; --backend, --ray-address and --workers may change; anything else stops with an error",
+    "imitate": "demonstrations as for collect; each BC policy is reused only for the same BC settings and demonstrations (SHA-256)",
+    "demo": "every stage as its command: demonstrations as for collect, BC policies only for the same settings and demonstrations, "
+            "PPO as for ppo, evaluation cells keyed on their whole setting",
+    "robust-train": "a rerun may add DAgger rounds or PPO iterations; any other change to the recipe is refused",
+    "general-train": "a rerun may add DAgger rounds or PPO iterations; any other change to the recipe is refused",
+    "robustness": "each scheduler's result is keyed on its whole setting (task, optimizer, sizes, steps, seeds, LRs, policy SHA-256) "
+                  "and computed again for any other",
+    "benchmark": "each cell and tuning sweep is keyed on its whole setting (policy SHA-256 included) and computed again for any other",
+    "evaluate": "each scheduler's outcome is keyed on its whole setting (policy SHA-256 included) and computed again for any other",
+    "compare-llm": "each run is keyed on its whole setting and computed again for any other",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="learned-lr", description="A learned learning-rate scheduler for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name, (config_cls, _, help_text) in COMMANDS.items():
-        add_dataclass_flags(sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text), config_cls)
+        epilog = f"On a rerun into the same folder: {ON_RERUN[name]}." if name in ON_RERUN else None
+        add_dataclass_flags(sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text,
+                                           epilog=None if epilog is None else epilog.replace("%", "%%")), config_cls)
     return parser
 
 
