@@ -141,3 +141,21 @@ def test_a_bc_policy_is_reused_only_for_its_own_settings_and_demonstrations(demo
     assert not bc_policy_is_current(dataclasses.replace(config, epochs=3))
     assert not bc_policy_is_current(dataclasses.replace(config, seed=1))
     assert not bc_policy_is_current(dataclasses.replace(config, policy=dataclasses.replace(SMALL_POLICY, d_model=32)))
+
+
+def test_bc_does_not_continue_a_state_trained_on_other_demonstrations(tmp_path, mnist):
+    """Issue 21: a BC state is continued only on the demonstrations it was trained on (by SHA-256); on others it starts over."""
+    import shutil
+
+    folder = tmp_path / "demos"
+    collect = dict(task=TaskConfig(hidden=16), control=CONTROL, experts="cosine", total_steps="24", runs_per_setting=2)
+    collect_demonstrations(CollectConfig(**collect, out=str(folder)), progress=False)
+    config = BCConfig(policy=SMALL_POLICY, demos=str(folder), experts="cosine", batch_size=16, epochs=3, out=str(tmp_path / "bc"))
+    assert train_bc(config, progress=False, max_epochs_this_call=1) is None
+    shutil.rmtree(folder)
+    collect_demonstrations(CollectConfig(**collect, seed=5, out=str(folder)), progress=False)  # new demonstrations, same folder
+    resumed, _ = load_checkpoint(train_bc(config, progress=False))  # trains from the start, as on a fresh folder
+    fresh, _ = load_checkpoint(train_bc(dataclasses.replace(config, out=str(tmp_path / "fresh")), progress=False))
+    for key in fresh:
+        torch.testing.assert_close(resumed[key], fresh[key], rtol=0, atol=0)
+    assert len((tmp_path / "bc" / "bc_log.csv").read_text().splitlines()) == 4  # header + 3 epochs, none from the old state

@@ -211,4 +211,4 @@ def test_every_resumable_command_says_in_its_help_what_a_rerun_reuses(capsys):
             main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
         assert "On a rerun into the same folder:" in text, command
-    assert "another --epochs trains from the start" in " ".join(ON_RERUN["bc"].split())
+    assert "another --epochs or other demonstrations train from the start" in " ".join(ON_RERUN["bc"].split())

@@ -351,8 +351,9 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
 ON_RERUN = {
     "collect": "each part (expert x run length) records its setting and is reused only if the setting matches; "
                "the others are collected again and the merged file is rebuilt",
-    "bc": "with --resume, training continues from out/train_state only if every BC flag and the demonstrations match; "
-          "another --epochs trains from the start, any other change stops with an error (use another --out or --no-resume)",
+    "bc": "with --resume, training continues from out/train_state only if every BC flag and the demonstrations (SHA-256) "
+          "match; another --epochs or other demonstrations train from the start, any other change stops with an error "
+          "(use another --out or --no-resume)",
     "ppo": "with --resume, PPO continues (more --iterations allowed) only for the same starting policy (SHA-256), variants "
            "and every other flag; --backend, --ray-address and --workers may change; anything else stops with an error",
     "imitate": "demonstrations as for collect; each BC policy is reused only for the same BC settings and demonstrations (SHA-256)",

@@ -299,8 +299,10 @@ def _train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int
     rng = np.random.default_rng(config.seed)
     start_epoch, log_rows = 0, []
     state_path = out / "train_state.safetensors"
+    demos_sha256 = file_sha256(Path(config.demos) / DEMOS_FILE)  # a state is continued only on the demonstrations it trained on
     if config.resume and state_path.is_file():
-        start_epoch, log_rows = _load_train_state(state_path, config, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng)
+        start_epoch, log_rows = _load_train_state(state_path, config, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng,
+                                                  demos_sha256)
 
     log_header = ["epoch", "train_nll", "train_action_mae", "train_value_mse", "val_action_mae", "val_value_mse"]
     end_epoch = config.epochs if max_epochs_this_call is None else min(config.epochs, start_epoch + max_epochs_this_call)
@@ -313,7 +315,8 @@ def _train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int
         actor.eval(), critic.eval()
         metrics = _evaluate(actor, critic, demos, val_idx)
         log_rows.append([epoch + 1, *(sums / max(1, len(order))).tolist(), metrics["val_action_mae"], metrics["val_value_mse"]])
-        _save_train_state(state_path, config, epoch + 1, log_rows, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng)
+        _save_train_state(state_path, config, epoch + 1, log_rows, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng,
+                          demos_sha256)
     if end_epoch < config.epochs:
         return None
 
@@ -333,7 +336,7 @@ def _train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int
     return policy_path
 
 
-def _save_train_state(path, config, epoch, log_rows, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng) -> None:
+def _save_train_state(path, config, epoch, log_rows, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng, demos_sha256) -> None:
     tensors: dict[str, torch.Tensor] = {f"actor.{k}": v for k, v in actor.state_dict().items()}
     tensors.update({f"critic.{k}": v for k, v in critic.state_dict().items()})
     meta = {
@@ -345,11 +348,12 @@ def _save_train_state(path, config, epoch, log_rows, actor, critic, actor_opt, c
         "actor_sched": actor_sched.state_dict(),
         "critic_sched": critic_sched.state_dict(),
         "rng": rng.bit_generator.state,
+        "demos_sha256": demos_sha256,
     }
     save_checkpoint(path, tensors, meta, kind="bc-train-state")
 
 
-def _load_train_state(path, config, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng) -> tuple[int, list]:
+def _load_train_state(path, config, actor, critic, actor_opt, critic_opt, actor_sched, critic_sched, rng, demos_sha256) -> tuple[int, list]:
     from learned_lr.checkpoint import load_module_weights
 
     tensors, meta = load_checkpoint(path, kind="bc-train-state")
@@ -358,6 +362,9 @@ def _load_train_state(path, config, actor, critic, actor_opt, critic_opt, actor_
         # length is not the start of this one: resuming it would keep the old schedule (and label).
         print(f"{path} is from a run of {meta['config'].get('epochs')} epochs, not {config.epochs}: training from the start",
               file=sys.stderr)
+        return 0, []
+    if meta.get("demos_sha256") != demos_sha256:  # the demonstrations were collected again: this state is not the start of this run
+        print(f"{path} was trained on other demonstrations than {config.demos} holds now: training from the start", file=sys.stderr)
         return 0, []
     saved = {k: v for k, v in meta["config"].items() if k not in ("epochs", "resume", "out")}
     current = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("epochs", "resume", "out")}
