@@ -51,9 +51,10 @@ def cmd_explain(config: ExplainConfig) -> int:
     from learned_lr.experiments.plots import plot_decisions
     from learned_lr.files import write_json
     from learned_lr.policy import load_policy
+    from learned_lr.scheduler import resolve_policy
 
     if config.policy != "bundled":
-        load_policy(config.policy)  # a bad checkpoint fails now, in one line
+        load_policy(resolve_policy(config.policy))  # a bad checkpoint fails now, in one line ("general": the bundled one)
     result = explain_run(config.task, config.steps, config.base_lr, config.seed, config.policy, config.feed_losses)
     out = Path(config.out)
     plot_decisions(result, out / "decisions.png")

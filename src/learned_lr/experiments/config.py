@@ -380,7 +380,7 @@ class ExplainConfig:
     """`learned-lr explain`: one run under LearnedLR in a plain loop; the LR it set, its decisions and the losses, as a figure."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
-    policy: str = arg("bundled", "policy checkpoint, or bundled (the one LearnedLR ships)")
+    policy: str = arg("bundled", "policy checkpoint, bundled (LearnedLR's default) or general (the cross-family bundled policy)")
     steps: int = arg(1000, "training steps (the scheduler's total_steps)")
     lr: float | None = arg(None, "base (peak) LR; default: the task's tuned LR")
     seed: int = arg(0, "trainee seed")
