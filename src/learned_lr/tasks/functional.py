@@ -33,7 +33,7 @@ import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from learned_lr.settings import ConfigError
-from learned_lr.tasks.batched import BatchedStepReport, checked_lrs, stacked_init_distances
+from learned_lr.tasks.batched import BatchedStepReport, checked_lrs, stacked_init_distances, stacked_layer_squares
 from learned_lr.tasks.config import SCHEDULED_OPTIMIZERS, TaskConfig
 from learned_lr.tasks.data import MnistSplits
 from learned_lr.tasks.datasets import load_task_data
@@ -90,7 +90,9 @@ class FuncBatchedRuns:
         self._loss = vmap(loss)
         self._forward = vmap(lambda params, buffers, x: functional_call(self._base, (params, buffers), (x,)), in_dims=(0, 0, None))
         self.steps_done = 0
-        self._initial: dict[str, torch.Tensor] | None = None  # step-0 weights, once init distances are asked for
+        self._initial: list[torch.Tensor] | None = None  # step-0 weights, once init distances are asked for
+        self._initial_squares: torch.Tensor | None = None
+        self._param_layers = [self._layer_of[name] for name in self.params]
 
     def _zero_state(self, p: torch.Tensor) -> dict:
         if self.task.optimizer == "sgd":
@@ -110,10 +112,9 @@ class FuncBatchedRuns:
         layer's distance from its initial weights after the step, from step 0 on.
         """
         lrs = checked_lrs(lrs, self.num_runs)
-        names = list(self.params)
-        initial = initial_weights(None if self._initial is None else list(self._initial.values()), list(self.params.values()),
-                                  self.steps_done, init_distances)
-        self._initial = None if initial is None else dict(zip(names, initial))
+        if init_distances and self._initial is None:  # in the order of self.params, as self._param_layers
+            self._initial = initial_weights(list(self.params.values()), self.steps_done)
+            self._initial_squares = stacked_layer_squares(self._initial, self._param_layers, len(self.layer_names))
         indices = torch.stack([stream.next_train_indices() for stream in self.streams]).to(self.device)
         with _quiet_batching_fallback():
             grads, losses = self._grad_and_loss(self.params, self.buffers, self._train_x[indices], self._train_y[indices])
@@ -125,8 +126,8 @@ class FuncBatchedRuns:
             val = self._loss(self.params, self.buffers, torch.stack([self._val_x[r] for r in rows]), torch.stack([self._val_y[r] for r in rows]))
         distances = None
         if init_distances:
-            distances = stacked_init_distances([self.params[n] for n in names], [self._initial[n] for n in names],
-                                               [self._layer_of[n] for n in names], len(self.layer_names))
+            distances = stacked_init_distances(list(self.params.values()), self._initial, self._param_layers, len(self.layer_names),
+                                               self._initial_squares)
         report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val.cpu(), norms.cpu(), cosines.cpu(), distances)
         self.steps_done += 1
         return report
