@@ -118,17 +118,6 @@ class DecisionLoop:
         self.decision_factors.append(self._block[-1])
         return factors
 
-    def measures_distance(self) -> bool:
-        """True when the step about to be recorded needs each layer's distance from its initial weights.
-
-        Only a policy reading them (``inputs="all+distance"``) does, and only at the last step of
-        each decision's block: the decision after it reads that step's distances, the block's
-        other steps hold them (``RunHistory.record``). Measured every step they would cost ~15% of
-        a small MLP's training step (``benchmarks/overhead_breakdown.py``); once per decision,
-        1/K of that, and they move slowly enough that the steps in between lose little.
-        """
-        return self.history.reads_distance and self.history.steps + 1 == self.block_end
-
     def lr_factor(self) -> float:
         """The next step's LR as a fraction of the base LR (past the run's end: the last one)."""
         offset = min(self.history.steps - self._block_start, len(self._block) - 1)
@@ -145,9 +134,7 @@ class DecisionLoop:
 
         ``layer_momentum_cos``, ``layer_init_distance``: per layer, the step's gradient-momentum
         cosine and distance from the initial weights (kept only for a policy that reads them,
-        ``inputs="all+momentum"`` / ``"all+distance"``); the distances only at the steps where
-        ``measures_distance()`` is true (given at another step they are ignored, so a runner that
-        measures every step and one that measures only when asked record the same run).
+        ``inputs="all+momentum"`` / ``"all+distance"``).
 
         This runs every step of a user's training loop (``LearnedLR``), so it is kept to a few
         float operations besides ``RunHistory.record``.
@@ -155,8 +142,7 @@ class DecisionLoop:
         step = self.history.steps
         if step >= self.block_end:
             raise RuntimeError(f"step {step} has no decision yet: call decide() first")
-        distance = layer_init_distance if self.measures_distance() else None
-        self.history.record(self.lr(), train_loss, val_loss, layer_grad_norms, layer_momentum_cos, distance)
+        self.history.record(self.lr(), train_loss, val_loss, layer_grad_norms, layer_momentum_cos, layer_init_distance)
         if step == 0:
             self._first_train_loss = train_loss
         newly_diverged = not self.diverged and is_diverged(train_loss, self._first_train_loss)

@@ -126,7 +126,6 @@ class RunHistory:
         self._first_train_loss = math.nan
         self._first_grad_norm = math.nan
         self._first_layer_norms: np.ndarray | None = None
-        self._last_distance: tuple[float, ...] | None = None  # what a step given no distance holds
 
     def _clear(self, layers: int | None) -> None:
         """Empty arrays; the per-layer ones ("layer_norms", "momentum_cos") once the number of layers is known."""
@@ -152,8 +151,7 @@ class RunHistory:
         ``layer_momentum_cos`` (per layer, see ``layers.layer_momentum_cosines``) is kept only
         when the policy reads it (``inputs="all+momentum"``); missing, it reads as unknown (0).
         ``layer_init_distance`` (``layers.layer_init_distances``) likewise for ``"all+distance"``;
-        it is measured once per decision (``loop.DecisionLoop.measures_distance``), so a step
-        given none holds the last one given (before any, and NaN, reads as a blow-up).
+        a policy that reads it must be given it every step (missing or NaN reads as a blow-up).
 
         Why a Python list and not numpy writes: this runs inside the user's training loop, where
         the training step has just pushed numpy's code and data out of the CPU caches; there ten
@@ -168,9 +166,7 @@ class RunHistory:
         if t == 0:
             self._start(train_loss, np.array(layer_grad_norms, dtype=np.float64))
         cosines = _as_tuple(layer_momentum_cos) if self.reads_momentum else None
-        distances = None
-        if self.reads_distance:
-            distances = self._last_distance = _as_tuple(layer_init_distance) or self._last_distance
+        distances = _as_tuple(layer_init_distance) if self.reads_distance else None
         self._pending.append((lr, train_loss, val_loss, layer_grad_norms, cosines, distances))
         self.steps = t + 1
 
@@ -342,8 +338,6 @@ class RunHistory:
         self._first_layer_norms = as_array(state["first_layer_norms"]).astype(np.float64).copy() if has_layers else None
         self._first_train_loss = float(state["first_train_loss"])
         self._first_grad_norm = float(state["first_grad_norm"])
-        held_distances = self._rows.get("init_distance")
-        self._last_distance = tuple(held_distances[steps - first - 1].tolist()) if held_distances is not None and steps > first else None
 
     def normalized_losses(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Train and val losses of steps [start, end) relative to the first train loss (the reward's scale)."""

@@ -296,7 +296,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             warnings.warn("LearnedLR has seen no gradients: it reads them when the optimizer it wraps steps, so call "
                           "loss.backward(), optimizer.step(), then scheduler.step(), once per training step", UserWarning, stacklevel=3)
         distances = None
-        if self._initial_weights is not None and self._loop.measures_distance():  # once per decision
+        if self._initial_weights is not None:
             grads = self._grad_norms
             distances = layer_init_distances(grads.params, self._initial_weights, grads.layer_list, grads.num_layers, self._initial_squares)
         self._loop.record(train, val, self._last_norms, self._step_cosines, distances)

@@ -183,12 +183,10 @@ def rollout(
             loops[i].decide(float(actions[i]))
         for _ in range(lead.block_end - step):
             lrs = np.array([loop.lr() if on else 0.0 for loop, on in zip(loops, active)])
-            # (the active runs are in lockstep: all of them measure at the same steps)
-            measure = distances_wanted and any(loops[i].measures_distance() for i in np.flatnonzero(active))
             report = group.step(torch.from_numpy(lrs).float(), active=active.tolist(), momentum_cosines=cosines_wanted,
-                                init_distances=measure)
+                                init_distances=distances_wanted)
             cosines = report.layer_momentum_cos if cosines_wanted else None
-            distances = report.layer_init_distance if measure else None
+            distances = report.layer_init_distance if distances_wanted else None
             for i in np.flatnonzero(active):
                 loops[i].record(float(report.train_loss[i]), float(report.val_loss[i]), report.layer_grad_norms[i].numpy(),
                                 None if cosines is None else cosines[i].numpy(), None if distances is None else distances[i].numpy())
