@@ -100,15 +100,16 @@ def test_learned_lr_reads_the_cosines_only_for_a_policy_that_uses_them(tmp_path)
 def test_init_distances_by_hand_into_the_features_and_through_a_resume(tmp_path):
     """inputs="all+distance": |w - w0| / |w0| per layer, logged into mean/min/max; LearnedLR keeps the initial
     weights in its state, so a resumed run continues with the same LRs, and a state without them is refused."""
-    from learned_lr.layers import layer_init_distances
+    from learned_lr.layers import InitialWeights, layer_init_distances
 
     model, x, y = _two_layer_problem()
     params = list(model.parameters())
     start = [p.detach().clone() for p in params]
+    initial = InitialWeights.of(params)
     with torch.no_grad():
         params[0].mul_(1.5)  # layer 0's weight moved by half of itself; its bias stays
         params[2].zero_()
-    moved = layer_init_distances(params, start, [0, 0, 1, 1], 2)
+    moved = layer_init_distances(params, initial, [0, 0, 1, 1], 2)
     w0, b0, w1, b1 = start
     assert moved[0] == pytest.approx(float(0.5 * w0.norm() / torch.cat([w0.flatten(), b0]).norm()), rel=1e-6)
     assert moved[1] == pytest.approx(float(w1.norm() / torch.cat([w1.flatten(), b1]).norm()), rel=1e-6)
@@ -145,3 +146,58 @@ def test_init_distances_by_hand_into_the_features_and_through_a_resume(tmp_path)
     state.pop("initial_weights")
     with pytest.raises(ValueError, match="initial weights"):
         LearnedLR(optimizer, total_steps=40, policy=policy, model=model).load_state_dict(state)
+
+
+def test_init_distances_of_large_tensors_are_sampled_close_to_the_exact_ones_and_old_states_still_resume(mnist, tmp_path):
+    """A tensor above DISTANCE_SAMPLE elements is measured on that many fixed elements: on a real MNIST MLP
+    run (fc1: 200,704 weights) within 3% of the exact distance, smaller tensors exactly; the copy kept is
+    the sample; a LearnedLR state that saved whole initial tensors (before sampling) resumes the same."""
+    from learned_lr.layers import DISTANCE_SAMPLE, InitialWeights, distance_sample, layer_init_distances
+    from learned_lr.tasks import TrainingRun
+    from learned_lr.tasks.config import TaskConfig
+
+    index = distance_sample(200_704)
+    assert distance_sample(DISTANCE_SAMPLE) is None and len(index) == DISTANCE_SAMPLE and torch.equal(index, distance_sample(200_704))
+    run = TrainingRun(TaskConfig(), seed=0, data=mnist)
+    exact_start = [p.detach().clone() for p in run.params]
+    initial = InitialWeights.of(run.params)
+    assert [v.numel() for v in initial.values] == [DISTANCE_SAMPLE, 256, 2560, 10]
+    for lr in (0.01,) * 20 + (0.3,) * 20:
+        run.step(lr)
+        sampled = layer_init_distances(run.params, initial, [0, 0, 1, 1], 2)
+        exact = [float(torch.cat([(p.detach() - p0).reshape(-1) for p, p0 in pair]).norm() / torch.cat([p0.reshape(-1) for _, p0 in pair]).norm())
+                 for pair in (list(zip(run.params, exact_start))[:2], list(zip(run.params, exact_start))[2:])]
+        assert sampled[0] == pytest.approx(exact[0], rel=0.03) and sampled[1] == pytest.approx(exact[1], rel=1e-5)
+
+    policy = load_policy(save_small_policy(tmp_path / "d.safetensors", window=32, decision_interval=4, inputs="all+distance"))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(200, 100), torch.nn.ReLU(), torch.nn.Linear(100, 1))  # 20,000 > DISTANCE_SAMPLE
+    x, y = torch.randn(64, 200), torch.randn(64, 1)
+    start = [p.detach().clone() for p in model.parameters()]
+
+    def train(model, optimizer, scheduler, steps):
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            optimizer.step()
+            scheduler.step(train_loss=loss.item())
+        return [group["lr"] for group in optimizer.param_groups]
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = LearnedLR(optimizer, total_steps=40, policy=policy, model=model)
+    train(model, optimizer, scheduler, 10)
+    state, weights, optimizer_state = (copy.deepcopy(s) for s in (scheduler.state_dict(), model.state_dict(), optimizer.state_dict()))
+    assert [w.numel() for w in state["initial_weights"]] == [DISTANCE_SAMPLE, 100, 100, 1]
+    expected = [train(model, optimizer, scheduler, 1) for _ in range(12)]
+    for initial_weights, resumes in ((start, True), ([w[:1] for w in start], False)):  # whole tensors, as saved before sampling
+        model.load_state_dict(weights)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        optimizer.load_state_dict(copy.deepcopy(optimizer_state))
+        resumed = LearnedLR(optimizer, total_steps=40, policy=policy, model=model)
+        if resumes:
+            resumed.load_state_dict({**state, "initial_weights": initial_weights})
+            assert [train(model, optimizer, resumed, 1) for _ in range(12)] == expected
+        else:
+            with pytest.raises(ValueError, match="initial weights"):
+                resumed.load_state_dict({**state, "initial_weights": initial_weights})

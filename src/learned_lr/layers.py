@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -110,38 +111,83 @@ def layer_momentum_cosines(optimizer: torch.optim.Optimizer, params: Sequence[to
                  for d, g, b, s in zip(dots, grad_squares, buffer_squares, seen))
 
 
-def layer_init_distances(params: Sequence[torch.Tensor], initial: Sequence[torch.Tensor], layer_of: Sequence[int],
-                         num_layers: int, initial_squares: Sequence[float] | None = None) -> tuple[float, ...]:
+# A layer's distance from its initial weights is measured on at most this many elements of each
+# parameter tensor, the same ones every step: an estimate of the whole tensor's (on the MNIST MLP's
+# first layer within 3%, mostly a near-constant offset of about 1%; exact for every smaller tensor;
+# ``tests/test_momentum_features.py``) that keeps a 64 KB copy per tensor where the exact one needs
+# a copy of every weight. (It is not much faster on a small CPU model: there the few tensor ops
+# cost ~10% of an MLP step whatever their size, ``benchmarks/overhead_breakdown.py``.)
+DISTANCE_SAMPLE = 16384
+
+
+def distance_sample(numel: int) -> torch.Tensor | None:
+    """The flat indices that the distance of a tensor with ``numel`` elements is measured on: None (all
+    of them) up to ``DISTANCE_SAMPLE``, else that many drawn uniformly with replacement, sorted, by a
+    generator seeded with ``numel`` (so ``LearnedLR`` and every trainee runner read the same elements)."""
+    if numel <= DISTANCE_SAMPLE:
+        return None
+    generator = torch.Generator().manual_seed(numel)
+    return torch.randint(numel, (DISTANCE_SAMPLE,), generator=generator).sort().values
+
+
+def sampled_elements(tensor: torch.Tensor, index: torch.Tensor | None, stacked: bool = False) -> torch.Tensor:
+    """The elements of ``tensor`` at the flat ``index`` (all if None): (n,), or (runs, n) per run for weights stacked along dim 0."""
+    flat = tensor.detach().reshape(tensor.shape[0], -1) if stacked else tensor.detach().reshape(-1)
+    return flat if index is None else flat.index_select(-1, index)
+
+
+@dataclass
+class InitialWeights:
+    """Where a run's weights started, as ``layer_init_distances`` reads it: each tensor's sampled elements.
+
+    ``index[k]``: the flat indices into tensor k (``distance_sample``; per run for stacked weights),
+    None for all; ``values[k]``: those elements at the start, (n,) or (runs, n); ``scale[k]``: the
+    tensor's elements / n, so a sampled sum of squares estimates the whole tensor's; ``squares[k]``:
+    scale x the squared norm of ``values[k]`` (a float, or (runs,) float64 for stacked weights).
+    """
+
+    index: list[torch.Tensor | None]
+    values: list[torch.Tensor]
+    scale: list[float]
+    squares: list
+
+    @classmethod
+    def of(cls, params: Sequence[torch.Tensor], stacked: bool = False, index: Sequence[torch.Tensor | None] | None = None) -> "InitialWeights":
+        """Copy the sampled elements of ``params`` now (``index``: each tensor's own, default ``distance_sample``)."""
+        sizes = [p[0].numel() if stacked else p.numel() for p in params]
+        chosen = list(index) if index is not None else [distance_sample(n) for n in sizes]
+        chosen = [None if i is None else i.to(p.device) for i, p in zip(chosen, params)]
+        with torch.no_grad():
+            values = [sampled_elements(p, i, stacked).clone() for p, i in zip(params, chosen)]
+            scale = [1.0 if i is None else n / len(i) for n, i in zip(sizes, chosen)]
+            squares = [s * v.double().square().sum(-1) for s, v in zip(scale, values)]
+        return cls(chosen, values, scale, squares if stacked else [float(q) for q in squares])
+
+
+def layer_init_distances(params: Sequence[torch.Tensor], initial: InitialWeights, layer_of: Sequence[int],
+                         num_layers: int) -> tuple[float, ...]:
     """Per layer, how far its weights have moved from where the run started, relative to their size there:
-    |w_l - w_l,init| / |w_l,init| (inf for a layer that started at zero and moved, 0 if it has not moved).
+    |w_l - w_l,init| / |w_l,init| (inf for a layer that started at zero and moved, 0 if it has not moved),
+    measured on each tensor's sampled elements (``DISTANCE_SAMPLE``; exact for smaller tensors).
 
     What DoG and D-Adaptation estimate a step size from: a run whose LR is too low for its model
     has barely left its initialization after many steps, one whose LR is too high has left it far
-    behind, whatever the model (``benchmarks/lr_scale_signals.py``). It needs a copy of the
-    initial weights; ``initial_squares`` (each initial tensor's squared norm, ``squared_norms``)
-    saves recomputing them every step.
+    behind, whatever the model (``benchmarks/lr_scale_signals.py``).
 
     Example:
-        >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0])); start = w.detach().clone()
+        >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0])); start = InitialWeights.of([w])
         >>> with torch.no_grad():
         ...     w += torch.tensor([0.3, 0.4])
-        >>> round(layer_init_distances([w], [start], [0], 1)[0], 4)
+        >>> round(layer_init_distances([w], start, [0], 1)[0], 4)
         0.1
     """
-    squares = initial_squares if initial_squares is not None else squared_norms(initial)
     moved, start = [0.0] * num_layers, [0.0] * num_layers
     with torch.no_grad():
-        for layer, p, p0, square in zip(layer_of, params, initial, squares):
+        for layer, p, index, p0, scale, square in zip(layer_of, params, initial.index, initial.values, initial.scale, initial.squares):
             # torch.dot of the flat difference: on a CPU it runs on the calling thread for these sizes,
             # where a norm kernel wakes helper threads that compete with the training step (3x the time).
-            diff = (p.detach() - p0).reshape(-1)
+            diff = sampled_elements(p, index) - p0
             diff = diff if diff.dtype in (torch.float32, torch.float64) else diff.float()
-            moved[layer] += torch.dot(diff, diff).item()
+            moved[layer] += scale * torch.dot(diff, diff).item()
             start[layer] += square
     return tuple(math.sqrt(m / s) if s > 0 else (0.0 if m == 0 else math.inf) for m, s in zip(moved, start))
-
-
-def squared_norms(tensors: Sequence[torch.Tensor]) -> list[float]:
-    """Each tensor's squared L2 norm (float64 accumulation), e.g. the initial weights' for ``layer_init_distances``."""
-    with torch.no_grad():
-        return [float(t.detach().double().square().sum()) for t in tensors]

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learned_lr.layers import layer_index, layer_init_distances, layer_momentum_cosines, squared_norms
+from learned_lr.layers import InitialWeights, layer_index, layer_init_distances, layer_momentum_cosines, sampled_elements
 from learned_lr.loop import DecisionLoop
 from learned_lr.observation import RunHistory, input_feature_names
 from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
@@ -217,11 +217,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         # Only a policy that reads them pays for the gradient-momentum cosines (observation.MOMENTUM_FEATURE_NAMES).
         self._reads_momentum = loaded.control_config.inputs == "all+momentum"
         self._step_cosines: tuple[float, ...] | None = None
-        # A policy reading the distance from the initial weights keeps a copy of them (memory: one more copy of
-        # the optimizer's parameters), taken here: the run starts when the scheduler is built.
-        self._initial_weights = ([p.detach().clone() for p in self._grad_norms.params]
-                                 if loaded.control_config.inputs == "all+distance" else None)
-        self._initial_squares = None if self._initial_weights is None else squared_norms(self._initial_weights)
+        # A policy reading the distance from the initial weights keeps the sampled elements of each parameter
+        # at the start (at most layers.DISTANCE_SAMPLE per tensor), taken here: the run starts when the scheduler is built.
+        self._initial_weights = InitialWeights.of(self._grad_norms.params) if loaded.control_config.inputs == "all+distance" else None
         hook = weakref.WeakMethod(self._capture_grad_norms)
         self._hook_handle = optimizer.register_step_pre_hook(lambda opt, args, kwargs: (hook() or _ignore)(opt, args, kwargs))
         if not self._grad_norms.grouping_is_sure:
@@ -298,7 +296,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         distances = None
         if self._initial_weights is not None:
             grads = self._grad_norms
-            distances = layer_init_distances(grads.params, self._initial_weights, grads.layer_list, grads.num_layers, self._initial_squares)
+            distances = layer_init_distances(grads.params, self._initial_weights, grads.layer_list, grads.num_layers)
         self._loop.record(train, val, self._last_norms, self._step_cosines, distances)
         self._train_loss = self._val_loss = None
         self._step_norms = self._step_cosines = None
@@ -322,7 +320,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             "saw_gradient": self._saw_gradient,
             "last_train_loss": self._last_train_loss,
             "decision_seen": torch.from_numpy(self._seen_rows()),
-            **({} if self._initial_weights is None else {"initial_weights": [w.clone() for w in self._initial_weights]}),
+            **({} if self._initial_weights is None else {"initial_weights": [w.clone() for w in self._initial_weights.values]}),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -337,12 +335,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
             raise ValueError(f"this state is for {len(state_dict['base_lrs'])} param groups, the optimizer has {len(self.optimizer.param_groups)}")
         if self._initial_weights is not None:
-            saved = state_dict.get("initial_weights")
-            if saved is None or [tuple(w.shape) for w in saved] != [tuple(w.shape) for w in self._initial_weights]:
-                raise ValueError("this state has no initial weights matching the optimizer's parameters, which this policy "
-                                 "(inputs='all+distance') measures its distances from")
-            self._initial_weights = [w.detach().clone().to(mine.device) for w, mine in zip(saved, self._initial_weights)]
-            self._initial_squares = squared_norms(self._initial_weights)
+            self._initial_weights = self._saved_initial_weights(state_dict.get("initial_weights"))
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["_step_count"])
         self.base_lrs = list(state_dict["base_lrs"])
@@ -366,6 +359,19 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         # step the run is at, whichever order the optimizer and scheduler states are loaded in.
         for group, lr in zip(self.optimizer.param_groups, self._last_lr):
             group["lr"] = lr
+
+    def _saved_initial_weights(self, saved: list[torch.Tensor] | None) -> InitialWeights:
+        """The run's initial weights from a state: the sampled elements ``state_dict`` saves, or whole tensors
+        (a state saved before they were sampled), sampled the same way; ValueError if they do not fit."""
+        mine, params = self._initial_weights, self._grad_norms.params
+        if saved is not None and len(saved) == len(params):
+            saved = [sampled_elements(w, index) if w.numel() == p.numel() and index is not None else w.reshape(-1)
+                     for w, p, index in zip(saved, params, mine.index)]
+        if saved is None or [w.shape for w in saved] != [w.shape for w in mine.values]:
+            raise ValueError("this state has no initial weights matching the optimizer's parameters, which this policy "
+                             "(inputs='all+distance') measures its distances from")
+        values = [w.detach().clone().to(v.device, v.dtype) for w, v in zip(saved, mine.values)]
+        return InitialWeights(mine.index, values, mine.scale, [s * float(v.double().square().sum()) for s, v in zip(mine.scale, values)])
 
     def _seen_rows(self) -> np.ndarray:
         """(decisions, F) what each decision read; NaN for the one taken before any step."""

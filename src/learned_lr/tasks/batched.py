@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from learned_lr.layers import InitialWeights, distance_sample, sampled_elements
 from learned_lr.settings import ConfigError
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits
@@ -46,26 +47,24 @@ class BatchedStepReport:
     layer_init_distance: torch.Tensor | None = None  # (N, layers): |w - w_init| / |w_init| after the step, when asked for
 
 
-def stacked_layer_squares(tensors: Sequence[torch.Tensor], layer_of: Sequence[int], layers: int) -> torch.Tensor:
-    """(N, layers) squared L2 norm, per run and layer, of tensors stacked along dim 0 (float64)."""
-    with torch.no_grad():
-        squares = torch.zeros(tensors[0].shape[0], layers, dtype=torch.float64, device=tensors[0].device)
-        for t, layer in zip(tensors, layer_of):
-            squares[:, layer] += t.detach().flatten(1).double().square().sum(1)
-        return squares
-
-
-def stacked_init_distances(params: Sequence[torch.Tensor], initial: Sequence[torch.Tensor], layer_of: Sequence[int], layers: int,
-                           initial_squares: torch.Tensor | None = None) -> torch.Tensor:
+def stacked_init_distances(params: Sequence[torch.Tensor], initial: InitialWeights, layer_of: Sequence[int], layers: int) -> torch.Tensor:
     """(N, layers) ``layers.layer_init_distances`` of N runs whose weights are stacked along dim 0
-    (``initial_squares``: ``stacked_layer_squares(initial, ...)``, computed once per run group)."""
-    start = initial_squares if initial_squares is not None else stacked_layer_squares(initial, layer_of, layers)
+    (``initial``: ``run.initial_weights(..., stacked=True)``)."""
     with torch.no_grad():
+        start = torch.zeros(params[0].shape[0], layers, dtype=torch.float64, device=params[0].device)
         moved = torch.zeros_like(start)
-        for p, p0, layer in zip(params, initial, layer_of):
-            moved[:, layer] += (p.detach() - p0).flatten(1).double().square().sum(1)
+        for p, index, p0, scale, square, layer in zip(params, initial.index, initial.values, initial.scale, initial.squares, layer_of):
+            moved[:, layer] += scale * (sampled_elements(p, index, stacked=True) - p0).double().square().sum(1)
+            start[:, layer] += square
         ratio = (moved / start).sqrt()
         return torch.where(start > 0, ratio, torch.where(moved > 0, torch.inf, 0.0)).float().cpu()
+
+
+def transposed_sample(rows: int, cols: int) -> torch.Tensor | None:
+    """``layers.distance_sample`` of a (rows, cols) weight as flat indices into its (cols, rows) transpose,
+    how ``BatchedMLPRuns`` stores it, so that it measures the same elements as ``LearnedLR`` on the model."""
+    index = distance_sample(rows * cols)
+    return None if index is None else (index % cols) * rows + index // cols
 
 
 def checked_lrs(lrs: torch.Tensor | Sequence[float], runs: int) -> torch.Tensor:
@@ -106,8 +105,7 @@ class BatchedMLPRuns:
         self.b2 = stack([m.fc2.bias.detach()[None] for m in models])
         self.params = [self.w1, self.b1, self.w2, self.b2]
         self._momentum_buffers = [torch.zeros_like(p) for p in self.params]
-        self._initial: list[torch.Tensor] | None = None  # step-0 weights, once init distances are asked for
-        self._initial_squares: torch.Tensor | None = None
+        self._initial: InitialWeights | None = None  # step-0 weights, once init distances are asked for
         self.streams = [DataStream(self.data, task, seed) for seed in self.seeds]
         # The batches are gathered on the CPU (the streams' seeded order) and moved in one copy;
         # on the CPU .to() is a no-op. Reports come back on the CPU.
@@ -140,8 +138,9 @@ class BatchedMLPRuns:
         """
         lrs = checked_lrs(lrs, self.num_runs)
         if init_distances and self._initial is None:
-            self._initial = initial_weights(self.params, self.steps_done)
-            self._initial_squares = stacked_layer_squares(self._initial, MLP_PARAM_LAYERS, 2)
+            (_, inputs, hidden), classes = self.w1.shape, self.w2.shape[2]  # w1, w2 hold fc1/fc2.weight transposed
+            index = [transposed_sample(hidden, inputs), None, transposed_sample(classes, hidden), None]
+            self._initial = initial_weights(self.params, self.steps_done, stacked=True, index=index)
         indices = torch.stack([stream.next_train_indices() for stream in self.streams]).to(self.device)
         x = self._train_x[indices]  # (N, B, 784); all streams share the same tensors
         y = self._train_y[indices]
@@ -157,7 +156,7 @@ class BatchedMLPRuns:
         val_y = torch.stack([self._val_y[rows] for rows in val_rows])
         with torch.no_grad():
             val_losses = self._per_run_loss(val_x, val_y)
-        distances = stacked_init_distances(self.params, self._initial, MLP_PARAM_LAYERS, 2, self._initial_squares) if init_distances else None
+        distances = stacked_init_distances(self.params, self._initial, MLP_PARAM_LAYERS, 2) if init_distances else None
         report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val_losses.cpu(), grad_norms.cpu(), momentum_cos.cpu(), distances)
         self.steps_done += 1
         return report

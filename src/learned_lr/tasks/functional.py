@@ -32,8 +32,9 @@ from typing import Iterator, Sequence
 import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
+from learned_lr.layers import InitialWeights
 from learned_lr.settings import ConfigError
-from learned_lr.tasks.batched import BatchedStepReport, checked_lrs, stacked_init_distances, stacked_layer_squares
+from learned_lr.tasks.batched import BatchedStepReport, checked_lrs, stacked_init_distances
 from learned_lr.tasks.config import SCHEDULED_OPTIMIZERS, TaskConfig
 from learned_lr.tasks.data import MnistSplits
 from learned_lr.tasks.datasets import load_task_data
@@ -90,8 +91,7 @@ class FuncBatchedRuns:
         self._loss = vmap(loss)
         self._forward = vmap(lambda params, buffers, x: functional_call(self._base, (params, buffers), (x,)), in_dims=(0, 0, None))
         self.steps_done = 0
-        self._initial: list[torch.Tensor] | None = None  # step-0 weights, once init distances are asked for
-        self._initial_squares: torch.Tensor | None = None
+        self._initial: InitialWeights | None = None  # step-0 weights, once init distances are asked for
         self._param_layers = [self._layer_of[name] for name in self.params]
 
     def _zero_state(self, p: torch.Tensor) -> dict:
@@ -113,8 +113,7 @@ class FuncBatchedRuns:
         """
         lrs = checked_lrs(lrs, self.num_runs)
         if init_distances and self._initial is None:  # in the order of self.params, as self._param_layers
-            self._initial = initial_weights(list(self.params.values()), self.steps_done)
-            self._initial_squares = stacked_layer_squares(self._initial, self._param_layers, len(self.layer_names))
+            self._initial = initial_weights(list(self.params.values()), self.steps_done, stacked=True)
         indices = torch.stack([stream.next_train_indices() for stream in self.streams]).to(self.device)
         with _quiet_batching_fallback():
             grads, losses = self._grad_and_loss(self.params, self.buffers, self._train_x[indices], self._train_y[indices])
@@ -126,8 +125,7 @@ class FuncBatchedRuns:
             val = self._loss(self.params, self.buffers, torch.stack([self._val_x[r] for r in rows]), torch.stack([self._val_y[r] for r in rows]))
         distances = None
         if init_distances:
-            distances = stacked_init_distances(list(self.params.values()), self._initial, self._param_layers, len(self.layer_names),
-                                               self._initial_squares)
+            distances = stacked_init_distances(list(self.params.values()), self._initial, self._param_layers, len(self.layer_names))
         report = BatchedStepReport(self.steps_done, lrs, losses.detach().cpu(), val.cpu(), norms.cpu(), cosines.cpu(), distances)
         self.steps_done += 1
         return report

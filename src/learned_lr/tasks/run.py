@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from learned_lr.layers import layer_init_distances, layer_momentum_cosines, module_layers, squared_norms
+from learned_lr.layers import InitialWeights, layer_init_distances, layer_momentum_cosines, module_layers
 from learned_lr.settings import require
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits
@@ -102,11 +102,12 @@ class DataStream:
         return self.val_x[rows], self.val_y[rows]
 
 
-def initial_weights(params: Sequence[torch.Tensor], steps_done: int) -> list[torch.Tensor]:
-    """A copy of a run's step-0 weights, which init distances are measured from; refused after step 0."""
+def initial_weights(params: Sequence[torch.Tensor], steps_done: int, stacked: bool = False,
+                    index: Sequence[torch.Tensor | None] | None = None) -> InitialWeights:
+    """A run's step-0 weights as init distances read them (``layers.InitialWeights``); refused after step 0."""
     if steps_done > 0:
         raise ValueError("init distances must be asked for from the run's first step (the initial weights are copied then)")
-    return [p.detach().clone() for p in params]
+    return InitialWeights.of(params, stacked, index)
 
 
 def task_loss(loss: str, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -137,8 +138,7 @@ class TrainingRun:
         self.optimizer = self.trainee_optimizer.optimizer
         self.stream = DataStream(self.data, task, seed)
         self.steps_done = 0
-        self._initial: list[torch.Tensor] | None = None  # the weights at step 0, kept once init distances are asked for
-        self._initial_squares: list[float] | None = None
+        self._initial: InitialWeights | None = None  # the weights at step 0, kept once init distances are asked for
 
     @property
     def num_layers(self) -> int:
@@ -156,7 +156,6 @@ class TrainingRun:
             raise ValueError(f"lr must be a finite number >= 0, got {lr}")
         if init_distances and self._initial is None:
             self._initial = initial_weights(self.params, self.steps_done)
-            self._initial_squares = squared_norms(self._initial)
         x, y = (t.to(self.device) for t in self.stream.next_train_batch())
         self.model.train()
         self.trainee_optimizer.set_lr(lr)
@@ -172,7 +171,7 @@ class TrainingRun:
         with self.trainee_optimizer.evaluating() as model, torch.no_grad():
             model.eval()
             val_loss = task_loss(self.data.loss, model(val_x), val_y)
-        distances = (torch.tensor(layer_init_distances(self.params, self._initial, self._layer_list, self.num_layers, self._initial_squares))
+        distances = (torch.tensor(layer_init_distances(self.params, self._initial, self._layer_list, self.num_layers))
                      if init_distances else None)
         report = StepReport(self.steps_done, lr, float(loss.detach()), float(val_loss), grad_norms, momentum_cos, distances)
         self.steps_done += 1
