@@ -20,6 +20,14 @@ from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import to_float
 
 
+def fused_distance_squares(params: list[torch.Tensor], initial: InitialWeights) -> list[float]:
+    """Each tensor's sampled squared distance from its start, in three tensor ops plus the gathers."""
+    with torch.no_grad():
+        current = [p.detach().reshape(-1) if i is None else p.detach().reshape(-1).index_select(0, i) for p, i in zip(params, initial.index)]
+        norms = torch._foreach_norm(torch._foreach_sub(current, initial.values))
+        return torch.stack(norms).square().tolist()
+
+
 def main() -> None:
     data = load_mnist()
     x, y = to_float(data.train_images), data.train_labels
@@ -32,6 +40,8 @@ def main() -> None:
         "dot of the 256-element bias": lambda: torch.dot(params[1].detach(), params[1].detach()).item(),
         "gather of 16,384 fc1 weights": lambda: params[0].detach().reshape(-1).index_select(0, initial.index[0]).sum().item(),
         "layer_init_distances (all 4 tensors)": lambda: layer_init_distances(params, initial, [0, 0, 1, 1], 2),
+        # The candidate for a cheaper distance: one fused subtraction and one fused norm over every tensor.
+        "fused: gather + _foreach_sub + _foreach_norm": lambda: fused_distance_squares(params, initial),
     }
     generator = torch.Generator().manual_seed(0)
     print(f"threads={torch.get_num_threads()}")
