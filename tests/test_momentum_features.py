@@ -16,6 +16,17 @@ from learned_lr.policy import load_policy
 from learned_lr.scheduler import LearnedLR
 
 
+def _mse_steps(model, optimizer, scheduler, x, y, steps: int) -> list[float]:
+    """``steps`` full-batch MSE steps under ``scheduler`` (fed the loss); the LRs after the last one."""
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        scheduler.step(train_loss=loss.item())
+    return [group["lr"] for group in optimizer.param_groups]
+
+
 def _two_layer_problem(seed: int = 0):
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
@@ -122,13 +133,7 @@ def test_init_distances_by_hand_into_the_features_and_through_a_resume(tmp_path)
     policy = load_policy(save_small_policy(tmp_path / "d.safetensors", window=32, decision_interval=4, inputs="all+distance"))
 
     def train(model, optimizer, scheduler, steps):
-        for _ in range(steps):
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            optimizer.step()
-            scheduler.step(train_loss=loss.item())
-        return [group["lr"] for group in optimizer.param_groups]
+        return _mse_steps(model, optimizer, scheduler, x, y, steps)
 
     model, x, y = _two_layer_problem()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -176,13 +181,7 @@ def test_init_distances_of_large_tensors_are_sampled_close_to_the_exact_ones_and
     start = [p.detach().clone() for p in model.parameters()]
 
     def train(model, optimizer, scheduler, steps):
-        for _ in range(steps):
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            optimizer.step()
-            scheduler.step(train_loss=loss.item())
-        return [group["lr"] for group in optimizer.param_groups]
+        return _mse_steps(model, optimizer, scheduler, x, y, steps)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     scheduler = LearnedLR(optimizer, total_steps=40, policy=policy, model=model)
