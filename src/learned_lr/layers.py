@@ -116,7 +116,7 @@ def layer_momentum_cosines(optimizer: torch.optim.Optimizer, params: Sequence[to
 # first layer within 3%, mostly a near-constant offset of about 1%; exact for every smaller tensor;
 # ``tests/test_momentum_features.py``) that keeps a 64 KB copy per tensor where the exact one needs
 # a copy of every weight. (It is not much faster on a small CPU model: there the few tensor ops
-# cost ~10% of an MLP step whatever their size, ``benchmarks/overhead_breakdown.py``.)
+# cost ~10% of an MLP step whatever their size, ``benchmarks/op_latency_in_loop.py``.)
 DISTANCE_SAMPLE = 16384
 
 
@@ -159,9 +159,14 @@ class InitialWeights:
         chosen = [None if i is None else i.to(p.device) for i, p in zip(chosen, params)]
         with torch.no_grad():
             values = [sampled_elements(p, i, stacked).clone() for p, i in zip(params, chosen)]
-            scale = [1.0 if i is None else n / len(i) for n, i in zip(sizes, chosen)]
-            squares = [s * v.double().square().sum(-1) for s, v in zip(scale, values)]
-        return cls(chosen, values, scale, squares if stacked else [float(q) for q in squares])
+        scale = [1.0 if i is None else n / len(i) for n, i in zip(sizes, chosen)]
+        return cls(chosen, [], scale, []).with_values(values, stacked)
+
+    def with_values(self, values: Sequence[torch.Tensor], stacked: bool = False) -> "InitialWeights":
+        """The same sample with other starting ``values`` (e.g. restored from a state), their squares recomputed."""
+        with torch.no_grad():
+            squares = [s * v.double().square().sum(-1) for s, v in zip(self.scale, values)]
+        return InitialWeights(self.index, list(values), self.scale, squares if stacked else [float(q) for q in squares])
 
 
 def layer_init_distances(params: Sequence[torch.Tensor], initial: InitialWeights, layer_of: Sequence[int],

@@ -63,7 +63,7 @@ BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
 # The policies shipped in the package, by the name ``LearnedLR(policy=NAME)`` takes: "default" is
 # what it uses with no policy given; "general" is the policy trained across task families that
 # reads each layer's distance from its initial weights (docs/results.md section 7): better when the
-# base LR may be off, but not yet the default (it costs 1.21x a small MLP's step).
+# base LR may be off, but not yet the default (it costs 1.20x a small MLP's step).
 BUNDLED_POLICIES = {"default": BUNDLED_POLICY, "general": BUNDLED_POLICY.parent / "general.safetensors"}
 
 
@@ -370,8 +370,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         if saved is None or [w.shape for w in saved] != [w.shape for w in mine.values]:
             raise ValueError("this state has no initial weights matching the optimizer's parameters, which this policy "
                              "(inputs='all+distance') measures its distances from")
-        values = [w.detach().clone().to(v.device, v.dtype) for w, v in zip(saved, mine.values)]
-        return InitialWeights(mine.index, values, mine.scale, [s * float(v.double().square().sum()) for s, v in zip(mine.scale, values)])
+        return mine.with_values([w.detach().clone().to(v.device, v.dtype) for w, v in zip(saved, mine.values)])
 
     def _seen_rows(self) -> np.ndarray:
         """(decisions, F) what each decision read; NaN for the one taken before any step."""
