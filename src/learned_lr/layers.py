@@ -113,7 +113,7 @@ def layer_momentum_cosines(optimizer: torch.optim.Optimizer, params: Sequence[to
 
 # A layer's distance from its initial weights is measured on at most this many elements of each
 # parameter tensor, the same ones every step: an estimate of the whole tensor's (on the MNIST MLP's
-# first layer within 3%, mostly a near-constant offset of about 1%; exact for every smaller tensor;
+# first layer within 3% over a run; exact for every smaller tensor;
 # ``tests/test_momentum_features.py``) that keeps a 64 KB copy per tensor where the exact one needs
 # a copy of every weight. (It is not much faster on a small CPU model: there the few tensor ops
 # cost ~10% of an MLP step whatever their size, ``benchmarks/op_latency_in_loop.py``.)
