@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learned_lr.control import LRRamp, clip_action
-from learned_lr.observation import FEATURE_CLIP, RunHistory
+from learned_lr.features import FEATURE_CLIP
+from learned_lr.observation import RunHistory
 from learned_lr.reward import block_reward
 from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.training.config import EnvConfig

@@ -71,5 +71,17 @@ def test_a_policy_reading_init_distances_sees_the_same_in_the_loop_and_the_rollo
     assert mine.shape == theirs.shape == (steps, 11)
     distance = mine[:, 8:11]
     assert np.all(np.diff(distance[:, 0]) > -0.5) and distance[-1, 0] > distance[0, 0] + 1  # moving away from the start
+    # Measured every step of the first K = 4, then once per decision, at the last step of each block (4, 8, ...,
+    # 36, and 39 ends the last block), on the straight line between two measurements in between.
+    block_ends = [decision["step"] - 1 for decision in scheduler.decisions()[1:]] + [steps - 1]
+    measured = sorted({*range(4), *block_ends})
+    assert measured[:6] == [0, 1, 2, 3, 4, 8] and measured[-2:] == [36, 39]
+    layers = scheduler.history.layer_init_distances
+    assert layers.shape == (steps, 2) and np.all(layers[0] > 0)
+    for start, end in zip(measured, measured[1:]):
+        line = layers[start] + (np.arange(end - start + 1)[:, None] / (end - start)) * (layers[end] - layers[start])
+        np.testing.assert_allclose(layers[start:end + 1], line, rtol=1e-9)
+        assert np.abs(layers[end] - layers[start]).max() > 1e-4
+    np.testing.assert_allclose(layers, episode.history.layer_init_distances, rtol=1e-3)
     np.testing.assert_allclose(mine, theirs, atol=1e-3)
     np.testing.assert_allclose(scheduler.history.lrs, episode.history.lrs, rtol=1e-3)

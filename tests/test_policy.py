@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 
 from learned_lr.checkpoint import CheckpointError
 from learned_lr.control import clip_action
-from learned_lr.observation import NUM_CONTEXT, NUM_FEATURES
+from learned_lr.features import NUM_CONTEXT, NUM_FEATURES
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
 from learned_lr.settings import ControlConfig, PolicyConfig
 

@@ -120,7 +120,7 @@ def test_robust_train_dagger_labels_the_policys_own_states(tmp_path):
 
     from learned_lr.experiments.config import RobustTrainConfig
     from learned_lr.experiments.pipeline import run_robust_training
-    from learned_lr.observation import window_from_features
+    from learned_lr.features import window_from_features
     from learned_lr.policy import load_policy
     from learned_lr.training.bc import Demonstrations
 

@@ -118,6 +118,21 @@ class DecisionLoop:
         self.decision_factors.append(self._block[-1])
         return factors
 
+    def measures_distance(self) -> bool:
+        """True when the step about to be recorded needs each layer's distance from its initial weights.
+
+        Only a policy reading them (``inputs="all+distance"``) does: at every step of the run's first
+        K (where the weights start to move and the distance grows fastest, by orders of magnitude), then
+        at the last step of each decision's block, the one the next decision reads; the steps in between
+        read the straight line between two measurements (``RunHistory.record``). Measured every step the
+        distances cost ~10% of a small MLP's training step (``benchmarks/overhead_breakdown.py``); this
+        way about 1/K of that. On MNIST-MLP runs at K = 16 the line is within 0.1 log-units of the
+        per-step value (``tests/test_momentum_features.py``); in a block where a run blows up it lags
+        behind (the weights jump in a few steps) until the block's last step, which the decision reads.
+        """
+        step = self.history.steps
+        return self.history.reads_distance and (step < self.control.decision_interval or step + 1 == self.block_end)
+
     def lr_factor(self) -> float:
         """The next step's LR as a fraction of the base LR (past the run's end: the last one)."""
         offset = min(self.history.steps - self._block_start, len(self._block) - 1)
@@ -134,7 +149,9 @@ class DecisionLoop:
 
         ``layer_momentum_cos``, ``layer_init_distance``: per layer, the step's gradient-momentum
         cosine and distance from the initial weights (kept only for a policy that reads them,
-        ``inputs="all+momentum"`` / ``"all+distance"``).
+        ``inputs="all+momentum"`` / ``"all+distance"``); the distances only at the steps where
+        ``measures_distance()`` is true (given at another step they are ignored, so a runner that
+        measures every step and one that measures only when asked record the same run).
 
         This runs every step of a user's training loop (``LearnedLR``), so it is kept to a few
         float operations besides ``RunHistory.record``.
@@ -142,7 +159,8 @@ class DecisionLoop:
         step = self.history.steps
         if step >= self.block_end:
             raise RuntimeError(f"step {step} has no decision yet: call decide() first")
-        self.history.record(self.lr(), train_loss, val_loss, layer_grad_norms, layer_momentum_cos, layer_init_distance)
+        distance = layer_init_distance if self.measures_distance() else None
+        self.history.record(self.lr(), train_loss, val_loss, layer_grad_norms, layer_momentum_cos, distance)
         if step == 0:
             self._first_train_loss = train_loss
         newly_diverged = not self.diverged and is_diverged(train_loss, self._first_train_loss)

@@ -1,38 +1,6 @@
-"""What the policy sees: a window of the last W steps of normalized per-step features.
+"""RunHistory: a run's per-step numbers as they are recorded, and the policy's window of their features.
 
-Per step t (the LR used at t and what step t observed):
-
-====================  =====================================================================
-remaining_fraction    (T - t - 1) / T: how much of the run is left after this step
-log_lr_factor         log(lr_t / base_lr): the LR as a fraction of the optimizer's base (peak) LR
-log_train_loss        log(train_loss_t / train_loss_0)
-log_val_loss          log(val_loss_t / train_loss_0) (same reference, so train/val gap is visible)
-log_grad_norm         log(|g_t| / |g_0|), |g| the global gradient norm
-layer_grad_mean/min/max  mean, min and max over layers l of log(|g_l,t| / |g_l,0|)
-momentum_cos_mean/min/max  (``inputs="all+momentum"`` only) mean, min and max over layers of
-                      cos(g_l,t, m_l,t-1), the gradient against the optimizer's momentum
-                      (``layers.layer_momentum_cosines``); 0 where unknown (first step)
-init_distance_mean/min/max  (``inputs="all+distance"`` only) mean, min and max over layers of
-                      log(|w_l,t - w_l,0| / |w_l,0|) after step t, how far each layer has moved
-                      from its initial weights (``layers.layer_init_distances``)
-====================  =====================================================================
-
-Why the momentum cosine: the other features are relative to the run's own start, so they show
-how a run moves but not whether its LR is too large for this model; the gradient's alignment
-with the momentum is the sign of the hypergradient (Baydin et al., 2018), negative when steps
-overshoot and positive when they are too short to make progress, on any model.
-
-Why this normalization: a policy trained on one task must read another. Losses and norms
-relative to their first value remove the task's scale (an MLP and ResNet-18 start at the same
-cross-entropy but with gradient norms orders of magnitude apart); the LR relative to the base
-LR is what the action sets. Logs turn ratios into additive, bounded-ish numbers.
-
-Why this layer summary: the number of layers differs by architecture (2 for the MLP, 41 for
-ResNet-18); the mean, min and max over layers of each layer's value is fixed-size and
-layer-order-free, yet shows layers that part ways (the spread) and the trend (the mean).
-
-Every feature is made finite and clipped to [-FEATURE_CLIP, FEATURE_CLIP]; a NaN or inf loss
-(a diverging run) reads as the top of the range, so the policy sees "very bad", never NaN.
+What each feature is and why: ``learned_lr.features``.
 
 Example:
     >>> history = RunHistory(total_steps=100, base_lr=0.1, window=512)
@@ -49,40 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-FEATURE_NAMES = (
-    "remaining_fraction",
-    "log_lr_factor",
-    "log_train_loss",
-    "log_val_loss",
-    "log_grad_norm",
-    "layer_grad_mean",
-    "layer_grad_min",
-    "layer_grad_max",
-)
-NUM_FEATURES = len(FEATURE_NAMES)
-MOMENTUM_FEATURE_NAMES = ("momentum_cos_mean", "momentum_cos_min", "momentum_cos_max")
-DISTANCE_FEATURE_NAMES = ("init_distance_mean", "init_distance_min", "init_distance_max")
-INPUT_CHOICES = ("all", "subramanian", "all+momentum", "all+distance")
-_EXTRA_FEATURES = {"all+momentum": MOMENTUM_FEATURE_NAMES, "all+distance": DISTANCE_FEATURE_NAMES}
+from learned_lr.features import FEATURE_CLIP, num_inputs, window_from_features
 
-
-def input_feature_names(inputs: str) -> tuple[str, ...]:
-    """The per-step feature columns a policy with ``inputs`` reads (``ControlConfig.inputs``)."""
-    if inputs not in INPUT_CHOICES:
-        raise ValueError(f"unknown inputs {inputs!r}; choose from {', '.join(INPUT_CHOICES)}")
-    return FEATURE_NAMES + _EXTRA_FEATURES.get(inputs, ())
-
-
-def num_inputs(inputs: str) -> int:
-    """How many feature columns a policy with ``inputs`` reads per step."""
-    return len(input_feature_names(inputs))
-# The log of the remaining fraction is given beside the fraction itself: expert schedules are
-# close to linear in it near the end of a run (cosine ~ 2 log r, polynomial ~ p log r), where
-# a log-space action needs precision the linear fraction gives poorly (in development, adding it
-# cut a cosine BC policy's rollout LR error from 0.085 to 0.006).
-CONTEXT_NAMES = ("remaining_fraction_now", "log_remaining_fraction_now", "history_fill")
-NUM_CONTEXT = len(CONTEXT_NAMES)
-FEATURE_CLIP = 10.0
 _TINY = 1e-12
 
 
@@ -126,6 +62,10 @@ class RunHistory:
         self._first_train_loss = math.nan
         self._first_grad_norm = math.nan
         self._first_layer_norms: np.ndarray | None = None
+        # The last step given distances and its values: the steps after it are filled in between it
+        # and the next one given (``_fill_distances``); before any, the start (distance 0).
+        self._distance_step = -1
+        self._distance_value: np.ndarray | None = None
 
     def _clear(self, layers: int | None) -> None:
         """Empty arrays; the per-layer ones ("layer_norms", "momentum_cos") once the number of layers is known."""
@@ -151,7 +91,9 @@ class RunHistory:
         ``layer_momentum_cos`` (per layer, see ``layers.layer_momentum_cosines``) is kept only
         when the policy reads it (``inputs="all+momentum"``); missing, it reads as unknown (0).
         ``layer_init_distance`` (``layers.layer_init_distances``) likewise for ``"all+distance"``;
-        a policy that reads it must be given it every step (missing or NaN reads as a blow-up).
+        it is measured once per decision (``loop.DecisionLoop.measures_distance``), and the steps
+        given none in between read the straight line between the two measured steps around them
+        (steps after the last measured one hold it until the next; NaN reads as a blow-up).
 
         Why a Python list and not numpy writes: this runs inside the user's training loop, where
         the training step has just pushed numpy's code and data out of the CPU caches; there ten
@@ -215,11 +157,12 @@ class RunHistory:
         rows["lrs"][start:stop], rows["train_loss"][start:stop], rows["val_loss"][start:stop] = lrs, trains, vals
         layer_norms = rows["layer_norms"]
         layers = layer_norms.shape[1]
-        for name, per_step in (("momentum_cos", cosine_rows), ("init_distance", distance_rows)):
-            if name in rows:
-                for t, row in enumerate(per_step, start):
-                    if row is not None and len(row) == layers:
-                        rows[name][t] = row
+        if "momentum_cos" in rows:
+            for t, row in enumerate(cosine_rows, start):
+                if row is not None and len(row) == layers:
+                    rows["momentum_cos"][t] = row
+        if "init_distance" in rows:
+            self._fill_distances(start, distance_rows)
         if layers and all(len(row) == layers for row in norm_rows):
             layer_norms[start:stop] = norm_rows
             rows["layers_match"][start:stop] = True
@@ -232,6 +175,33 @@ class RunHistory:
                 norms = np.array(row, dtype=np.float64)
                 with np.errstate(over="ignore", invalid="ignore"):
                     rows["total_norm"][t] = float(np.sqrt(np.sum(np.square(np.nan_to_num(norms, nan=np.inf))))) if norms.size else math.nan
+
+    def _fill_distances(self, start: int, distance_rows: Sequence[tuple | None]) -> None:
+        """Write the distances given to the steps from row ``start`` on, and fill the steps given none.
+
+        Why a straight line and not the last value held: a policy reads how fast the weights move
+        within each patch of its window, and a held value shows them standing still (a policy
+        trained on per-step distances then reads "LR far too low", docs/results.md section 7).
+        The distance moves smoothly, so a line between two measurements K steps apart is close to
+        what measuring every step gives, for 1/K of the cost.
+        """
+        distance = self._rows["init_distance"]
+        layers = distance.shape[1]
+        for row, given in enumerate(distance_rows, start):
+            if given is None or len(given) != layers:
+                continue
+            value, step = np.asarray(given, dtype=np.float64), row + self.first_step
+            last = np.zeros(layers) if self._distance_value is None else self._distance_value
+            gap = step - self._distance_step
+            first = max(self._distance_step + 1, self.first_step)  # (steps already dropped by ``keep`` stay dropped)
+            if first < step:
+                weights = (np.arange(first, step) - self._distance_step)[:, None] / gap
+                distance[first - self.first_step : row] = last + weights * (value - last)
+            distance[row] = value
+            self._distance_step, self._distance_value = step, value
+        held_from = max(self._distance_step + 1, self.first_step)
+        if self._distance_value is not None and held_from < self.steps:  # until the next measurement
+            distance[held_from - self.first_step : self.steps - self.first_step] = self._distance_value
 
     def _held(self, name: str) -> np.ndarray:
         self._flush()
@@ -252,13 +222,23 @@ class RunHistory:
         return norms
 
     @property
+    def layer_init_distances(self) -> np.ndarray:
+        """(steps - first_step, layers) each layer's distance from its initial weights at each held step, as
+        the policy reads it: measured at the last step of each decision, on the line between two measurements
+        in between (``record``); (steps, 0) for a policy that does not read them."""
+        if "init_distance" not in self._rows:
+            return np.zeros((self.steps, 0))
+        return self._held("init_distance").copy()
+
+    @property
     def features(self) -> np.ndarray:
         """(steps - first_step, F) feature rows of the held steps. Treat as read-only."""
         self._flush()
         start, end = self._features_done, self.steps
         if end > start:
             self._rows["features"][start - self.first_step : end - self.first_step] = self._compute_features(start, end)
-            self._features_done = end
+            # Steps after the last measured distance are computed again once it is measured.
+            self._features_done = max(start, min(end, self._distance_step + 1)) if self.reads_distance else end
         return self._rows["features"][: end - self.first_step]
 
     def _compute_features(self, start: int, end: int) -> np.ndarray:
@@ -312,6 +292,7 @@ class RunHistory:
             "has_layers": "layer_norms" in self._rows,
             "first_train_loss": self._first_train_loss,
             "first_grad_norm": self._first_grad_norm,
+            "distance_step": self._distance_step,
             "first_layer_norms": np.zeros(layers) if self._first_layer_norms is None else self._first_layer_norms.copy(),
         }
 
@@ -338,6 +319,13 @@ class RunHistory:
         self._first_layer_norms = as_array(state["first_layer_norms"]).astype(np.float64).copy() if has_layers else None
         self._first_train_loss = float(state["first_train_loss"])
         self._first_grad_norm = float(state["first_grad_norm"])
+        held_distances = self._rows.get("init_distance")
+        self._distance_step, self._distance_value = -1, None
+        if held_distances is not None and steps > first:
+            # The last measured step (a state from before interpolation measured every step).
+            self._distance_step = min(int(state.get("distance_step", steps - 1)), steps - 1)
+            if self._distance_step >= first:
+                self._distance_value = held_distances[self._distance_step - first].copy()
 
     def normalized_losses(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Train and val losses of steps [start, end) relative to the first train loss (the reward's scale)."""
@@ -361,37 +349,6 @@ class RunHistory:
         return window_from_features(self.features, end, self.window, self.total_steps, self.inputs, first_step=self.first_step)
 
 
-# The inputs of Subramanian et al. (2023): remaining time, validation loss, layer-wise gradient
-# norms. ``inputs="subramanian"`` zeroes the other columns (train loss, previous LRs).
-SUBRAMANIAN_FEATURES = ("remaining_fraction", "log_val_loss", "log_grad_norm", "layer_grad_mean", "layer_grad_min", "layer_grad_max")
-_INPUT_MASKS = {
-    "all": np.ones(NUM_FEATURES, dtype=np.float32),
-    "all+momentum": np.ones(NUM_FEATURES + len(MOMENTUM_FEATURE_NAMES), dtype=np.float32),
-    "all+distance": np.ones(NUM_FEATURES + len(DISTANCE_FEATURE_NAMES), dtype=np.float32),
-    "subramanian": np.array([name in SUBRAMANIAN_FEATURES for name in FEATURE_NAMES], dtype=np.float32),
-}
-
-
-def window_from_features(features: np.ndarray, end: int, window: int, total_steps: int, inputs: str = "all",
-                         first_step: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The observation at a decision before step ``end`` from a run's per-step feature rows (row 0 is step ``first_step``)."""
-    columns = _INPUT_MASKS[inputs]
-    if features.shape[1] < len(columns):
-        raise ValueError(f"a policy with inputs={inputs!r} reads {len(columns)} features per step; these runs recorded "
-                         f"{features.shape[1]} (recorded for another policy's inputs)")
-    start = max(0, end - window)
-    filled = end - start
-    out = np.zeros((window, len(columns)), dtype=np.float32)
-    mask = np.zeros(window, dtype=np.float32)
-    if filled:
-        out[window - filled :] = features[start - first_step : end - first_step, : len(columns)] * columns
-        mask[window - filled :] = 1.0
-    remaining = (total_steps - end) / total_steps
-    log_remaining = max(math.log(remaining), -FEATURE_CLIP) if remaining > 0 else -FEATURE_CLIP
-    context = np.array([remaining, log_remaining, filled / window], dtype=np.float32)
-    return out, mask, context
-
-
 def _as_tuple(values: Sequence[float] | np.ndarray | None) -> tuple[float, ...] | None:
     """A per-layer row as a tuple of floats (a tuple is kept as it is: the fast path in ``record``)."""
     if values is None or type(values) is tuple:  # noqa: E721
@@ -408,9 +365,3 @@ def _cosine_summary(cosines: np.ndarray) -> np.ndarray:
     low = np.where(count > 0, np.where(known, safe, np.inf).min(1), 0.0)
     high = np.where(count > 0, np.where(known, safe, -np.inf).max(1), 0.0)
     return np.stack([mean, low, high], axis=1)
-
-
-def stack_observations(observations: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stack per-run observations into batch arrays (N, W, F), (N, W), (N, C)."""
-    windows, masks, contexts = zip(*observations)
-    return np.stack(windows), np.stack(masks), np.stack(contexts)

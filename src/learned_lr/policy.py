@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from learned_lr.checkpoint import CheckpointError, load_checkpoint, load_module_weights, save_checkpoint
-from learned_lr.observation import FEATURE_CLIP, NUM_CONTEXT, num_inputs
+from learned_lr.features import FEATURE_CLIP, NUM_CONTEXT, num_inputs
 from learned_lr.settings import ConfigError, ControlConfig, PolicyConfig
 
 

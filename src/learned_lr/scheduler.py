@@ -54,9 +54,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from learned_lr.features import input_feature_names
 from learned_lr.layers import InitialWeights, layer_index, layer_init_distances, layer_momentum_cosines, sampled_elements
 from learned_lr.loop import DecisionLoop
-from learned_lr.observation import RunHistory, input_feature_names
+from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
@@ -214,7 +215,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._last_norms: tuple[float, ...] = tuple(0.0 for _ in range(self._grad_norms.num_layers))
         self._saw_gradient = False
         self._warned_no_gradient = False
-        # Only a policy that reads them pays for the gradient-momentum cosines (observation.MOMENTUM_FEATURE_NAMES).
+        # Only a policy that reads them pays for the gradient-momentum cosines (features.MOMENTUM_FEATURE_NAMES).
         self._reads_momentum = loaded.control_config.inputs == "all+momentum"
         self._step_cosines: tuple[float, ...] | None = None
         # A policy reading the distance from the initial weights keeps the sampled elements of each parameter
@@ -294,7 +295,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             warnings.warn("LearnedLR has seen no gradients: it reads them when the optimizer it wraps steps, so call "
                           "loss.backward(), optimizer.step(), then scheduler.step(), once per training step", UserWarning, stacklevel=3)
         distances = None
-        if self._initial_weights is not None:
+        if self._initial_weights is not None and self._loop.measures_distance():  # the first K steps, then once per decision
             grads = self._grad_norms
             distances = layer_init_distances(grads.params, self._initial_weights, grads.layer_list, grads.num_layers)
         self._loop.record(train, val, self._last_norms, self._step_cosines, distances)
@@ -388,7 +389,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         ``step``: the first step the decision controls; ``lr_factor`` and ``lr``: the LR it set
         (reached at the end of its block, ramping log-linearly from the one before) as a fraction
         of the first group's base LR and absolute; ``seen``: the features of the last step it read,
-        by name (``observation.FEATURE_NAMES``: remaining fraction, log LR factor, log train and
+        by name (``features.FEATURE_NAMES``: remaining fraction, log LR factor, log train and
         val loss and log gradient norms relative to the run's first ones), None for the decision
         taken before any step.
 

@@ -150,7 +150,8 @@ class TrainingRun:
         ``momentum_cosines``: also read each layer's gradient-momentum cosine (for a policy with
         ``inputs="all+momentum"``; it costs ~5% of an MLP step, so only when asked for).
         ``init_distances``: also report each layer's distance from its initial weights after the
-        step (``inputs="all+distance"``); ask from step 0 on, when the initial weights are copied.
+        step (``inputs="all+distance"``); ask first at step 0, when the initial weights are copied
+        (later steps may skip it: a policy needs them only at some steps, ``DecisionLoop.measures_distance``).
         """
         if not (math.isfinite(lr) and lr >= 0):
             raise ValueError(f"lr must be a finite number >= 0, got {lr}")

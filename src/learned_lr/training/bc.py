@@ -28,8 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from learned_lr.features import window_from_features
 from learned_lr.files import file_sha256, folder_lock
-from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, save_policy
 from learned_lr.settings import ControlConfig
 from learned_lr.tasks.groups import make_run_group

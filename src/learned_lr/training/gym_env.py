@@ -22,8 +22,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from learned_lr.features import FEATURE_CLIP, NUM_CONTEXT, num_inputs
 from learned_lr.loop import DecisionLoop
-from learned_lr.observation import FEATURE_CLIP, NUM_CONTEXT, num_inputs
 from learned_lr.tasks.run import TrainingRun
 from learned_lr.training.config import EnvConfig
 
@@ -74,7 +74,7 @@ class LRScheduleEnv(gym.Env):
             raise RuntimeError("episode is over; call reset()")
         loop.decide(float(np.asarray(action, dtype=np.float64).reshape(-1)[0]))
         while loop.step < loop.block_end and not loop.diverged:
-            report = self._run.step(loop.lr(), momentum_cosines=loop.history.reads_momentum, init_distances=loop.history.reads_distance)
+            report = self._run.step(loop.lr(), momentum_cosines=loop.history.reads_momentum, init_distances=loop.measures_distance())
             distances = None if report.layer_init_distance is None else report.layer_init_distance.numpy()
             loop.record(report.train_loss, report.val_loss, report.layer_grad_norms.numpy(), report.layer_momentum_cos.numpy(), distances)
         history, end = loop.history, loop.step

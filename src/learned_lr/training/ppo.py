@@ -32,8 +32,8 @@ import torch
 from tqdm.auto import tqdm
 
 from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoint, load_module_weights, save_checkpoint, unflatten_state
+from learned_lr.features import window_from_features
 from learned_lr.files import file_sha256, folder_lock, write_csv
-from learned_lr.observation import window_from_features
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
 from learned_lr.settings import ControlConfig
 from learned_lr.tasks import load_mnist

@@ -24,8 +24,9 @@ import torch
 from tqdm.auto import tqdm
 
 from learned_lr.control import LRRamp, expert_action
+from learned_lr.features import stack_observations
 from learned_lr.loop import DecisionLoop, is_diverged
-from learned_lr.observation import RunHistory, stack_observations
+from learned_lr.observation import RunHistory
 from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks.groups import RunGroup
 from learned_lr.training.experts import ExpertSchedule
@@ -183,10 +184,12 @@ def rollout(
             loops[i].decide(float(actions[i]))
         for _ in range(lead.block_end - step):
             lrs = np.array([loop.lr() if on else 0.0 for loop, on in zip(loops, active)])
+            # (the active runs are in lockstep: all of them measure at the same steps)
+            measure = distances_wanted and any(loops[i].measures_distance() for i in np.flatnonzero(active))
             report = group.step(torch.from_numpy(lrs).float(), active=active.tolist(), momentum_cosines=cosines_wanted,
-                                init_distances=distances_wanted)
+                                init_distances=measure)
             cosines = report.layer_momentum_cos if cosines_wanted else None
-            distances = report.layer_init_distance if distances_wanted else None
+            distances = report.layer_init_distance if measure else None
             for i in np.flatnonzero(active):
                 loops[i].record(float(report.train_loss[i]), float(report.val_loss[i]), report.layer_grad_norms[i].numpy(),
                                 None if cosines is None else cosines[i].numpy(), None if distances is None else distances[i].numpy())

@@ -1,0 +1,121 @@
+"""What the policy sees: a window of the last W steps of normalized per-step features.
+
+Per step t (the LR used at t and what step t observed):
+
+====================  =====================================================================
+remaining_fraction    (T - t - 1) / T: how much of the run is left after this step
+log_lr_factor         log(lr_t / base_lr): the LR as a fraction of the optimizer's base (peak) LR
+log_train_loss        log(train_loss_t / train_loss_0)
+log_val_loss          log(val_loss_t / train_loss_0) (same reference, so train/val gap is visible)
+log_grad_norm         log(|g_t| / |g_0|), |g| the global gradient norm
+layer_grad_mean/min/max  mean, min and max over layers l of log(|g_l,t| / |g_l,0|)
+momentum_cos_mean/min/max  (``inputs="all+momentum"`` only) mean, min and max over layers of
+                      cos(g_l,t, m_l,t-1), the gradient against the optimizer's momentum
+                      (``layers.layer_momentum_cosines``); 0 where unknown (first step)
+init_distance_mean/min/max  (``inputs="all+distance"`` only) mean, min and max over layers of
+                      log(|w_l,t - w_l,0| / |w_l,0|) after step t, how far each layer has moved
+                      from its initial weights (``layers.layer_init_distances``)
+====================  =====================================================================
+
+Why the momentum cosine: the other features are relative to the run's own start, so they show
+how a run moves but not whether its LR is too large for this model; the gradient's alignment
+with the momentum is the sign of the hypergradient (Baydin et al., 2018), negative when steps
+overshoot and positive when they are too short to make progress, on any model.
+
+Why this normalization: a policy trained on one task must read another. Losses and norms
+relative to their first value remove the task's scale (an MLP and ResNet-18 start at the same
+cross-entropy but with gradient norms orders of magnitude apart); the LR relative to the base
+LR is what the action sets. Logs turn ratios into additive, bounded-ish numbers.
+
+Why this layer summary: the number of layers differs by architecture (2 for the MLP, 41 for
+ResNet-18); the mean, min and max over layers of each layer's value is fixed-size and
+layer-order-free, yet shows layers that part ways (the spread) and the trend (the mean).
+
+Every feature is made finite and clipped to [-FEATURE_CLIP, FEATURE_CLIP]; a NaN or inf loss
+(a diverging run) reads as the top of the range, so the policy sees "very bad", never NaN.
+
+Example:
+    >>> window, mask, context = window_from_features(np.zeros((3, NUM_FEATURES), np.float32), end=3, window=8, total_steps=100)
+    >>> window.shape, mask.tolist()[-4:], context.round(2).tolist()
+    ((8, 8), [0.0, 1.0, 1.0, 1.0], [0.97, -0.03, 0.38])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+FEATURE_NAMES = (
+    "remaining_fraction",
+    "log_lr_factor",
+    "log_train_loss",
+    "log_val_loss",
+    "log_grad_norm",
+    "layer_grad_mean",
+    "layer_grad_min",
+    "layer_grad_max",
+)
+NUM_FEATURES = len(FEATURE_NAMES)
+MOMENTUM_FEATURE_NAMES = ("momentum_cos_mean", "momentum_cos_min", "momentum_cos_max")
+DISTANCE_FEATURE_NAMES = ("init_distance_mean", "init_distance_min", "init_distance_max")
+INPUT_CHOICES = ("all", "subramanian", "all+momentum", "all+distance")
+_EXTRA_FEATURES = {"all+momentum": MOMENTUM_FEATURE_NAMES, "all+distance": DISTANCE_FEATURE_NAMES}
+
+
+def input_feature_names(inputs: str) -> tuple[str, ...]:
+    """The per-step feature columns a policy with ``inputs`` reads (``ControlConfig.inputs``)."""
+    if inputs not in INPUT_CHOICES:
+        raise ValueError(f"unknown inputs {inputs!r}; choose from {', '.join(INPUT_CHOICES)}")
+    return FEATURE_NAMES + _EXTRA_FEATURES.get(inputs, ())
+
+
+def num_inputs(inputs: str) -> int:
+    """How many feature columns a policy with ``inputs`` reads per step."""
+    return len(input_feature_names(inputs))
+# The log of the remaining fraction is given beside the fraction itself: expert schedules are
+# close to linear in it near the end of a run (cosine ~ 2 log r, polynomial ~ p log r), where
+# a log-space action needs precision the linear fraction gives poorly (in development, adding it
+# cut a cosine BC policy's rollout LR error from 0.085 to 0.006).
+CONTEXT_NAMES = ("remaining_fraction_now", "log_remaining_fraction_now", "history_fill")
+NUM_CONTEXT = len(CONTEXT_NAMES)
+FEATURE_CLIP = 10.0
+
+
+# The inputs of Subramanian et al. (2023): remaining time, validation loss, layer-wise gradient
+# norms. ``inputs="subramanian"`` zeroes the other columns (train loss, previous LRs).
+SUBRAMANIAN_FEATURES = ("remaining_fraction", "log_val_loss", "log_grad_norm", "layer_grad_mean", "layer_grad_min", "layer_grad_max")
+_INPUT_MASKS = {
+    "all": np.ones(NUM_FEATURES, dtype=np.float32),
+    "all+momentum": np.ones(NUM_FEATURES + len(MOMENTUM_FEATURE_NAMES), dtype=np.float32),
+    "all+distance": np.ones(NUM_FEATURES + len(DISTANCE_FEATURE_NAMES), dtype=np.float32),
+    "subramanian": np.array([name in SUBRAMANIAN_FEATURES for name in FEATURE_NAMES], dtype=np.float32),
+}
+
+
+def window_from_features(features: np.ndarray, end: int, window: int, total_steps: int, inputs: str = "all",
+                         first_step: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The observation at a decision before step ``end`` from a run's per-step feature rows (row 0 is step ``first_step``)."""
+    columns = _INPUT_MASKS[inputs]
+    if features.shape[1] < len(columns):
+        raise ValueError(f"a policy with inputs={inputs!r} reads {len(columns)} features per step; these runs recorded "
+                         f"{features.shape[1]} (recorded for another policy's inputs)")
+    start = max(0, end - window)
+    filled = end - start
+    out = np.zeros((window, len(columns)), dtype=np.float32)
+    mask = np.zeros(window, dtype=np.float32)
+    if filled:
+        out[window - filled :] = features[start - first_step : end - first_step, : len(columns)] * columns
+        mask[window - filled :] = 1.0
+    remaining = (total_steps - end) / total_steps
+    log_remaining = max(math.log(remaining), -FEATURE_CLIP) if remaining > 0 else -FEATURE_CLIP
+    context = np.array([remaining, log_remaining, filled / window], dtype=np.float32)
+    return out, mask, context
+
+
+
+def stack_observations(observations: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack per-run observations into batch arrays (N, W, F), (N, W), (N, C)."""
+    windows, masks, contexts = zip(*observations)
+    return np.stack(windows), np.stack(masks), np.stack(contexts)
