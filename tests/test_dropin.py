@@ -40,7 +40,14 @@ def test_readme_example_matches_cosine_on_mnist(mnist):
 
 
 def test_generic_loop_without_losses_still_trains(mnist):
-    """`step()` alone (no observe): the policy reads time and its own LRs and still schedules."""
+    """`step()` alone (no observe): the policy reads a flat loss, warns once, and still trains, worse: the
+    default (general) policy reaches 95.1% here, against 97.9% when it is given the losses."""
+    import warnings
+
     code = re.sub(r"\n\s*scheduler\.observe\(.*", "", readme_example())
     assert "observe" not in code
-    assert run_example(code, seed=1) > 0.96
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        accuracy = run_example(code, seed=1)
+    assert sum("given no loss" in str(w.message) for w in caught) == 1
+    assert 0.94 < accuracy < 0.97

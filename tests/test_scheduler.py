@@ -134,10 +134,30 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
         assert math.isfinite(lr) and lo * 0.1 * 0.999 <= lr <= hi * 0.1 * 1.001
 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
-def test_bundled_policy_loads_without_arguments_and_schedules_like_its_experts():
+def test_the_default_policy_is_the_general_one_and_sets_less_lr_the_higher_the_base_lr():
+    """No policy given: the K = 32 general policy (docs/results.md section 7). It reads the LR's scale:
+    on the same problem, the higher the base LR, the smaller the fraction of it the policy uses."""
+    import json
+
+    mean_factors = []
+    for base_lr in (0.003, 0.03, 0.3):
+        model, data = make_problem()
+        optimizer = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=0.9)
+        scheduler = LearnedLR(optimizer, total_steps=200, model=model)
+        assert scheduler.decision_interval == 32 and scheduler.policy.control_config.inputs == "all+distance"
+        factors = np.array(train_steps(model, optimizer, scheduler, data, 200))[:, 0] / base_lr
+        assert np.isfinite(factors).all() and 0.001 <= factors.min() and factors.max() <= 25
+        assert factors[-1] < 0.01  # it decays to the end
+        mean_factors.append(factors.mean())
+    assert mean_factors[0] > mean_factors[1] > mean_factors[2] and mean_factors[0] > 2.5 * mean_factors[2]
+    meta = json.loads(BUNDLED_POLICY.with_suffix(".json").read_text())
+    assert "general-train" in meta["produced_by"] and "--decision-interval 32" in meta["produced_by"] and meta["bundled_from"]
+
+
+def test_the_mnist_bc_policy_bundled_before_schedules_like_its_experts():
     model, data = make_problem()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scheduler = LearnedLR(optimizer, total_steps=200)
+    scheduler = LearnedLR(optimizer, total_steps=200, policy="mnist-bc")
     assert scheduler.policy.meta.get("bundled_from") and scheduler.decision_interval == 32
     factors = np.array(train_steps(model, optimizer, scheduler, data, 200))[:, 0] / 0.1
     # It learned warm-up + decay from the experts: it starts low, reaches about the base LR, ends near zero.
@@ -413,7 +433,7 @@ def test_history_memory_is_bounded_by_the_window_however_long_the_run(small_poli
 
 
 def test_the_general_bundled_policy_is_taken_by_name_and_reads_the_distance_from_the_initial_weights():
-    """LearnedLR(policy="general"): the cross-family policy shipped beside the default (docs/results.md section 7)."""
+    """LearnedLR(policy="general"): the cross-family recipe deciding every 16 steps, shipped beside the default (docs/results.md section 7)."""
     import json
 
     from learned_lr.scheduler import BUNDLED_POLICIES

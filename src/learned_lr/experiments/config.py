@@ -184,12 +184,12 @@ class BundleConfig:
     policy: str = arg("runs/demo/ppo-all/policy.safetensors", "policy checkpoint to ship")
     produced_by: str = arg("learned-lr demo", "the command that produced the policy (recorded in the bundle)")
     scored: str = arg("", "what it scored and where (recorded in the bundle)")
-    name: str = arg("default", "which bundled policy to write: default (LearnedLR's default) or general (LearnedLR(policy='general'))",
-                    choices=("default", "general"))
+    name: str = arg("default", "which bundled policy to write: default (LearnedLR's default), general or mnist-bc "
+                    "(LearnedLR(policy=NAME))", choices=("default", "general", "mnist-bc"))
 
     def __post_init__(self) -> None:
         require(bool(self.policy), "policy", "give a policy checkpoint path")
-        check_choice(self.name, ("default", "general"), "name")
+        check_choice(self.name, ("default", "general", "mnist-bc"), "name")
 
 
 @dataclass(frozen=True)
