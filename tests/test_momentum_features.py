@@ -79,7 +79,7 @@ def test_history_summarizes_cosines_over_layers_and_keeps_them_through_its_state
 def test_learned_lr_reads_the_cosines_only_for_a_policy_that_uses_them(tmp_path):
     momentum_policy = load_policy(save_small_policy(tmp_path / "m.safetensors", window=32, decision_interval=4, inputs="all+momentum"))
     assert momentum_policy.actor.encoder.embed.in_features == 16 * 12
-    for policy, width in ((momentum_policy, 11), (None, 8)):
+    for policy, width in ((momentum_policy, 11), ("mnist-bc", 8)):  # mnist-bc: a policy reading neither
         model, x, y = _two_layer_problem()
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         scheduler = LearnedLR(optimizer, total_steps=12, policy=policy, model=model)
