@@ -91,8 +91,9 @@ class RunHistory:
         ``layer_momentum_cos`` (per layer, see ``layers.layer_momentum_cosines``) is kept only
         when the policy reads it (``inputs="all+momentum"``); missing, it reads as unknown (0).
         ``layer_init_distance`` (``layers.layer_init_distances``) likewise for ``"all+distance"``;
-        it is measured once per decision (``loop.DecisionLoop.measures_distance``), and the steps
-        given none in between read the straight line between the two measured steps around them
+        it is measured at the steps ``loop.DecisionLoop.measures_distance`` names (every step of the
+        first K, then once per decision), and the steps given none in between read the straight line
+        between the two measured steps around them
         (steps after the last measured one hold it until the next; NaN reads as a blow-up).
 
         Why a Python list and not numpy writes: this runs inside the user's training loop, where
@@ -224,8 +225,8 @@ class RunHistory:
     @property
     def layer_init_distances(self) -> np.ndarray:
         """(steps - first_step, layers) each layer's distance from its initial weights at each held step, as
-        the policy reads it: measured at the last step of each decision, on the line between two measurements
-        in between (``record``); (steps, 0) for a policy that does not read them."""
+        the policy reads it: as measured where it was given, on the line between two measurements in between
+        (``record``); (steps, 0) for a policy that does not read them."""
         if "init_distance" not in self._rows:
             return np.zeros((self.steps, 0))
         return self._held("init_distance").copy()
