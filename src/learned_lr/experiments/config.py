@@ -140,14 +140,16 @@ class ImitateConfig:
 # the real experiment (hours on a CPU; use a GPU machine or patience).
 DEMO_PRESETS: dict[str, dict] = {
     "small": dict(
-        demo_total_steps="200,400", demo_runs=4, bc_epochs=15, bc_eval_steps=400, bc_eval_seeds=5,
-        ppo_iterations=6, ppo_runs=8, ppo_total_steps="300,400", eval_steps=400, eval_seeds=5,
+        demo_total_steps="200,400", demo_runs=4, bc_epochs=10, bc_eval_steps=300, bc_eval_seeds=5,
+        ppo_iterations=5, ppo_runs=6, ppo_total_steps="200,300", eval_steps=300, eval_seeds=5,
         resnet_steps=40, resnet_seeds=2, resnet_batch=64, resnet_width=8, resnet_single_expert_policies=False,
+        resnet_fixed="linear-warmup,cosine", resnet_test_examples=1000,
     ),
     "full": dict(
         demo_total_steps="300,600,1000,1500", demo_runs=8, bc_epochs=20, bc_eval_steps=1000, bc_eval_seeds=10,
         ppo_iterations=30, ppo_runs=16, ppo_total_steps="300,500,800,1000", eval_steps=1000, eval_seeds=10,
         resnet_steps=200, resnet_seeds=5, resnet_batch=128, resnet_width=16, resnet_single_expert_policies=True,
+        resnet_fixed="linear-warmup,cosine,polynomial,constant", resnet_test_examples=0,
     ),
 }
 

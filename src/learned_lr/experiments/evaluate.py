@@ -126,6 +126,18 @@ def _scheduler_outcome(spec: SchedulerSpec, task: TaskConfig, total_steps: int, 
     else:
         policy = load_policy(spec.policy_path)
         episodes = rollout(group, PolicyController(policy.actor), total_steps, [base_lr] * seeds, policy.control_config, RewardConfig(), progress=progress, desc=desc)
+    return _episodes_outcome(episodes)
+
+
+def _reused_outcome(label: str, episodes: Sequence[Episode], total_steps: int, base_lr: float, seeds: int) -> dict:
+    """The outcome of runs made elsewhere, after checking they are the runs this evaluation would make."""
+    expected = list(range(EVAL_SEED_START, EVAL_SEED_START + seeds))
+    if ([e.seed for e in episodes] != expected or any(e.base_lr != base_lr or e.history.total_steps != total_steps for e in episodes)):
+        raise ValueError(f"the runs given for {label!r} are not this evaluation's (seeds {expected}, {total_steps} steps, base LR {base_lr})")
+    return _episodes_outcome(episodes)
+
+
+def _episodes_outcome(episodes: Sequence[Episode]) -> dict:
     finished = [e for e in episodes if not e.diverged]
     shown = finished or episodes  # curves: the finished runs, or all of them if every run diverged
     length = min(e.history.steps for e in shown)
@@ -152,13 +164,16 @@ def _as_floats(outcome: dict) -> dict:
 
 def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_steps: int, base_lr: float, seeds: int,
                         data: MnistSplits | None = None, progress: bool = True, label: str = "",
-                        work: str | Path | None = None) -> tuple[list[dict], dict]:
+                        work: str | Path | None = None, done: dict[str, Sequence[Episode]] | None = None) -> tuple[list[dict], dict]:
     """Roll every scheduler out on the same held-out seeds; (rows of metrics with 95% CIs, curves).
 
     ``curves[label]`` holds the mean LR factor (LR / base LR) and mean training loss per step over
     the runs that finished. With ``work``, each scheduler's outcome is saved there as it
     finishes and reused by a later call with the same setting (a policy is identified by its
-    checkpoint's SHA-256), so an interrupted evaluation continues where it stopped.
+    checkpoint's SHA-256), so an interrupted evaluation continues where it stopped. ``done``
+    maps a scheduler's label to episodes already run on these seeds, steps and base LR (the
+    demo's BC report runs the experts and two BC policies so): they are scored, not run again,
+    and a ``ValueError`` says so if they are not these runs.
     """
     import dataclasses
 
@@ -168,7 +183,10 @@ def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_
         setting = {"label": spec.label, "expert": spec.expert, "task": dataclasses.asdict(task), "total_steps": total_steps,
                    "base_lr": base_lr, "seeds": seeds, "first_seed": EVAL_SEED_START,
                    "policy_sha256": file_sha256(spec.policy_path) if spec.policy_path else None}
-        compute = lambda: _scheduler_outcome(spec, task, total_steps, base_lr, seeds, data, progress, desc)  # noqa: E731
+        if done and spec.label in done:
+            compute = lambda: _reused_outcome(spec.label, done[spec.label], total_steps, base_lr, seeds)  # noqa: E731
+        else:
+            compute = lambda: _scheduler_outcome(spec, task, total_steps, base_lr, seeds, data, progress, desc)  # noqa: E731
         outcome = _as_floats(compute() if work is None else saved_or_computed(Path(work) / f"{slug(spec.label)}.json", setting, compute))
         curves[spec.label] = {"lr_factor": np.asarray(outcome["curves"]["lr"], dtype=float) / base_lr,
                               "train_loss": np.asarray(outcome["curves"]["train_loss"], dtype=float)}

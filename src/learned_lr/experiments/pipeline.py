@@ -106,15 +106,31 @@ def run_demo(config: DemoConfig) -> Path:
              SchedulerSpec(f"BC {best_single}", policy_path=str(paths[best_single])),
              *(SchedulerSpec(name, expert=name) for name in EXPERT_NAMES),
              SchedulerSpec("constant", expert="constant")]
+    # The BC report ran the experts, BC all and the best single BC policy on these held-out seeds
+    # already when its budget is the evaluation's: those runs are scored, not run again.
+    same_runs = (budget["bc_eval_steps"], budget["bc_eval_seeds"]) == (budget["eval_steps"], budget["eval_seeds"])
+    mlp_curves = report["curves"]["mnist-mlp"]
+    done = {"BC all": mlp_curves["BC all, on its own"], f"BC {best_single}": mlp_curves[f"BC {best_single}|{best_single}"],
+            **{name: mlp_curves[f"expert:{name}"] for name in EXPERT_NAMES}} if same_runs else {}
     rows, curves = evaluate_schedulers(specs, TaskConfig(), budget["eval_steps"], TaskConfig().tuned_peak_lr, budget["eval_seeds"],
-                                       label="mnist-mlp", work=work / "eval-mnist-mlp")
+                                       label="mnist-mlp", work=work / "eval-mnist-mlp", done=done)
     curves_by_task = {"mnist-mlp": curves}
-    resnet_label = f"mnist-resnet18 (width {config.resnet_model_width})"
+    test_images = f", first {budget['resnet_test_examples']:,} test images" if budget["resnet_test_examples"] else ""
+    resnet_label = f"mnist-resnet18 (width {config.resnet_model_width}{test_images})"
     if budget["resnet_steps"] > 0:
-        resnet = TaskConfig(task="mnist-resnet18", width=config.resnet_model_width, batch_size=budget["resnet_batch"], val_batch_size=budget["resnet_batch"])
-        # The small preset skips the single-expert policies on ResNet-18: each ResNet run costs
-        # seconds on 2 cores (most of it the 10k-image test pass), and the demo must stay short.
-        resnet_specs = specs if budget["resnet_single_expert_policies"] else [sp for sp in specs if sp.expert is not None or best_single not in sp.label]
+        resnet = TaskConfig(task="mnist-resnet18", width=config.resnet_model_width, batch_size=budget["resnet_batch"],
+                            val_batch_size=budget["resnet_batch"], test_examples=budget["resnet_test_examples"])
+        # The small preset's ResNet-18 rows are a smoke test of transfer, kept cheap: each ResNet run
+        # costs seconds on 2 cores, so it runs the combined policies and two experts only, and scores
+        # them on the first 1,000 test images (half of a run's cost was the 10k-image test pass).
+        fixed = budget["resnet_fixed"].split(",")
+
+        def on_resnet(spec: SchedulerSpec) -> bool:
+            if spec.expert is not None:
+                return spec.expert in fixed
+            return budget["resnet_single_expert_policies"] or best_single not in spec.label
+
+        resnet_specs = [spec for spec in specs if on_resnet(spec)]
         resnet_rows, resnet_curves = evaluate_schedulers(resnet_specs, resnet, budget["resnet_steps"], resnet.tuned_peak_lr, budget["resnet_seeds"],
                                                          label=resnet_label, work=work / "eval-mnist-resnet18")
         rows += resnet_rows

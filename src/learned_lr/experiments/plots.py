@@ -64,6 +64,11 @@ def _legend_outside(fig, ax) -> None:
         fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
 
 
+def _panel_title(task: str, what: str) -> str:
+    """"task: what" on one line, or on two when a long task label would run into the next panel's title."""
+    return f"{task}: {what}" if len(task) + len(what) <= 45 else f"{task}\n{what}"
+
+
 def _save(fig, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,8 +159,8 @@ def plot_bc_vs_experts(curves: dict[str, dict[str, list]], expert_names: Sequenc
             ax_lr.set(title=f"{task}: {name}", xlabel="step", ylabel="LR / base LR", yscale="log", ylim=(5e-4, 2))
             ax_loss.set(xlabel="step", ylabel="train loss (moving avg)", yscale="log")
             ax_lr.grid(alpha=0.3), ax_loss.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
+    _legend_outside(fig, axes[0, 0])
     _save(fig, path)
 
 
@@ -174,8 +179,8 @@ def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, dict]], rows: 
             ax_loss.plot(np.arange(len(loss)), loss, label=label, **style)
         task_rows = [r for r in rows if r["task"] == task]
         _final_loss_points(ax_bar, task_rows, color_of)
-        ax_lr.set(title=f"{task}: LR", xlabel="step", ylabel="LR / base LR", yscale="log")
-        ax_loss.set(title=f"{task}: train loss", xlabel="step", ylabel="train loss (moving avg)", yscale="log")
+        ax_lr.set(title=_panel_title(task, "LR"), xlabel="step", ylabel="LR / base LR", yscale="log")
+        ax_loss.set(title=_panel_title(task, "train loss"), xlabel="step", ylabel="train loss (moving avg)", yscale="log")
         for ax in (ax_lr, ax_loss, ax_bar):
             ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -196,12 +201,12 @@ def _final_loss_points(ax, task_rows: Sequence[dict], color_of: dict) -> None:
         for i in np.flatnonzero(finite):
             ax.errorbar(means[i], y[i], xerr=[[lower[i]], [errors[i]]], fmt="o", color=colors[i], capsize=3)
         ax.set_xscale("log")
-        ax.set(title=f"{task_rows[0]['task']}: final test loss (mean, 95% CI; log)", xlabel="test loss")
+        ax.set(title=_panel_title(task_rows[0]["task"], "final test loss (mean, 95% CI; log)"), xlabel="test loss")
     else:
         ax.barh(y, means, xerr=errors, color=colors, capsize=3)
         if finite.any():
             ax.set_xlim(max(0.0, 0.9 * means[finite].min() - errors.max()), 1.05 * means[finite].max() + errors.max())
-        ax.set(title=f"{task_rows[0]['task'] if task_rows else ''}: final test loss (mean, 95% CI)", xlabel="test loss")
+        ax.set(title=_panel_title(task_rows[0]["task"] if task_rows else "", "final test loss (mean, 95% CI)"), xlabel="test loss")
     ax.set_yticks(y, [r["scheduler"] for r in task_rows], fontsize=8)
     ax.invert_yaxis()
 

@@ -190,8 +190,8 @@ class BatchedMLPRuns:
 
     @torch.no_grad()
     def evaluate_test(self, batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-run (mean cross-entropy, accuracy) on the 10k test split, each (N,)."""
-        images, labels = self.data.test_x, self.data.test_y
+        """Per-run (mean cross-entropy, accuracy) on the 10k test split (``task.test_examples``), each (N,)."""
+        images, labels = self.data.test_split(self.task.test_examples)
         loss_sum = torch.zeros(self.num_runs, device=self.device)
         correct = torch.zeros(self.num_runs, device=self.device)
         for start in range(0, len(labels), batch_size):

@@ -102,6 +102,8 @@ class TaskConfig:
     weight_decay: float = arg(0.0, "weight decay")
     batch_size: int = arg(128, "training batch size")
     val_batch_size: int = arg(128, "size of the rotating validation batch evaluated every step")
+    test_examples: int = arg(0, "score the final model on the first this many test examples (0: the whole test split; "
+                             "fewer make a cheaper, noisier smoke score)")
     device: str = arg("cpu", "where trainees train: cpu, cuda (fails clearly without a GPU), or auto (cuda when present)",
                       choices=("cpu", "cuda", "auto"))
 
@@ -119,6 +121,7 @@ class TaskConfig:
         # The MNIST splits' sizes are known here; other families check theirs when their data loads.
         train_size, val_size = (TRAIN_SIZE, VAL_SIZE) if self.task in MNIST_TASKS else (10**9, 10**9)
         require(0 < self.batch_size <= train_size, "batch_size", f"must be in 1..{train_size} (the training split), got {self.batch_size}")
+        require(self.test_examples >= 0, "test_examples", f"must be >= 0 (0: the whole test split), got {self.test_examples}")
         require(0 < self.val_batch_size <= val_size, "val_batch_size", f"must be in 1..{val_size} (the validation split), got {self.val_batch_size}")
 
     @property

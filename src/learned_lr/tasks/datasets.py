@@ -61,6 +61,12 @@ class TaskData:
     loss: str  # "ce" or "mse"
     classes: int = 10  # classes (or byte values) of a "ce" task
 
+    def test_split(self, examples: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The test inputs and targets, only the first ``examples`` of them when ``examples`` > 0."""
+        if examples <= 0 or examples >= len(self.test_y):
+            return self.test_x, self.test_y
+        return self.test_x[:examples], self.test_y[:examples]
+
     @property
     def has_accuracy(self) -> bool:
         return self.loss == "ce"

@@ -177,8 +177,8 @@ class FuncBatchedRuns:
 
     @torch.no_grad()
     def evaluate_test(self, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-run (mean loss, accuracy) on the test split, each (N,); accuracy NaN for regression."""
-        inputs, targets = self.data.test_x, self.data.test_y
+        """Per-run (mean loss, accuracy) on the test split (``task.test_examples``), each (N,); accuracy NaN for regression."""
+        inputs, targets = self.data.test_split(self.task.test_examples)
         loss_sum = torch.zeros(self.num_runs, dtype=torch.float64)
         correct = torch.zeros(self.num_runs, dtype=torch.float64)
         count = 0

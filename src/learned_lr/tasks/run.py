@@ -190,11 +190,11 @@ class TrainingRun:
 
     @torch.no_grad()
     def evaluate(self, split: str = "test", batch_size: int = 1000) -> tuple[float, float]:
-        """(mean loss, accuracy) on the whole ``"test"`` or ``"val"`` split (per character for char-lm)."""
+        """(mean loss, accuracy) on the ``"test"`` split (its first ``task.test_examples`` when set) or the whole
+        ``"val"`` split (per character for char-lm)."""
         if split not in ("test", "val"):
             raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-        inputs = self.data.test_x if split == "test" else self.data.val_x
-        targets = self.data.test_y if split == "test" else self.data.val_y
+        inputs, targets = self.data.test_split(self.task.test_examples) if split == "test" else (self.data.val_x, self.data.val_y)
         # Batch-norm refresh batches for Schedule-Free (read lazily, only when used), from their own
         # seeded order so that evaluating leaves the run's training order untouched.
         order = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(self.seed))
