@@ -156,6 +156,22 @@ def test_compare_llm_reruns_a_learned_run_whose_policy_file_changed(tmp_path, mo
     assert [r["held_out_after"] for r in results] == [2.0, 1.0]
 
 
+def test_llm_commands_take_a_bundled_policy_by_name():
+    """compare-llm --policies "mnist-bc=mnist-bc" (and --policy general) use the file shipped under that name."""
+    from learned_lr.experiments.llm.finetune import learned_policy_sha256, make_scheduler
+    from learned_lr.files import file_sha256
+    from learned_lr.scheduler import BUNDLED_POLICIES, BUNDLED_POLICY
+
+    assert learned_policy_sha256(LoRASettings(policy="bundled")) == file_sha256(BUNDLED_POLICY)
+    assert learned_policy_sha256(LoRASettings(policy="mnist-bc")) == file_sha256(BUNDLED_POLICIES["mnist-bc"]) != file_sha256(BUNDLED_POLICY)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4)
+    scheduler = make_scheduler("learned", optimizer, LoRASettings(steps=10, policy="general"), model)
+    by_path = make_scheduler("learned", optimizer, LoRASettings(steps=10, policy=str(BUNDLED_POLICIES["general"])), model)
+    default = make_scheduler("learned", optimizer, LoRASettings(steps=10), model)
+    assert scheduler.policy_sha256 == by_path.policy_sha256 != default.policy_sha256
+
+
 def test_qlora_without_gpu_is_skipped_with_a_message(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same check on a GPU machine
     code = main(["compare-llm", "--qlora", "--steps", "2", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")])

@@ -72,8 +72,8 @@ BUNDLED_POLICIES = {"default": BUNDLED_POLICY, "general": BUNDLED_POLICY.parent 
 
 
 def resolve_policy(policy: str | Path | None) -> Path:
-    """A bundled policy's name (``BUNDLED_POLICIES``; None: "default") or a checkpoint path, as a path."""
-    if policy is None:
+    """A bundled policy's name (``BUNDLED_POLICIES``; None or "bundled": "default") or a checkpoint path, as a path."""
+    if policy is None or policy == "bundled":
         return BUNDLED_POLICY
     return BUNDLED_POLICIES.get(policy, Path(policy)) if isinstance(policy, str) else Path(policy)
 

@@ -236,7 +236,7 @@ def cmd_robustness(config: RobustnessConfig) -> int:
     contenders = [Contender(name, "schedule", name) for name in config.schedule_list]
     contenders += [Contender(name, "baseline", name) for name in config.baseline_list]
     for label, path in config.policy_list:
-        path = str(resolve_policy(None if path == "bundled" else path))  # "bundled": the default; or a bundled name
+        path = str(resolve_policy(path))  # "bundled": the default; or a bundled name, or a checkpoint path
         load_policy(path)  # a missing or bad checkpoint fails here, before any training
         contenders.append(Contender(label, "policy", path))
     if "greedy" in config.baseline_list:
@@ -266,9 +266,9 @@ def cmd_robustness(config: RobustnessConfig) -> int:
 
 def _check_learned_policy(settings: LoRASettings) -> None:
     from learned_lr.policy import load_policy
-    from learned_lr.scheduler import BUNDLED_POLICY
+    from learned_lr.scheduler import resolve_policy
 
-    load_policy(BUNDLED_POLICY if settings.policy == "bundled" else settings.policy)  # a bad checkpoint fails now
+    load_policy(resolve_policy(settings.policy))  # a bad checkpoint fails now
 
 
 def cmd_finetune_llm(config: FinetuneLLMConfig) -> int:

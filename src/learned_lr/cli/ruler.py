@@ -20,7 +20,7 @@ def cmd_benchmark(config: BenchmarkConfig) -> int:
     from learned_lr.tasks.optimizers import require_anchor
 
     # PATH "bundled" is the default bundled policy; a bundled policy's name ("general") or a checkpoint path otherwise.
-    policies = [(label, str(resolve_policy(None if path == "bundled" else path))) for label, path in config.policy_list]
+    policies = [(label, str(resolve_policy(path))) for label, path in config.policy_list]
     entrants = contenders(config.contender_list, policies)
     labels = [c.label for c in entrants]
     if len(set(labels)) != len(labels):

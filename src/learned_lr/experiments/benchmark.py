@@ -60,7 +60,7 @@ SCHEDULE_FREE = ("sgd-schedulefree", "adamw-schedulefree")
 
 def contenders(names: Sequence[str], policies: Sequence[tuple[str, str]] = ()) -> list[Contender]:
     """Contenders by name (``CONTENDER_NAMES``; ``bundled`` is the packaged policy) plus LABEL=PATH policies."""
-    from learned_lr.scheduler import BUNDLED_POLICY
+    from learned_lr.scheduler import resolve_policy
 
     out = []
     for name in names:
@@ -71,7 +71,7 @@ def contenders(names: Sequence[str], policies: Sequence[tuple[str, str]] = ()) -
         elif name in ANCHOR_CONTENDERS:
             out.append(Contender(name, "anchor", name))
         elif name == "bundled":
-            out.append(Contender("bundled", "policy", str(BUNDLED_POLICY)))
+            out.append(Contender("bundled", "policy", str(resolve_policy("bundled"))))
         else:
             raise ValueError(f"unknown contender {name!r}; choose from {', '.join(CONTENDER_NAMES)}")
     out += [Contender(label, "policy", path) for label, path in policies]

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
+from learned_lr.scheduler import LearnedLR, resolve_policy
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.run import TrainingRun, task_loss
 
@@ -28,7 +28,7 @@ def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy:
     run = TrainingRun(task, seed, total_steps=steps)  # the trainee's model, optimizer and data order
     model, optimizer = run.model, run.optimizer
     run.trainee_optimizer.set_lr(base_lr)
-    scheduler = LearnedLR(optimizer, total_steps=steps, policy=str(BUNDLED_POLICY) if policy == "bundled" else policy, model=model)
+    scheduler = LearnedLR(optimizer, total_steps=steps, policy=resolve_policy(policy), model=model)
     lrs, train_losses, val_losses = [], [], []
     for _ in range(steps):
         x, y = (t.to(run.device) for t in run.stream.next_train_batch())

@@ -212,8 +212,8 @@ def _final_loss_points(ax, task_rows: Sequence[dict], color_of: dict) -> None:
 
 
 def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, title: str = "") -> None:
-    """Final test loss and accuracy vs base LR (log x), one line per scheduler with 95% CI bars;
-    and the LR each policy actually used over the run, at every base LR."""
+    """Final test loss and accuracy vs base LR (log x), one line per scheduler with 95% CI bars (or
+    its seeds as points where the CIs would swamp the panel); and the LR each policy used over the run."""
     policies = [r for r in results if r["kind"] == "policy"]
     panels = 2 + len(policies)
     columns = min(4, panels)  # a grid, so many policies do not make a strip too wide to read
@@ -223,19 +223,32 @@ def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, ti
     for ax in axes[panels:]:
         ax.set_visible(False)
     color_of = scheduler_colors([row["label"] for row in summary["rows"]])
+    runs_of = {result["label"]: result["runs"] for result in results}
+    # With few seeds a 95% CI can be wider than the values themselves (t = 12.7 at 2 seeds): such a
+    # panel shows each seed as a point around the mean line instead of bars that hide every line.
+    swamped = {key: any(s["ci"] > 0.5 * abs(s["mean"]) for row in summary["rows"] for s in (v[key] for v in row["per_lr"].values())
+                        if np.isfinite(s["ci"])) for key in ("test_loss", "test_accuracy")}
     for row in summary["rows"]:
         lrs = [float(lr) for lr in row["per_lr"]]
         style = "-" if row["kind"] == "policy" else ("--" if row["kind"] == "baseline" else ":")
+        color = color_of[row["label"]]
         for ax, key, scale in ((axes[0], "test_loss", 1.0), (axes[1], "test_accuracy", 100.0)):
             means = np.array([scale * row["per_lr"][k][key]["mean"] for k in row["per_lr"]])
-            cis = np.array([scale * row["per_lr"][k][key]["ci"] for k in row["per_lr"]])
-            ax.errorbar(lrs, means, yerr=np.nan_to_num(cis), fmt=style, marker="o", ms=3, capsize=2, label=row["label"],
-                        color=color_of[row["label"]])
+            if swamped[key]:
+                ax.plot(lrs, means, style, marker="o", ms=3, label=row["label"], color=color)
+                seeds = [(run["base_lr"], scale * run[key]) for run in runs_of.get(row["label"], []) if np.isfinite(run[key])]
+                ax.scatter([x for x, _ in seeds], [y for _, y in seeds], s=12, alpha=0.45, color=color)
+            else:
+                cis = np.array([scale * row["per_lr"][k][key]["ci"] for k in row["per_lr"]])
+                ax.errorbar(lrs, means, yerr=np.nan_to_num(cis), fmt=style, marker="o", ms=3, capsize=2, label=row["label"], color=color)
     for lr in summary["core_lrs"][:1] + summary["core_lrs"][-1:]:
         for ax in axes[:2]:
             ax.axvline(lr, color="0.8", lw=0.8, zorder=0)
-    axes[0].set(xscale="log", yscale="log", xlabel="base LR", ylabel="final test loss", title=title or "final test loss vs base LR")
-    axes[1].set(xscale="log", xlabel="base LR", ylabel="final test accuracy (%)", title="final test accuracy vs base LR")
+    spread = {key: " (line: mean; points: seeds)" if swamped[key] else " (mean, 95% CI)" for key in swamped}
+    axes[0].set(xscale="log", yscale="log", xlabel="base LR", ylabel="final test loss" + spread["test_loss"],
+                title=title or "final test loss vs base LR")
+    axes[1].set(xscale="log", xlabel="base LR", ylabel="final test accuracy (%)" + spread["test_accuracy"],
+                title="final test accuracy vs base LR")
     axes[1].set_ylim(max(0.0, axes[1].get_ylim()[0]), min(100.0, axes[1].get_ylim()[1]))
     all_lrs = sorted({float(lr) for row in summary["rows"] for lr in row["per_lr"]})
     for ax in axes[:2]:

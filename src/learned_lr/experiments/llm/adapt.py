@@ -71,10 +71,9 @@ def examples_from_run(folder: Path, policy: LoadedPolicy, base_lr: float) -> tup
 
 def adapt_policy(config: AdaptLLMConfig, progress: bool = True) -> Path:
     """Teacher runs -> examples -> the starting policy fine-tuned on them; returns ``out/policy.safetensors``."""
-    from learned_lr.scheduler import BUNDLED_POLICY
+    from learned_lr.scheduler import resolve_policy
 
-    start = config.settings.policy
-    policy = load_policy(BUNDLED_POLICY if start == "bundled" else start)
+    policy = load_policy(resolve_policy(config.settings.policy))
     folders = teacher_runs(config, progress=progress)
     parts = [examples_from_run(f, policy, config.settings.lr) for f in folders]
     # The last run of each batch size is held out to report the imitation error on unseen runs.

@@ -14,7 +14,7 @@ LLM_SCHEDULERS: tuple[str, ...] = ("learned", "linear", "cosine", "constant", "c
 class LoRASettings:
     """What every LoRA fine-tuning run shares, whichever scheduler, batch size and seed it has."""
 
-    policy: str = arg("bundled", "policy checkpoint for the learned scheduler; 'bundled' is LearnedLR's default policy")
+    policy: str = arg("bundled", "policy of the learned scheduler: a checkpoint path, or a bundled policy's name ('bundled' is LearnedLR's default)")
     lr: float = arg(2e-4, "base (peak) LR of AdamW (2e-4: the QLoRA paper's choice for small models)")
     steps: int = arg(80, "optimizer steps per run")
     warmup_ratio: float = arg(0.1, "warm-up fraction for linear, cosine and constant_with_warmup")

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from learned_lr.experiments.llm.config import FinetuneLLMConfig, LoRASettings
 from learned_lr.files import file_sha256, write_json
 from learned_lr.observation import RunHistory
-from learned_lr.scheduler import BUNDLED_POLICY, LayerGradNorms
+from learned_lr.scheduler import LayerGradNorms, resolve_policy
 from learned_lr.settings import ControlConfig, MissingExtraError
 from learned_lr.tasks.llm import data as llm_data
 from learned_lr.tasks.llm.model import add_lora, float32_copy, load_smollm2, require_qlora
@@ -98,8 +98,7 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, settings: LoRASe
     if name == "learned":
         from learned_lr.scheduler import LearnedLR
 
-        policy = None if settings.policy == "bundled" else settings.policy
-        return LearnedLR(optimizer, total_steps=settings.steps, policy=policy, model=model)
+        return LearnedLR(optimizer, total_steps=settings.steps, policy=resolve_policy(settings.policy), model=model)
     from transformers import get_scheduler
 
     warmup = round(settings.warmup_ratio * settings.steps) if name in ("linear", "cosine", "constant_with_warmup") else 0
@@ -212,7 +211,7 @@ def finetune(config: FinetuneLLMConfig, progress: bool = True, before: dict[str,
 def learned_policy_sha256(settings: LoRASettings) -> str:
     """SHA-256 of the policy file the learned scheduler uses: a result saved for an older version of
     it (the bundled policy replaced, a policy retrained in place) is stale."""
-    return file_sha256(BUNDLED_POLICY if settings.policy == "bundled" else settings.policy)
+    return file_sha256(resolve_policy(settings.policy))
 
 
 def load_result(folder: str | Path) -> dict | None:
