@@ -111,7 +111,7 @@ def adapt_policy(config: AdaptLLMConfig, progress: bool = True) -> Path:
     write_csv(out / "adapt_log.csv", ["epoch", "train_nll", "train_action_mae", "val_action_mae"], log)
     path = out / "policy.safetensors"
     save_policy(path, actor, critic, {
-        "trained_by": f"behavioral cloning on LoRA runs of SmolLM2-135M under {config.teacher}, from {start}",
+        "trained_by": f"behavioral cloning on LoRA runs of SmolLM2-135M under {config.teacher}, from {config.settings.policy}",
         "adapt_config": {k: v for k, v in dataclasses.asdict(config).items()},
         "examples": {"train": int(n), "val": 0 if x_val is None else int(len(x_val[3]))},
         "final_metrics": dict(zip(["epoch", "train_nll", "train_action_mae", "val_action_mae"], log[-1])),
