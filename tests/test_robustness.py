@@ -228,23 +228,3 @@ def test_a_policy_rollout_goes_on_when_its_first_run_diverges(mnist):
     assert first.diverged and first.history.steps < 120
     assert not second.diverged and second.history.steps == 120 and second.test_loss < 1.0
 
-
-def test_robustness_figure_shows_seeds_as_points_where_the_intervals_would_swamp_the_panel(tmp_path, monkeypatch):
-    from learned_lr.experiments import plots
-
-    figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
-
-    def results(losses_by_seed: list[float]) -> list[dict]:
-        runs = [{"base_lr": lr, "test_loss": loss * lr * 10, "test_accuracy": 0.9, "diverged": False}
-                for lr in (0.05, 0.2) for loss in losses_by_seed]
-        return [{"label": label, "kind": "schedule", "lrs": [0.05, 0.2], "runs": runs} for label in ("cosine", "constant")]
-
-    for losses, swamped in (([0.30, 0.31], False), ([0.05, 2.0], True)):  # two seeds: t = 12.7 widens a spread-out pair
-        group = results(losses)
-        plots.plot_robustness(summarize(group, core_lrs=[0.05, 0.2]), group, tmp_path / "r.png")
-        loss_panel = figures[-1].axes[0]
-        assert ("points: seeds" in loss_panel.get_ylabel()) is swamped
-        kinds = {type(c).__name__ for c in loss_panel.collections}  # a scatter of seeds per scheduler, or CI bars
-        assert kinds == ({"PathCollection"} if swamped else {"LineCollection"}) and len(loss_panel.collections) == 2
-        assert "(mean, 95% CI)" in figures[-1].axes[1].get_ylabel()  # equal accuracies: no spread there

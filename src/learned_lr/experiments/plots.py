@@ -30,25 +30,27 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
 
 
 # One colour per scheduler in every figure. Hugging Face's schedule names share their twin's colour
-# ("linear" is linear warm-up and decay). Learned policies, whose labels are the user's, get the
-# reds and purples below in the order they appear (the bundled policy is always red).
+# ("linear" is linear warm-up and decay). The policies shipped in the package keep theirs by name
+# (the default, "bundled", is always red); other learned policies, whose labels are the user's, get
+# the colours of _POLICY_COLORS in the order they appear, none of which a named scheduler uses.
 _FIXED_COLORS = {
     "linear-warmup": "tab:blue", "linear": "tab:blue", "cosine": "tab:orange", "polynomial": "tab:green",
     "constant": "tab:gray", "constant_with_warmup": "0.35", "plateau": "tab:olive", "ReduceLROnPlateau": "tab:olive",
     "greedy": "tab:cyan", "GreedyLR": "tab:cyan",
     "prodigy": "#8c564b", "dadapt-adam": "#c49c94", "dog": "#bcbd22", "mechanic-sgd": "#17becf", "mechanic-adamw": "#9edae5",
     "sgd-schedulefree": "#2ca02c", "adamw-schedulefree": "#98df8a",
-    "bundled": "tab:red", "BC (bundled)": "tab:red", "learned": "tab:red",
+    "bundled": "tab:red", "BC (bundled)": "tab:red", "learned": "tab:red", "default": "tab:red",
+    "general": "tab:purple", "mnist-bc": "#e377c2",
 }
-_POLICY_COLORS = ("tab:purple", "#e377c2", "#ff9896", "#c5b0d5", "#7f7f7f", "#f7b6d2", "#aec7e8", "#ffbb78", "#dbdb8d", "#393b79")
+_POLICY_COLORS = ("#393b79", "#ad494a", "#e7ba52", "#5254a3", "#ff9896", "#aec7e8", "#ffbb78", "#c5b0d5")
 
 
 def scheduler_colors(labels: Sequence[str]) -> dict[str, object]:
-    """A colour per label: the fixed one of a known scheduler, else the next unused policy colour.
+    """A colour per label: the fixed one of a known scheduler or bundled policy, else the next policy colour.
 
     Example:
-        >>> scheduler_colors(["cosine", "my policy"])
-        {'cosine': 'tab:orange', 'my policy': 'tab:purple'}
+        >>> scheduler_colors(["cosine", "general", "my policy"])
+        {'cosine': 'tab:orange', 'general': 'tab:purple', 'my policy': '#393b79'}
     """
     colors: dict[str, object] = {}
     spare = itertools.cycle(_POLICY_COLORS)

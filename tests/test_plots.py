@@ -1,0 +1,36 @@
+"""The figures: one colour per scheduler in every figure, and intervals that do not hide the data."""
+
+from learned_lr.experiments.plots import scheduler_colors
+from learned_lr.experiments.robustness import summarize
+
+
+def test_every_named_scheduler_and_bundled_policy_keeps_its_colour_whatever_else_is_in_the_figure():
+    named = ["linear-warmup", "cosine", "constant", "greedy", "prodigy", "bundled", "general", "mnist-bc"]
+    alone = {name: scheduler_colors([name])[name] for name in named}
+    mixed = scheduler_colors(["my policy", *reversed(named), "another policy"])
+    assert all(mixed[name] == alone[name] for name in named)
+    assert len(set(alone.values())) == len(named)  # no two named ones share a colour
+    assert mixed["my policy"] != mixed["another policy"]
+    assert not {mixed["my policy"], mixed["another policy"]} & set(alone.values())  # a user's policy never looks like a named one
+    assert scheduler_colors(["linear", "linear-warmup"]) == {"linear": "tab:blue", "linear-warmup": "tab:blue"}  # HF's twin
+
+
+def test_robustness_figure_shows_seeds_as_points_where_the_intervals_would_swamp_the_panel(tmp_path, monkeypatch):
+    from learned_lr.experiments import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+
+    def results(losses_by_seed: list[float]) -> list[dict]:
+        runs = [{"base_lr": lr, "test_loss": loss * lr * 10, "test_accuracy": 0.9, "diverged": False}
+                for lr in (0.05, 0.2) for loss in losses_by_seed]
+        return [{"label": label, "kind": "schedule", "lrs": [0.05, 0.2], "runs": runs} for label in ("cosine", "constant")]
+
+    for losses, swamped in (([0.30, 0.31], False), ([0.05, 2.0], True)):  # two seeds: t = 12.7 widens a spread-out pair
+        group = results(losses)
+        plots.plot_robustness(summarize(group, core_lrs=[0.05, 0.2]), group, tmp_path / "r.png")
+        loss_panel = figures[-1].axes[0]
+        assert ("points: seeds" in loss_panel.get_ylabel()) is swamped
+        kinds = {type(c).__name__ for c in loss_panel.collections}  # a scatter of seeds per scheduler, or CI bars
+        assert kinds == ({"PathCollection"} if swamped else {"LineCollection"}) and len(loss_panel.collections) == 2
+        assert "(mean, 95% CI)" in figures[-1].axes[1].get_ylabel()  # equal accuracies: no spread there
