@@ -227,4 +227,3 @@ def test_a_policy_rollout_goes_on_when_its_first_run_diverges(mnist):
     first, second = rollout(group, PolicyController(policy.actor), 120, [500.0, 0.05], policy.control_config, RewardConfig())
     assert first.diverged and first.history.steps < 120
     assert not second.diverged and second.history.steps == 120 and second.test_loss < 1.0
-

@@ -190,6 +190,11 @@ def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, dict]], rows: 
     _save(fig, path)
 
 
+def _swamps(ci, mean) -> bool:
+    """Whether a 95% CI half-width is wider than half its mean: a bar drawn with it would hide the value."""
+    return bool(np.any(np.asarray(ci) > 0.5 * np.abs(np.asarray(mean))))
+
+
 def _final_loss_points(ax, task_rows: Sequence[dict], color_of: dict) -> None:
     """Final test loss per scheduler with its 95% CI: bars, or points on a log axis where a CI is
     wider than half its mean (a bar would be swamped by it)."""
@@ -198,7 +203,7 @@ def _final_loss_points(ax, task_rows: Sequence[dict], color_of: dict) -> None:
     y = np.arange(len(task_rows))
     colors = [color_of[r["scheduler"]] for r in task_rows]
     finite = np.isfinite(means) & (means > 0)
-    if finite.any() and (errors[finite] > 0.5 * means[finite]).any():
+    if finite.any() and _swamps(errors[finite], means[finite]):
         lower = np.minimum(errors, 0.9 * np.where(finite, means, 0.0))  # a log axis cannot show a CI reaching 0
         for i in np.flatnonzero(finite):
             ax.errorbar(means[i], y[i], xerr=[[lower[i]], [errors[i]]], fmt="o", color=colors[i], capsize=3)
@@ -228,7 +233,7 @@ def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, ti
     runs_of = {result["label"]: result["runs"] for result in results}
     # With few seeds a 95% CI can be wider than the values themselves (t = 12.7 at 2 seeds): such a
     # panel shows each seed as a point around the mean line instead of bars that hide every line.
-    swamped = {key: any(s["ci"] > 0.5 * abs(s["mean"]) for row in summary["rows"] for s in (v[key] for v in row["per_lr"].values())
+    swamped = {key: any(_swamps(s["ci"], s["mean"]) for row in summary["rows"] for s in (v[key] for v in row["per_lr"].values())
                         if np.isfinite(s["ci"])) for key in ("test_loss", "test_accuracy")}
     for row in summary["rows"]:
         lrs = [float(lr) for lr in row["per_lr"]]
