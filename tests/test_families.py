@@ -27,7 +27,7 @@ LR = {"sgd": 0.05, "adam": 1e-2, "adamw": 1e-2, "sgd-schedulefree": 0.5, "adamw-
 
 
 def test_every_family_has_a_tiny_config():
-    assert set(TINY) == set(TASK_NAMES)
+    assert set(TINY) | {"llm-lora"} == set(TASK_NAMES)  # llm-lora loads a 135M model: tests/test_llm_family.py
 
 
 def test_family_data_shapes_and_losses(mnist):

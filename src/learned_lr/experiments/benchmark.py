@@ -119,7 +119,8 @@ def run_benchmark(suite: Suite, families: Sequence[str], entrants: Sequence[Cont
                   multipliers: Sequence[float] | None = None, seeds: int | None = None, progress: bool = True) -> dict:
     """Tune, then run every cell (resumable); per-family rows and the cross-family summary."""
     multipliers = list(multipliers or suite.multipliers)
-    seeds = seeds or suite.seeds
+    # ``seeds`` (the command's --seeds) overrides every family; else a family's own number, else the suite's.
+    family_seeds = {family: seeds or suite.families[family].seeds or suite.seeds for family in families}
     tuning, per_family = {}, {}
     for family in families:
         setup = suite.families[family]
@@ -133,16 +134,16 @@ def run_benchmark(suite: Suite, families: Sequence[str], entrants: Sequence[Cont
         setup = suite.families[family]
         tuned = {opt: t["lr"] for opt, t in tuning[family].items()}
         lr = base_lr(contender, m, tuned, setup.task.optimizer)
-        result = run_or_load(contender, setup.task, setup.steps, [lr], seeds, work / "cells" / family, progress=False,
+        result = run_or_load(contender, setup.task, setup.steps, [lr], family_seeds[family], work / "cells" / family, progress=False,
                              first_seed=EVAL_SEED_START, name=f"{contender.slug}-x{m:g}")
         runs = [_scored(r, result["chance_loss"]) for r in result["runs"]]
         results.setdefault(family, {}).setdefault(contender.label, {})[f"{m:g}"] = {"base_lr": lr, "runs": runs}
     for family in families:
         per_family[family] = _family_rows(results[family], entrants, multipliers)
-    setups = {f: {"task": dataclasses.asdict(suite.families[f].task), "steps": suite.families[f].steps} for f in families}
+    setups = {f: {"task": dataclasses.asdict(suite.families[f].task), "steps": suite.families[f].steps, "seeds": family_seeds[f]} for f in families}
     by_split = {split: _summary({f: per_family[f] for f in families if f in members}, entrants)
                 for split, members in (("training", TRAINING_FAMILIES), ("held-out", HELD_OUT_FAMILIES)) if set(families) & set(members)}
-    return {"suite": suite.name, "families": list(families), "multipliers": multipliers, "seeds": seeds, "setups": setups,
+    return {"suite": suite.name, "families": list(families), "multipliers": multipliers, "seeds": max(family_seeds.values()), "setups": setups,
             "tuning": tuning, "per_family": per_family, "summary": _summary(per_family, entrants), "summary_by_split": by_split,
             "targets": _targets(per_family, entrants)}
 
@@ -223,7 +224,9 @@ def _pct(x: float) -> str:
 def markdown_report(result: dict) -> str:
     """The cross-family summary, then one table per family (loss per multiplier with 95% CIs), as markdown."""
     ms = [f"{m:g}" for m in result["multipliers"]]
-    lines = [f"Suite `{result['suite']}`: {result['seeds']} held-out seeds per cell, base LR = tuned LR x multiplier "
+    fewer = {f: s["seeds"] for f, s in result["setups"].items() if s.get("seeds", result["seeds"]) < result["seeds"]}
+    lines = [f"Suite `{result['suite']}`: {result['seeds']} held-out seeds per cell"
+             + "".join(f" ({n} for {f})" for f, n in fewer.items()) + ", base LR = tuned LR x multiplier "
              f"({', '.join(ms)}). Excess = final held-out loss / the family's best tuned expert at x1 - 1.", "",
              "### Across families", "", "| contender | mean excess over multipliers and families | worst excess | mean gap at x1 |",
              "|---|---|---|---|"]
@@ -256,7 +259,7 @@ def markdown_report(result: dict) -> str:
         fam = result["per_family"][family]
         setup = result["setups"][family]
         tuning = ", ".join(f"{opt} {t['lr']:g}" for opt, t in result["tuning"][family].items())
-        lines += ["", f"### {family}", "", f"{setup['task']['optimizer']}, {setup['steps']} steps; tuned LR (sweep on validation seeds): "
+        lines += ["", f"### {family}", "", f"{setup['task']['optimizer']}, {setup['steps']} steps, {setup.get('seeds', result['seeds'])} seeds per cell; tuned LR (sweep on validation seeds): "
                   f"{tuning}; best tuned expert at x1: {fam['best_tuned_expert_loss']:.4f}. Final held-out loss (mean ± 95% CI half-width); "
                   "`d`: runs that diverged or ended no better than an untrained model (scored as one).", "",
                   "| contender | " + " | ".join(f"x{m}" for m in ms) + " | worst | gap at x1 | sensitivity |",

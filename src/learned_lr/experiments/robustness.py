@@ -94,7 +94,7 @@ def run_scheduler(contender: Contender, task: TaskConfig, steps: int, lrs: Seque
         episodes = rollout(group, PolicyController(policy.actor), steps, base_lrs, policy.control_config, RewardConfig(), progress=progress, desc=desc)
     else:
         raise ValueError(f"unknown contender kind {contender.kind!r}")
-    task_data = load_task_data(task.task, data, task.lm_context)
+    task_data = load_task_data(task.task, data, task.lm_context, task.test_examples)
     tail = max(1, int(FINAL_VAL_FRACTION * steps))
     per_run = [{
         "base_lr": e.base_lr, "seed": e.seed, "diverged": bool(e.diverged),

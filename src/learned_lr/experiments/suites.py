@@ -1,8 +1,9 @@
 """The benchmark's suites: each task family's trainee, run length and LR grid, per budget.
 
 ``smoke`` runs every family x every contender for a few steps (the CI test); ``small`` fits in
-about an hour on 2 CPU cores (small models, short runs, 3 seeds); ``full`` is the real thing
-(the families at their usual sizes, 5 seeds; ResNet-18 at width 64 wants a GPU).
+about an hour on 2 CPU cores without ``llm-lora`` (small models, short runs, 3 seeds), and
+``llm-lora`` (SmolLM2-135M LoRA, 2 seeds) takes about another hour; ``full`` is the real thing
+(the families at their usual sizes, 5 seeds; ResNet-18 at width 64 and ``llm-lora`` want a GPU).
 
 Each family trains with one optimizer of the suite (SGD with momentum, Adam or AdamW, so the
 suite covers all three); its tuned LR is not written here: ``benchmark.tuned_lr`` sweeps
@@ -28,7 +29,7 @@ BASELINE_CONTENDERS = ("plateau", "greedy")
 ANCHOR_CONTENDERS = tuple(ANCHOR_SCHEDULES)
 # Every contender by name; "bundled" is the policy LearnedLR ships. Learned checkpoints come as LABEL=PATH.
 CONTENDER_NAMES = SCHEDULE_CONTENDERS + BASELINE_CONTENDERS + ANCHOR_CONTENDERS + ("bundled",)
-FAMILY_NAMES = ("mnist-mlp", "mnist-cnn", "mnist-resnet18", "mnist1d", "char-lm", "digits", "diabetes")
+FAMILY_NAMES = ("mnist-mlp", "mnist-cnn", "mnist-resnet18", "mnist1d", "char-lm", "digits", "diabetes", "llm-lora")
 DEFAULT_MULTIPLIERS = (0.1, 0.3, 1.0, 3.0, 10.0)
 STRESS_MULTIPLIERS = (0.03, 30.0)
 
@@ -40,10 +41,12 @@ SWEEP_EXTENSIONS = 2
 
 @dataclass(frozen=True)
 class FamilySetup:
-    """One family in a suite: its trainee (model size, batch, optimizer) and run length."""
+    """One family in a suite: its trainee (model size, batch, optimizer), run length, and seeds per
+    cell where the suite's number is too many for it (None: the suite's)."""
 
     task: TaskConfig
     steps: int
+    seeds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,8 @@ class Suite:
         return sweep_grid(optimizer, self.sweep_grid_points)
 
 
-def _family(task: str, steps: int, optimizer: str, **sizes) -> FamilySetup:
-    return FamilySetup(TaskConfig(task=task, optimizer=optimizer, **sizes), steps)
+def _family(task: str, steps: int, optimizer: str, seeds: int | None = None, **sizes) -> FamilySetup:
+    return FamilySetup(TaskConfig(task=task, optimizer=optimizer, **sizes), steps, seeds)
 
 
 SUITES: dict[str, Suite] = {
@@ -72,6 +75,8 @@ SUITES: dict[str, Suite] = {
         "char-lm": _family("char-lm", 6, "adamw", width=8, lm_layers=1, lm_context=8, batch_size=4, val_batch_size=4),
         "digits": _family("digits", 6, "sgd", hidden=8, batch_size=16, val_batch_size=16),
         "diabetes": _family("diabetes", 6, "adam", hidden=8, batch_size=16, val_batch_size=16),
+        "llm-lora": _family("llm-lora", 4, "adamw", lora_rank=2, lm_context=12, batch_size=1, val_batch_size=1, test_examples=4,
+                            clip_grad_norm=1.0),
     }, seeds=1, sweep_seeds=1, multipliers=(1.0, 10.0), sweep_grid_points=2),
     "small": Suite("small", {
         "mnist-mlp": _family("mnist-mlp", 500, "sgd", hidden=128, batch_size=64, val_batch_size=64),
@@ -81,6 +86,10 @@ SUITES: dict[str, Suite] = {
         "char-lm": _family("char-lm", 200, "adamw", width=32, lm_context=32, batch_size=16, val_batch_size=16),
         "digits": _family("digits", 500, "sgd", hidden=64, batch_size=32, val_batch_size=32),
         "diabetes": _family("diabetes", 500, "adam", hidden=64, batch_size=32, val_batch_size=32),
+        # A LoRA step of the 135M model takes ~0.45 s on 2 CPU cores at one example (~1.1 s at four):
+        # 48 steps of one example, 2 seeds, 64 test examples keep the family near an hour.
+        "llm-lora": _family("llm-lora", 48, "adamw", seeds=2, lm_context=40, batch_size=1, val_batch_size=1, test_examples=64,
+                            clip_grad_norm=1.0),
     }, seeds=3, sweep_seeds=2, sweep_grid_points=3),
     "full": Suite("full", {
         "mnist-mlp": _family("mnist-mlp", 2000, "sgd"),
@@ -90,5 +99,6 @@ SUITES: dict[str, Suite] = {
         "char-lm": _family("char-lm", 3000, "adamw", width=128, lm_context=128, batch_size=32, val_batch_size=32),
         "digits": _family("digits", 2000, "sgd", hidden=256, batch_size=64, val_batch_size=64),
         "diabetes": _family("diabetes", 2000, "adam", hidden=256, batch_size=32, val_batch_size=32),
+        "llm-lora": _family("llm-lora", 300, "adamw", lm_context=64, batch_size=8, val_batch_size=8, clip_grad_norm=1.0, device="auto"),
     }, seeds=5, sweep_seeds=3),
 }

@@ -90,6 +90,8 @@ class BatchedMLPRuns:
             raise ConfigError("task", f"batched runs support mnist-mlp only, got {task.task!r}")
         if task.optimizer != "sgd":
             raise ConfigError("optimizer", f"batched runs support sgd only, got {task.optimizer!r}")
+        if task.clip_grad_norm > 0:
+            raise ConfigError("clip_grad_norm", "batched runs do not clip gradients; use SequentialRuns (make_run_group picks it)")
         if len(seeds) == 0:
             raise ValueError("give at least one seed")
         self.task = task

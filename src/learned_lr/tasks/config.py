@@ -8,7 +8,7 @@ from typing import Literal
 
 from learned_lr.settings import ConfigError, arg, check_choice, require, resolve_device
 
-TaskName = Literal["mnist-mlp", "mnist-resnet18", "mnist-cnn", "mnist1d", "char-lm", "digits", "diabetes"]
+TaskName = Literal["mnist-mlp", "mnist-resnet18", "mnist-cnn", "mnist1d", "char-lm", "digits", "diabetes", "llm-lora"]
 
 
 # The optimizers a schedule (or the policy) drives, and the "no LR tuning" ones that come in
@@ -90,16 +90,20 @@ class TaskConfig:
     """A trainee: dataset, model and optimizer. Knows nothing of schedules or RL."""
 
     task: str = arg("mnist-mlp", "trainee: mnist-mlp (784-H-10 MLP), mnist-resnet18, mnist-cnn, mnist1d (1-D CNN), "
-                    "char-lm (byte Transformer on Shakespeare), digits or diabetes (sklearn sets, MLPs)", choices=TASK_NAMES)
+                    "char-lm (byte Transformer on Shakespeare), digits or diabetes (sklearn sets, MLPs), "
+                    "llm-lora (SmolLM2-135M LoRA on chatterbot questions; the llm extra)", choices=TASK_NAMES)
     hidden: int = arg(256, "hidden units of the MLPs (mnist-mlp, digits, diabetes)")
     width: int = arg(64, "ResNet-18 base width (64 is the real ResNet-18; 16 suits a CPU), CNN/1-D CNN channels, char-lm model width")
     lm_layers: int = arg(2, "char-lm Transformer blocks")
-    lm_context: int = arg(128, "char-lm context length in characters")
+    lm_context: int = arg(128, "char-lm context length in characters; llm-lora tokens per example at most")
+    lora_rank: int = arg(8, "llm-lora adapter rank (on q_proj and v_proj, alpha = 2 x rank)")
     optimizer: str = arg("sgd", "optimizer: sgd (momentum), adam, adamw, or a no-tuning one from the anchors extra: "
                          "prodigy, dadapt-adam, dog, mechanic-sgd, mechanic-adamw, sgd-schedulefree, adamw-schedulefree",
                          choices=OPTIMIZER_NAMES)
     momentum: float = arg(0.9, "SGD momentum")
     weight_decay: float = arg(0.0, "weight decay")
+    clip_grad_norm: float = arg(0.0, "clip the gradient's global norm to this before each step, as Hugging Face Trainer "
+                               "does (1.0); 0: no clipping. Gradient norms are observed before clipping")
     batch_size: int = arg(128, "training batch size")
     val_batch_size: int = arg(128, "size of the rotating validation batch evaluated every step")
     test_examples: int = arg(0, "score the final model on the first this many test examples (0: the whole test split; "
@@ -116,6 +120,9 @@ class TaskConfig:
         require(self.task != "char-lm" or self.width % 4 == 0, "width", f"char-lm needs a multiple of 4 (4 heads), got {self.width}")
         require(self.lm_layers > 0, "lm_layers", f"must be > 0, got {self.lm_layers}")
         require(0 < self.lm_context <= 4096, "lm_context", f"must be in 1..4096, got {self.lm_context}")
+        require(self.task != "llm-lora" or self.lm_context >= 8, "lm_context", f"llm-lora needs >= 8 tokens per example, got {self.lm_context}")
+        require(self.lora_rank >= 1, "lora_rank", f"must be >= 1, got {self.lora_rank}")
+        require(math.isfinite(self.clip_grad_norm) and self.clip_grad_norm >= 0, "clip_grad_norm", f"must be >= 0, got {self.clip_grad_norm}")
         require(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
         require(self.weight_decay >= 0.0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         # The MNIST splits' sizes are known here; other families check theirs when their data loads.

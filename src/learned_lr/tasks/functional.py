@@ -54,8 +54,9 @@ def _quiet_batching_fallback() -> Iterator[None]:
 
 
 def supports(task: TaskConfig) -> bool:
-    """Whether ``FuncBatchedRuns`` can run ``task``: a torch optimizer and a model without batch norm."""
-    return task.optimizer in SCHEDULED_OPTIMIZERS and task.task != "mnist-resnet18"
+    """Whether ``FuncBatchedRuns`` can run ``task``: a torch optimizer, a model without batch norm that
+    is built here (not the LoRA-wrapped LLM), and no gradient clipping."""
+    return task.optimizer in SCHEDULED_OPTIMIZERS and task.task not in ("mnist-resnet18", "llm-lora") and task.clip_grad_norm == 0
 
 
 class FuncBatchedRuns:
@@ -67,7 +68,7 @@ class FuncBatchedRuns:
         if len(seeds) == 0:
             raise ValueError("give at least one seed")
         self.task, self.seeds = task, list(seeds)
-        self.data = load_task_data(task.task, data, task.lm_context)
+        self.data = load_task_data(task.task, data, task.lm_context, task.test_examples)
         self.device = torch.device(task.torch_device)
         models = [build_model(task, seed).to(self.device) for seed in self.seeds]
         params, owner, self.layer_names = layer_groups(models[0])

@@ -4,7 +4,7 @@
 * any other batch-norm-free family with SGD, Adam or AdamW: ``functional.FuncBatchedRuns``
   (``torch.func.vmap``): on a 2-core CPU a benchmark cell of 12 runs takes 1.1-3.4x less time
   (``benchmarks/batched_cells.py``);
-* the rest (ResNet-18's batch norm, the LR-free optimizers), and ``mnist-cnn`` on a CPU, where
+* the rest (ResNet-18's batch norm, the LR-free optimizers, the LoRA-wrapped LLM, gradient clipping), and ``mnist-cnn`` on a CPU, where
   vmapped convolutions made its cells 0.65-0.8x as fast: ``batched.SequentialRuns``.
 
 Every kind reports what ``TrainingRun(task, seeds[i])`` would under the same LRs, up to float
@@ -35,7 +35,7 @@ def make_run_group(task: TaskConfig, seeds: Sequence[int], data: MnistSplits | N
 
     ``total_steps`` is the runs' length, for optimizers that need it (Schedule-Free's warm-up).
     """
-    if task.task == "mnist-mlp" and task.optimizer == "sgd":
+    if task.task == "mnist-mlp" and task.optimizer == "sgd" and task.clip_grad_norm == 0:
         return BatchedMLPRuns(task, seeds, data)
     if functional.supports(task) and not (task.task in SEQUENTIAL_ON_CPU and task.torch_device == "cpu"):
         return functional.FuncBatchedRuns(task, seeds, data)

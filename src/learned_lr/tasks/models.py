@@ -1,4 +1,5 @@
-"""The trainee models: MLPs, ResNet-18 and a small CNN for MNIST, a 1-D CNN, a character Transformer.
+"""The trainee models: MLPs, ResNet-18 and a small CNN for MNIST, a 1-D CNN, a character Transformer,
+and SmolLM2-135M with LoRA adapters (``tasks.llm.model.lora_trainee``).
 
 Example:
     >>> model = build_model(TaskConfig(task="mnist-resnet18", width=16))  # doctest: +SKIP
@@ -146,4 +147,8 @@ def build_model(task: TaskConfig, seed: int) -> nn.Module:
             return Conv1DNet(task.width)
         if task.task == "char-lm":
             return CharTransformer(task.width, task.lm_layers, task.lm_context)
+        if task.task == "llm-lora":
+            from learned_lr.tasks.llm.model import lora_trainee  # the llm extra, imported only when used
+
+            return lora_trainee(task.lora_rank, seed)
     raise ValueError(f"unknown task {task.task!r}")  # unreachable: TaskConfig validates the name

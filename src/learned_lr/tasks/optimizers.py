@@ -61,7 +61,9 @@ def require_anchor(optimizer: str) -> None:
 
 
 def _build(task: TaskConfig, model: nn.Module, total_steps: int) -> torch.optim.Optimizer:
-    params, name, decay = list(model.parameters()), task.optimizer, task.weight_decay
+    # Only what trains: a LoRA trainee's frozen base is no optimizer's business (DoG and Mechanic
+    # would otherwise count it in their distance and scale estimates).
+    params, name, decay = [p for p in model.parameters() if p.requires_grad], task.optimizer, task.weight_decay
     if name == "sgd":
         return torch.optim.SGD(params, lr=1.0, momentum=task.momentum, weight_decay=decay)
     if name == "adam":

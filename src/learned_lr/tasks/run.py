@@ -110,6 +110,9 @@ def initial_weights(params: Sequence[torch.Tensor], steps_done: int, stacked: bo
     return InitialWeights.of(params, stacked, index)
 
 
+IGNORED_TARGET = -100  # cross-entropy's default ignore_index: a target with no loss (an LM's prompt and padding)
+
+
 def task_loss(loss: str, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy over the last dimension (classes, or the next byte at every position), or MSE."""
     if loss == "mse":
@@ -129,7 +132,7 @@ class TrainingRun:
     def __init__(self, task: TaskConfig, seed: int, data: MnistSplits | None = None, total_steps: int = 1000):
         self.task = task
         self.seed = seed
-        self.data = load_task_data(task.task, data, task.lm_context)
+        self.data = load_task_data(task.task, data, task.lm_context, task.test_examples)
         self.device = torch.device(task.torch_device)
         self.model = build_model(task, seed).to(self.device)
         self.params, self._layer_of_param, self.layer_names = layer_groups(self.model)
@@ -164,6 +167,8 @@ class TrainingRun:
         loss = task_loss(self.data.loss, self.model(x), y)
         loss.backward()
         grad_norms = self._layer_grad_norms()
+        if self.task.clip_grad_norm > 0:  # after the norms are read: the policy sees the gradient, not the clip
+            torch.nn.utils.clip_grad_norm_(self.params, self.task.clip_grad_norm)
         momentum_cos = (torch.tensor(layer_momentum_cosines(self.optimizer, self.params, self._layer_list, self.num_layers))
                         if momentum_cosines else torch.full((self.num_layers,), math.nan))
         self.optimizer.step()
@@ -184,16 +189,17 @@ class TrainingRun:
         squared = torch.zeros(self.num_layers).index_add_(0, self._layer_of_param, per_param.square())
         return squared.sqrt()
 
-    def evaluate_test(self, batch_size: int = 1000) -> tuple[float, float]:
+    def evaluate_test(self, batch_size: int | None = None) -> tuple[float, float]:
         """(mean loss, accuracy) on the test split; accuracy is NaN for a regression task."""
         return self.evaluate("test", batch_size)
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test", batch_size: int = 1000) -> tuple[float, float]:
+    def evaluate(self, split: str = "test", batch_size: int | None = None) -> tuple[float, float]:
         """(mean loss, accuracy) on the ``"test"`` split (its first ``task.test_examples`` when set) or the whole
-        ``"val"`` split (per character for char-lm)."""
+        ``"val"`` split (per character for char-lm, per answer token for llm-lora: targets -100 are not scored)."""
         if split not in ("test", "val"):
             raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+        batch_size = batch_size or self.data.eval_batch_size
         inputs, targets = self.data.test_split(self.task.test_examples) if split == "test" else (self.data.val_x, self.data.val_y)
         # Batch-norm refresh batches for Schedule-Free (read lazily, only when used), from their own
         # seeded order so that evaluating leaves the run's training order untouched.
@@ -209,7 +215,7 @@ class TrainingRun:
                 y = targets[start : start + batch_size].to(self.device)
                 output = model(x)
                 total_loss += float(task_loss(self.data.loss, output, y, reduction="sum"))
-                count += y.numel()
+                count += int((y != IGNORED_TARGET).sum()) if self.data.loss == "ce" else y.numel()
                 if self.data.has_accuracy:
                     correct += int((output.argmax(-1) == y).sum())
         return total_loss / count, (correct / count if self.data.has_accuracy else math.nan)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import random
 import sys
@@ -25,7 +26,8 @@ from pathlib import Path
 import torch
 
 from learned_lr.settings import MissingExtraError
-from learned_lr.tasks.llm.model import INSTALL_HINT
+from learned_lr.tasks.datasets import TaskData
+from learned_lr.tasks.llm.model import INSTALL_HINT, PAD_INPUT, CausalLMLogits, float32_copy, load_smollm2
 
 FORTUNE_FILE = "fortunes"  # the inoffensive main collection
 
@@ -141,3 +143,53 @@ def encode_texts(tokenizer, texts: list[str], max_tokens: int) -> list[tuple[lis
 def batches(rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int) -> list[Batch]:
     """Consecutive batches of ``rows`` (the last one may be smaller)."""
     return [_pad(rows[i : i + batch_size], pad_id) for i in range(0, len(rows), batch_size)]
+
+
+LORA_EVAL_BATCH = 16  # examples per forward pass when a split is scored (a 49,152-token vocabulary: logits are large)
+
+
+def _as_tensors(rows: list[tuple[list[int], list[int]]], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs (ids but the last, right-padded with ``PAD_INPUT``) and targets (labels shifted by one, -100 padded)."""
+    x = torch.full((len(rows), max_tokens - 1), PAD_INPUT, dtype=torch.long)
+    y = torch.full((len(rows), max_tokens - 1), -100, dtype=torch.long)
+    for i, (ids, labels) in enumerate(rows):
+        x[i, : len(ids) - 1] = torch.tensor(ids[:-1])
+        y[i, : len(labels) - 1] = torch.tensor(labels[1:])
+    return x, y
+
+
+@torch.no_grad()
+def _pretrained_loss(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Per-token loss of the model before fine-tuning (what a LoRA run that learned nothing ends at)."""
+    model, tokenizer = load_smollm2(progress=False)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    net = CausalLMLogits(model, pad_id).eval()
+    total, count = 0.0, 0
+    for start in range(0, len(y), LORA_EVAL_BATCH):
+        logits = net(x[start : start + LORA_EVAL_BATCH])
+        target = y[start : start + LORA_EVAL_BATCH]
+        total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum"))
+        count += int((target != -100).sum())
+    return total / count
+
+
+@functools.lru_cache(maxsize=4)
+def lora_task_data(max_tokens: int, test_examples: int = 0) -> TaskData:
+    """The ``llm-lora`` family's ``TaskData``: chatterbot pairs split by question, 90% training and
+    the rest halved into validation and test (its first ``test_examples`` when > 0); each example
+    cut to ``max_tokens`` tokens.
+
+    Its ``chance_loss`` is the pretrained model's loss on that test split (scored once per process,
+    a few seconds): a diverged run scores as a run that learned nothing from its fine-tuning.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(float32_copy(progress=False))
+    train_pairs, held_pairs = split_pairs(instruction_pairs(), held_out_fraction=0.1, seed=0)
+    val_pairs, test_pairs = split_pairs(held_pairs, held_out_fraction=0.5, seed=0)
+    splits = [_as_tensors(encode_pairs(tokenizer, pairs, max_tokens), max_tokens) for pairs in (train_pairs, val_pairs, test_pairs)]
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = splits
+    if 0 < test_examples < len(test_y):
+        test_x, test_y = test_x[:test_examples], test_y[:test_examples]
+    return TaskData(train_x, train_y, val_x, val_y, test_x, test_y, "ce", classes=len(tokenizer),
+                    untrained_loss=_pretrained_loss(test_x, test_y), eval_batch_size=LORA_EVAL_BATCH)

@@ -80,8 +80,12 @@ def float32_copy(cache_dir: str | Path | None = None, progress: bool = True) -> 
 def load_smollm2(cache_dir: str | Path | None = None, device: str = "cpu", four_bit: bool = False, progress: bool = True):
     """(model, tokenizer): SmolLM2-135M-Instruct, float32 (or 4-bit NF4 for QLoRA, CUDA only), on ``device``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     folder = float32_copy(cache_dir, progress)
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    if not progress:  # a benchmark loads the model once per run: no "Loading weights" bar each time
+        hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if four_bit:
@@ -96,6 +100,9 @@ def load_smollm2(cache_dir: str | Path | None = None, device: str = "cpu", four_
         raise
     except Exception as exc:  # noqa: BLE001 - a broken cache: say which folder, and how to rebuild it
         raise RuntimeError(f"cannot load the cached model at {folder} ({exc}); delete that folder to rebuild it") from exc
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     return model, tokenizer
 
 
@@ -126,3 +133,37 @@ def add_lora(model, rank: int = 8, alpha: int = 16, dropout: float = 0.0, target
     torch.manual_seed(seed)  # the adapters' random initialization
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+PAD_INPUT = -1  # how a trainee batch marks padding in its token ids (any real id may also be the tokenizer's pad id)
+
+
+class CausalLMLogits(torch.nn.Module):
+    """A causal LM as a trainee model (``tasks.run``): token ids (B, T) right-padded with ``PAD_INPUT``
+    to next-token logits (B, T, vocab).
+
+    Columns that are padding in every row are not run through the model (a batch of short
+    examples costs what its longest example costs); their logits are zeros and their targets are
+    ignored (-100), so the loss is the one Hugging Face computes on the same examples.
+    """
+
+    def __init__(self, model: torch.nn.Module, pad_id: int):
+        super().__init__()
+        self.lm = model
+        self.pad_id = pad_id
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        real = tokens != PAD_INPUT
+        columns = real.any(0).nonzero()
+        width = int(columns.max()) + 1 if len(columns) else 1
+        ids = torch.where(real[:, :width], tokens[:, :width], self.pad_id)
+        logits = self.lm(input_ids=ids, attention_mask=real[:, :width].long()).logits
+        return torch.nn.functional.pad(logits, (0, 0, 0, tokens.shape[1] - width))
+
+
+def lora_trainee(rank: int, seed: int, cache_dir: str | Path | None = None) -> CausalLMLogits:
+    """The ``llm-lora`` trainee: SmolLM2-135M-Instruct (float32, frozen) with LoRA adapters of ``rank``
+    on q_proj and v_proj (alpha = 2 x rank) initialized from ``seed``; only the adapters train."""
+    model, tokenizer = load_smollm2(cache_dir, progress=False)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return CausalLMLogits(add_lora(model, rank=rank, alpha=2 * rank, seed=seed), pad_id)
