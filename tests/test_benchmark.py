@@ -10,18 +10,18 @@ import pytest
 from learned_lr.cli import main
 from learned_lr.experiments import robustness
 from learned_lr.experiments.benchmark import base_lr, contenders, markdown_report, run_benchmark, tuned_lr
-from learned_lr.experiments.suites import CONTENDER_NAMES, FAMILY_NAMES, SUITES
+from learned_lr.experiments.suites import CONTENDER_NAMES, DEFAULT_FAMILIES, FAMILY_NAMES, SUITES
 from learned_lr.tasks.config import lr_grid_neighbor
 
 
-# llm-lora loads SmolLM2-135M (the llm extra): its smoke run is tests/test_llm_family.py's.
-FAMILIES = tuple(f for f in FAMILY_NAMES if f != "llm-lora")
+# llm-lora loads SmolLM2-135M (the llm extra): it runs only when named, and its smoke run is tests/test_llm_family.py's.
+FAMILIES = DEFAULT_FAMILIES
 
 
 def test_smoke_suite_runs_every_family_and_contender(tmp_path, capsys):
     """The CI run of the whole ruler: every family x contender x multiplier, a table, the JSON and the figure."""
     work, out = tmp_path / "work", tmp_path / "out"
-    assert main(["benchmark", "--suite", "smoke", "--work", str(work), "--out", str(out), "--families", ",".join(FAMILIES)]) == 0
+    assert main(["benchmark", "--suite", "smoke", "--work", str(work), "--out", str(out)]) == 0
     result = json.loads((out / "benchmark.json").read_text())
     assert result["families"] == list(FAMILIES)
     assert set(result["summary"]) == set(CONTENDER_NAMES)
@@ -119,3 +119,22 @@ def test_chance_scoring_of_a_blown_up_run():
     run = {"test_loss": 1e5, "diverged": False}
     assert _scored(run, math.log(10)) == {"test_loss": math.log(10), "diverged": True}
     assert _scored({"test_loss": 0.5, "diverged": False}, math.log(10))["test_loss"] == 0.5
+
+
+def test_llm_lora_runs_only_when_named_and_a_missing_llm_extra_is_one_line(tmp_path, capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from learned_lr.experiments.config import BenchmarkConfig
+    from learned_lr.tasks.llm import model as llm_model
+
+    assert BenchmarkConfig().family_list == list(DEFAULT_FAMILIES) and "llm-lora" not in DEFAULT_FAMILIES
+    assert BenchmarkConfig(families="all").family_list == list(FAMILY_NAMES) and "llm-lora" in FAMILY_NAMES
+    # As if peft were not installed (the llm extra): the first llm-lora run says what to install, in one line.
+    real_find_spec = llm_model.importlib.util.find_spec
+    fake_util = SimpleNamespace(find_spec=lambda name: None if name == "peft" else real_find_spec(name))
+    monkeypatch.setattr(llm_model, "importlib", SimpleNamespace(util=fake_util))
+    code = main(["benchmark", "--suite", "smoke", "--families", "llm-lora", "--contenders", "cosine",
+                 "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "missing peft" in err[-1] and "learned-lr[llm]" in err[-1]
+    assert not (tmp_path / "o" / "benchmark.json").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from learned_lr.experiments.suites import CONTENDER_NAMES, DEFAULT_MULTIPLIERS, FAMILY_NAMES, SUITES
+from learned_lr.experiments.suites import CONTENDER_NAMES, DEFAULT_FAMILIES, DEFAULT_MULTIPLIERS, FAMILY_NAMES, SUITES
 from learned_lr.settings import ConfigError, ControlConfig, PolicyConfig, arg, check_choice, labeled_paths, parse_list, require, same_as
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.seeds import EVAL_SEED_START, VALIDATION_SEED_START
@@ -344,7 +344,8 @@ class BenchmarkConfig:
     """`learned-lr benchmark`: every contender on every task family across LR multipliers; table, JSON, figure."""
 
     suite: str = arg("small", "smoke (a few steps: the CI test), small (about an hour on 2 CPU cores) or full", choices=tuple(SUITES))
-    families: str = arg(",".join(FAMILY_NAMES), "comma-separated task families")
+    families: str = arg(",".join(DEFAULT_FAMILIES), "comma-separated task families, or all; llm-lora (SmolLM2-135M LoRA: "
+                        "the llm extra, about an hour more at small on 2 CPU cores) runs only when named")
     contenders: str = arg(",".join(CONTENDER_NAMES), "comma-separated contenders (bundled = the packaged policy)")
     policies: str = arg("", "comma-separated LABEL=PATH learned policy checkpoints to add")
     multipliers: str = arg("", f"comma-separated LR multipliers (default: the suite's, {','.join(f'{m:g}' for m in DEFAULT_MULTIPLIERS)})")
@@ -362,6 +363,8 @@ class BenchmarkConfig:
 
     @property
     def family_list(self) -> list[str]:
+        if self.families.strip() == "all":
+            return list(FAMILY_NAMES)
         return parse_list(self.families, "families", str, FAMILY_NAMES) if self.families.strip() else []
 
     @property

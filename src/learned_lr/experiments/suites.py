@@ -1,8 +1,8 @@
 """The benchmark's suites: each task family's trainee, run length and LR grid, per budget.
 
 ``smoke`` runs every family x every contender for a few steps (the CI test); ``small`` fits in
-about an hour on 2 CPU cores without ``llm-lora`` (small models, short runs, 3 seeds), and
-``llm-lora`` (SmolLM2-135M LoRA, 2 seeds) takes about another hour; ``full`` is the real thing
+about an hour on 2 CPU cores (small models, short runs, 3 seeds), and ``llm-lora`` (SmolLM2-135M
+LoRA, 2 seeds; run only when named, ``DEFAULT_FAMILIES``) about another hour; ``full`` is the real thing
 (the families at their usual sizes, 5 seeds; ResNet-18 at width 64 and ``llm-lora`` want a GPU).
 
 Each family trains with one optimizer of the suite (SGD with momentum, Adam or AdamW, so the
@@ -30,6 +30,9 @@ ANCHOR_CONTENDERS = tuple(ANCHOR_SCHEDULES)
 # Every contender by name; "bundled" is the policy LearnedLR ships. Learned checkpoints come as LABEL=PATH.
 CONTENDER_NAMES = SCHEDULE_CONTENDERS + BASELINE_CONTENDERS + ANCHOR_CONTENDERS + ("bundled",)
 FAMILY_NAMES = ("mnist-mlp", "mnist-cnn", "mnist-resnet18", "mnist1d", "char-lm", "digits", "diabetes", "llm-lora")
+# What `learned-lr benchmark` runs unless told: every family but llm-lora, which needs the llm extra
+# and a 135M-parameter model per run (``--families llm-lora`` or ``all`` adds it).
+DEFAULT_FAMILIES = tuple(f for f in FAMILY_NAMES if f != "llm-lora")
 DEFAULT_MULTIPLIERS = (0.1, 0.3, 1.0, 3.0, 10.0)
 STRESS_MULTIPLIERS = (0.03, 30.0)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -132,7 +133,9 @@ def add_lora(model, rank: int = 8, alpha: int = 16, dropout: float = 0.0, target
 
     torch.manual_seed(seed)  # the adapters' random initialization
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question (a FutureWarning per run in a benchmark)
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 PAD_INPUT = -1  # how a trainee batch marks padding in its token ids (any real id may also be the tokenizer's pad id)
