@@ -136,5 +136,6 @@ def test_llm_lora_runs_only_when_named_and_a_missing_llm_extra_is_one_line(tmp_p
     code = main(["benchmark", "--suite", "smoke", "--families", "llm-lora", "--contenders", "cosine",
                  "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and "missing peft" in err[-1] and "learned-lr[llm]" in err[-1]
+    assert code == 1 and err[-1].startswith("learned-lr benchmark: error: missing peft") and "learned-lr[llm]" in err[-1]
+    assert not any("Traceback" in line for line in err)
     assert not (tmp_path / "o" / "benchmark.json").exists()

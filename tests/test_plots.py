@@ -34,3 +34,25 @@ def test_robustness_figure_shows_seeds_as_points_where_the_intervals_would_swamp
         kinds = {type(c).__name__ for c in loss_panel.collections}  # a scatter of seeds per scheduler, or CI bars
         assert kinds == ({"PathCollection"} if swamped else {"LineCollection"}) and len(loss_panel.collections) == 2
         assert "(mean, 95% CI)" in figures[-1].axes[1].get_ylabel()  # equal accuracies: no spread there
+
+
+def test_benchmark_figure_shows_seeds_as_points_where_the_intervals_would_swamp_a_panel(monkeypatch):
+    from learned_lr.experiments import plots
+    from learned_lr.experiments.benchmark import _family_rows
+    from learned_lr.experiments.robustness import Contender
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    entrants = [Contender("cosine", "schedule", "cosine"), Contender("bundled", "policy", "bundled")]
+    for losses, swamped in (([0.30, 0.31], False), ([0.05, 2.0], True)):
+        cells = {c.label: {f"{m:g}": {"base_lr": m, "runs": [{"test_loss": v * m, "test_accuracy": 0.9, "diverged": False} for v in losses]}
+                           for m in (1.0, 10.0)} for c in entrants}
+        result = {"suite": "smoke", "families": ["digits"], "multipliers": [1.0, 10.0], "summary": {c.label: {} for c in entrants},
+                  "per_family": {"digits": _family_rows(cells, entrants, [1.0, 10.0])}, "setups": {"digits": {"task": {"optimizer": "sgd"}}}}
+        plots.plot_benchmark(result, "unused.png")
+        panel = figures[-1].axes[0]
+        assert ("points: seeds" in panel.get_ylabel()) is swamped
+        kinds = {type(c).__name__ for c in panel.collections}
+        assert kinds == ({"PathCollection"} if swamped else {"LineCollection"}) and len(panel.collections) == 2
+        if swamped:  # every seed of every cell is a point
+            assert sum(len(c.get_offsets()) for c in panel.collections) == 2 * 2 * 2

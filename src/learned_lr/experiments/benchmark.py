@@ -163,6 +163,7 @@ def _family_rows(cells: dict[str, dict[str, dict]], entrants: Sequence[Contender
             cell = cells[c.label][f"{m:g}"]
             runs = cell["runs"]
             per_m[f"{m:g}"] = {"base_lr": cell["base_lr"], "test_loss": mean_ci([r["test_loss"] for r in runs]),
+                               "test_losses": [r["test_loss"] for r in runs],  # per seed: the figure shows them where CIs swamp
                                "test_accuracy": mean_ci([r["test_accuracy"] for r in runs]),
                                "diverged": sum(bool(r["diverged"]) for r in runs), "runs": len(runs)}
         rows[c.label] = {"kind": c.kind, "per_multiplier": per_m}

@@ -321,17 +321,31 @@ def plot_benchmark(result: dict, path: str | Path) -> None:
     multipliers = result["multipliers"]
     for ax, family in zip(axes, families):
         fam = result["per_family"][family]
+        cells = {label: [fam["rows"][label]["per_multiplier"][f"{m:g}"] for m in multipliers] for label in labels}
+        # Few seeds can make a 95% CI wider than the values (t = 12.7 at 2 seeds): such a panel shows
+        # each seed as a point around the mean line (where the JSON has them) instead of bars that hide every line.
+        swamped = any(_swamps(c["test_loss"]["ci"], c["test_loss"]["mean"]) for per in cells.values() for c in per
+                      if np.isfinite(c["test_loss"]["ci"]))
         for label in labels:
-            row = fam["rows"][label]
-            means = [row["per_multiplier"][f"{m:g}"]["test_loss"]["mean"] for m in multipliers]
-            cis = [row["per_multiplier"][f"{m:g}"]["test_loss"]["ci"] for m in multipliers]
-            ax.errorbar(multipliers, means, yerr=np.nan_to_num(cis), fmt=style_of.get(row["kind"], "-"), marker="o", ms=3,
-                        capsize=2, lw=2.0 if row["kind"] == "policy" else 1.2, color=color_of[label], label=label)
+            kind = fam["rows"][label]["kind"]
+            means = [c["test_loss"]["mean"] for c in cells[label]]
+            style = dict(marker="o", ms=3, lw=2.0 if kind == "policy" else 1.2, color=color_of[label], label=label)
+            if swamped:
+                ax.plot(multipliers, means, style_of.get(kind, "-"), **style)
+                seeds = [(m, v) for m, c in zip(multipliers, cells[label]) for v in c.get("test_losses", []) if np.isfinite(v)]
+                ax.scatter([m for m, _ in seeds], [v for _, v in seeds], s=10, alpha=0.4, color=color_of[label])
+            else:
+                cis = [c["test_loss"]["ci"] for c in cells[label]]
+                ax.errorbar(multipliers, means, yerr=np.nan_to_num(cis), fmt=style_of.get(kind, "-"), capsize=2, **style)
         ax.axhline(fam["best_tuned_expert_loss"], color="0.6", lw=0.8, zorder=0)
-        ax.set(xscale="log", yscale="log", xlabel="LR multiplier (x tuned / default)", ylabel="final held-out loss",
+        ax.set(xscale="log", yscale="log", xlabel="LR multiplier (x tuned / default)",
+               ylabel="final held-out loss" + (" (line: mean; points: seeds)" if swamped else " (mean, 95% CI)"),
                title=f"{family} ({result['setups'][family]['task']['optimizer']})")
         ax.set_xticks(multipliers, [f"{m:g}" for m in multipliers])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:.3g}")  # "2.9", not "2.9 x 10^0", on a narrow log range
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(8, len(names)), fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 8)))
     fig.suptitle(f"learned-lr benchmark, suite {result['suite']}: loss vs LR multiplier (grey: best tuned expert at x1)")
