@@ -13,7 +13,6 @@ from learned_lr.experiments.benchmark import base_lr, contenders, markdown_repor
 from learned_lr.experiments.suites import CONTENDER_NAMES, DEFAULT_FAMILIES, FAMILY_NAMES, SUITES
 from learned_lr.tasks.config import lr_grid_neighbor
 
-
 # llm-lora loads SmolLM2-135M (the llm extra): it runs only when named, and its smoke run is tests/test_llm_family.py's.
 FAMILIES = DEFAULT_FAMILIES
 
