@@ -61,7 +61,8 @@ def test_the_trainee_loss_is_hugging_faces_and_lr_zero_keeps_the_pretrained_mode
     for _ in range(3):
         run.step(0.0)
     assert run.evaluate_test()[0] == pytest.approx(data.chance_loss, rel=1e-5)
-    assert 1.0 < data.chance_loss < math.log(data.classes)
+    # A pretrained instruct model predicts answers far better than uniform over its 49,152 tokens (ln = 10.8).
+    assert data.chance_loss < 0.5 * math.log(data.classes)
 
 
 def test_lora_fine_tuning_learns_and_only_the_adapters_move():

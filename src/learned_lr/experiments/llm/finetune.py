@@ -35,7 +35,7 @@ from learned_lr.observation import RunHistory
 from learned_lr.scheduler import LayerGradNorms, resolve_policy
 from learned_lr.settings import ControlConfig, MissingExtraError
 from learned_lr.tasks.llm import data as llm_data
-from learned_lr.tasks.llm.model import add_lora, float32_copy, load_smollm2, require_qlora
+from learned_lr.tasks.llm.model import add_lora, float32_copy, load_smollm2, pad_token_id, require_qlora
 
 EVAL_BATCH = 16
 DEMO_WINDOW = ControlConfig().window  # a recorded history's window (only its raw values are saved)
@@ -57,7 +57,7 @@ def prepare_data(tokenizer, settings: LoRASettings) -> LLMData:
     held_pairs = rng.sample(held_pairs, min(settings.eval_examples, len(held_pairs)))
     texts = llm_data.fortunes()
     texts = rng.sample(texts, min(settings.eval_examples, len(texts)))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     return LLMData(
         train=llm_data.encode_pairs(tokenizer, train_pairs, settings.max_tokens),
         held_out=llm_data.encode_pairs(tokenizer, held_pairs, settings.max_tokens),

@@ -27,7 +27,7 @@ import torch
 
 from learned_lr.settings import MissingExtraError
 from learned_lr.tasks.datasets import TaskData
-from learned_lr.tasks.llm.model import INSTALL_HINT, PAD_INPUT, CausalLMLogits, float32_copy, load_smollm2
+from learned_lr.tasks.llm.model import INSTALL_HINT, PAD_INPUT, CausalLMLogits, float32_copy, load_smollm2, pad_token_id
 
 FORTUNE_FILE = "fortunes"  # the inoffensive main collection
 
@@ -162,8 +162,7 @@ def _as_tensors(rows: list[tuple[list[int], list[int]]], max_tokens: int) -> tup
 def _pretrained_loss(x: torch.Tensor, y: torch.Tensor) -> float:
     """Per-token loss of the model before fine-tuning (what a LoRA run that learned nothing ends at)."""
     model, tokenizer = load_smollm2(progress=False)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    net = CausalLMLogits(model, pad_id).eval()
+    net = CausalLMLogits(model, pad_token_id(tokenizer)).eval()
     total, count = 0.0, 0
     for start in range(0, len(y), LORA_EVAL_BATCH):
         logits = net(x[start : start + LORA_EVAL_BATCH])

@@ -138,6 +138,11 @@ def add_lora(model, rank: int = 8, alpha: int = 16, dropout: float = 0.0, target
         return get_peft_model(model, config)
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its end-of-sequence token."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 PAD_INPUT = -1  # how a trainee batch marks padding in its token ids (any real id may also be the tokenizer's pad id)
 
 
@@ -168,5 +173,4 @@ def lora_trainee(rank: int, seed: int, cache_dir: str | Path | None = None) -> C
     """The ``llm-lora`` trainee: SmolLM2-135M-Instruct (float32, frozen) with LoRA adapters of ``rank``
     on q_proj and v_proj (alpha = 2 x rank) initialized from ``seed``; only the adapters train."""
     model, tokenizer = load_smollm2(cache_dir, progress=False)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return CausalLMLogits(add_lora(model, rank=rank, alpha=2 * rank, seed=seed), pad_id)
+    return CausalLMLogits(add_lora(model, rank=rank, alpha=2 * rank, seed=seed), pad_token_id(tokenizer))
