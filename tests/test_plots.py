@@ -56,3 +56,18 @@ def test_benchmark_figure_shows_seeds_as_points_where_the_intervals_would_swamp_
         assert kinds == ({"PathCollection"} if swamped else {"LineCollection"}) and len(panel.collections) == 2
         if swamped:  # every seed of every cell is a point
             assert sum(len(c.get_offsets()) for c in panel.collections) == 2 * 2 * 2
+
+
+def test_log_loss_axes_label_plain_numbers_and_only_the_1_2_5_ticks_when_the_range_is_wide():
+    import matplotlib.pyplot as plt
+
+    from learned_lr.experiments.plots import _plain_log_labels
+
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    label = _plain_log_labels(ax)
+    ax.set_ylim(0.04, 2.3)  # digits' panel: 1.8 decades, where labelling 0.06-0.09 and 0.3-0.9 made the labels overlap
+    assert [label(v, 0) for v in (0.05, 0.06, 0.1, 0.2, 0.3, 0.5, 0.9, 1.0, 2.0)] == ["0.05", "", "0.1", "0.2", "", "0.5", "", "1", "2"]
+    ax.set_ylim(2.4, 3.3)  # char-lm's panel: every tick is needed, none is "3 x 10^0"
+    assert [label(v, 0) for v in (2.5, 3.0)] == ["2.5", "3"]
+    plt.close(fig)

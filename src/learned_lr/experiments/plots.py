@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -302,6 +303,21 @@ def plot_llm_comparison(results: Sequence[dict], path: str | Path, title: str = 
     _save(fig, path)
 
 
+def _plain_log_labels(ax) -> matplotlib.ticker.FuncFormatter:
+    """Log-axis tick labels as plain numbers ("2.9", not "2.9 x 10^0"); where the axis spans more than
+    about 4x, only the 1-2-5 ticks are labelled, so the labels of 3, 4, 6-9 do not pile up."""
+
+    def label(value: float, _position: int) -> str:
+        low, high = ax.get_ylim()
+        if value <= 0 or low <= 0:
+            return ""
+        leading_digit = round(value / 10 ** math.floor(math.log10(value) + 1e-9))
+        wide = math.log10(high / low) > 0.6
+        return f"{value:.3g}" if not wide or leading_digit in (1, 2, 5) else ""
+
+    return matplotlib.ticker.FuncFormatter(label)
+
+
 def plot_benchmark(result: dict, path: str | Path) -> None:
     """Final held-out loss vs LR multiplier (log x), one panel per family, one line per contender.
 
@@ -343,9 +359,8 @@ def plot_benchmark(result: dict, path: str | Path) -> None:
                title=f"{family} ({result['setups'][family]['task']['optimizer']})")
         ax.set_xticks(multipliers, [f"{m:g}" for m in multipliers])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:.3g}")  # "2.9", not "2.9 x 10^0", on a narrow log range
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        ax.yaxis.set_major_formatter(_plain_log_labels(ax))
+        ax.yaxis.set_minor_formatter(_plain_log_labels(ax))
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(8, len(names)), fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 8)))
     fig.suptitle(f"learned-lr benchmark, suite {result['suite']}: loss vs LR multiplier (grey: best tuned expert at x1)")
