@@ -12,6 +12,7 @@ from learned_lr.experiments import robustness
 from learned_lr.experiments.benchmark import base_lr, contenders, markdown_report, run_benchmark, tuned_lr
 from learned_lr.experiments.suites import CONTENDER_NAMES, DEFAULT_FAMILIES, FAMILY_NAMES, SUITES
 from learned_lr.tasks.config import lr_grid_neighbor
+from learned_lr.tasks.groups import make_run_group
 
 # llm-lora loads SmolLM2-135M (the llm extra): it runs only when named, and its smoke run is tests/test_llm_family.py's.
 FAMILIES = DEFAULT_FAMILIES
@@ -138,3 +139,20 @@ def test_llm_lora_runs_only_when_named_and_a_missing_llm_extra_is_one_line(tmp_p
     assert code == 1 and err[-1].startswith("learned-lr benchmark: error: missing peft") and "learned-lr[llm]" in err[-1]
     assert not any("Traceback" in line for line in err)
     assert not (tmp_path / "o" / "benchmark.json").exists()
+
+
+def test_the_full_suite_trainees_build_at_their_real_sizes_and_step(mnist):
+    """The `full` suite is too long for a CPU test run; its trainees (every family but llm-lora, tested in
+    test_llm_family) must still build at their sizes and batch sizes and take finite steps."""
+    suite = SUITES["full"]
+    assert suite.seeds == 5 and suite.multipliers == (0.1, 0.3, 1.0, 3.0, 10.0)
+    assert suite.families["mnist-resnet18"].task.width == 64 and suite.families["char-lm"].task.width == 128
+    lrs = {"sgd": 0.02, "adam": 1e-3, "adamw": 1e-3}
+    for family, setup in suite.families.items():
+        if family == "llm-lora":
+            continue
+        group = make_run_group(setup.task, [0, 1], mnist, total_steps=setup.steps)
+        losses = [group.step([lrs[setup.task.optimizer]] * 2).train_loss.tolist() for _ in range(3)]
+        first, last = losses[0], losses[-1]
+        assert all(math.isfinite(x) for x in first + last), (family, first, last)
+        assert first[0] != first[1], family  # two seeds: two different initializations or batches
