@@ -123,14 +123,14 @@ def test_ppo_from_random_init_with_subramanian_reward_runs(tmp_path, mnist):
 
 
 def test_iteration_settings_draw_widths_lengths_and_lrs_reproducibly():
-    from learned_lr.training.ppo import _iteration_setting
+    from learned_lr.training.ppo_runs import iteration_setting
 
     config = PPOConfig(hidden_sizes="64,128,256", total_steps="100,200", runs_per_iteration=4, min_peak_lr=0.01, max_peak_lr=0.5)
-    settings = [_iteration_setting(config, i) for i in range(30)]
+    settings = [iteration_setting(config, i) for i in range(30)]
     assert {s[0].hidden for s in settings} == {64, 128, 256} and {s[1] for s in settings} == {100, 200}
     assert all(0.01 <= lr <= 0.5 for s in settings for lr in s[2])
     assert all(50_000 <= seed < 100_000 for s in settings for seed in s[3])  # never BC's or evaluation's seeds
-    again = _iteration_setting(config, 7)
+    again = iteration_setting(config, 7)
     assert again[0] == settings[7][0] and again[1] == settings[7][1] and np.array_equal(again[2], settings[7][2])
 
 
@@ -139,7 +139,7 @@ def test_ppo_over_general_train_variants_draws_a_variant_and_its_tuned_lr_range(
     import json
 
     from learned_lr.checkpoint import CheckpointError
-    from learned_lr.training.ppo import _iteration_setting, load_variants
+    from learned_lr.training.ppo_runs import iteration_setting, load_variants
 
     variants = [{"name": "digits-0", "task": dataclasses.asdict(TaskConfig(task="digits", hidden=32, optimizer="adam")), "steps": 150,
                  "oracle_shape": "cosine", "oracle_lr": 0.003},
@@ -148,7 +148,7 @@ def test_ppo_over_general_train_variants_draws_a_variant_and_its_tuned_lr_range(
     path = tmp_path / "variants.json"
     path.write_text(json.dumps(variants))
     config = PPOConfig(variants=str(path), runs_per_iteration=4, min_multiplier=0.1, max_multiplier=10.0)
-    settings = [_iteration_setting(config, i, load_variants(path)) for i in range(20)]
+    settings = [iteration_setting(config, i, load_variants(path)) for i in range(20)]
     assert {s[0].task for s in settings} == {"digits", "mnist1d"}
     for task, steps, lrs, _ in settings:
         tuned = 0.003 if task.task == "digits" else 0.2
@@ -189,3 +189,107 @@ def test_ppo_does_not_resume_from_a_starting_policy_changed_in_place(tmp_path, m
     save_small_policy(init, seed=1, meta={"trained_by": "test"})  # e.g. BC retrained into the same folder
     with pytest.raises(CheckpointError, match="another starting policy"):
         train_ppo(config, progress=False)
+
+
+def _two_variants_file(tmp_path):
+    import dataclasses
+    import json
+
+    variants = [{"name": "digits-0", "task": dataclasses.asdict(TaskConfig(task="digits", hidden=8, optimizer="adam", batch_size=16, val_batch_size=16)),
+                 "steps": 24, "oracle_shape": "cosine", "oracle_lr": 0.003},
+                {"name": "diabetes-0", "task": dataclasses.asdict(TaskConfig(task="diabetes", hidden=8, optimizer="adam", batch_size=16, val_batch_size=16)),
+                 "steps": 40, "oracle_shape": "linear-warmup", "oracle_lr": 0.01},
+                {"name": "digits-1", "task": dataclasses.asdict(TaskConfig(task="digits", hidden=16, optimizer="sgd", batch_size=16, val_batch_size=16)),
+                 "steps": 32, "oracle_shape": "cosine", "oracle_lr": 0.05}]
+    path = tmp_path / "variants.json"
+    path.write_text(json.dumps(variants))
+    return path
+
+
+def test_iterations_over_several_variants_share_runs_and_seeds_evenly(tmp_path):
+    import dataclasses
+
+    from learned_lr.training.ppo_runs import iteration_chunks, load_variants
+
+    path = _two_variants_file(tmp_path)
+    variants = load_variants(path)
+    config = PPOConfig(variants=str(path), runs_per_iteration=6, variants_per_iteration=2, min_multiplier=0.1, max_multiplier=10.0)
+    seen = set()
+    for iteration in range(12):
+        chunks = iteration_chunks(config, iteration, variants)
+        names = [c[0] for c in chunks]
+        assert len(chunks) == 2 and len(set(names)) == 2 and [len(c[4]) for c in chunks] == [3, 3]
+        seeds = chunks[0][4] + chunks[1][4]
+        assert seeds == list(range(seeds[0], seeds[0] + 6)) and all(50_000 <= s < 90_000 for s in seeds)
+        for name, task, steps, lrs, _ in chunks:
+            tuned = next(v["oracle_lr"] for v in variants if v["name"] == name)
+            assert TaskConfig(**next(v["task"] for v in variants if v["name"] == name)) == task
+            assert np.all((lrs >= 0.1 * tuned) & (lrs <= 10 * tuned)) and len(lrs) == 3
+        seen.update(names)
+    assert seen == {"digits-0", "diabetes-0", "digits-1"}
+    again = iteration_chunks(config, 5, variants)
+    assert [c[0] for c in again] == [c[0] for c in iteration_chunks(config, 5, variants)]
+    # One variant per iteration draws what it always drew (older runs resume unchanged).
+    from learned_lr.training.ppo_runs import iteration_setting
+
+    single = dataclasses.replace(config, variants_per_iteration=1)
+    (name, task, steps, lrs, seeds), = iteration_chunks(single, 3, variants)
+    expected = iteration_setting(single, 3, variants)
+    assert task == expected[0] and steps == expected[1] and np.array_equal(lrs, expected[2]) and seeds == expected[3]
+    with pytest.raises(ConfigError, match="variants-per-iteration"):
+        PPOConfig(variants=str(path), runs_per_iteration=2, variants_per_iteration=3)
+    with pytest.raises(ConfigError, match="need --variants"):
+        PPOConfig(validate_every=2)
+
+
+def test_per_decision_scale_and_per_variant_advantages():
+    from learned_lr.observation import RunHistory
+    from learned_lr.training.ppo import _standardize_per_group, scaled_rewards
+    from learned_lr.training.rollout import Episode
+
+    control = ControlConfig(decision_interval=32)
+    episode = Episode(0, 0.1, RunHistory(100, 0.1, 16, "all"), rewards=[-1.0, -0.5, -10.0])  # a run of 100 steps: 4 planned decisions
+    np.testing.assert_allclose(scaled_rewards(episode, control, "per-decision"), [-0.25, -0.125, -2.5])
+    np.testing.assert_allclose(scaled_rewards(episode, control, "none"), [-1.0, -0.5, -10.0])
+    advantages = [np.array([1.0, 2.0]), np.array([100.0, 300.0]), np.array([3.0])]
+    out = _standardize_per_group(advantages, ["a", "b", "a"])
+    np.testing.assert_allclose(np.concatenate([out[0], out[2]]), [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
+    np.testing.assert_allclose(out[1], [-1.0, 1.0], rtol=1e-6)
+
+
+def test_ppo_across_variants_validates_snapshots_keeps_the_best_and_resumes(tmp_path):
+    import csv
+
+    from learned_lr.policy import load_policy
+    from learned_lr.training.ppo_runs import load_variants
+    from learned_lr.training.validation import VALIDATION_MULTIPLIERS, validation_scores, validation_variants
+
+    path = _two_variants_file(tmp_path)
+    init = save_small_policy(tmp_path / "bc" / "policy.safetensors", decision_interval=8, meta={"trained_by": "test"})
+
+    def config(out):
+        return PPOConfig(init=str(init), variants=str(path), runs_per_iteration=4, variants_per_iteration=2, return_scale="per-decision",
+                         validate_every=2, iterations=4, critic_warmup_iterations=1, minibatch_size=8, actor_lr=3e-3, kl_coef=0.0, out=str(out))
+
+    straight = train_ppo(config(tmp_path / "straight"), progress=False)
+    assert train_ppo(config(tmp_path / "resumed"), progress=False, max_iterations_this_call=3) is None
+    resumed = train_ppo(config(tmp_path / "resumed"), progress=False)
+    a, _ = load_checkpoint(straight)
+    b, _ = load_checkpoint(resumed)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    rows = list(csv.DictReader((tmp_path / "resumed" / "validation.csv").open()))
+    assert [int(r["iteration"]) for r in rows] == [0, 2, 4] and float(rows[0]["change_vs_start"]) == 0.0
+    assert rows == list(csv.DictReader((tmp_path / "straight" / "validation.csv").open()))
+    # The snapshot at 0 is the start; its score is what validation_scores gives it (two of three variants: every other).
+    start_scores = validation_scores(load_policy(init).actor, validation_variants(load_variants(path)))
+    assert start_scores.shape == (2 * len(VALIDATION_MULTIPLIERS),) and np.isfinite(start_scores).all()
+    assert float(rows[0]["score"]) == pytest.approx(float(start_scores.mean()), abs=1e-9)
+    best = min(rows, key=lambda r: float(r["score"]))
+    chosen = load_policy(tmp_path / "straight" / "best_policy.safetensors")
+    snapshot = load_policy(tmp_path / "straight" / "snapshots" / f"iteration-{int(best['iteration']):04d}.safetensors")
+    for key, value in snapshot.actor.state_dict().items():
+        torch.testing.assert_close(chosen.actor.state_dict()[key], value, rtol=0, atol=0)
+    assert chosen.meta["validation_score"] == pytest.approx(float(best["score"]))
+    log = list(csv.DictReader((tmp_path / "straight" / "ppo_log.csv").open()))
+    assert all(len(r["variants"].split("+")) == 2 for r in log)

@@ -180,6 +180,14 @@ class PPOConfig:
                             "then --task, --total-steps, --hidden-sizes and the peak-LR range are not used")
     min_multiplier: float = arg(0.05, "with --variants: lower end of the base-LR multipliers")
     max_multiplier: float = arg(20.0, "with --variants: upper end of the base-LR multipliers")
+    variants_per_iteration: int = arg(1, "with --variants: distinct variants each iteration runs (drawn per iteration), its runs "
+                                         "split evenly among them")
+    return_scale: str = arg("none", "none: rewards as the reward gives them; per-decision: each run's rewards divided by its "
+                                    "planned number of decisions (a return is then the run's mean reward, whatever its length) "
+                                    "and advantages standardized within each variant of an iteration", choices=("none", "per-decision"))
+    validate_every: int = arg(0, "with --variants: before the first iteration and every N after, score the deterministic policy "
+                                 "on validation runs of the variants (validation seeds, never trained on) and keep that snapshot; "
+                                 "best_policy.safetensors is the one with the lowest score (0: off)")
     update_epochs: int = arg(4, "passes over each iteration's decisions")
     minibatch_size: int = arg(128, "decisions per gradient step")
     actor_lr: float = arg(3e-4, "Adam learning rate of the actor")
@@ -210,6 +218,13 @@ class PPOConfig:
         require(0 < self.min_multiplier <= self.max_multiplier and math.isfinite(self.max_multiplier), "min_multiplier",
                 f"need 0 < min_multiplier <= max_multiplier (finite), got {self.min_multiplier}, {self.max_multiplier}")
         require(not self.variants or Path(self.variants).is_file(), "variants", f"{self.variants} is not a file (give general-train's variants.json)")
+        require(self.variants_per_iteration >= 1, "variants_per_iteration", f"must be >= 1, got {self.variants_per_iteration}")
+        require(self.variants_per_iteration <= self.runs_per_iteration, "variants_per_iteration",
+                f"must be <= runs_per_iteration ({self.runs_per_iteration}), got {self.variants_per_iteration}")
+        require(self.validate_every >= 0, "validate_every", f"must be >= 0, got {self.validate_every}")
+        require(bool(self.variants) or (self.variants_per_iteration == 1 and self.validate_every == 0), "variants",
+                "variants_per_iteration and validate_every need --variants")
+        check_choice(self.return_scale, ("none", "per-decision"), "return_scale")
         for name in ("update_epochs", "minibatch_size"):
             require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         for name in ("actor_lr", "critic_lr", "clip_coef", "max_grad_norm"):

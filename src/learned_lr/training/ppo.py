@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +36,10 @@ from learned_lr.files import file_sha256, folder_lock, write_csv
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
 from learned_lr.settings import ControlConfig
 from learned_lr.tasks import load_mnist
-from learned_lr.tasks.config import TaskConfig
-from learned_lr.tasks.seeds import PPO_SEED_SPAN, PPO_SEED_START
 from learned_lr.training.backends import make_backend, rollout_job_for
-from learned_lr.training.config import PPOConfig, log_uniform
+from learned_lr.training.config import PPOConfig
+from learned_lr.training.ppo_runs import iteration_chunks, load_variants
 from learned_lr.training.rollout import Episode
-
-# PPO trainee seeds live in [50000, 100000): above BC demonstrations, below evaluation seeds.
 
 
 @dataclass
@@ -134,54 +130,39 @@ def spiked(episode: Episode) -> bool:
     return bool(later.size and np.nanmax(later) > h.train_loss[0])
 
 
-def _iteration_setting(config: PPOConfig, iteration: int, variants: list[dict] | None = None) -> tuple[TaskConfig, int, np.ndarray, list[int]]:
-    """Trainee, run length, base LRs and trainee seeds of one iteration, all from (seed, iteration).
+def scaled_rewards(episode: Episode, control: ControlConfig, return_scale: str) -> np.ndarray:
+    """The episode's rewards as PPO learns from them: as given, or divided by the run's planned decisions.
 
-    With ``variants`` (``load_variants``), the iteration runs one of them, drawn uniformly, at
-    base LRs = its tuned LR x log-uniform multipliers; otherwise ``config.task`` with a width
-    from ``hidden_sizes``, a length from ``total_steps`` and base LRs from the peak-LR range.
+    Per decision, a run of 1,000 steps has 6x the return of one of 150 at the same losses; divided
+    by its planned number of decisions (a diverged run's too, so its penalty keeps its weight),
+    a return is the run's mean reward, on one scale across variants for the one critic.
     """
-    rng = np.random.default_rng([config.seed, iteration])
-    first = PPO_SEED_START + (config.seed * 997 + iteration * config.runs_per_iteration) % PPO_SEED_SPAN
-    seeds = list(range(first, first + config.runs_per_iteration))
-    if variants:
-        variant = variants[int(rng.integers(len(variants)))]
-        multipliers = log_uniform(rng, config.min_multiplier, config.max_multiplier, config.runs_per_iteration)
-        return TaskConfig(**variant["task"]), int(variant["steps"]), float(variant["oracle_lr"]) * multipliers, seeds
-    total_steps = int(rng.choice(config.total_steps_list))
-    base_lrs = log_uniform(rng, config.min_peak_lr, config.max_peak_lr, config.runs_per_iteration)
-    widths = config.hidden_size_list
-    # Drawn only when there is a choice, so a single width leaves the other draws as they were.
-    hidden = widths[0] if len(widths) == 1 else int(rng.choice(widths))
-    return dataclasses.replace(config.task, hidden=hidden), total_steps, base_lrs, seeds
+    rewards = np.asarray(episode.rewards, dtype=np.float64)
+    if return_scale == "none":
+        return rewards
+    return rewards / math.ceil(episode.history.total_steps / control.decision_interval)
 
 
-def load_variants(path: str | Path) -> list[dict]:
-    """The variants of a ``general-train`` ``variants.json``; a variant of a held-out family is refused."""
-    from learned_lr.training.distribution import HELD_OUT_FAMILIES
-
-    try:
-        variants = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable variants file ({exc})") from None
-    if not isinstance(variants, list) or not variants:
-        raise CheckpointError(f"{path} holds no variants (expected general-train's variants.json: a list)")
-    for variant in variants:
-        missing = {"name", "task", "steps", "oracle_lr"} - set(variant if isinstance(variant, dict) else ())
-        if missing:
-            raise CheckpointError(f"{path}: a variant lacks {sorted(missing)}")
-        if variant["task"].get("task") in HELD_OUT_FAMILIES:
-            raise CheckpointError(f"{path}: variant {variant['name']} is of held-out family {variant['task']['task']}; PPO must not train on it")
-    return variants
+def _standardize_per_group(advantages: list[np.ndarray], groups: list[str]) -> list[np.ndarray]:
+    """Advantages standardized within each group (variant) of episodes, so each variant pushes the actor alike."""
+    out = list(advantages)
+    for group in set(groups):
+        members = [i for i, g in enumerate(groups) if g == group]
+        values = np.concatenate([advantages[i] for i in members])
+        mean, std = values.mean(), values.std()
+        for i in members:
+            out[i] = (advantages[i] - mean) / (std + 1e-8)
+    return out
 
 
-def episodes_to_batch(episodes: list[Episode], actor: Actor, critic: Critic, bc_actor: Actor, control: ControlConfig, config: PPOConfig) -> Batch:
+def episodes_to_batch(episodes: list[Episode], actor: Actor, critic: Critic, bc_actor: Actor, control: ControlConfig, config: PPOConfig,
+                      groups: list[str] | None = None) -> Batch:
     windows, masks, contexts, actions, rewards_per_episode = [], [], [], [], []
     for episode in episodes:
         for step, action in zip(episode.decision_steps, episode.actions):
             w, m, c = window_from_features(episode.history.features, step, control.window, episode.history.total_steps, control.inputs)
             windows.append(w), masks.append(m), contexts.append(c), actions.append(action)
-        rewards_per_episode.append(np.asarray(episode.rewards))
+        rewards_per_episode.append(scaled_rewards(episode, control, config.return_scale))
     window = torch.from_numpy(np.stack(windows))
     mask = torch.from_numpy(np.stack(masks))
     context = torch.from_numpy(np.stack(contexts))
@@ -197,6 +178,8 @@ def episodes_to_batch(episodes: list[Episode], actor: Actor, critic: Critic, bc_
         a, r = gae(rewards, v, config.reward.discount, config.gae_lambda)
         advantages.append(a), returns.append(r)
         offset += len(rewards)
+    if config.return_scale == "per-decision" and groups is not None:
+        advantages = _standardize_per_group(advantages, groups)
     return Batch(window, mask, context, action, logprobs, torch.tensor(np.concatenate(advantages), dtype=torch.float32),
                  torch.tensor(np.concatenate(returns), dtype=torch.float32), values, bc_mean, bc_std)
 
@@ -227,6 +210,10 @@ class PPOLogRow:
     kl_to_bc: float
     approx_kl: float
     clip_fraction: float
+    variants: str = ""  # with --variants: the variants this iteration ran, '+'-joined
+
+
+_UPDATE_STATS = ("policy_loss", "value_loss", "entropy", "kl_to_bc", "approx_kl", "clip_fraction")
 
 
 @dataclass
@@ -239,6 +226,8 @@ class PPOLearner:
     actor_opt: torch.optim.Optimizer
     critic_opt: torch.optim.Optimizer
     log: list[PPOLogRow] = field(default_factory=list)
+    # With validate_every: {"iteration", "score", "scores"} per snapshot (iteration 0 = the start).
+    validation: list[dict] = field(default_factory=list)
 
     @property
     def iterations_done(self) -> int:
@@ -285,23 +274,33 @@ def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_
         write_csv(out / "ppo_log.csv", header, [dataclasses.astuple(r) for r in learner.log])
     bar = tqdm(range(start, end), desc="PPO", disable=not progress, initial=start, total=config.iterations)
     variants = load_variants(config.variants) if config.variants else None
+    if config.validate_every and not learner.validation:
+        _validate(learner, 0, variants, out)
     for iteration in bar:
-        task, total_steps, base_lrs, seeds = _iteration_setting(config, iteration, variants)
         actor.eval(), critic.eval()
-        job = rollout_job_for(task, seeds, base_lrs, total_steps, control, config.reward, controller_seed=config.seed * 1_000_003 + iteration)
-        episodes = backend.collect(actor, job)
-        batch = episodes_to_batch(episodes, actor, critic, learner.bc_actor, control, config)
+        episodes, groups = [], []
+        for chunk, (name, task, total_steps, base_lrs, seeds) in enumerate(iteration_chunks(config, iteration, variants)):
+            # chunk 0 keeps the seed a one-variant iteration always had; the others get their own noise
+            job = rollout_job_for(task, seeds, base_lrs, total_steps, control, config.reward,
+                                  controller_seed=config.seed * 1_000_003 + iteration + chunk * 100_000_007)
+            chunk_episodes = backend.collect(actor, job)
+            episodes += chunk_episodes
+            groups += [name] * len(chunk_episodes)
+        batch = episodes_to_batch(episodes, actor, critic, learner.bc_actor, control, config, groups)
         actor.train(), critic.train()
         update_actor = iteration >= config.critic_warmup_iterations
         generator = torch.Generator().manual_seed(config.seed * 7919 + iteration)
         stats = ppo_update(actor, critic, learner.actor_opt, learner.critic_opt, batch, config, update_actor, generator)
         final_losses = [e.history.train_loss[e.history.steps - 1] for e in episodes if not e.diverged]
         row = PPOLogRow(
-            iteration=iteration + 1, total_steps=total_steps, mean_return=float(np.mean([sum(e.rewards) for e in episodes])),
+            iteration=iteration + 1, total_steps=max(e.history.total_steps for e in episodes),
+            mean_return=float(np.mean([scaled_rewards(e, control, config.return_scale).sum() for e in episodes])),
             mean_final_train_loss=float(np.mean(final_losses)) if final_losses else math.nan,
             diverged=int(sum(e.diverged for e in episodes)), spiked=int(sum(spiked(e) for e in episodes)), updated_actor=int(update_actor),
-            **{name: stats[name] for name in header[7:]})
+            **{name: stats[name] for name in _UPDATE_STATS}, variants="+".join(dict.fromkeys(groups)) if variants else "")
         learner.log.append(row)
+        if config.validate_every and (iteration + 1) % config.validate_every == 0:
+            _validate(learner, iteration + 1, variants, out)
         bar.set_postfix(ret=f"{row.mean_return:.2f}", diverged=row.diverged)
         _save_state(state_path, config, learner, init_meta["init_sha256"], init_meta["variants_sha256"])
         write_csv(out / "ppo_log.csv", header, [dataclasses.astuple(r) for r in learner.log])
@@ -311,7 +310,29 @@ def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_
     path = out / "policy.safetensors"
     save_policy(path, actor, critic, {"trained_by": "ppo", **init_meta, "ppo_config": dataclasses.asdict(config),
                                       "final_iteration": dataclasses.asdict(learner.log[-1])})
+    if learner.validation:
+        best = min(learner.validation, key=lambda row: row["score"])
+        snapshot = load_policy(_snapshot_path(out, best["iteration"]))
+        save_policy(out / "best_policy.safetensors", snapshot.actor, snapshot.critic,
+                    {**snapshot.meta, "chosen_by": "lowest validation score (training variants, validation seeds)", "validation_score": best["score"]})
     return path
+
+
+def _snapshot_path(out: Path, iteration: int) -> Path:
+    return out / "snapshots" / f"iteration-{iteration:04d}.safetensors"
+
+
+def _validate(learner: PPOLearner, iteration: int, variants: list[dict], out: Path) -> None:
+    """Score the deterministic actor on the validation runs, keep the snapshot, rewrite validation.csv."""
+    from learned_lr.training.validation import validation_scores, validation_variants
+
+    scores = validation_scores(learner.actor, validation_variants(variants))
+    save_policy(_snapshot_path(out, iteration), learner.actor, learner.critic, {"trained_by": "ppo", "iteration": iteration})
+    learner.validation.append({"iteration": iteration, "score": float(scores.mean()), "scores": scores.tolist()})
+    start = np.asarray(learner.validation[0]["scores"])
+    write_csv(out / "validation.csv", ["iteration", "score", "change_vs_start", "runs_better_than_start"],
+              [(r["iteration"], r["score"], float(np.mean(np.asarray(r["scores"]) - start)), int(np.sum(np.asarray(r["scores"]) < start - 1e-12)))
+               for r in learner.validation])
 
 
 def _save_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256: str | None, variants_sha256: str | None = None) -> None:
@@ -323,6 +344,7 @@ def _save_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256:
         "init_sha256": init_sha256,
         "variants_sha256": variants_sha256,
         "log_rows": [dataclasses.asdict(row) for row in learner.log],
+        "validation_rows": learner.validation,
         "config": dataclasses.asdict(config),
         "policy_config": dataclasses.asdict(learner.actor.policy_config),
         "control_config": dataclasses.asdict(learner.actor.control_config),
@@ -339,7 +361,8 @@ def _load_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256:
     if meta.get("init_sha256") != init_sha256:
         raise CheckpointError(f"{path} continues PPO from another starting policy than {config.init} is now; use another --out or --no-resume")
     ignore = ("iterations", "resume", "out", "backend", "ray_address", "workers")  # where rollouts run does not change them
-    if {k: v for k, v in meta["config"].items() if k not in ignore} != {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}:
+    saved = {**dataclasses.asdict(PPOConfig()), **meta["config"]}  # a setting added since: its default, which it then had
+    if {k: v for k, v in saved.items() if k not in ignore} != {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}:
         raise CheckpointError(f"{path} was written by a different PPO config; use another --out or --no-resume")
     try:
         log = [PPOLogRow(**row) for row in meta["log_rows"]]
@@ -351,3 +374,4 @@ def _load_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256:
     learner.actor_opt.load_state_dict(unflatten_state(meta["actor_opt"], tensors))
     learner.critic_opt.load_state_dict(unflatten_state(meta["critic_opt"], tensors))
     learner.log[:] = log
+    learner.validation[:] = meta.get("validation_rows", [])
