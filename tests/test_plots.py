@@ -19,7 +19,7 @@ def test_robustness_figure_shows_seeds_as_points_where_the_intervals_would_swamp
     from learned_lr.experiments import plots
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
 
     def results(losses_by_seed: list[float]) -> list[dict]:
         runs = [{"base_lr": lr, "test_loss": loss * lr * 10, "test_accuracy": 0.9, "diverged": False}
@@ -42,7 +42,7 @@ def test_benchmark_figure_shows_seeds_as_points_where_the_intervals_would_swamp_
     from learned_lr.experiments.robustness import Contender
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
     entrants = [Contender("cosine", "schedule", "cosine"), Contender("bundled", "policy", "bundled")]
     for losses, swamped in (([0.30, 0.31], False), ([0.05, 2.0], True)):
         cells = {c.label: {f"{m:g}": {"base_lr": m, "runs": [{"test_loss": v * m, "test_accuracy": 0.9, "diverged": False} for v in losses]}

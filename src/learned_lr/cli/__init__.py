@@ -28,7 +28,8 @@ try:  # the command line is the research pipeline: without its extra, one line, 
 except MissingExtraError as exc:
     sys.exit(f"learned-lr: error: {exc}")
 
-from learned_lr.cli.ruler import cmd_benchmark, cmd_explain, cmd_general_train
+from learned_lr.cli.ruler import cmd_benchmark, cmd_claims, cmd_explain, cmd_general_train
+from learned_lr.experiments.claims import ClaimsConfig
 from learned_lr.experiments.config import (
     AblationConfig,
     BCReportConfig,
@@ -338,6 +339,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "explain": (ExplainConfig, cmd_explain, "one run under LearnedLR in a plain loop: the LR it set, each decision and the losses it read, as a figure"),
     "evaluate": (EvaluateConfig, cmd_evaluate, "policies vs expert schedules on held-out seeds: table with 95% CIs and a figure"),
     "ablations": (AblationConfig, cmd_ablations, "the proposal's claims as PPO ablations at one budget: table and verdicts"),
+    "claims": (ClaimsConfig, cmd_claims, "the proposal's claims and what PPO adds, on the general policy's distribution, judged on the benchmark with paired CIs"),
     "finetune-llm": (FinetuneLLMConfig, cmd_finetune_llm, "LoRA-fine-tune SmolLM2-135M offline under one LR scheduler; forgetting measured"),
     "compare-llm": (CompareLLMConfig, cmd_compare_llm, "LoRA fine-tuning: every scheduler x batch size x seed; table and figure"),
     "adapt-llm": (AdaptLLMConfig, cmd_adapt_llm, "adapt a policy to LoRA fine-tuning: behavioral cloning on LoRA runs under a teacher schedule"),
@@ -361,6 +363,7 @@ ON_RERUN = {
             "PPO as for ppo, evaluation cells keyed on their whole setting",
     "robust-train": "a rerun may add DAgger rounds or PPO iterations; any other change to the recipe is refused",
     "general-train": "a rerun may add DAgger rounds or PPO iterations; any other change to the recipe is refused",
+    "claims": "each PPO run resumes as for ppo (more --iterations allowed) and each benchmark cell is reused only for the same setting",
     "robustness": "each scheduler's result is keyed on its whole setting (task, optimizer, sizes, steps, seeds, LRs, policy SHA-256) "
                   "and computed again for any other",
     "benchmark": "each cell and tuning sweep is keyed on its whole setting (policy SHA-256 included) and computed again for any other",

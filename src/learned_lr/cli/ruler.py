@@ -1,10 +1,11 @@
 """The commands of the general policy: train it across families (`general-train`), measure schedulers on every
-family (`benchmark`), and show one run's decisions (`explain`)."""
+family (`benchmark`), test the proposal's claims with PPO on its distribution (`claims`), and show one run's decisions (`explain`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from learned_lr.experiments.claims import ClaimsConfig
 from learned_lr.experiments.config import BenchmarkConfig, ExplainConfig
 from learned_lr.experiments.general import GeneralTrainConfig
 from learned_lr.settings import ConfigError, ControlConfig
@@ -75,4 +76,13 @@ def cmd_general_train(config: GeneralTrainConfig) -> int:
     policies = ",".join(f"general {name}={path}" for name, path in paths.items())
     print(f"held out (never trained on): {', '.join(HELD_OUT_FAMILIES)}. Judge every stage on the benchmark:")
     print(f'  learned-lr benchmark --suite small --policies "{policies}"')
+    return 0
+
+
+def cmd_claims(config: ClaimsConfig) -> int:
+    from learned_lr.experiments.claims import run_claims
+
+    path = run_claims(config)
+    print(path.read_text())
+    print(f"wrote {path} (and claims.json, ppo_curve.png, il_ppo_result.png, benchmark.md/json in {path.parent})")
     return 0

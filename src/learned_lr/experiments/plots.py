@@ -60,7 +60,7 @@ def scheduler_colors(labels: Sequence[str]) -> dict[str, object]:
     return colors
 
 
-def _legend_outside(fig, ax) -> None:
+def legend_outside(fig, ax) -> None:
     """The axes' legend to the right of the figure, where it covers no data."""
     handles, names = ax.get_legend_handles_labels()
     if handles:
@@ -72,7 +72,7 @@ def _panel_title(task: str, what: str) -> str:
     return f"{task}: {what}" if len(task) + len(what) <= 45 else f"{task}\n{what}"
 
 
-def _save(fig, path: str | Path) -> None:
+def save_figure(fig, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -103,8 +103,8 @@ def plot_runs(records: Sequence[RunRecord], path: str | Path, title: str = "") -
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    _legend_outside(fig, axes[0])
-    _save(fig, path)
+    legend_outside(fig, axes[0])
+    save_figure(fig, path)
 
 
 def plot_sweep(results: dict[str, dict[float, list[float]]], path: str | Path, title: str = "") -> None:
@@ -122,7 +122,7 @@ def plot_sweep(results: dict[str, dict[float, list[float]]], path: str | Path, t
     ax.set(xscale="log", yscale="log", xlabel="peak LR", ylabel="final validation loss", title=title or "peak-LR sweep")
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _mean_curve(episodes, attribute: str, window: int) -> np.ndarray:
@@ -163,8 +163,8 @@ def plot_bc_vs_experts(curves: dict[str, dict[str, list]], expert_names: Sequenc
             ax_loss.set(xlabel="step", ylabel="train loss (moving avg)", yscale="log")
             ax_lr.grid(alpha=0.3), ax_loss.grid(alpha=0.3)
     fig.tight_layout()
-    _legend_outside(fig, axes[0, 0])
-    _save(fig, path)
+    legend_outside(fig, axes[0, 0])
+    save_figure(fig, path)
 
 
 def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, dict]], rows: Sequence[dict], path: str | Path) -> None:
@@ -187,8 +187,8 @@ def plot_scheduler_comparison(curves_by_task: dict[str, dict[str, dict]], rows: 
         for ax in (ax_lr, ax_loss, ax_bar):
             ax.grid(alpha=0.3)
     fig.tight_layout()
-    _legend_outside(fig, axes[0, 0])
-    _save(fig, path)
+    legend_outside(fig, axes[0, 0])
+    save_figure(fig, path)
 
 
 def _swamps(ci, mean) -> bool:
@@ -270,8 +270,8 @@ def plot_robustness(summary: dict, results: Sequence[dict], path: str | Path, ti
         ax.set(yscale="log", xlabel="step", ylabel="LR used (mean over seeds)", title=f"{result['label']}: LR it set")
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    _legend_outside(fig, axes[0])
-    _save(fig, path)
+    legend_outside(fig, axes[0])
+    save_figure(fig, path)
 
 
 def plot_llm_comparison(results: Sequence[dict], path: str | Path, title: str = "") -> None:
@@ -299,8 +299,8 @@ def plot_llm_comparison(results: Sequence[dict], path: str | Path, title: str = 
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    _legend_outside(fig, axes[0, 0])
-    _save(fig, path)
+    legend_outside(fig, axes[0, 0])
+    save_figure(fig, path)
 
 
 def _plain_log_labels(ax) -> matplotlib.ticker.FuncFormatter:
@@ -365,7 +365,7 @@ def plot_benchmark(result: dict, path: str | Path) -> None:
     fig.legend(handles, names, loc="lower center", ncol=min(8, len(names)), fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 8)))
     fig.suptitle(f"learned-lr benchmark, suite {result['suite']}: loss vs LR multiplier (grey: best tuned expert at x1)")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_decisions(result: dict, path: str | Path) -> None:
@@ -386,4 +386,4 @@ def plot_decisions(result: dict, path: str | Path) -> None:
     bottom.set(yscale="log", xlabel="step", ylabel="loss")
     bottom.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)

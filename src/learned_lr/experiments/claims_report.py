@@ -1,0 +1,120 @@
+"""What `learned-lr claims` writes: the verdict table (markdown) and its two figures.
+
+* ``ppo_curve.png``: per PPO run, the validation score's change from its start (training variants,
+  validation seeds; what says whether the curve has flattened) and the per-iteration training return.
+* ``il_ppo_result.png``: per side of the split, each contender's loss relative to the family's
+  best tuned expert at every base-LR multiplier (geometric mean over the families), so BC,
+  DAgger and PPO sit next to the experts and the LR-free optimizers.
+
+Example:
+    >>> plot_ppo_curves({"PPO s0": "runs/claims/ppo/seed-0"}, "results/claims/ppo_curve.png")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from learned_lr.experiments.plots import legend_outside, plt, save_figure, scheduler_colors
+from learned_lr.training.distribution import HELD_OUT_FAMILIES, TRAINING_FAMILIES
+
+
+def _read_csv(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.open())) if path.is_file() else []
+
+
+def plot_ppo_curves(runs: dict[str, str], path: str | Path) -> None:
+    """Validation change vs start (left) and training return per iteration (right), one line per PPO run."""
+    fig, (val_ax, ret_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    colors = scheduler_colors(list(runs))
+    for label, folder in runs.items():
+        validation = _read_csv(Path(folder) / "validation.csv")
+        if validation:
+            val_ax.plot([int(r["iteration"]) for r in validation], [100 * (math.exp(float(r["change_vs_start"])) - 1) for r in validation],
+                        marker="o", color=colors[label], label=label)
+        log = _read_csv(Path(folder) / "ppo_log.csv")
+        if log:
+            returns = np.array([float(r["mean_return"]) for r in log])
+            window = min(5, len(returns))
+            smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
+            ret_ax.plot(range(window, len(returns) + 1), smooth, color=colors[label])
+    val_ax.axhline(0, color="black", lw=0.8)
+    val_ax.set(xlabel="PPO iteration", ylabel="validation loss vs start (%, geometric mean)",
+               title="validation runs (training variants, x0.1 / x1 / x10)")
+    ret_ax.set(xlabel="PPO iteration", ylabel=f"mean return per run (per-decision scale, {5}-iteration mean)", title="PPO training return")
+    legend_outside(fig, val_ax)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def ratio_by_multiplier(result: dict, label: str, families: Sequence[str]) -> list[float]:
+    """Per multiplier, the geometric mean over ``families`` of the contender's loss / the family's best tuned expert."""
+    out = []
+    for m in result["multipliers"]:
+        logs = [math.log(result["per_family"][f]["rows"][label]["per_multiplier"][f"{m:g}"]["test_loss"]["mean"]
+                         / result["per_family"][f]["best_tuned_expert_loss"]) for f in families]
+        out.append(math.exp(float(np.mean(logs))))
+    return out
+
+
+def plot_il_ppo(result: dict, policies: Sequence[str], path: str | Path) -> None:
+    """Loss / best tuned expert per multiplier, training and held-out families side by side; policies drawn thick."""
+    splits = [(name, [f for f in result["families"] if f in members]) for name, members in
+              (("training families", TRAINING_FAMILIES), ("held-out families", HELD_OUT_FAMILIES))]
+    splits = [(name, fams) for name, fams in splits if fams]
+    labels = list(result["summary"])
+    colors = scheduler_colors(labels)
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 4), squeeze=False)
+    for ax, (name, families) in zip(axes[0], splits):
+        for label in labels:
+            is_policy = label in policies
+            ax.plot(result["multipliers"], ratio_by_multiplier(result, label, families), marker="o" if is_policy else ".",
+                    lw=2.2 if is_policy else 1.0, ls="-" if is_policy else "--", color=colors[label], label=label)
+        ax.set(xscale="log", yscale="log", xlabel="base LR / tuned LR", ylabel="final loss / best tuned expert (geometric mean)",
+               title=f"{name} ({', '.join(families)})" if len(families) <= 2 else name)
+        ax.axhline(1, color="black", lw=0.8)
+    legend_outside(fig, axes[0][0])
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _pct_of_log(x: float) -> str:
+    return "-" if not math.isfinite(x) else f"{100 * (math.exp(x) - 1):+.1f}%"
+
+
+def claims_markdown(report: dict, result: dict) -> str:
+    """The verdict table, early safety and the stages' benchmark summary, with the budget and the command."""
+    c = report["config"]
+    lines = ["# The proposal's claims and what PPO adds (`learned-lr claims`)", "",
+             f"Budget: {c['iterations']} PPO iterations x {c['runs']} runs ({c['variants_per_iteration']} training variants per iteration, "
+             f"base LR = tuned x log-uniform [{c['min_multiplier']:g}, {c['max_multiplier']:g}]), from `{c['general_work']}`; PPO seeds "
+             f"{c['seeds']} (ablation arms: {c['arm_seeds']}). Scored on the `{c['suite']}` benchmark suite ({result['seeds']} evaluation seeds per cell, "
+             f"multipliers {', '.join(f'{m:g}' for m in result['multipliers'])}).", "",
+             "Each row: the mean over paired cells (PPO seed x family x multiplier x evaluation seed) of log(loss of A / loss of B), shown as "
+             "a ratio - 1, with its 95% t-interval; negative = A (the method) lower.", "",
+             "![PPO curves](ppo_curve.png)", "", "![BC, DAgger and PPO against the experts](il_ppo_result.png)", "",
+             "| comparison (A vs B) | split | A vs B | 95% CI | cells | per PPO seed | verdict |", "|---|---|---|---|---|---|---|"]
+    for name, per_split in report["comparisons"].items():
+        for split, s in per_split.items():
+            low, high = s["mean"] - s["ci"], s["mean"] + s["ci"]
+            seeds = ", ".join(_pct_of_log(x) for x in s["per_seed"])
+            lines.append(f"| {name} | {split} | {_pct_of_log(s['mean'])} | [{_pct_of_log(low)}, {_pct_of_log(high)}] | {s['cells']} | {seeds} | {s['verdict']} |")
+    lines += ["", f"### Early safety: trainee runs that diverged or rose above their starting loss, per PPO iteration (first {c['early_iterations']})", "",
+              "| arm | seed | per iteration | total |", "|---|---|---|---|"]
+    for arm, per_seed in report["early_safety"].items():
+        for seed, counts in per_seed.items():
+            lines.append(f"| {arm} | {seed} | {' '.join(map(str, counts))} | {sum(counts)}/{len(counts) * c['runs']} |")
+    lines += ["", "### Every stage on the benchmark (mean excess over the best tuned expert; worst; gap at x1)", "",
+              "| contender | training: mean | worst | gap x1 | held-out: mean | worst | gap x1 |", "|---|---|---|---|---|---|---|"]
+    by_split = report["summary_by_split"]
+    for label in sorted(by_split["training"], key=lambda k: by_split["training"][k]["mean_excess"]):
+        cells = []
+        for split in ("training", "held-out"):
+            s = by_split.get(split, {}).get(label)
+            cells += [f"{100 * s[k]:+.1f}%" for k in ("mean_excess", "worst_excess", "mean_gap_at_1")] if s else ["-"] * 3
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

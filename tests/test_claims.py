@@ -1,0 +1,65 @@
+"""`learned-lr claims` end to end at toy size: PPO arms from a general-train recipe, scored on the benchmark, paired verdicts."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from learned_lr.cli import main
+from learned_lr.experiments.claims import ClaimsConfig, run_claims, verdict
+from learned_lr.experiments.general import GeneralTrainConfig, run_general_training
+from learned_lr.settings import ConfigError
+
+
+def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_verdicts(tmp_path):
+    general = tmp_path / "g"
+    run_general_training(GeneralTrainConfig(variants_per_family=1, min_steps=20, max_steps=30, sweep_points=2, demo_runs=2, bc_epochs=1,
+                                            dagger_rounds=1, dagger_runs=2, work=str(general)), progress=False)
+    config = ClaimsConfig(general_work=str(general), iterations=2, runs=4, variants_per_iteration=2, validate_every=1, seeds="0,1",
+                          arm_seeds="0", early_iterations=2, suite="smoke", families="digits,char-lm", benchmark_work=str(tmp_path / "bench"),
+                          contenders="linear-warmup,cosine", work=str(tmp_path / "claims"), out=str(tmp_path / "out"))
+    path = run_claims(config, progress=False)
+    report = json.loads((tmp_path / "out" / "claims.json").read_text())
+    result = json.loads((tmp_path / "out" / "benchmark.json").read_text())
+    assert set(report["comparisons"]) == {"(e) PPO vs its DAgger start", "PPO vs (a) random init", "PPO vs (b) no stability term",
+                                          "PPO vs (c) single-step observation", "PPO vs (d) Subramanian et al."}
+    # (e) by hand: both PPO seeds against the one DAgger start, per cell of the held-out family (2 multipliers x 1 seed).
+    rows = result["per_family"]["char-lm"]["rows"]
+    diffs = [math.log(rows[f"PPO s{s}"]["per_multiplier"][m]["test_losses"][0] / rows["DAgger (start)"]["per_multiplier"][m]["test_losses"][0])
+             for s in (0, 1) for m in ("1", "10")]
+    stat = report["comparisons"]["(e) PPO vs its DAgger start"]["held-out"]
+    assert stat["cells"] == 4 and stat["mean"] == pytest.approx(float(np.mean(diffs)))
+    assert stat["per_seed"] == pytest.approx([float(np.mean(diffs[:2])), float(np.mean(diffs[2:]))])
+    assert stat["verdict"] == verdict(stat)
+    # An ablation pairs PPO's seed 0 with the arm's seed 0 only.
+    assert report["comparisons"]["PPO vs (a) random init"]["training"]["cells"] == 2
+    # Early safety is PPO's own log: diverged + spiked runs of the first iterations.
+    log = (tmp_path / "claims" / "random-init" / "seed-0" / "ppo_log.csv").read_text().splitlines()
+    header = log[0].split(",")
+    expected = [int(r.split(",")[header.index("diverged")]) + int(r.split(",")[header.index("spiked")]) for r in log[1:3]]
+    assert report["early_safety"]["(a) random init"]["s0"] == expected
+    # Every stage is a benchmark contender; the random-init and W = 1 arms have the DAgger policy's controls but W.
+    assert {"BC", "DAgger (start)", "PPO s0", "PPO s1", "PPO validation-best s0", "(d) Subramanian et al. s0"} <= set(result["summary"])
+    from learned_lr.policy import load_policy
+
+    start = load_policy(report["policies"]["DAgger (start)"])
+    single = load_policy(report["policies"]["(c) single-step observation s0"])
+    assert single.control_config.window == 1 and single.control_config.decision_interval == start.control_config.decision_interval
+    assert load_policy(report["policies"]["(a) random init s0"]).control_config == start.control_config
+    text = path.read_text()
+    assert "| (e) PPO vs its DAgger start | held-out |" in text and (tmp_path / "out" / "il_ppo_result.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "ppo_curve.png").stat().st_size > 10_000
+    # A rerun trains and runs nothing again (every PPO run and cell reused): same report.
+    run_claims(config, progress=False)
+    assert json.loads((tmp_path / "out" / "claims.json").read_text())["comparisons"] == report["comparisons"]
+
+
+def test_claims_refuses_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["claims", "--general-work", str(tmp_path / "none"), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")]) == 1
+    assert "no finished general-train recipe" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="arms"):
+        ClaimsConfig(arms="ppo-magic")
+    with pytest.raises(ConfigError, match="families"):
+        ClaimsConfig(families="imagenet")
+    assert verdict({"mean": 0.0, "ci": math.nan}) == "not separable at this budget"
