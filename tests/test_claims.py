@@ -40,8 +40,14 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
     expected = [int(r.split(",")[header.index("diverged")]) + int(r.split(",")[header.index("spiked")]) for r in log[1:3]]
     assert report["early_safety"]["(a) random init"]["s0"] == expected
     # Every stage is a benchmark contender; the random-init and W = 1 arms have the DAgger policy's controls but W.
-    assert {"BC", "DAgger (start)", "PPO s0", "PPO s1", "PPO validation-best s0", "(d) Subramanian et al. s0"} <= set(result["summary"])
+    assert {"BC", "DAgger (start)", "PPO s0", "PPO s1", "(d) Subramanian et al. s0"} <= set(result["summary"])
     from learned_lr.policy import load_policy
+
+    # The validation-chosen snapshot is scored unless it is the start (iteration 0) or the end, scored already.
+    for seed, iteration in report["validation_best_iteration"].items():
+        chosen = load_policy(tmp_path / "claims" / "ppo" / f"seed-{seed[1:]}" / "best_policy.safetensors")
+        assert chosen.meta["iteration"] == iteration and (f"PPO validation-best {seed}" in result["summary"]) == (0 < iteration < 2)
+    assert set(report["validation_best_iteration"]) == {"s0", "s1"}
 
     start = load_policy(report["policies"]["DAgger (start)"])
     single = load_policy(report["policies"]["(c) single-step observation s0"])

@@ -7,7 +7,7 @@ import torch
 from conftest import save_small_policy
 
 from learned_lr.checkpoint import load_checkpoint
-from learned_lr.policy import Actor, Critic
+from learned_lr.policy import Actor, Critic, load_policy
 from learned_lr.settings import ConfigError, ControlConfig, PolicyConfig, RewardConfig
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.training.config import PPOConfig
@@ -293,3 +293,21 @@ def test_ppo_across_variants_validates_snapshots_keeps_the_best_and_resumes(tmp_
     assert chosen.meta["validation_score"] == pytest.approx(float(best["score"]))
     log = list(csv.DictReader((tmp_path / "straight" / "ppo_log.csv").open()))
     assert all(len(r["variants"].split("+")) == 2 for r in log)
+
+
+def test_validation_runs_trainees_that_step_one_by_one(tmp_path):
+    """The CNN steps through SequentialRuns (loss.backward), which needs autograd: validation must not switch it off."""
+    import dataclasses
+
+    from learned_lr.tasks.groups import SEQUENTIAL_ON_CPU
+    from learned_lr.training.validation import run_score, validation_scores
+
+    assert "mnist-cnn" in SEQUENTIAL_ON_CPU
+    task = TaskConfig(task="mnist-cnn", width=4, batch_size=16, val_batch_size=16, optimizer="sgd")
+    variants = [{"name": "cnn-0", "task": dataclasses.asdict(task), "steps": 12, "oracle_shape": "cosine", "oracle_lr": 0.05}]
+    actor = load_policy(save_small_policy(tmp_path / "p.safetensors", decision_interval=4, meta={"trained_by": "test"})).actor
+    scores = validation_scores(actor, variants)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    assert np.array_equal(scores, validation_scores(actor, variants))  # deterministic actor, fixed seeds
+    assert len(set(scores.tolist())) == 3  # x0.1, x1, x10 end apart
+    assert run_score(np.array([2.0, 1.0]), 1, 2, diverged=False) == pytest.approx(np.log(2.0))  # stopped early: no progress

@@ -13,7 +13,7 @@ in every iteration's range), returns scaled per decision (``PPOConfig.return_sca
 * **(d) Subramanian et al.**: random init, W = 1, their inputs and their reward.
 
 The arms (a)-(d) run at the seeds of ``arm_seeds``. Every policy (the BC and DAgger stages, each
-PPO run's final policy, the main arm's validation-chosen snapshot) is scored on the benchmark
+PPO run's final policy, the main arm's validation-chosen snapshot unless that is the start or the end) is scored on the benchmark
 suite next to the fixed schedules (and whatever else ``contenders`` names), on both sides of the
 declared split. No arm, seed or iteration is chosen by a held-out family's result.
 
@@ -187,6 +187,7 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
     from learned_lr.experiments.benchmark import contenders, markdown_report, run_benchmark
     from learned_lr.experiments.claims_report import claims_markdown, plot_il_ppo, plot_ppo_curves
     from learned_lr.experiments.suites import SUITES
+    from learned_lr.policy import load_policy
     from learned_lr.training.distribution import HELD_OUT_FAMILIES, TRAINING_FAMILIES
     from learned_lr.training.ppo import train_ppo
 
@@ -196,12 +197,17 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
         _train_single_step_start(config)
     runs = ppo_configs(config)
     policies = [("BC", str(general / "bc" / "policy.safetensors")), ("DAgger (start)", str(start))]
+    # PPO seed -> the iteration its validation runs chose; scored as its own row unless it is the start (0) or the final policy
+    validation_best = {}
     for label, configs in runs.items():
         for ppo in configs:
             path = train_ppo(ppo, progress=progress)
             policies.append((f"{label} s{ppo.seed}", str(path)))
-            if label == "PPO" and (Path(ppo.out) / "best_policy.safetensors").is_file():
-                policies.append((f"PPO validation-best s{ppo.seed}", str(Path(ppo.out) / "best_policy.safetensors")))
+            best = Path(ppo.out) / "best_policy.safetensors"
+            if label == "PPO" and best.is_file():
+                validation_best[f"s{ppo.seed}"] = int(load_policy(best).meta["iteration"])
+                if 0 < validation_best[f"s{ppo.seed}"] < ppo.iterations:
+                    policies.append((f"PPO validation-best s{ppo.seed}", str(best)))
     families = config.family_list
     result = run_benchmark(SUITES[config.suite], families, contenders(parse_list(config.contenders, "contenders", str), policies),
                            Path(config.benchmark_work), progress=progress)
@@ -222,6 +228,7 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
     safety = {label: {f"s{p.seed}": early_safety(Path(p.out), config.early_iterations) for p in configs} for label, configs in runs.items()}
     curves = {f"{label} s{p.seed}": str(Path(p.out)) for label, configs in runs.items() for p in configs}
     report = {"config": dataclasses.asdict(config), "comparisons": comparisons, "early_safety": safety, "policies": dict(policies),
+              "validation_best_iteration": validation_best,
               "summary_by_split": result["summary_by_split"]}
     write_json(out / "claims.json", report)
     write_json(out / "benchmark.json", result)

@@ -53,9 +53,11 @@ def run_score(val_loss: np.ndarray, steps_run: int, total_steps: int, diverged: 
     return float(np.log(np.mean(last)))
 
 
-@torch.no_grad()
 def validation_scores(actor: torch.nn.Module, variants: list[dict]) -> np.ndarray:
-    """One score per validation run (``len(variants) * len(VALIDATION_MULTIPLIERS)``, variant-major); lower is better."""
+    """One score per validation run (``len(variants) * len(VALIDATION_MULTIPLIERS)``, variant-major); lower is better.
+
+    Not under ``torch.no_grad``: the trainees need their gradients (the controller runs the actor without them).
+    """
     was_training = actor.training
     actor.eval()
     control = actor.control_config
