@@ -144,8 +144,9 @@ def _train_single_step_start(config: ClaimsConfig) -> None:
     from learned_lr.training.config import BCConfig
 
     start, data = _last_dagger_policy(Path(config.general_work))
-    recipe = load_policy(start).meta.get("bc_config", {})
-    bc = BCConfig(policy=dataclasses.replace(load_policy(start).policy_config, patch=1), demos=str(data), window=1,
+    dagger = load_policy(start)
+    recipe = dagger.meta.get("bc_config", {})
+    bc = BCConfig(policy=dataclasses.replace(dagger.policy_config, patch=1), demos=str(data), window=1,
                   experts=recipe.get("experts", "linear-warmup,cosine"), epochs=int(recipe.get("epochs", 20)), seed=int(recipe.get("seed", 0)),
                   out=str(Path(config.work) / "bc-w1"))
     if not bc_policy_is_current(bc):

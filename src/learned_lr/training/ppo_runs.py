@@ -57,7 +57,7 @@ def iteration_chunks(config: PPOConfig, iteration: int, variants: list[dict] | N
     """
     if not variants or config.variants_per_iteration == 1:
         task, steps, lrs, seeds = iteration_setting(config, iteration, variants)
-        return [(_variant_name(task, steps, lrs, variants), task, steps, lrs, seeds)]
+        return [(_variant_name(task, steps, variants), task, steps, lrs, seeds)]
     rng = np.random.default_rng([config.seed, iteration, config.variants_per_iteration])
     chosen = rng.choice(len(variants), size=min(config.variants_per_iteration, len(variants)), replace=False)
     multipliers = log_uniform(rng, config.min_multiplier, config.max_multiplier, config.runs_per_iteration)
@@ -71,7 +71,7 @@ def iteration_chunks(config: PPOConfig, iteration: int, variants: list[dict] | N
     return chunks
 
 
-def _variant_name(task: TaskConfig, steps: int, lrs: np.ndarray, variants: list[dict] | None) -> str:
+def _variant_name(task: TaskConfig, steps: int, variants: list[dict] | None) -> str:
     if not variants:
         return f"{task.task}-t{steps}"
     return next(v["name"] for v in variants if TaskConfig(**v["task"]) == task and int(v["steps"]) == steps)
