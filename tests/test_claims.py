@@ -18,12 +18,17 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
                                             dagger_rounds=1, dagger_runs=2, work=str(general)), progress=False)
     config = ClaimsConfig(general_work=str(general), iterations=2, runs=4, variants_per_iteration=2, validate_every=1, seeds="0,1",
                           arm_seeds="0", early_iterations=2, suite="smoke", families="digits,char-lm", benchmark_work=str(tmp_path / "bench"),
-                          contenders="linear-warmup,cosine", work=str(tmp_path / "claims"), out=str(tmp_path / "out"))
+                          contenders="linear-warmup,cosine", levers="final-reward", work=str(tmp_path / "claims"), out=str(tmp_path / "out"))
     path = run_claims(config, progress=False)
     report = json.loads((tmp_path / "out" / "claims.json").read_text())
     result = json.loads((tmp_path / "out" / "benchmark.json").read_text())
     assert set(report["comparisons"]) == {"(e) PPO vs its DAgger start", "PPO vs (a) random init", "PPO vs (b) no stability term",
-                                          "PPO vs (c) single-step observation", "PPO vs (d) Subramanian et al."}
+                                          "PPO vs (c) single-step observation", "PPO vs (d) Subramanian et al.",
+                                          "PPO + final-loss reward vs the DAgger start", "PPO + final-loss reward vs PPO"}
+    # A lever is PPO from the DAgger start with one setting changed, paired with PPO seed by seed.
+    lever = json.loads((tmp_path / "claims" / "final-reward" / "seed-0" / "policy.json").read_text())["ppo_config"]
+    assert lever["reward"]["kind"] == "final" and lever["reward"]["discount"] == 1.0 and lever["init"] == report["policies"]["DAgger (start)"]
+    assert report["comparisons"]["PPO + final-loss reward vs PPO"]["training"]["cells"] == 2
     # (e) by hand: both PPO seeds against the one DAgger start, per cell of the held-out family (2 multipliers x 1 seed).
     rows = result["per_family"]["char-lm"]["rows"]
     diffs = [math.log(rows[f"PPO s{s}"]["per_multiplier"][m]["test_losses"][0] / rows["DAgger (start)"]["per_multiplier"][m]["test_losses"][0])
@@ -66,6 +71,8 @@ def test_claims_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert "no finished general-train recipe" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="arms"):
         ClaimsConfig(arms="ppo-magic")
+    with pytest.raises(ConfigError, match="levers"):
+        ClaimsConfig(levers="bigger-lr")
     with pytest.raises(ConfigError, match="families"):
         ClaimsConfig(families="imagenet")
     assert verdict({"mean": 0.0, "ci": math.nan}) == "not separable at this budget"

@@ -122,6 +122,22 @@ def test_ppo_from_random_init_with_subramanian_reward_runs(tmp_path, mnist):
     assert expected[0] == 0.0 and max(expected) > 0.05  # the first block sets the best; later ones improve on it
 
 
+def test_the_final_loss_reward_pays_once_at_the_end_minus_log_the_last_blocks_val_loss(small_policy_path, mnist):
+    from learned_lr.tasks.groups import make_run_group
+    from learned_lr.training.rollout import PolicyController, rollout
+
+    policy = load_policy(small_policy_path)
+    (episode,) = rollout(make_run_group(TaskConfig(hidden=32), [3], mnist), PolicyController(policy.actor), 50, [0.1],
+                         policy.control_config, RewardConfig(kind="final", discount=1.0), evaluate_test=False)
+    history, last_start = episode.history, episode.decision_steps[-1]
+    assert len(episode.rewards) == len(episode.decision_steps) >= 3 and last_start < 50
+    expected = -math.log(float(np.mean(history.val_loss[last_start:50] / history.train_loss[0])))
+    assert episode.rewards[:-1] == [0.0] * (len(episode.rewards) - 1) and episode.rewards[-1] == pytest.approx(expected, rel=1e-9)
+    assert expected > 0.1  # the run learned: its final val loss is below its first train loss
+    with pytest.raises(ConfigError, match="kind"):
+        RewardConfig(kind="final-ish")
+
+
 def test_iteration_settings_draw_widths_lengths_and_lrs_reproducibly():
     from learned_lr.training.ppo_runs import iteration_setting
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from learned_lr.control import LRRamp
 from learned_lr.observation import RunHistory
-from learned_lr.reward import block_reward, subramanian_reward
+from learned_lr.reward import block_reward, final_reward, subramanian_reward
 from learned_lr.settings import ControlConfig, RewardConfig
 
 # A run whose training loss exceeds this multiple of its first loss, or is not finite, is
@@ -180,6 +180,8 @@ class DecisionLoop:
         if config.kind == "subramanian":
             value, self._best_val = subramanian_reward(val, self._best_val, (history.total_steps - end) / history.total_steps, config)
             return value
+        if config.kind == "final":
+            return final_reward(val, end == history.total_steps, config)
         previous = float(history.normalized_losses(start - 1, start)[0][0]) if start > 0 else math.nan
         return block_reward(train, val, previous, config)
 

@@ -51,3 +51,21 @@ def subramanian_reward(val: np.ndarray, best_val: float, remaining_fraction: flo
     best = current if not np.isfinite(best_val) else best_val
     reward = config.subramanian_gain * (best - current) + config.subramanian_time_weight * remaining_fraction
     return float(reward), min(best, current)
+
+
+def final_reward(val: np.ndarray, is_last_block: bool, config: RewardConfig) -> float:
+    """A reward only at the run's end: -log(the last block's mean normalized validation loss), 0 before.
+
+    This is the quantity the benchmark scores (the final loss, on a log scale so that every family
+    weighs the same); with ``discount=1`` each decision's return is the run's outcome. Non-finite
+    losses give -penalty, as for the other rewards.
+
+    >>> round(final_reward(np.array([0.5, 0.5]), True, RewardConfig(kind="final")), 4), final_reward(np.array([0.5]), False, RewardConfig(kind="final"))
+    (0.6931, 0.0)
+    """
+    val = np.asarray(val, dtype=np.float64)
+    if val.size and not np.isfinite(val).all():
+        return -config.divergence_penalty
+    if not is_last_block or val.size == 0:
+        return 0.0
+    return float(-math.log(max(float(val.mean()), 1e-12)))

@@ -142,6 +142,9 @@ class ControlConfig:
         return math.log(self.min_lr_factor), math.log(self.max_lr_factor)
 
 
+REWARD_KINDS = ("proposal", "subramanian", "final")
+
+
 @dataclass(frozen=True)
 class RewardConfig:
     """The proposal's reward: minus the window mean of l1*max(0, dL_train) + l2*L_train + l3*L_val (normalized losses)."""
@@ -151,12 +154,13 @@ class RewardConfig:
     val_loss_weight: float = arg(1.0, "l3: weight of the validation loss")
     divergence_penalty: float = arg(10.0, "reward given (negated) when a run diverges, ending its episode")
     discount: float = arg(0.97, "discount per decision for returns (critic targets, GAE)")
-    kind: str = arg("proposal", "reward: proposal (the formula above) or subramanian (g*(best_val - val) + l*(steps left), Subramanian et al. 2023)", choices=("proposal", "subramanian"))
+    kind: str = arg("proposal", "reward: proposal (the formula above), subramanian (g*(best_val - val) + l*(steps left), Subramanian et al. 2023) "
+                    "or final (-log of the final normalized val loss, at the last decision only)", choices=REWARD_KINDS)
     subramanian_gain: float = arg(1.0, "subramanian reward: g, weight of the improvement over the best validation loss so far")
     subramanian_time_weight: float = arg(0.0, "subramanian reward: l, weight of the remaining fraction of the run")
 
     def __post_init__(self) -> None:
-        check_choice(self.kind, ("proposal", "subramanian"), "kind")
+        check_choice(self.kind, REWARD_KINDS, "kind")
         for name in ("stability_weight", "train_loss_weight", "val_loss_weight", "divergence_penalty"):
             value = getattr(self, name)
             require(math.isfinite(value) and value >= 0, name, f"must be a finite number >= 0, got {value}")

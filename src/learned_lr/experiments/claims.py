@@ -12,7 +12,13 @@ in every iteration's range), returns scaled per decision (``PPOConfig.return_sca
 * **(c) single-step observation**: from a BC policy cloned with W = 1 on the DAgger policy's own training data;
 * **(d) Subramanian et al.**: random init, W = 1, their inputs and their reward.
 
-The arms (a)-(d) run at the seeds of ``arm_seeds``. Every policy (the BC and DAgger stages, each
+``levers`` are PPO from the DAgger policy with one setting changed, the obvious things to try when
+PPO does not improve on its start: ``strong-kl`` (KL weight x10, so the policy stays near what
+generalized), ``final-reward`` (the reward is -log of the run's final normalized validation loss,
+the quantity the benchmark scores, undiscounted), ``long-critic-warmup`` (the critic alone for 6
+iterations instead of 2). Each is compared with the DAgger start and with PPO, seed by seed.
+
+The arms (a)-(d) and the levers run at the seeds of ``arm_seeds``. Every policy (the BC and DAgger stages, each
 PPO run's final policy, the main arm's validation-chosen snapshot unless that is the start or the end) is scored on the benchmark
 suite next to the fixed schedules (and whatever else ``contenders`` names), on both sides of the
 declared split. No arm, seed or iteration is chosen by a held-out family's result.
@@ -46,6 +52,8 @@ from learned_lr.settings import ConfigError, RewardConfig, arg, parse_list, requ
 ARMS = ("random-init", "no-stability", "single-step", "subramanian")
 ARM_LABELS = {"random-init": "(a) random init", "no-stability": "(b) no stability term", "single-step": "(c) single-step observation",
               "subramanian": "(d) Subramanian et al."}
+LEVERS = ("strong-kl", "final-reward", "long-critic-warmup")
+LEVER_LABELS = {"strong-kl": "PPO + KL weight x10", "final-reward": "PPO + final-loss reward", "long-critic-warmup": "PPO + 6 critic-only iterations"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,8 @@ class ClaimsConfig:
     validate_every: int = arg(5, "iterations between validation snapshots (training variants, validation seeds)")
     seeds: str = arg("0,1", "PPO training seeds of the main arm (PPO from DAgger)")
     arms: str = arg(",".join(ARMS), f"comma-separated ablation arms ({', '.join(ARMS)}), or '' for none")
-    arm_seeds: str = arg("0", "PPO training seeds of each ablation arm")
+    levers: str = arg("", f"comma-separated PPO levers ({', '.join(LEVERS)}): PPO from DAgger with one setting changed, or '' for none")
+    arm_seeds: str = arg("0", "PPO training seeds of each ablation arm and lever")
     early_iterations: int = arg(5, "first PPO iterations counted for early safety")
     suite: str = arg("small", "benchmark suite the policies are scored on")
     families: str = arg("", "comma-separated benchmark families ('': the benchmark's default, every family but llm-lora)")
@@ -80,6 +89,7 @@ class ClaimsConfig:
         require(self.validate_every >= 0 and self.early_iterations > 0, "validate_every", "validate_every >= 0, early_iterations > 0")
         require(bool(self.seed_list), "seeds", "give at least one PPO seed")
         parse_list(self.arms, "arms", str, ARMS) if self.arms.strip() else None
+        self.lever_list
         parse_list(self.arm_seeds, "arm_seeds", int)
         self.family_list  # an unknown family fails here, in one line
 
@@ -96,6 +106,10 @@ class ClaimsConfig:
     @property
     def arm_list(self) -> list[str]:
         return parse_list(self.arms, "arms", str, ARMS) if self.arms.strip() else []
+
+    @property
+    def lever_list(self) -> list[str]:
+        return parse_list(self.levers, "levers", str, LEVERS) if self.levers.strip() else []
 
     @property
     def arm_seed_list(self) -> list[int]:
@@ -131,9 +145,17 @@ def ppo_configs(config: ClaimsConfig) -> dict[str, list]:
         "subramanian": lambda s: dict(init="random", kl_coef=0.0, reward=RewardConfig(kind="subramanian"), **subramanian),
     }
     runs = {"PPO": [PPOConfig(**{**common, "init": str(start), "seed": s, "out": str(work / "ppo" / f"seed-{s}")}) for s in config.seed_list]}
+    levers = {
+        "strong-kl": dict(kl_coef=10 * config.kl_coef),
+        "final-reward": dict(reward=RewardConfig(kind="final", discount=1.0)),
+        "long-critic-warmup": dict(critic_warmup_iterations=6),
+    }
     for arm in config.arm_list:
         runs[ARM_LABELS[arm]] = [PPOConfig(**{**common, **arms[arm](s), "seed": s, "out": str(work / arm / f"seed-{s}")})
                                  for s in config.arm_seed_list]
+    for lever in config.lever_list:
+        runs[LEVER_LABELS[lever]] = [PPOConfig(**{**common, "init": str(start), **levers[lever], "seed": s, "out": str(work / lever / f"seed-{s}")})
+                                     for s in config.arm_seed_list]
     return runs
 
 
@@ -226,6 +248,9 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
     comparisons = {"(e) PPO vs its DAgger start": compare("PPO", "DAgger (start)")}
     for arm in config.arm_list:
         comparisons[f"PPO vs {ARM_LABELS[arm]}"] = compare("PPO", ARM_LABELS[arm])
+    for lever in config.lever_list:
+        comparisons[f"{LEVER_LABELS[lever]} vs the DAgger start"] = compare(LEVER_LABELS[lever], "DAgger (start)")
+        comparisons[f"{LEVER_LABELS[lever]} vs PPO"] = compare(LEVER_LABELS[lever], "PPO")
     safety = {label: {f"s{p.seed}": early_safety(Path(p.out), config.early_iterations) for p in configs} for label, configs in runs.items()}
     curves = {f"{label} s{p.seed}": str(Path(p.out)) for label, configs in runs.items() for p in configs}
     report = {"config": dataclasses.asdict(config), "comparisons": comparisons, "early_safety": safety, "policies": dict(policies),
