@@ -45,7 +45,7 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
     expected = [int(r.split(",")[header.index("diverged")]) + int(r.split(",")[header.index("spiked")]) for r in log[1:3]]
     assert report["early_safety"]["(a) random init"]["s0"] == expected
     # Every stage is a benchmark contender; the random-init and W = 1 arms have the DAgger policy's controls but W.
-    assert {"BC", "DAgger (start)", "PPO s0", "PPO s1", "(d) Subramanian et al. s0"} <= set(result["summary"])
+    assert {"BC", "DAgger (start)", "PPO s0", "PPO s1", "(d) Subramanian et al. s0", "(c) start: BC with W = 1"} <= set(result["summary"])
     from learned_lr.policy import load_policy
 
     # The validation-chosen snapshot is scored unless it is the start (iteration 0) or the end, scored already.

@@ -19,7 +19,7 @@ the quantity the benchmark scores, undiscounted), ``long-critic-warmup`` (the cr
 iterations instead of 2). Each is compared with the DAgger start and with PPO, seed by seed.
 
 The arms (a)-(d) and the levers run at the seeds of ``arm_seeds``. Every policy (the BC and DAgger stages, each
-PPO run's final policy, the main arm's validation-chosen snapshot unless that is the start or the end) is scored on the benchmark
+PPO run's final policy, (c)'s W = 1 start, the main arm's validation-chosen snapshot unless that is the start or the end) is scored on the benchmark
 suite next to the fixed schedules (and whatever else ``contenders`` names), on both sides of the
 declared split. No arm, seed or iteration is chosen by a held-out family's result.
 
@@ -220,6 +220,8 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
         _train_single_step_start(config)
     runs = ppo_configs(config)
     policies = [("BC", str(general / "bc" / "policy.safetensors")), ("DAgger (start)", str(start))]
+    if "single-step" in config.arm_list:  # (c) starts from its own clone: scored, so its PPO can be read against its start
+        policies.append(("(c) start: BC with W = 1", str(Path(config.work) / "bc-w1" / "policy.safetensors")))
     # PPO seed -> the iteration its validation runs chose; scored as its own row unless it is the start (0) or the final policy
     validation_best = {}
     for label, configs in runs.items():
