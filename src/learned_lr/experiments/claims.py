@@ -262,7 +262,9 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
     write_json(out / "benchmark.json", result)
     write_text(out / "benchmark.md", f"# learned-lr claims: the benchmark of every policy\n\n{markdown_report(result)}")
     plot_ppo_curves(curves, out / "ppo_curve.png")
-    plot_il_ppo(result, [label for label, _ in policies], out / "il_ppo_result.png")
+    ppo_labels = [f"PPO s{p.seed}" for p in runs["PPO"]]
+    stages = {"BC": ["BC"], "DAgger (start)": ["DAgger (start)"], f"PPO (mean of {len(ppo_labels)} seeds)" if len(ppo_labels) > 1 else "PPO": ppo_labels}
+    plot_il_ppo(result, stages, [label for label, _ in policies], out / "il_ppo_result.png")
     write_text(out / "claims.md", claims_markdown(report, result))
     return out / "claims.md"
 

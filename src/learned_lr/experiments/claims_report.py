@@ -27,21 +27,35 @@ def _read_csv(path: Path) -> list[dict]:
     return list(csv.DictReader(path.open())) if path.is_file() else []
 
 
+def _arm_of(label: str) -> str:
+    """'PPO s3' -> 'PPO': the arm a seeded run belongs to."""
+    head, _, seed = label.rpartition(" s")
+    return head if head and seed.isdigit() else label
+
+
+_SEED_STYLES = ("-", "--", ":", "-.", (0, (3, 1, 1, 1, 1, 1)))
+
+
 def plot_ppo_curves(runs: dict[str, str], path: str | Path) -> None:
-    """Validation change vs start (left) and training return per iteration (right), one line per PPO run."""
+    """Validation change vs start (left) and training return per iteration (right), one line per PPO run:
+    a colour per arm, a line style per seed (so five PPO seeds and four arms stay apart)."""
     fig, (val_ax, ret_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
-    colors = scheduler_colors(list(runs))
+    colors = scheduler_colors([_arm_of(label) for label in runs])
+    seen: dict[str, int] = {}
     for label, folder in runs.items():
+        arm = _arm_of(label)
+        style = dict(color=colors[arm], ls=_SEED_STYLES[seen.get(arm, 0) % len(_SEED_STYLES)])
+        seen[arm] = seen.get(arm, 0) + 1
         validation = _read_csv(Path(folder) / "validation.csv")
         if validation:
             val_ax.plot([int(r["iteration"]) for r in validation], [100 * (math.exp(float(r["change_vs_start"])) - 1) for r in validation],
-                        marker="o", color=colors[label], label=label)
+                        marker="o", ms=3.5, label=label, **style)
         log = _read_csv(Path(folder) / "ppo_log.csv")
         if log:
             returns = np.array([float(r["mean_return"]) for r in log])
             window = min(5, len(returns))
             smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
-            ret_ax.plot(range(window, len(returns) + 1), smooth, color=colors[label])
+            ret_ax.plot(range(window, len(returns) + 1), smooth, **style)
     val_ax.axhline(0, color="black", lw=0.8)
     val_ax.set(xlabel="PPO iteration", ylabel="validation loss vs start (%, geometric mean)",
                title="validation runs (training variants, x0.1 / x1 / x10)")
@@ -61,19 +75,29 @@ def ratio_by_multiplier(result: dict, label: str, families: Sequence[str]) -> li
     return out
 
 
-def plot_il_ppo(result: dict, policies: Sequence[str], path: str | Path) -> None:
-    """Loss / best tuned expert per multiplier, training and held-out families side by side; policies drawn thick."""
+def plot_il_ppo(result: dict, stages: dict[str, Sequence[str]], policies: Sequence[str], path: str | Path) -> None:
+    """Loss / best tuned expert per multiplier, training and held-out families side by side.
+
+    ``stages`` maps a line's name to the benchmark labels it averages (geometric mean; e.g. every PPO
+    seed): each is drawn thick, its members thin beside it when there are several. Contenders that are
+    not in ``policies`` (the experts, the LR-free optimizers) are drawn dashed; the other policies
+    (ablation arms, snapshots) are left out, so the figure shows the pipeline's stages only.
+    """
     splits = [(name, [f for f in result["families"] if f in members]) for name, members in
               (("training families", TRAINING_FAMILIES), ("held-out families", HELD_OUT_FAMILIES))]
     splits = [(name, fams) for name, fams in splits if fams]
-    labels = list(result["summary"])
-    colors = scheduler_colors(labels)
+    baselines = [label for label in result["summary"] if label not in policies]
+    colors = scheduler_colors([*baselines, *stages])
     fig, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 4), squeeze=False)
     for ax, (name, families) in zip(axes[0], splits):
-        for label in labels:
-            is_policy = label in policies
-            ax.plot(result["multipliers"], ratio_by_multiplier(result, label, families), marker="o" if is_policy else ".",
-                    lw=2.2 if is_policy else 1.0, ls="-" if is_policy else "--", color=colors[label], label=label)
+        for label in baselines:
+            ax.plot(result["multipliers"], ratio_by_multiplier(result, label, families), marker=".", lw=1.0, ls="--", color=colors[label], label=label)
+        for stage, members in stages.items():
+            curves = np.log([ratio_by_multiplier(result, label, families) for label in members])
+            if len(members) > 1:
+                for curve in curves:
+                    ax.plot(result["multipliers"], np.exp(curve), lw=0.7, alpha=0.45, color=colors[stage])
+            ax.plot(result["multipliers"], np.exp(curves.mean(axis=0)), marker="o", lw=2.4, color=colors[stage], label=stage)
         ax.set(xscale="log", yscale="log", xlabel="base LR / tuned LR", ylabel="final loss / best tuned expert (geometric mean)",
                title=f"{name} ({', '.join(families)})" if len(families) <= 2 else name)
         ax.axhline(1, color="black", lw=0.8)
