@@ -88,7 +88,7 @@ class ClaimsConfig:
                 f"need 0 < min_multiplier <= 1 <= max_multiplier, got {self.min_multiplier}, {self.max_multiplier}")
         require(self.validate_every >= 0 and self.early_iterations > 0, "validate_every", "validate_every >= 0, early_iterations > 0")
         require(bool(self.seed_list), "seeds", "give at least one PPO seed")
-        parse_list(self.arms, "arms", str, ARMS) if self.arms.strip() else None
+        self.arm_list
         self.lever_list
         parse_list(self.arm_seeds, "arm_seeds", int)
         self.family_list  # an unknown family fails here, in one line
@@ -125,6 +125,11 @@ def _last_dagger_policy(general_work: Path) -> tuple[Path, Path]:
     return rounds[-1] / "bc" / "policy.safetensors", rounds[-1] / "data"
 
 
+def _single_step_start(config: ClaimsConfig) -> Path:
+    """Where (c)'s W = 1 BC start is trained, read by its PPO run and scored."""
+    return Path(config.work) / "bc-w1" / "policy.safetensors"
+
+
 def ppo_configs(config: ClaimsConfig) -> dict[str, list]:
     """Every PPO run of the experiment by arm label (one per seed), all on the same budget."""
     from learned_lr.policy import load_policy
@@ -141,7 +146,7 @@ def ppo_configs(config: ClaimsConfig) -> dict[str, list]:
     arms = {
         "random-init": lambda s: dict(init="random", kl_coef=0.0, control=control, policy=policy),
         "no-stability": lambda s: dict(init=str(start), reward=RewardConfig(stability_weight=0.0)),
-        "single-step": lambda s: dict(init=str(work / "bc-w1" / "policy.safetensors")),
+        "single-step": lambda s: dict(init=str(_single_step_start(config))),
         "subramanian": lambda s: dict(init="random", kl_coef=0.0, reward=RewardConfig(kind="subramanian"), **subramanian),
     }
     runs = {"PPO": [PPOConfig(**{**common, "init": str(start), "seed": s, "out": str(work / "ppo" / f"seed-{s}")}) for s in config.seed_list]}
@@ -170,7 +175,7 @@ def _train_single_step_start(config: ClaimsConfig) -> None:
     recipe = dagger.meta.get("bc_config", {})
     bc = BCConfig(policy=dataclasses.replace(dagger.policy_config, patch=1), demos=str(data), window=1,
                   experts=recipe.get("experts", "linear-warmup,cosine"), epochs=int(recipe.get("epochs", 20)), seed=int(recipe.get("seed", 0)),
-                  out=str(Path(config.work) / "bc-w1"))
+                  out=str(_single_step_start(config).parent))
     if not bc_policy_is_current(bc):
         train_bc(bc)
 
@@ -221,7 +226,7 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
     runs = ppo_configs(config)
     policies = [("BC", str(general / "bc" / "policy.safetensors")), ("DAgger (start)", str(start))]
     if "single-step" in config.arm_list:  # (c) starts from its own clone: scored, so its PPO can be read against its start
-        policies.append(("(c) start: BC with W = 1", str(Path(config.work) / "bc-w1" / "policy.safetensors")))
+        policies.append(("(c) start: BC with W = 1", str(_single_step_start(config))))
     # PPO seed -> the iteration its validation runs chose; scored as its own row unless it is the start (0) or the final policy
     validation_best = {}
     for label, configs in runs.items():
