@@ -212,3 +212,41 @@ def test_every_resumable_command_says_in_its_help_what_a_rerun_reuses(capsys):
         text = " ".join(capsys.readouterr().out.split())
         assert "On a rerun into the same folder:" in text, command
     assert "another --epochs or other demonstrations train from the start" in " ".join(ON_RERUN["bc"].split())
+
+
+def test_bundle_out_writes_the_actor_at_another_decision_interval_and_leaves_the_package_alone(tmp_path, capsys):
+    """`learned-lr bundle --decision-interval K --destination PATH`: the same actor (same weights), deciding every K
+    steps, written where asked; the K it was trained at is kept; bad values are refused in one line."""
+    import torch
+    from conftest import save_small_policy
+
+    from learned_lr.policy import load_policy, policy_sha256
+    from learned_lr.scheduler import BUNDLED_POLICIES, LearnedLR
+
+    source = save_small_policy(tmp_path / "policy.safetensors", window=64, decision_interval=4)
+    shipped = {name: path.read_bytes() for name, path in BUNDLED_POLICIES.items()}
+    out = tmp_path / "k8.safetensors"
+    assert main(["bundle", "--policy", str(source), "--decision-interval", "8", "--destination", str(out), "--produced-by", "a test"]) == 0
+    original, retargeted = load_policy(source), load_policy(out)
+    assert retargeted.control_config.decision_interval == 8 and retargeted.meta["trained_decision_interval"] == 4
+    assert retargeted.meta["produced_by"] == "a test" and retargeted.meta["bundled_from"] == str(source)
+    for name, tensor in original.actor.state_dict().items():
+        assert torch.equal(tensor, retargeted.actor.state_dict()[name])
+    assert policy_sha256(original) != policy_sha256(retargeted)  # a benchmark cell of one is never reused for the other
+    assert {name: path.read_bytes() for name, path in BUNDLED_POLICIES.items()} == shipped
+    model = torch.nn.Linear(3, 1)
+    scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=40, policy=str(out), model=model)
+    for _ in range(40):
+        model(torch.ones(1, 3)).sum().backward()
+        scheduler.optimizer.step()
+        scheduler.step(train_loss=1.0)
+    assert [d["step"] for d in scheduler.decisions()] == [0, 1, 9, 17, 25, 33]
+    # A bundled name is a valid source; 0 keeps the trained K.
+    same = tmp_path / "same.safetensors"
+    assert main(["bundle", "--policy", "mnist-bc", "--destination", str(same)]) == 0
+    assert load_policy(same).control_config.decision_interval == 32 and "trained_decision_interval" not in load_policy(same).meta
+    capsys.readouterr()
+    assert main(["bundle", "--policy", str(source), "--decision-interval", "-1", "--destination", str(out)]) == 2
+    assert "--decision-interval" in capsys.readouterr().err
+    assert main(["bundle", "--policy", str(source), "--destination", str(tmp_path / "policy.pt")]) == 2
+    assert "--destination" in capsys.readouterr().err

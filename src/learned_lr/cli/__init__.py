@@ -175,11 +175,12 @@ def cmd_demo(config: DemoConfig) -> int:
 
 def cmd_bundle(config: BundleConfig) -> int:
     from learned_lr.policy import bundle_policy
-    from learned_lr.scheduler import BUNDLED_POLICIES
+    from learned_lr.scheduler import BUNDLED_POLICIES, resolve_policy
 
-    destination = BUNDLED_POLICIES[config.name]
-    bundle_policy(config.policy, destination, {"produced_by": config.produced_by, "scored": config.scored})
-    print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {config.policy}")
+    destination = Path(config.destination) if config.destination else BUNDLED_POLICIES[config.name]
+    source = resolve_policy(config.policy)  # a path, or a bundled policy's name
+    bundle_policy(source, destination, {"produced_by": config.produced_by, "scored": config.scored}, config.decision_interval or None)
+    print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {source}")
     return 0
 
 

@@ -188,10 +188,15 @@ class BundleConfig:
     scored: str = arg("", "what it scored and where (recorded in the bundle)")
     name: str = arg("default", "which bundled policy to write: default (LearnedLR's default), general or mnist-bc "
                     "(LearnedLR(policy=NAME))", choices=("default", "general", "mnist-bc"))
+    decision_interval: int = arg(0, "run the actor deciding every this many steps (0: the K it was trained at); a larger K costs "
+                                 "the drop-in less, and how well the actor schedules at it is for the benchmark to say")
+    destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
 
     def __post_init__(self) -> None:
         require(bool(self.policy), "policy", "give a policy checkpoint path")
         check_choice(self.name, ("default", "general", "mnist-bc"), "name")
+        require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")
+        require(not self.destination or self.destination.endswith(".safetensors"), "destination", f"must end in .safetensors, got {self.destination!r}")
 
 
 @dataclass(frozen=True)
