@@ -245,6 +245,7 @@ def test_bundle_out_writes_the_actor_at_another_decision_interval_and_leaves_the
     same = tmp_path / "same.safetensors"
     assert main(["bundle", "--policy", "mnist-bc", "--destination", str(same)]) == 0
     assert load_policy(same).control_config.decision_interval == 32 and "trained_decision_interval" not in load_policy(same).meta
+    assert load_policy(same).meta["bundled_from"] == "the bundled policy 'mnist-bc' (src/learned_lr/policies/mnist-bc.safetensors)"
     capsys.readouterr()
     assert main(["bundle", "--policy", str(source), "--decision-interval", "-1", "--destination", str(out)]) == 2
     assert "--decision-interval" in capsys.readouterr().err

@@ -179,7 +179,10 @@ def cmd_bundle(config: BundleConfig) -> int:
 
     destination = Path(config.destination) if config.destination else BUNDLED_POLICIES[config.name]
     source = resolve_policy(config.policy)  # a path, or a bundled policy's name
-    bundle_policy(source, destination, {"produced_by": config.produced_by, "scored": config.scored}, config.decision_interval or None)
+    meta = {"produced_by": config.produced_by, "scored": config.scored}
+    if config.policy in BUNDLED_POLICIES:  # not this machine's absolute path to the package
+        meta["bundled_from"] = f"the bundled policy {config.policy!r} (src/learned_lr/policies/{source.name})"
+    bundle_policy(source, destination, meta, config.decision_interval or None)
     print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {source}")
     return 0
 
