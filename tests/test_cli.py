@@ -224,6 +224,9 @@ def test_bundle_out_writes_the_actor_at_another_decision_interval_and_leaves_the
     from learned_lr.scheduler import BUNDLED_POLICIES, LearnedLR
 
     source = save_small_policy(tmp_path / "policy.safetensors", window=64, decision_interval=4)
+    from learned_lr.experiments.config import BUNDLED_NAMES
+
+    assert BUNDLED_NAMES == tuple(BUNDLED_POLICIES)  # the bundle command can write every bundled policy
     shipped = {name: path.read_bytes() for name, path in BUNDLED_POLICIES.items()}
     out = tmp_path / "k8.safetensors"
     assert main(["bundle", "--policy", str(source), "--decision-interval", "8", "--destination", str(out), "--produced-by", "a test"]) == 0

@@ -135,8 +135,8 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
 def test_the_default_policy_is_the_general_one_and_sets_less_lr_the_higher_the_base_lr():
-    """No policy given: the K = 32 general policy (docs/results.md section 7). It reads the LR's scale:
-    on the same problem, the higher the base LR, the smaller the fraction of it the policy uses."""
+    """No policy given: the general (K = 16) actor deciding every 32 steps (docs/results.md section 7). It reads
+    the LR's scale: on the same problem, the higher the base LR, the smaller the fraction of it the policy uses."""
     import json
 
     mean_factors = []
@@ -152,6 +152,18 @@ def test_the_default_policy_is_the_general_one_and_sets_less_lr_the_higher_the_b
     assert mean_factors[0] > mean_factors[1] > mean_factors[2] and mean_factors[0] > 2.5 * mean_factors[2]
     meta = json.loads(BUNDLED_POLICY.with_suffix(".json").read_text())
     assert "general-train" in meta["produced_by"] and "--decision-interval 32" in meta["produced_by"] and meta["bundled_from"]
+    assert meta["trained_decision_interval"] == 16 and meta["control_config"]["decision_interval"] == 32
+    general = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="general")
+    assert all(torch.equal(v, general.policy.actor.state_dict()[k]) for k, v in scheduler.policy.actor.state_dict().items())
+
+
+def test_the_default_before_2026_12_03_is_bundled_as_dagger_k32_with_its_record():
+    model, data = make_problem()
+    scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=100, policy="dagger-k32", model=model)
+    assert scheduler.decision_interval == 32 and "trained_decision_interval" not in scheduler.policy.meta
+    assert "--decision-interval 32 --work runs/general-k32-line" in scheduler.policy.meta["produced_by"]
+    factors = np.array(train_steps(model, scheduler.optimizer, scheduler, data, 100))[:, 0] / 0.1
+    assert np.isfinite(factors).all() and 0.001 <= factors.min() and factors.max() <= 25
 
 
 def test_the_mnist_bc_policy_bundled_before_schedules_like_its_experts():

@@ -179,6 +179,10 @@ class DemoConfig:
         return DEMO_PRESETS[self.preset]
 
 
+# The names of ``scheduler.BUNDLED_POLICIES`` (not imported: that would load torch for the CLI's --help).
+BUNDLED_NAMES = ("default", "general", "dagger-k32", "mnist-bc")
+
+
 @dataclass(frozen=True)
 class BundleConfig:
     """`learned-lr bundle`: make a trained policy the one shipped in the package (LearnedLR's default)."""
@@ -186,15 +190,15 @@ class BundleConfig:
     policy: str = arg("runs/demo/ppo-all/policy.safetensors", "policy checkpoint to ship")
     produced_by: str = arg("learned-lr demo", "the command that produced the policy (recorded in the bundle)")
     scored: str = arg("", "what it scored and where (recorded in the bundle)")
-    name: str = arg("default", "which bundled policy to write: default (LearnedLR's default), general or mnist-bc "
-                    "(LearnedLR(policy=NAME))", choices=("default", "general", "mnist-bc"))
+    name: str = arg("default", "which bundled policy to write: default (LearnedLR's default), general, dagger-k32 or mnist-bc "
+                    "(LearnedLR(policy=NAME))", choices=BUNDLED_NAMES)
     decision_interval: int = arg(0, "run the actor deciding every this many steps (0: the K it was trained at); a larger K costs "
                                  "the drop-in less, and how well the actor schedules at it is for the benchmark to say")
     destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
 
     def __post_init__(self) -> None:
         require(bool(self.policy), "policy", "give a policy checkpoint path")
-        check_choice(self.name, ("default", "general", "mnist-bc"), "name")
+        check_choice(self.name, BUNDLED_NAMES, "name")
         require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")
         require(not self.destination or self.destination.endswith(".safetensors"), "destination", f"must end in .safetensors, got {self.destination!r}")
 

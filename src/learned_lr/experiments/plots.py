@@ -41,7 +41,7 @@ _FIXED_COLORS = {
     "prodigy": "#8c564b", "dadapt-adam": "#c49c94", "dog": "#bcbd22", "mechanic-sgd": "#17becf", "mechanic-adamw": "#9edae5",
     "sgd-schedulefree": "#2ca02c", "adamw-schedulefree": "#98df8a",
     "bundled": "tab:red", "BC (bundled)": "tab:red", "learned": "tab:red", "default": "tab:red",
-    "general": "tab:purple", "mnist-bc": "#e377c2",
+    "general": "tab:purple", "mnist-bc": "#e377c2", "dagger-k32": "#843c39",
 }
 _POLICY_COLORS = ("#393b79", "#ad494a", "#e7ba52", "#5254a3", "#ff9896", "#aec7e8", "#ffbb78", "#c5b0d5")
 
