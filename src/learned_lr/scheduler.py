@@ -61,14 +61,11 @@ from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
-# The policies shipped in the package, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md
-# section 7): "default" (used with no policy given) is the "general" actor deciding every 32 steps
-# instead of the 16 it was trained at (1.09x a small MLP's step, within the 1.10x the default keeps;
-# it scored like "general" on the training families, chosen by a rule declared before its runs);
-# "general" was trained across task families and reads each layer's distance from its initial
-# weights, deciding every 16 steps (1.13x); "dagger-k32" is the same recipe trained at K = 32, the
-# default from 2026-12-02 to 2026-12-03; "mnist-bc" the default before 2026-12-02, a BC clone of
-# the expert schedules on MNIST-MLP runs (for a tuned LR on a model like that one).
+# The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7):
+# "general" was trained across task families deciding every 16 steps (1.13x a small MLP's step);
+# "default" (no policy given) is its actor deciding every 32 (1.09x, within the default's 1.10x);
+# "dagger-k32", the recipe trained at K = 32, was the default 2026-12-02..03; "mnist-bc" before,
+# a BC clone of the expert schedules on MNIST-MLP runs (for a tuned LR on a model like that one).
 BUNDLED_POLICIES = {"default": BUNDLED_POLICY, "general": BUNDLED_POLICY.parent / "general.safetensors",
                     "dagger-k32": BUNDLED_POLICY.parent / "dagger-k32.safetensors",
                     "mnist-bc": BUNDLED_POLICY.parent / "mnist-bc.safetensors"}
