@@ -17,7 +17,7 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
     run_general_training(GeneralTrainConfig(variants_per_family=1, min_steps=20, max_steps=30, sweep_points=2, demo_runs=2, bc_epochs=1,
                                             dagger_rounds=1, dagger_runs=2, work=str(general)), progress=False)
     config = ClaimsConfig(general_work=str(general), iterations=2, runs=4, variants_per_iteration=2, validate_every=1, seeds="0,1",
-                          arm_seeds="0", early_iterations=2, suite="smoke", families="digits,char-lm", benchmark_work=str(tmp_path / "bench"),
+                          arm_seeds="0", seeded_arms="no-stability", early_iterations=2, suite="smoke", families="digits,char-lm", benchmark_work=str(tmp_path / "bench"),
                           contenders="linear-warmup,cosine", levers="final-reward", work=str(tmp_path / "claims"), out=str(tmp_path / "out"))
     path = run_claims(config, progress=False)
     report = json.loads((tmp_path / "out" / "claims.json").read_text())
@@ -37,8 +37,12 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
     assert stat["cells"] == 4 and stat["mean"] == pytest.approx(float(np.mean(diffs)))
     assert stat["per_seed"] == pytest.approx([float(np.mean(diffs[:2])), float(np.mean(diffs[2:]))])
     assert stat["verdict"] == verdict(stat)
-    # An ablation pairs PPO's seed 0 with the arm's seed 0 only.
+    # An ablation pairs PPO's seed 0 with the arm's seed 0 only; a seeded one runs at every PPO seed, paired seed by seed.
     assert report["comparisons"]["PPO vs (a) random init"]["training"]["cells"] == 2
+    stability = report["comparisons"]["PPO vs (b) no stability term"]["training"]
+    assert stability["cells"] == 4 and len(stability["per_seed"]) == 2
+    assert json.loads((tmp_path / "claims" / "no-stability" / "seed-1" / "policy.json").read_text())["ppo_config"]["seed"] == 1
+    assert "no-stability: every PPO seed" in path.read_text()
     # Early safety is PPO's own log: diverged + spiked runs of the first iterations.
     log = (tmp_path / "claims" / "random-init" / "seed-0" / "ppo_log.csv").read_text().splitlines()
     header = log[0].split(",")
@@ -73,6 +77,8 @@ def test_claims_refuses_bad_input_in_one_line(tmp_path, capsys):
         ClaimsConfig(arms="ppo-magic")
     with pytest.raises(ConfigError, match="levers"):
         ClaimsConfig(levers="bigger-lr")
+    with pytest.raises(ConfigError, match="strong-kl is not among"):
+        ClaimsConfig(levers="final-reward", seeded_arms="strong-kl")
     with pytest.raises(ConfigError, match="families"):
         ClaimsConfig(families="imagenet")
     assert verdict({"mean": 0.0, "ci": math.nan}) == "not separable at this budget"

@@ -237,3 +237,21 @@ def test_distances_measured_once_per_decision_read_close_to_per_step_ones_on_a_r
     np.testing.assert_array_equal(ours[:, :8], theirs[:, :8])
     error = np.abs(ours[:, 8:] - theirs[:, 8:])
     assert error[measured].max() == 0 and 1e-3 < error.max() < 0.1
+
+
+def test_a_layer_that_started_at_zero_reads_as_far_moved_on_every_step_without_a_warning():
+    """LoRA's B matrices start at zero, so their distance is inf once they move; the steps between two
+    measurements read it as the top of the range, as the measured ones do, and numpy does not warn (a user's log)."""
+    import warnings
+
+    history = RunHistory(total_steps=10, base_lr=0.1, window=16, inputs="all+distance")
+    given = {0: (0.1, math.inf), 1: (0.1, math.inf), 5: (0.3, math.inf)}  # steps 2-4: between two measurements
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for step in range(6):
+            history.record(0.1, 1.0, 1.0, (1.0, 2.0), layer_init_distance=given.get(step))
+        features = history.features[:, 8:11]
+    np.testing.assert_allclose(features[:, 2], 10.0)  # max over layers: the zero-started layer, every step
+    expected = np.log([0.1, 0.1, 0.15, 0.2, 0.25, 0.3])  # the other layer: measured, then on the line
+    np.testing.assert_allclose(features[:, 1], expected, rtol=1e-5)
+    np.testing.assert_allclose(features[:, 0], (expected + 10.0) / 2, rtol=1e-5)

@@ -197,7 +197,10 @@ class RunHistory:
             first = max(self._distance_step + 1, self.first_step)  # (steps already dropped by ``keep`` stay dropped)
             if first < step:
                 weights = (np.arange(first, step) - self._distance_step)[:, None] / gap
-                distance[first - self.first_step : row] = last + weights * (value - last)
+                # A layer that started at zero (LoRA's B matrices) is at distance inf once it moves: the line
+                # between inf and inf is NaN, which reads as the same blow-up (+FEATURE_CLIP), without a warning.
+                with np.errstate(invalid="ignore"):
+                    distance[first - self.first_step : row] = last + weights * (value - last)
             distance[row] = value
             self._distance_step, self._distance_value = step, value
         held_from = max(self._distance_step + 1, self.first_step)

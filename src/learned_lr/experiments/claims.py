@@ -18,7 +18,9 @@ generalized), ``final-reward`` (the reward is -log of the run's final normalized
 the quantity the benchmark scores, undiscounted), ``long-critic-warmup`` (the critic alone for 6
 iterations instead of 2). Each is compared with the DAgger start and with PPO, seed by seed.
 
-The arms (a)-(d) and the levers run at the seeds of ``arm_seeds``. Every policy (the BC and DAgger stages, each
+The arms (a)-(d) and the levers run at the seeds of ``arm_seeds``, but those named in ``seeded_arms``,
+which run at every PPO seed of ``seeds``: each is then paired with PPO seed by seed, so its interval holds
+the spread of PPO training seeds too (the comparisons that matter most). Every policy (the BC and DAgger stages, each
 PPO run's final policy, (c)'s W = 1 start, the main arm's validation-chosen snapshot unless that is the start or the end) is scored on the benchmark
 suite next to the fixed schedules (and whatever else ``contenders`` names), on both sides of the
 declared split. No arm, seed or iteration is chosen by a held-out family's result.
@@ -71,7 +73,9 @@ class ClaimsConfig:
     seeds: str = arg("0,1", "PPO training seeds of the main arm (PPO from DAgger)")
     arms: str = arg(",".join(ARMS), f"comma-separated ablation arms ({', '.join(ARMS)}), or '' for none")
     levers: str = arg("", f"comma-separated PPO levers ({', '.join(LEVERS)}): PPO from DAgger with one setting changed, or '' for none")
-    arm_seeds: str = arg("0", "PPO training seeds of each ablation arm and lever")
+    arm_seeds: str = arg("0", "PPO training seeds of each ablation arm and lever (but those of --seeded-arms)")
+    seeded_arms: str = arg("", "comma-separated arms and levers that run at every seed of --seeds instead, each paired with PPO "
+                                "seed by seed (e.g. no-stability,single-step)")
     early_iterations: int = arg(5, "first PPO iterations counted for early safety")
     suite: str = arg("small", "benchmark suite the policies are scored on")
     families: str = arg("", "comma-separated benchmark families ('': the benchmark's default, every family but llm-lora)")
@@ -91,6 +95,8 @@ class ClaimsConfig:
         self.arm_list
         self.lever_list
         parse_list(self.arm_seeds, "arm_seeds", int)
+        unknown = sorted(set(self.seeded_arm_list) - set(self.arm_list) - set(self.lever_list))
+        require(not unknown, "seeded_arms", f"{', '.join(unknown)} is not among --arms or --levers")
         self.family_list  # an unknown family fails here, in one line
 
     @property
@@ -112,8 +118,12 @@ class ClaimsConfig:
         return parse_list(self.levers, "levers", str, LEVERS) if self.levers.strip() else []
 
     @property
-    def arm_seed_list(self) -> list[int]:
-        return parse_list(self.arm_seeds, "arm_seeds", int)
+    def seeded_arm_list(self) -> list[str]:
+        return parse_list(self.seeded_arms, "seeded_arms", str, ARMS + LEVERS) if self.seeded_arms.strip() else []
+
+    def seeds_of(self, arm: str) -> list[int]:
+        """The PPO training seeds an ablation arm or lever runs at."""
+        return self.seed_list if arm in self.seeded_arm_list else parse_list(self.arm_seeds, "arm_seeds", int)
 
 
 def _last_dagger_policy(general_work: Path) -> tuple[Path, Path]:
@@ -157,10 +167,10 @@ def ppo_configs(config: ClaimsConfig) -> dict[str, list]:
     }
     for arm in config.arm_list:
         runs[ARM_LABELS[arm]] = [PPOConfig(**{**common, **arms[arm](s), "seed": s, "out": str(work / arm / f"seed-{s}")})
-                                 for s in config.arm_seed_list]
+                                 for s in config.seeds_of(arm)]
     for lever in config.lever_list:
         runs[LEVER_LABELS[lever]] = [PPOConfig(**{**common, "init": str(start), **levers[lever], "seed": s, "out": str(work / lever / f"seed-{s}")})
-                                     for s in config.arm_seed_list]
+                                     for s in config.seeds_of(lever)]
     return runs
 
 
