@@ -42,7 +42,7 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
     stability = report["comparisons"]["PPO vs (b) no stability term"]["training"]
     assert stability["cells"] == 4 and len(stability["per_seed"]) == 2
     assert json.loads((tmp_path / "claims" / "no-stability" / "seed-1" / "policy.json").read_text())["ppo_config"]["seed"] == 1
-    assert "no-stability: every PPO seed" in path.read_text()
+    assert "no-stability: every PPO seed" in path.read_text() and "benchmark suite (1 evaluation seeds" in path.read_text()
     # Early safety is PPO's own log: diverged + spiked runs of the first iterations.
     log = (tmp_path / "claims" / "random-init" / "seed-0" / "ppo_log.csv").read_text().splitlines()
     header = log[0].split(",")

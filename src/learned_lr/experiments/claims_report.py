@@ -117,7 +117,7 @@ def claims_markdown(report: dict, result: dict) -> str:
              f"Budget: {c['iterations']} PPO iterations x {c['runs']} runs ({c['variants_per_iteration']} training variants per iteration, "
              f"base LR = tuned x log-uniform [{c['min_multiplier']:g}, {c['max_multiplier']:g}]), from `{c['general_work']}`; PPO seeds "
              f"{c['seeds']} (ablation arms and levers: {c['arm_seeds']}"
-             + (f"; {c['seeded_arms']}: every PPO seed" if c.get("seeded_arms") else "") + "). Scored on the `{c['suite']}` benchmark suite ({result['seeds']} evaluation seeds per cell, "
+             + (f"; {c['seeded_arms']}: every PPO seed" if c.get("seeded_arms") else "") + f"). Scored on the `{c['suite']}` benchmark suite ({result['seeds']} evaluation seeds per cell, "
              f"multipliers {', '.join(f'{m:g}' for m in result['multipliers'])}).", "",
              "Each row: the mean over paired cells (PPO seed x family x multiplier x evaluation seed) of log(loss of A / loss of B), shown as "
              "a ratio - 1, with its 95% t-interval; negative = A (the method) lower.", "",
