@@ -68,6 +68,15 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
     # A rerun trains and runs nothing again (every PPO run and cell reused): same report.
     run_claims(config, progress=False)
     assert json.loads((tmp_path / "out" / "claims.json").read_text())["comparisons"] == report["comparisons"]
+    # The longer-runs lever is PPO's run but for the rollouts' length (x2), at the same seed.
+    import dataclasses
+
+    from learned_lr.experiments.claims import ppo_configs
+
+    runs = ppo_configs(dataclasses.replace(config, levers="long-runs"))
+    (longer,), ppo = runs["PPO + runs twice as long"], runs["PPO"][0]
+    assert longer.run_length_scale == 2.0 and ppo.run_length_scale == 1.0
+    assert dataclasses.replace(longer, run_length_scale=1.0, out=ppo.out) == ppo
 
 
 def test_claims_refuses_bad_input_in_one_line(tmp_path, capsys):

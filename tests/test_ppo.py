@@ -258,6 +258,28 @@ def test_iterations_over_several_variants_share_runs_and_seeds_evenly(tmp_path):
         PPOConfig(validate_every=2)
 
 
+def test_run_length_scale_lengthens_every_rollout_and_nothing_else(tmp_path):
+    import dataclasses
+
+    from learned_lr.training.ppo_runs import iteration_chunks, load_variants
+
+    path = _two_variants_file(tmp_path)
+    variants = load_variants(path)
+    for per_iteration in (1, 2):
+        base = PPOConfig(variants=str(path), runs_per_iteration=6, variants_per_iteration=per_iteration)
+        longer = dataclasses.replace(base, run_length_scale=2.5)
+        for iteration in range(6):
+            plain, scaled = iteration_chunks(base, iteration, variants), iteration_chunks(longer, iteration, variants)
+            assert [c[0] for c in scaled] == [c[0] for c in plain]  # same variants, LRs and seeds: only the length differs
+            for (name, task, steps, lrs, seeds), (_, task2, steps2, lrs2, seeds2) in zip(plain, scaled):
+                assert steps == next(v["steps"] for v in variants if v["name"] == name)
+                assert steps2 == round(2.5 * steps) and task2 == task and np.array_equal(lrs2, lrs) and seeds2 == seeds
+    with pytest.raises(ConfigError, match="run-length-scale|run_length_scale"):
+        PPOConfig(variants=str(path), run_length_scale=0.0)
+    with pytest.raises(ConfigError, match="need --variants"):
+        PPOConfig(run_length_scale=2.0)
+
+
 def test_per_decision_scale_and_per_variant_advantages():
     from learned_lr.observation import RunHistory
     from learned_lr.training.ppo import _standardize_per_group, scaled_rewards

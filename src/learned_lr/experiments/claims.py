@@ -16,7 +16,8 @@ in every iteration's range), returns scaled per decision (``PPOConfig.return_sca
 PPO does not improve on its start: ``strong-kl`` (KL weight x10, so the policy stays near what
 generalized), ``final-reward`` (the reward is -log of the run's final normalized validation loss,
 the quantity the benchmark scores, undiscounted), ``long-critic-warmup`` (the critic alone for 6
-iterations instead of 2). Each is compared with the DAgger start and with PPO, seed by seed.
+iterations instead of 2), ``long-runs`` (every rollout twice its variant's length: more decisions per
+episode, twice the cost). Each is compared with the DAgger start and with PPO, seed by seed.
 
 The arms (a)-(d) and the levers run at the seeds of ``arm_seeds``, but those named in ``seeded_arms``,
 which run at every PPO seed of ``seeds``: each is then paired with PPO seed by seed, so its interval holds
@@ -54,8 +55,9 @@ from learned_lr.settings import ConfigError, RewardConfig, arg, parse_list, requ
 ARMS = ("random-init", "no-stability", "single-step", "subramanian")
 ARM_LABELS = {"random-init": "(a) random init", "no-stability": "(b) no stability term", "single-step": "(c) single-step observation",
               "subramanian": "(d) Subramanian et al."}
-LEVERS = ("strong-kl", "final-reward", "long-critic-warmup")
-LEVER_LABELS = {"strong-kl": "PPO + KL weight x10", "final-reward": "PPO + final-loss reward", "long-critic-warmup": "PPO + 6 critic-only iterations"}
+LEVERS = ("strong-kl", "final-reward", "long-critic-warmup", "long-runs")
+LEVER_LABELS = {"strong-kl": "PPO + KL weight x10", "final-reward": "PPO + final-loss reward", "long-critic-warmup": "PPO + 6 critic-only iterations",
+                "long-runs": "PPO + runs twice as long"}
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ def ppo_configs(config: ClaimsConfig) -> dict[str, list]:
         "strong-kl": dict(kl_coef=10 * config.kl_coef),
         "final-reward": dict(reward=RewardConfig(kind="final", discount=1.0)),
         "long-critic-warmup": dict(critic_warmup_iterations=6),
+        "long-runs": dict(run_length_scale=2.0),
     }
     for arm in config.arm_list:
         runs[ARM_LABELS[arm]] = [PPOConfig(**{**common, **arms[arm](s), "seed": s, "out": str(work / arm / f"seed-{s}")})

@@ -182,6 +182,8 @@ class PPOConfig:
     max_multiplier: float = arg(20.0, "with --variants: upper end of the base-LR multipliers")
     variants_per_iteration: int = arg(1, "with --variants: distinct variants each iteration runs (drawn per iteration), its runs "
                                          "split evenly among them")
+    run_length_scale: float = arg(1.0, "with --variants: each variant's run length x this in PPO rollouts (validation keeps "
+                                       "variants.json's lengths); 1: as variants.json gives them")
     return_scale: str = arg("none", "none: rewards as the reward gives them; per-decision: each run's rewards divided by its "
                                     "planned number of decisions (a return is then the run's mean reward, whatever its length) "
                                     "and advantages standardized within each variant of an iteration", choices=("none", "per-decision"))
@@ -222,8 +224,10 @@ class PPOConfig:
         require(self.variants_per_iteration <= self.runs_per_iteration, "variants_per_iteration",
                 f"must be <= runs_per_iteration ({self.runs_per_iteration}), got {self.variants_per_iteration}")
         require(self.validate_every >= 0, "validate_every", f"must be >= 0, got {self.validate_every}")
-        require(bool(self.variants) or (self.variants_per_iteration == 1 and self.validate_every == 0), "variants",
-                "variants_per_iteration and validate_every need --variants")
+        require(0 < self.run_length_scale <= 10 and math.isfinite(self.run_length_scale), "run_length_scale",
+                f"must be in (0, 10], got {self.run_length_scale}")
+        require(bool(self.variants) or (self.variants_per_iteration == 1 and self.validate_every == 0 and self.run_length_scale == 1), "variants",
+                "variants_per_iteration, validate_every and run_length_scale need --variants")
         check_choice(self.return_scale, ("none", "per-decision"), "return_scale")
         for name in ("update_epochs", "minibatch_size"):
             require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")

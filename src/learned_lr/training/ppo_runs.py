@@ -2,8 +2,8 @@
 
 On MNIST-MLP (no ``--variants``): a width, a run length and base LRs drawn from the config's
 ranges. With a ``general-train`` ``variants.json``: one variant (or ``variants_per_iteration``
-distinct ones sharing the runs) at its oracle's tuned LR x log-uniform multipliers. A variant of
-a held-out family is refused when the file is read.
+distinct ones sharing the runs) at its oracle's tuned LR x log-uniform multipliers, for its run
+length x ``run_length_scale``. A variant of a held-out family is refused when the file is read.
 
 Example:
     >>> [name for name, *_ in iteration_chunks(PPOConfig(variants="runs/g/variants.json", variants_per_iteration=2), 0,
@@ -57,7 +57,7 @@ def iteration_chunks(config: PPOConfig, iteration: int, variants: list[dict] | N
     """
     if not variants or config.variants_per_iteration == 1:
         task, steps, lrs, seeds = iteration_setting(config, iteration, variants)
-        return [(_variant_name(task, steps, variants), task, steps, lrs, seeds)]
+        return [(_variant_name(task, steps, variants), task, _scaled_length(steps, config), lrs, seeds)]
     rng = np.random.default_rng([config.seed, iteration, config.variants_per_iteration])
     chosen = rng.choice(len(variants), size=min(config.variants_per_iteration, len(variants)), replace=False)
     multipliers = log_uniform(rng, config.min_multiplier, config.max_multiplier, config.runs_per_iteration)
@@ -66,9 +66,15 @@ def iteration_chunks(config: PPOConfig, iteration: int, variants: list[dict] | N
     chunks = []
     for index, a, b in zip(chosen, bounds[:-1], bounds[1:]):
         variant = variants[int(index)]
-        chunks.append((variant["name"], TaskConfig(**variant["task"]), int(variant["steps"]), float(variant["oracle_lr"]) * multipliers[a:b],
+        chunks.append((variant["name"], TaskConfig(**variant["task"]), _scaled_length(int(variant["steps"]), config),
+                       float(variant["oracle_lr"]) * multipliers[a:b],
                        list(range(first + a, first + b))))
     return chunks
+
+
+def _scaled_length(steps: int, config: PPOConfig) -> int:
+    """A rollout's run length: the variant's x ``run_length_scale`` (the "longer runs per episode" lever)."""
+    return max(2, int(round(steps * config.run_length_scale)))
 
 
 def _variant_name(task: TaskConfig, steps: int, variants: list[dict] | None) -> str:
