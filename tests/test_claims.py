@@ -17,7 +17,7 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
     run_general_training(GeneralTrainConfig(variants_per_family=1, min_steps=20, max_steps=30, sweep_points=2, demo_runs=2, bc_epochs=1,
                                             dagger_rounds=1, dagger_runs=2, work=str(general)), progress=False)
     config = ClaimsConfig(general_work=str(general), iterations=2, runs=4, variants_per_iteration=2, validate_every=1, seeds="0,1",
-                          arm_seeds="0", seeded_arms="no-stability", early_iterations=2, suite="smoke", families="digits,char-lm", benchmark_work=str(tmp_path / "bench"),
+                          arm_seeds="0", seeded_arms="no-stability", curve_seeds="0", early_iterations=2, suite="smoke", families="digits,char-lm", benchmark_work=str(tmp_path / "bench"),
                           contenders="linear-warmup,cosine", levers="final-reward", work=str(tmp_path / "claims"), out=str(tmp_path / "out"))
     path = run_claims(config, progress=False)
     report = json.loads((tmp_path / "out" / "claims.json").read_text())
@@ -43,6 +43,14 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
     assert stability["cells"] == 4 and len(stability["per_seed"]) == 2
     assert json.loads((tmp_path / "claims" / "no-stability" / "seed-1" / "policy.json").read_text())["ppo_config"]["seed"] == 1
     assert "no-stability: every PPO seed" in path.read_text() and "benchmark suite (1 evaluation seeds" in path.read_text()
+    # The benchmark curve of seed 0: the start, its one snapshot strictly inside the run (iteration 1), the final policy.
+    curve = report["benchmark_curve"]["s0"]
+    labels = ["DAgger (start)", "PPO s0 iteration 1", "PPO s0"]
+    assert curve["iterations"] == [0, 1, 2] and set(report["benchmark_curve"]) == {"s0"}
+    for split in ("training", "held-out"):
+        assert curve[split] == [result["summary_by_split"][split][label]["mean_excess"] for label in labels]
+    assert report["policies"]["PPO s0 iteration 1"].endswith("iteration-0001.safetensors")
+    assert (tmp_path / "out" / "ppo_benchmark_curve.png").stat().st_size > 10_000 and "| s0 | held-out |" in path.read_text()
     # Early safety is PPO's own log: diverged + spiked runs of the first iterations.
     log = (tmp_path / "claims" / "random-init" / "seed-0" / "ppo_log.csv").read_text().splitlines()
     header = log[0].split(",")
@@ -90,4 +98,6 @@ def test_claims_refuses_bad_input_in_one_line(tmp_path, capsys):
         ClaimsConfig(levers="final-reward", seeded_arms="strong-kl")
     with pytest.raises(ConfigError, match="families"):
         ClaimsConfig(families="imagenet")
+    with pytest.raises(ConfigError, match="seed 2 is not among --seeds"):
+        ClaimsConfig(seeds="0,1", curve_seeds="2")
     assert verdict({"mean": 0.0, "ci": math.nan}) == "not separable at this budget"

@@ -24,7 +24,9 @@ which run at every PPO seed of ``seeds``: each is then paired with PPO seed by s
 the spread of PPO training seeds too (the comparisons that matter most). Every policy (the BC and DAgger stages, each
 PPO run's final policy, (c)'s W = 1 start, the main arm's validation-chosen snapshot unless that is the start or the end) is scored on the benchmark
 suite next to the fixed schedules (and whatever else ``contenders`` names), on both sides of the
-declared split. No arm, seed or iteration is chosen by a held-out family's result.
+declared split. No arm, seed or iteration is chosen by a held-out family's result. The PPO seeds of
+``curve_seeds`` also have every validation snapshot scored there: the benchmark score per PPO
+iteration on both splits (shown, never used to pick a snapshot).
 
 Each claim is a paired comparison over the same benchmark cells: per (PPO seed, family,
 multiplier, evaluation seed), ``d = log(loss_A / loss_B)``; the verdict comes from the 95% t-interval
@@ -78,6 +80,8 @@ class ClaimsConfig:
     arm_seeds: str = arg("0", "PPO training seeds of each ablation arm and lever (but those of --seeded-arms)")
     seeded_arms: str = arg("", "comma-separated arms and levers that run at every seed of --seeds instead, each paired with PPO "
                                 "seed by seed (e.g. no-stability,single-step)")
+    curve_seeds: str = arg("", "PPO seeds (of --seeds) whose every validation snapshot is also scored on the benchmark: the "
+                                "benchmark score per iteration on both splits (ppo_benchmark_curve.png; reported, never used to choose)")
     early_iterations: int = arg(5, "first PPO iterations counted for early safety")
     suite: str = arg("small", "benchmark suite the policies are scored on")
     families: str = arg("", "comma-separated benchmark families ('': the benchmark's default, every family but llm-lora)")
@@ -99,6 +103,9 @@ class ClaimsConfig:
         parse_list(self.arm_seeds, "arm_seeds", int)
         unknown = sorted(set(self.seeded_arm_list) - set(self.arm_list) - set(self.lever_list))
         require(not unknown, "seeded_arms", f"{', '.join(unknown)} is not among --arms or --levers")
+        strays = sorted(set(self.curve_seed_list) - set(self.seed_list))
+        require(not strays, "curve_seeds", f"seed {', '.join(map(str, strays))} is not among --seeds")
+        require(not self.curve_seed_list or self.validate_every > 0, "curve_seeds", "needs --validate-every > 0 (the snapshots it scores)")
         self.family_list  # an unknown family fails here, in one line
 
     @property
@@ -122,6 +129,10 @@ class ClaimsConfig:
     @property
     def seeded_arm_list(self) -> list[str]:
         return parse_list(self.seeded_arms, "seeded_arms", str, ARMS + LEVERS) if self.seeded_arms.strip() else []
+
+    @property
+    def curve_seed_list(self) -> list[int]:
+        return parse_list(self.curve_seeds, "curve_seeds", int) if self.curve_seeds.strip() else []
 
     def seeds_of(self, arm: str) -> list[int]:
         """The PPO training seeds an ablation arm or lever runs at."""
@@ -226,7 +237,7 @@ def early_safety(ppo_out: Path, iterations: int) -> list[int]:
 
 def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
     from learned_lr.experiments.benchmark import contenders, markdown_report, run_benchmark
-    from learned_lr.experiments.claims_report import claims_markdown, plot_il_ppo, plot_ppo_curves
+    from learned_lr.experiments.claims_report import claims_markdown, plot_benchmark_curve, plot_il_ppo, plot_ppo_curves
     from learned_lr.experiments.suites import SUITES
     from learned_lr.policy import load_policy
     from learned_lr.training.distribution import HELD_OUT_FAMILIES, TRAINING_FAMILIES
@@ -242,6 +253,7 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
         policies.append(("(c) start: BC with W = 1", str(_single_step_start(config))))
     # PPO seed -> the iteration its validation runs chose; scored as its own row unless it is the start (0) or the final policy
     validation_best = {}
+    curve_labels: dict[str, dict[int, str]] = {}  # curve seed -> iteration -> benchmark label (0: the start, the last: the final policy)
     for label, configs in runs.items():
         for ppo in configs:
             path = train_ppo(ppo, progress=progress)
@@ -251,6 +263,11 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
                 validation_best[f"s{ppo.seed}"] = int(load_policy(best).meta["iteration"])
                 if 0 < validation_best[f"s{ppo.seed}"] < ppo.iterations:
                     policies.append((f"PPO validation-best s{ppo.seed}", str(best)))
+            if label == "PPO" and ppo.seed in config.curve_seed_list:
+                snapshots = _snapshots(Path(ppo.out), ppo.iterations)
+                policies += [(f"PPO s{ppo.seed} iteration {it}", str(snapshot)) for it, snapshot in snapshots.items()]
+                curve_labels[f"s{ppo.seed}"] = {0: "DAgger (start)", **{it: f"PPO s{ppo.seed} iteration {it}" for it in snapshots},
+                                                ppo.iterations: f"PPO s{ppo.seed}"}
     families = config.family_list
     result = run_benchmark(SUITES[config.suite], families, contenders(parse_list(config.contenders, "contenders", str), policies),
                            Path(config.benchmark_work), progress=progress)
@@ -273,18 +290,29 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
         comparisons[f"{LEVER_LABELS[lever]} vs PPO"] = compare(LEVER_LABELS[lever], "PPO")
     safety = {label: {f"s{p.seed}": early_safety(Path(p.out), config.early_iterations) for p in configs} for label, configs in runs.items()}
     curves = {f"{label} s{p.seed}": str(Path(p.out)) for label, configs in runs.items() for p in configs}
+    benchmark_curve = {seed: {"iterations": sorted(labels), **{split: [result["summary_by_split"][split][labels[it]]["mean_excess"]
+                                                                        for it in sorted(labels)] for split in splits if splits[split]}}
+                       for seed, labels in curve_labels.items()}
     report = {"config": dataclasses.asdict(config), "comparisons": comparisons, "early_safety": safety, "policies": dict(policies),
-              "validation_best_iteration": validation_best,
+              "validation_best_iteration": validation_best, "benchmark_curve": benchmark_curve,
               "summary_by_split": result["summary_by_split"]}
     write_json(out / "claims.json", report)
     write_json(out / "benchmark.json", result)
     write_text(out / "benchmark.md", f"# learned-lr claims: the benchmark of every policy\n\n{markdown_report(result)}")
     plot_ppo_curves(curves, out / "ppo_curve.png")
+    if benchmark_curve:
+        plot_benchmark_curve(benchmark_curve, {seed: curves[f"PPO {seed}"] for seed in benchmark_curve}, out / "ppo_benchmark_curve.png")
     ppo_labels = [f"PPO s{p.seed}" for p in runs["PPO"]]
     stages = {"BC": ["BC"], "DAgger (start)": ["DAgger (start)"], f"PPO (mean of {len(ppo_labels)} seeds)" if len(ppo_labels) > 1 else "PPO": ppo_labels}
     plot_il_ppo(result, stages, [label for label, _ in policies], out / "il_ppo_result.png")
     write_text(out / "claims.md", claims_markdown(report, result))
     return out / "claims.md"
+
+
+def _snapshots(ppo_out: Path, iterations: int) -> dict[int, Path]:
+    """A PPO run's validation snapshots strictly between its start and its end, by iteration."""
+    found = {int(p.stem.split("-")[1]): p for p in (ppo_out / "snapshots").glob("iteration-*.safetensors")}
+    return {it: found[it] for it in sorted(found) if 0 < it < iterations}
 
 
 def _pairs(runs: dict, a_label: str, b_label: str) -> list[tuple[str, str]]:

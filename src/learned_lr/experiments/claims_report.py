@@ -1,7 +1,9 @@
-"""What `learned-lr claims` writes: the verdict table (markdown) and its two figures.
+"""What `learned-lr claims` writes: the verdict table (markdown) and its figures.
 
 * ``ppo_curve.png``: per PPO run, the validation score's change from its start (training variants,
   validation seeds; what says whether the curve has flattened) and the per-iteration training return.
+* ``ppo_benchmark_curve.png`` (with ``curve_seeds``): PPO's training return and its benchmark score per
+  iteration (the start, every validation snapshot, the final policy) on both sides of the split.
 * ``il_ppo_result.png``: per side of the split, each contender's loss relative to the family's
   best tuned expert at every base-LR multiplier (geometric mean over the families), so BC,
   DAgger and PPO sit next to the experts and the LR-free optimizers.
@@ -61,6 +63,29 @@ def plot_ppo_curves(runs: dict[str, str], path: str | Path) -> None:
                title="validation runs (training variants, x0.1 / x1 / x10)")
     ret_ax.set(xlabel="PPO iteration", ylabel=f"mean return per run (per-decision scale, {5}-iteration mean)", title="PPO training return")
     legend_outside(fig, val_ax)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_benchmark_curve(curve: dict[str, dict], runs: dict[str, str], path: str | Path) -> None:
+    """PPO's training return (left) and its benchmark score per iteration on each side of the split: the mean excess over
+    the family's best tuned expert of the DAgger start (iteration 0), each scored snapshot and the final policy, per seed.
+
+    ``curve``: seed -> {"iterations": [...], split: [mean excess per iteration]} (claims.json's ``benchmark_curve``);
+    ``runs``: seed -> the PPO run's folder (its ppo_log.csv).
+    """
+    splits = [split for split in ("training", "held-out") if any(split in c for c in curve.values())]
+    fig, axes = plt.subplots(1, 1 + len(splits), figsize=(4.6 * (1 + len(splits)), 3.8), squeeze=False)
+    for n, seed in enumerate(curve):
+        style = dict(color="C0", ls=_SEED_STYLES[n % len(_SEED_STYLES)], label=f"PPO {seed}")
+        log = _read_csv(Path(runs[seed]) / "ppo_log.csv")
+        axes[0][0].plot([int(r["iteration"]) for r in log], [float(r["mean_return"]) for r in log], **style)
+        for ax, split in zip(axes[0][1:], splits):
+            ax.plot(curve[seed]["iterations"], [100 * x for x in curve[seed][split]], marker="o", ms=3.5, **style)
+    axes[0][0].set(xlabel="PPO iteration", ylabel="mean return per run (per-decision scale)", title="PPO training return")
+    for ax, split in zip(axes[0][1:], splits):
+        ax.set(xlabel="PPO iteration (0: the DAgger start)", ylabel="mean excess over the tuned expert (%)", title=f"benchmark, {split} families")
+    legend_outside(fig, axes[0][0])
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -130,6 +155,15 @@ def claims_markdown(report: dict, result: dict) -> str:
             low, high = s["mean"] - s["ci"], s["mean"] + s["ci"]
             seeds = ", ".join(_pct_of_log(x) for x in s["per_seed"])
             lines.append(f"| {name} | {split} | {_pct_of_log(s['mean'])} | [{_pct_of_log(low)}, {_pct_of_log(high)}] | {s['cells']} | {seeds} | {s['verdict']} |")
+    if report.get("benchmark_curve"):
+        lines += ["", "### PPO on the benchmark per iteration (mean excess over the best tuned expert; 0 = the DAgger start)", "",
+                  "![PPO return and benchmark score per iteration](ppo_benchmark_curve.png)", "",
+                  "| PPO seed | split | " + " | ".join(f"it {it}" for it in next(iter(report["benchmark_curve"].values()))["iterations"]) + " |",
+                  "|---|---|" + "---|" * len(next(iter(report["benchmark_curve"].values()))["iterations"])]
+        for seed, curve in report["benchmark_curve"].items():
+            for split in ("training", "held-out"):
+                if split in curve:
+                    lines.append(f"| {seed} | {split} | " + " | ".join(f"{100 * x:+.1f}%" for x in curve[split]) + " |")
     lines += ["", f"### Early safety: trainee runs that diverged or rose above their starting loss, per PPO iteration (first {c['early_iterations']})", "",
               "| arm | seed | per iteration | total |", "|---|---|---|---|"]
     for arm, per_seed in report["early_safety"].items():
