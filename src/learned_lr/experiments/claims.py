@@ -311,8 +311,10 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
 
 def _snapshots(ppo_out: Path, iterations: int) -> dict[int, Path]:
     """A PPO run's validation snapshots strictly between its start and its end, by iteration."""
-    found = {int(p.stem.split("-")[1]): p for p in (ppo_out / "snapshots").glob("iteration-*.safetensors")}
-    return {it: found[it] for it in sorted(found) if 0 < it < iterations}
+    from learned_lr.training.ppo import snapshot_path
+
+    validated = [int(row["iteration"]) for row in csv.DictReader((ppo_out / "validation.csv").open())]
+    return {it: snapshot_path(ppo_out, it) for it in sorted(validated) if 0 < it < iterations}
 
 
 def _pairs(runs: dict, a_label: str, b_label: str) -> list[tuple[str, str]]:

@@ -156,10 +156,10 @@ def claims_markdown(report: dict, result: dict) -> str:
             seeds = ", ".join(_pct_of_log(x) for x in s["per_seed"])
             lines.append(f"| {name} | {split} | {_pct_of_log(s['mean'])} | [{_pct_of_log(low)}, {_pct_of_log(high)}] | {s['cells']} | {seeds} | {s['verdict']} |")
     if report.get("benchmark_curve"):
+        iterations = next(iter(report["benchmark_curve"].values()))["iterations"]  # every curve seed has the same budget
         lines += ["", "### PPO on the benchmark per iteration (mean excess over the best tuned expert; 0 = the DAgger start)", "",
                   "![PPO return and benchmark score per iteration](ppo_benchmark_curve.png)", "",
-                  "| PPO seed | split | " + " | ".join(f"it {it}" for it in next(iter(report["benchmark_curve"].values()))["iterations"]) + " |",
-                  "|---|---|" + "---|" * len(next(iter(report["benchmark_curve"].values()))["iterations"])]
+                  "| PPO seed | split | " + " | ".join(f"it {it}" for it in iterations) + " |", "|---|---|" + "---|" * len(iterations)]
         for seed, curve in report["benchmark_curve"].items():
             for split in ("training", "held-out"):
                 if split in curve:

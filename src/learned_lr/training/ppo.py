@@ -312,13 +312,14 @@ def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_
                                       "final_iteration": dataclasses.asdict(learner.log[-1])})
     if learner.validation:
         best = min(learner.validation, key=lambda row: row["score"])
-        snapshot = load_policy(_snapshot_path(out, best["iteration"]))
+        snapshot = load_policy(snapshot_path(out, best["iteration"]))
         save_policy(out / "best_policy.safetensors", snapshot.actor, snapshot.critic,
                     {**snapshot.meta, "chosen_by": "lowest validation score (training variants, validation seeds)", "validation_score": best["score"]})
     return path
 
 
-def _snapshot_path(out: Path, iteration: int) -> Path:
+def snapshot_path(out: Path, iteration: int) -> Path:
+    """Where a PPO run in ``out`` keeps the policy it validated at ``iteration`` (one per validation.csv row)."""
     return out / "snapshots" / f"iteration-{iteration:04d}.safetensors"
 
 
@@ -327,7 +328,7 @@ def _validate(learner: PPOLearner, iteration: int, variants: list[dict], out: Pa
     from learned_lr.training.validation import validation_scores, validation_variants
 
     scores = validation_scores(learner.actor, validation_variants(variants))
-    save_policy(_snapshot_path(out, iteration), learner.actor, learner.critic, {"trained_by": "ppo", "iteration": iteration})
+    save_policy(snapshot_path(out, iteration), learner.actor, learner.critic, {"trained_by": "ppo", "iteration": iteration})
     learner.validation.append({"iteration": iteration, "score": float(scores.mean()), "scores": scores.tolist()})
     start = np.asarray(learner.validation[0]["scores"])
     write_csv(out / "validation.csv", ["iteration", "score", "change_vs_start", "runs_better_than_start"],
