@@ -1,5 +1,6 @@
 """`learned-lr claims` end to end at toy size: PPO arms from a general-train recipe, scored on the benchmark, paired verdicts."""
 
+import csv
 import json
 import math
 
@@ -51,6 +52,10 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
         assert curve[split] == [result["summary_by_split"][split][label]["mean_excess"] for label in labels]
     assert report["policies"]["PPO s0 iteration 1"].endswith("iteration-0001.safetensors")
     assert (tmp_path / "out" / "ppo_benchmark_curve.png").stat().st_size > 10_000 and "| s0 | held-out |" in path.read_text()
+    # The validation table: each PPO seed's validation.csv, as a loss ratio - 1, and their mean.
+    rows = list(csv.DictReader((tmp_path / "claims" / "ppo" / "seed-1" / "validation.csv").open()))
+    assert report["validation_change"]["s1"] == {str(int(r["iteration"])): pytest.approx(math.expm1(float(r["change_vs_start"]))) for r in rows}
+    assert set(report["validation_change"]["s1"]) == {"0", "1", "2"} and "| mean of seeds |" in path.read_text()
     # Early safety is PPO's own log: diverged + spiked runs of the first iterations.
     log = (tmp_path / "claims" / "random-init" / "seed-0" / "ppo_log.csv").read_text().splitlines()
     header = log[0].split(",")

@@ -290,11 +290,13 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
         comparisons[f"{LEVER_LABELS[lever]} vs PPO"] = compare(LEVER_LABELS[lever], "PPO")
     safety = {label: {f"s{p.seed}": early_safety(Path(p.out), config.early_iterations) for p in configs} for label, configs in runs.items()}
     curves = {f"{label} s{p.seed}": str(Path(p.out)) for label, configs in runs.items() for p in configs}
+    validation_change = {f"s{p.seed}": _validation_change(Path(p.out)) for p in runs["PPO"]}
     benchmark_curve = {seed: {"iterations": sorted(labels), **{split: [result["summary_by_split"][split][labels[it]]["mean_excess"]
                                                                         for it in sorted(labels)] for split in splits if splits[split]}}
                        for seed, labels in curve_labels.items()}
     report = {"config": dataclasses.asdict(config), "comparisons": comparisons, "early_safety": safety, "policies": dict(policies),
               "validation_best_iteration": validation_best, "benchmark_curve": benchmark_curve,
+              "validation_change": validation_change,
               "summary_by_split": result["summary_by_split"]}
     write_json(out / "claims.json", report)
     write_json(out / "benchmark.json", result)
@@ -307,6 +309,12 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
     plot_il_ppo(result, stages, [label for label, _ in policies], out / "il_ppo_result.png")
     write_text(out / "claims.md", claims_markdown(report, result))
     return out / "claims.md"
+
+
+def _validation_change(ppo_out: Path) -> dict[int, float]:
+    """A PPO run's validation score vs its start per validated iteration, as a loss ratio - 1 (geometric mean over the runs)."""
+    rows = csv.DictReader((ppo_out / "validation.csv").open()) if (ppo_out / "validation.csv").is_file() else []
+    return {int(row["iteration"]): math.expm1(float(row["change_vs_start"])) for row in rows}
 
 
 def _snapshots(ppo_out: Path, iterations: int) -> dict[int, Path]:

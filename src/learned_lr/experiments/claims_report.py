@@ -155,6 +155,15 @@ def claims_markdown(report: dict, result: dict) -> str:
             low, high = s["mean"] - s["ci"], s["mean"] + s["ci"]
             seeds = ", ".join(_pct_of_log(x) for x in s["per_seed"])
             lines.append(f"| {name} | {split} | {_pct_of_log(s['mean'])} | [{_pct_of_log(low)}, {_pct_of_log(high)}] | {s['cells']} | {seeds} | {s['verdict']} |")
+    changes = report.get("validation_change", {})
+    if any(changes.values()):
+        iterations = sorted({it for per_seed in changes.values() for it in per_seed})
+        lines += ["", "### PPO's validation runs vs its start, per iteration (geometric-mean loss change; what says the curve has flattened)", "",
+                  "| PPO seed | " + " | ".join(f"it {it}" for it in iterations) + " |", "|---|" + "---|" * len(iterations)]
+        for seed, per_seed in changes.items():
+            lines.append(f"| {seed} | " + " | ".join(f"{100 * per_seed[it]:+.1f}%" if it in per_seed else "-" for it in iterations) + " |")
+        means = [np.mean([per_seed[it] for per_seed in changes.values() if it in per_seed]) for it in iterations]
+        lines.append("| mean of seeds | " + " | ".join(f"{100 * m:+.1f}%" for m in means) + " |")
     if report.get("benchmark_curve"):
         iterations = next(iter(report["benchmark_curve"].values()))["iterations"]  # every curve seed has the same budget
         lines += ["", "### PPO on the benchmark per iteration (mean excess over the best tuned expert; 0 = the DAgger start)", "",
