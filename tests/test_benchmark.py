@@ -71,6 +71,29 @@ def test_a_rerun_trains_nothing_and_a_changed_setting_reruns(tmp_path, monkeypat
     assert len(calls) == len(entrants) * len(suite.multipliers)
 
 
+def test_workers_run_the_same_cells_in_processes(tmp_path, monkeypatch, mnist):
+    """--workers 2: the same numbers as one process (up to float rounding: each worker has fewer
+    threads), cached in the same files, so a sequential rerun trains nothing."""
+    suite = SUITES["smoke"]
+    entrants = contenders(["cosine", "prodigy"])
+    alone = run_benchmark(suite, ["digits", "mnist-mlp"], entrants, tmp_path / "one", progress=False)
+    pooled = run_benchmark(suite, ["digits", "mnist-mlp"], entrants, tmp_path / "two", progress=False, workers=2)
+    assert pooled["tuning"] == alone["tuning"] or all(
+        pooled["tuning"][f][o]["lr"] == alone["tuning"][f][o]["lr"] for f in alone["tuning"] for o in alone["tuning"][f])
+    for family in ("digits", "mnist-mlp"):
+        for label in ("cosine", "prodigy"):
+            for m in ("1", "10"):
+                ours = pooled["per_family"][family]["rows"][label]["per_multiplier"][m]
+                theirs = alone["per_family"][family]["rows"][label]["per_multiplier"][m]
+                assert ours["base_lr"] == theirs["base_lr"]
+                assert ours["test_loss"]["mean"] == pytest.approx(theirs["test_loss"]["mean"], rel=1e-4)
+    calls = []
+    real = robustness.run_scheduler
+    monkeypatch.setattr(robustness, "run_scheduler", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again = run_benchmark(suite, ["digits", "mnist-mlp"], entrants, tmp_path / "two", progress=False)
+    assert calls == [] and markdown_report(again) == markdown_report(pooled)
+
+
 def test_tuning_extends_its_grid_at_an_edge(tmp_path, monkeypatch):
     """A best LR at the grid's end is not taken at face value: the sweep tries the next grid point."""
     suite = SUITES["smoke"]  # digits grid for sgd: 0.1, 0.3; at 6 steps the highest LR wins
@@ -94,6 +117,7 @@ def test_base_lrs():
     (["--multipliers", "0.1,3"], "--multipliers: must include 1"),
     (["--multipliers", "1,inf"], "--multipliers: every multiplier must be finite"),
     (["--suite", "huge"], "invalid choice"),
+    (["--workers", "0"], "--workers: must be >= 1"),
 ])
 def test_bad_input_is_one_line(argv, message, tmp_path, capsys):
     try:

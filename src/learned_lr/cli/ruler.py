@@ -36,7 +36,8 @@ def cmd_benchmark(config: BenchmarkConfig) -> int:
 
             make_baseline("greedy", ControlConfig())
     suite = SUITES[config.suite]
-    result = run_benchmark(suite, config.family_list, entrants, Path(config.work), config.multiplier_list or None, config.seeds or None)
+    result = run_benchmark(suite, config.family_list, entrants, Path(config.work), config.multiplier_list or None, config.seeds or None,
+                           workers=config.workers)
     out = Path(config.out)
     plot_benchmark(result, out / "benchmark.png")
     report = markdown_report(result)

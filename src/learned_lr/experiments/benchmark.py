@@ -34,6 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Sequence
 
@@ -78,32 +81,63 @@ def contenders(names: Sequence[str], policies: Sequence[tuple[str, str]] = ()) -
     return out
 
 
-def tuned_lr(suite: Suite, family: str, optimizer: str, work: Path, progress: bool = True) -> dict:
+def tuned_lr(suite: Suite, family: str, optimizer: str, work: Path, progress: bool = True, workers: int = 1) -> dict:
     """The LR with the lowest mean final validation loss over the suite's sweep grid (extended at an edge)."""
     setup = suite.families[family]
     task = dataclasses.replace(setup.task, optimizer=optimizer)
     schedule = "constant" if optimizer in SCHEDULE_FREE else "cosine"
     contender = Contender(schedule, "schedule", schedule)
-    grid = list(suite.sweep_grid(optimizer))
     scores: dict[float, float] = {}
 
-    def score(lr: float) -> float:
-        result = run_or_load(contender, task, setup.steps, [lr], suite.sweep_seeds, work / "sweep" / family, progress=False,
-                             first_seed=VALIDATION_SEED_START, name=f"{optimizer}-{schedule}-lr{lr:g}")
-        values = [r["final_val_loss"] for r in result["runs"]]
-        return math.inf if any(v is None or not math.isfinite(v) for v in values) else float(np.mean(values))
+    def score(lrs: Sequence[float]) -> None:
+        jobs = [dict(contender=contender, task=task, steps=setup.steps, lrs=[lr], seeds=suite.sweep_seeds, work=work / "sweep" / family,
+                     progress=False, first_seed=VALIDATION_SEED_START, name=f"{optimizer}-{schedule}-lr{lr:g}") for lr in lrs]
+        for lr, result in zip(lrs, run_jobs(jobs, workers, f"tune {family} {optimizer}", progress, leave=False)):
+            values = [r["final_val_loss"] for r in result["runs"]]
+            scores[lr] = math.inf if any(v is None or not math.isfinite(v) for v in values) else float(np.mean(values))
 
-    for lr in tqdm(grid, desc=f"tune {family} {optimizer}", disable=not progress, leave=False):
-        scores[lr] = score(lr)
+    score(list(suite.sweep_grid(optimizer)))
     for _ in range(SWEEP_EXTENSIONS):
         best = min(scores, key=scores.get)
         if best not in (min(scores), max(scores)) or len(scores) == 1:
             break
-        lr = lr_grid_neighbor(best, up=best == max(scores))
-        scores[lr] = score(lr)
+        score([lr_grid_neighbor(best, up=best == max(scores))])
     best = min(scores, key=scores.get)
     return {"family": family, "optimizer": optimizer, "schedule": schedule, "lr": best,
             "grid": {f"{lr:g}": scores[lr] for lr in sorted(scores)}, "seeds": suite.sweep_seeds, "steps": setup.steps}
+
+
+def _worker_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_jobs(jobs: Sequence[dict], workers: int, desc: str, progress: bool = True, leave: bool = True) -> list[dict]:
+    """``run_or_load(**job)`` for every job, results in the jobs' order; each is cached as it finishes.
+
+    With ``workers`` > 1 the jobs run in that many processes at once: on a GPU they share it (a
+    benchmark run is far too small to fill one), on a CPU each gets cores / workers torch threads.
+    The processes are spawned, not forked, since CUDA cannot be used in a forked child.
+    """
+    with tqdm(total=len(jobs), desc=desc, disable=not progress, leave=leave) as bar:
+        if workers <= 1 or len(jobs) <= 1:
+            results = []
+            for job in jobs:
+                results.append(run_or_load(**job))
+                bar.update()
+            return results
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_worker_threads, initargs=(threads,))
+        try:
+            futures = [pool.submit(run_or_load, **job) for job in jobs]
+            for future in as_completed(futures):
+                future.result()  # a failed job stops the command now, with its own error (the others' results stay cached)
+                bar.update()
+            return [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # on a failure, jobs not yet started are dropped
 
 
 def base_lr(contender: Contender, multiplier: float, tuned: dict[str, float], family_optimizer: str) -> float:
@@ -116,8 +150,9 @@ def base_lr(contender: Contender, multiplier: float, tuned: dict[str, float], fa
 
 
 def run_benchmark(suite: Suite, families: Sequence[str], entrants: Sequence[Contender], work: Path,
-                  multipliers: Sequence[float] | None = None, seeds: int | None = None, progress: bool = True) -> dict:
-    """Tune, then run every cell (resumable); per-family rows and the cross-family summary."""
+                  multipliers: Sequence[float] | None = None, seeds: int | None = None, progress: bool = True,
+                  workers: int = 1) -> dict:
+    """Tune, then run every cell (resumable; ``workers`` processes at once, see ``run_jobs``); per-family rows and the cross-family summary."""
     multipliers = list(multipliers or suite.multipliers)
     # ``seeds`` (the command's --seeds) overrides every family; else a family's own number, else the suite's.
     family_seeds = {family: seeds or suite.families[family].seeds or suite.seeds for family in families}
@@ -125,17 +160,17 @@ def run_benchmark(suite: Suite, families: Sequence[str], entrants: Sequence[Cont
     for family in families:
         setup = suite.families[family]
         needed = {setup.task.optimizer} | {c.name for c in entrants if c.kind == "anchor" and c.name in SCHEDULE_FREE}
-        tuning[family] = {opt: tuned_lr(suite, family, opt, work, progress) for opt in sorted(needed)}
+        tuning[family] = {opt: tuned_lr(suite, family, opt, work, progress, workers) for opt in sorted(needed)}
     cells = [(family, c, m) for family in families for c in entrants for m in multipliers]
-    bar = tqdm(cells, desc=f"benchmark ({suite.name})", disable=not progress)
-    results: dict[str, dict[str, dict[str, dict]]] = {}
-    for family, contender, m in bar:
-        bar.set_postfix_str(f"{family} {contender.label} x{m:g}")
+    jobs, base_lrs = [], []
+    for family, contender, m in cells:
         setup = suite.families[family]
         tuned = {opt: t["lr"] for opt, t in tuning[family].items()}
-        lr = base_lr(contender, m, tuned, setup.task.optimizer)
-        result = run_or_load(contender, setup.task, setup.steps, [lr], family_seeds[family], work / "cells" / family, progress=False,
-                             first_seed=EVAL_SEED_START, name=f"{contender.slug}-x{m:g}")
+        base_lrs.append(base_lr(contender, m, tuned, setup.task.optimizer))
+        jobs.append(dict(contender=contender, task=setup.task, steps=setup.steps, lrs=[base_lrs[-1]], seeds=family_seeds[family],
+                         work=work / "cells" / family, progress=False, first_seed=EVAL_SEED_START, name=f"{contender.slug}-x{m:g}"))
+    results: dict[str, dict[str, dict[str, dict]]] = {}
+    for (family, contender, m), lr, result in zip(cells, base_lrs, run_jobs(jobs, workers, f"benchmark ({suite.name})", progress)):
         runs = [_scored(r, result["chance_loss"]) for r in result["runs"]]
         results.setdefault(family, {}).setdefault(contender.label, {})[f"{m:g}"] = {"base_lr": lr, "runs": runs}
     for family in families:

@@ -361,9 +361,12 @@ class BenchmarkConfig:
     seeds: int = arg(0, "held-out seeds per cell (0: the suite's)")
     work: str = arg("runs/benchmark", "folder for the cached sweeps and cells (a rerun trains nothing that is finished)")
     out: str = arg("results/benchmark", "output folder for benchmark.md, benchmark.json and benchmark.png")
+    workers: int = arg(1, "cells (and tuning runs) run at once, each in its own process: on a GPU several share it; "
+                       "on a CPU each gets cores / workers threads")
 
     def __post_init__(self) -> None:
         check_choice(self.suite, tuple(SUITES), "suite")
+        require(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
         require(bool(self.family_list), "families", "give at least one family")
         require(bool(self.contender_list) or bool(self.policy_list), "contenders", "give at least one contender or policy")
         require(self.seeds >= 0, "seeds", f"must be >= 0, got {self.seeds}")

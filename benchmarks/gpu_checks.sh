@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The measurements that need a CUDA GPU, in one go, within a time budget (a lent H200 gives ~10 minutes):
+#   1. trainee-steps/s of batched MLP runs on CUDA vs the CPU (benchmarks/gpu_trainees.py);
+#   2. the `full` suite's mnist-resnet18 family (ResNet-18 at its real width 64, 2,000 steps, SGD): a
+#      held-out family of the general policy, with the fixed schedules, Prodigy, D-Adapt Adam and the
+#      bundled policy at the five LR multipliers, cells run by --workers processes sharing the GPU.
+#
+# The number of held-out seeds per cell is the one choice made here, from time alone: the tuning sweep
+# runs first and is timed, and the cells get the most seeds in 5, 3, 2 that its rate says fit the time
+# left (never from any result). The benchmark command actually run is printed and written to
+# OUT/commands.txt; rerunning it with the same --work on any machine trains nothing that finished.
+#
+#   bash benchmarks/gpu_checks.sh results/gpu              # PYTHON=..., BUDGET_S=540, WORKERS=14
+set -uo pipefail
+PY=${PYTHON:-.venv/bin/python}
+OUT_DIR=${1:-results/gpu}
+BUDGET_S=${BUDGET_S:-540}   # the whole script, from its start
+WORKERS=${WORKERS:-14}
+WORK=${WORK:-runs/gpu-resnet18}
+SUITE=${SUITE:-full}        # smoke: a dry run of this script on a CPU
+CONTENDERS=linear-warmup,cosine,polynomial,constant,prodigy,dadapt-adam,bundled
+START=$(date +%s)
+left() { echo $((BUDGET_S - ($(date +%s) - START))); }
+mkdir -p "$OUT_DIR" "$WORK"
+: > "$OUT_DIR/commands.txt"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi: no GPU here"
+$PY -c "import torch, platform; print('python', platform.python_version(), 'torch', torch.__version__, 'cuda', torch.version.cuda)" || exit 1
+
+echo "== 1. batched MLP trainees, CUDA vs CPU"
+timeout 150 $PY benchmarks/gpu_trainees.py --runs 256 --steps 50 --rounds 3 | tee "$OUT_DIR/gpu_trainees.txt"
+
+echo "== 2. mnist-resnet18 at the $SUITE suite's size"
+# The bundled policy on a CUDA ResNet for a few steps first: if the policy path fails on this GPU, the
+# schedules and LR-free optimizers are still measured (and the failure is in the log).
+if ! $PY - <<'EOF'
+from learned_lr.experiments.benchmark import contenders
+from learned_lr.experiments.robustness import run_scheduler
+from learned_lr.tasks.config import TaskConfig
+policy, = contenders(["bundled"])
+out = run_scheduler(policy, TaskConfig(task="mnist-resnet18", width=8, batch_size=16, val_batch_size=16, device="cuda"), 12, [0.05], 1, progress=False)
+print("bundled policy on CUDA: test loss", out["runs"][0]["test_loss"])
+EOF
+then
+    CONTENDERS=${CONTENDERS%,bundled}
+    echo "the bundled policy failed on CUDA (above): measuring without it"
+fi
+
+sweep_start=$(date +%s)
+# The tuning sweep (5 LRs x 3 validation seeds, extended at an edge) plus one 1-seed cell: times the rate.
+tune_cmd="$PY -m learned_lr.cli benchmark --suite $SUITE --families mnist-resnet18 --contenders constant --multipliers 1 --seeds 1 --workers $WORKERS --work $WORK --out $OUT_DIR/tuning"
+echo "$tune_cmd" >> "$OUT_DIR/commands.txt"
+timeout $(($(left) - 30)) $tune_cmd || { echo "tuning did not finish in the budget"; }
+sweep_s=$(( $(date +%s) - sweep_start ))
+runs_done=$($PY -c "import json,glob; print(sum(json.load(open(f))['setting']['seeds'] for f in glob.glob('$WORK/sweep/mnist-resnet18/*.json')) + 1)")
+remaining=$(( $(left) - 40 ))   # 40 s kept for the report and the archive
+seeds=0
+for s in 5 3 2; do
+    # cells = contenders x 5 multipliers x s runs; the sweep's rate (fewer processes, so a slower one) must fit them in 80% of what is left
+    n=$(( $(echo $CONTENDERS | tr ',' '\n' | wc -l) * 5 * s ))
+    if [ $(( n * sweep_s * 10 )) -le $(( runs_done * remaining * 8 )) ]; then seeds=$s; break; fi
+done
+echo "sweep: $runs_done runs in ${sweep_s}s; ${remaining}s left -> seeds per cell: $seeds"
+if [ "$seeds" -gt 0 ]; then
+    cmd="$PY -m learned_lr.cli benchmark --suite $SUITE --families mnist-resnet18 --contenders $CONTENDERS --seeds $seeds --workers $WORKERS --work $WORK --out $OUT_DIR/resnet18"
+    echo "$cmd" >> "$OUT_DIR/commands.txt"
+    timeout $(( $(left) - 30 )) $cmd || echo "the benchmark did not finish in the budget (finished cells are in $WORK)"
+fi
+echo "done in $(( $(date +%s) - START ))s"
