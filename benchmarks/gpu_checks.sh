@@ -7,15 +7,17 @@
 #
 # The number of held-out seeds per cell is the one choice made here, from time alone: the tuning sweep
 # runs first and is timed, and the cells get the most seeds in 5, 3, 2 that its rate says fit the time
-# left (never from any result). The benchmark command actually run is printed and written to
+# left (never from any result). Measured on one H200 (docs/results.md section 6): a 2,000-step width-64
+# ResNet-18 run takes ~29 s, so the suite's row (175 runs) needs about an hour; a 15-minute lease tunes it
+# and runs a few cells, which later leases resume from the same --work folder. The benchmark command actually run is printed and written to
 # OUT/commands.txt; rerunning it with the same --work on any machine trains nothing that finished.
 #
-#   bash benchmarks/gpu_checks.sh results/gpu              # PYTHON=..., BUDGET_S=540, WORKERS=14
+#   bash benchmarks/gpu_checks.sh results/gpu   # env: PYTHON, BUDGET_S=540, WORKERS=5, SEEDS (fixed), SKIP_TRAINEES=1
 set -uo pipefail
 PY=${PYTHON:-.venv/bin/python}
 OUT_DIR=${1:-results/gpu}
 BUDGET_S=${BUDGET_S:-540}   # the whole script, from its start
-WORKERS=${WORKERS:-14}
+WORKERS=${WORKERS:-5}    # on an H200, 5 ResNet-18 processes ran ~1.4x one; 16 finished no 2-seed cell in 270 s
 WORK=${WORK:-runs/gpu-resnet18}
 SUITE=${SUITE:-full}        # smoke: a dry run of this script on a CPU
 CONTENDERS=linear-warmup,cosine,polynomial,constant,prodigy,dadapt-adam,bundled
@@ -27,8 +29,10 @@ mkdir -p "$OUT_DIR" "$WORK"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi: no GPU here"
 $PY -c "import torch, platform; print('python', platform.python_version(), 'torch', torch.__version__, 'cuda', torch.version.cuda)" || exit 1
 
-echo "== 1. batched MLP trainees, CUDA vs CPU"
-timeout 150 $PY benchmarks/gpu_trainees.py --runs 256 --steps 50 --rounds 3 | tee "$OUT_DIR/gpu_trainees.txt"
+if [ -z "${SKIP_TRAINEES:-}" ]; then
+    echo "== 1. batched MLP trainees, CUDA vs CPU"
+    timeout 150 $PY benchmarks/gpu_trainees.py --runs 256 --steps 50 --rounds 3 | tee "$OUT_DIR/gpu_trainees.txt"
+fi
 
 echo "== 2. mnist-resnet18 at the $SUITE suite's size"
 # The bundled policy on a CUDA ResNet for a few steps first: if the policy path fails on this GPU, the
@@ -50,12 +54,12 @@ sweep_start=$(date +%s)
 # The tuning sweep (5 LRs x 3 validation seeds, extended at an edge) plus one 1-seed cell: times the rate.
 tune_cmd="$PY -m learned_lr.cli benchmark --suite $SUITE --families mnist-resnet18 --contenders constant --multipliers 1 --seeds 1 --workers $WORKERS --work $WORK --out $OUT_DIR/tuning"
 echo "$tune_cmd" >> "$OUT_DIR/commands.txt"
-timeout $(($(left) - 30)) $tune_cmd || { echo "tuning did not finish in the budget"; }
+timeout $(($(left) - 30)) $tune_cmd || { echo "tuning failed or did not finish in the budget: no cells run"; exit 1; }
 sweep_s=$(( $(date +%s) - sweep_start ))
 runs_done=$($PY -c "import json,glob; print(sum(json.load(open(f))['setting']['seeds'] for f in glob.glob('$WORK/sweep/mnist-resnet18/*.json')) + 1)")
 remaining=$(( $(left) - 40 ))   # 40 s kept for the report and the archive
-seeds=0
-for s in 5 3 2; do
+seeds=${SEEDS:-0}   # SEEDS=N: that many, whatever the sweep's rate (e.g. when the sweep is already cached)
+for s in $([ "$seeds" -gt 0 ] || echo 5 3 2); do
     # cells = contenders x 5 multipliers x s runs; the sweep's rate (fewer processes, so a slower one) must fit them in 80% of what is left
     n=$(( $(echo $CONTENDERS | tr ',' '\n' | wc -l) * 5 * s ))
     if [ $(( n * sweep_s * 10 )) -le $(( runs_done * remaining * 8 )) ]; then seeds=$s; break; fi
