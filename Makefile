@@ -40,6 +40,7 @@ bench: $(FULL)
 	$(VENV)/bin/python benchmarks/overhead_breakdown.py
 	$(VENV)/bin/python benchmarks/decision_interval.py
 	$(VENV)/bin/python benchmarks/ray_rollouts.py
+	$(VENV)/bin/python benchmarks/benchmark_workers.py
 	$(VENV)/bin/python benchmarks/gpu_trainees.py
 
 # LoRA fine-tuning of SmolLM2-135M under each scheduler (about an hour on 2 CPU cores).
