@@ -69,6 +69,23 @@ def test_a_rerun_trains_nothing_and_a_changed_setting_reruns(tmp_path, monkeypat
     assert calls == [] and markdown_report(again) == markdown_report(first)
     run_benchmark(suite, ["digits"], entrants, work, seeds=2, progress=False)  # another setting: every cell reruns
     assert len(calls) == len(entrants) * len(suite.multipliers)
+    # ... and is kept beside the first: back at the suite's seeds, nothing trains again.
+    assert markdown_report(run_benchmark(suite, ["digits"], entrants, work, progress=False)) == markdown_report(first)
+    assert len(calls) == len(entrants) * len(suite.multipliers)
+
+
+def test_a_cell_saved_under_its_old_name_is_taken_over(tmp_path, monkeypatch):
+    """Cells cached before the seeds were in their file's name are reused when their setting is the same."""
+    suite, work = SUITES["smoke"], tmp_path / "work"
+    entrants = contenders(["cosine"])
+    first = run_benchmark(suite, ["digits"], entrants, work, progress=False)
+    for cell in (work / "cells" / "digits").glob("*-1seeds.json"):
+        cell.rename(cell.with_name(cell.name.replace("-1seeds", "")))
+    calls = []
+    real = robustness.run_scheduler
+    monkeypatch.setattr(robustness, "run_scheduler", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert markdown_report(run_benchmark(suite, ["digits"], entrants, work, progress=False)) == markdown_report(first)
+    assert calls == [] and sorted(p.name for p in (work / "cells" / "digits").iterdir()) == ["cosine-x1-1seeds.json", "cosine-x10-1seeds.json"]
 
 
 def test_workers_run_the_same_cells_in_processes(tmp_path, monkeypatch, mnist):

@@ -105,3 +105,60 @@ def test_no_default_lr_for_a_new_family_is_a_clear_error():
     with pytest.raises(ConfigError, match="no default LR for char-lm"):
         TaskConfig(task="char-lm").tuned_peak_lr
     assert TaskConfig(task="char-lm", optimizer="prodigy").tuned_peak_lr == 1.0
+
+
+def test_init_scale_multiplies_the_initial_weight_matrices_only():
+    from learned_lr.tasks.models import build_model
+
+    for task in ("digits", "mnist-cnn", "mnist1d"):
+        plain = dict(build_model(TaskConfig(task=task, width=4, hidden=8), seed=3).named_parameters())
+        scaled = dict(build_model(TaskConfig(task=task, width=4, hidden=8, init_scale=0.5), seed=3).named_parameters())
+        for name, p in plain.items():
+            expected = p * 0.5 if p.dim() >= 2 else p
+            assert torch.equal(scaled[name], expected), (task, name)
+
+
+def test_train_fraction_trains_on_the_first_examples_in_every_runner(mnist):
+    from learned_lr.tasks.batched import BatchedMLPRuns
+    from learned_lr.tasks.datasets import trainee_data
+    from learned_lr.tasks.functional import FuncBatchedRuns
+
+    full = load_task_data("digits")
+    task = TaskConfig(task="digits", hidden=8, batch_size=16, val_batch_size=16, train_fraction=0.1)
+    cut = trainee_data(task)
+    n = round(0.1 * len(full.train_y))
+    assert len(cut.train_y) == n and torch.equal(cut.train_x, full.train_x[:n]) and torch.equal(cut.val_x, full.val_x)
+    assert len(TrainingRun(task, seed=0).data.train_y) == n and len(FuncBatchedRuns(task, [0, 1]).data.train_y) == n
+    # At least one batch, whatever the fraction; the MNIST MLP's stacked runner too.
+    tiny = TaskConfig(task="mnist-mlp", hidden=8, batch_size=64, val_batch_size=64, train_fraction=1e-5)
+    assert len(trainee_data(tiny, mnist).train_y) == 64 and len(BatchedMLPRuns(tiny, [0], mnist).data.train_y) == 64
+    # A run on a fifth of the data sees other batches than one on all of it.
+    def first_loss(fraction: float) -> float:
+        return TrainingRun(TaskConfig(task="digits", hidden=8, batch_size=16, val_batch_size=16, train_fraction=fraction), seed=0).step(0.1).train_loss
+
+    assert first_loss(1.0) == first_loss(1.0) != first_loss(0.2)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"init_scale": 0.0}, "--init-scale: must be finite and > 0"),
+    ({"init_scale": math.inf}, "--init-scale: must be finite and > 0"),
+    ({"train_fraction": 0.0}, "--train-fraction: must be in (0, 1]"),
+    ({"train_fraction": 1.5}, "--train-fraction: must be in (0, 1]"),
+    ({"task": "char-lm", "train_fraction": 0.5}, "char-lm trains on a text stream"),
+])
+def test_bad_scale_or_fraction_is_a_clear_error(fields, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("]", r"\]")):
+        TaskConfig(**fields)
+
+
+def test_cached_settings_of_tasks_without_the_later_fields_stay_valid():
+    """Results cached before init_scale / train_fraction existed keyed the task without them: a task at
+    their defaults must give the same setting, one off them a different one."""
+    from learned_lr.settings import config_setting
+    from learned_lr.training.config import PPOConfig
+
+    before = {"task", "hidden", "width", "lm_layers", "lm_context", "lora_rank", "optimizer", "momentum", "weight_decay",
+              "clip_grad_norm", "batch_size", "val_batch_size", "test_examples", "device"}
+    assert set(TaskConfig().setting()) == before
+    assert TaskConfig(init_scale=2.0).setting()["init_scale"] == 2.0 and TaskConfig(train_fraction=0.3).setting()["train_fraction"] == 0.3
+    assert set(config_setting(PPOConfig())["task"]) == before

@@ -48,6 +48,19 @@ def _digits_variant(steps: int = 30) -> Variant:
     return dataclasses.replace(sample_variants(1, 20, 20, seed=0)[3], steps=steps, name="digits-test")
 
 
+def test_init_scale_and_data_fraction_draws_leave_the_other_draws_alone():
+    plain = sample_variants(3, 100, 1000, seed=4)
+    extra = sample_variants(3, 100, 1000, seed=4, init_scales=(0.5, 2.0), train_fractions=(0.1, 1.0))
+    assert [dataclasses.replace(v.task, init_scale=1.0, train_fraction=1.0) for v in extra] == [v.task for v in plain]
+    assert [v.steps for v in extra] == [v.steps for v in plain]
+    assert {v.task.init_scale for v in extra} == {0.5, 2.0} and {v.task.train_fraction for v in extra} == {0.1, 1.0}
+    for v, p in zip(extra, plain):
+        assert v.name == f"{p.name}-s{v.task.init_scale:g}-f{v.task.train_fraction:g}"
+    assert [v.name for v in sample_variants(3, 100, 1000, seed=4, init_scales=(0.5, 2.0), train_fractions=(0.1, 1.0))] == [v.name for v in extra]
+    # Only one of the two: only its suffix.
+    assert all(v.name.endswith(("-s0.5", "-s2")) for v in sample_variants(1, 100, 1000, seed=4, init_scales=(0.5, 2.0)))
+
+
 def test_tune_variant_picks_the_lowest_validation_loss_and_caches(tmp_path, monkeypatch):
     variant = _digits_variant()
     assert variant.task.task == "digits"
@@ -148,6 +161,10 @@ def test_general_train_refuses_bad_settings_in_one_line(capsys):
     assert main(["general-train", "--min-multiplier", "2"]) == 2
     assert "min_multiplier" in capsys.readouterr().err
     assert main(["general-train", "--variants-per-family", "12"]) == 2
+    assert main(["general-train", "--train-fractions", "0.1,2"]) == 2
+    assert "--train-fractions: every fraction must be in (0, 1]" in capsys.readouterr().err
+    assert main(["general-train", "--init-scales", "0,1"]) == 2
+    assert "--init-scales: every scale must be finite and > 0" in capsys.readouterr().err
 
 
 def test_general_train_with_the_momentum_cosines(tmp_path):

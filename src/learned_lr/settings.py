@@ -25,6 +25,17 @@ class MissingExtraError(ImportError):
 TRAIN_EXTRA_MODULES = ("tqdm", "matplotlib", "scipy", "gymnasium")
 
 
+def config_setting(config) -> dict:
+    """``dataclasses.asdict(config)`` for a result cache's setting, with each field that says its own setting
+    (a ``TaskConfig``: ``setting()`` leaves out the fields added since results were cached, at their defaults)."""
+    out = dataclasses.asdict(config)
+    for field_ in dataclasses.fields(config):
+        value = getattr(config, field_.name)
+        if hasattr(value, "setting"):
+            out[field_.name] = value.setting()
+    return out
+
+
 def require_train_extra(what: str) -> None:
     """``MissingExtraError`` naming the ``train`` extra if one of its packages is not installed.
 

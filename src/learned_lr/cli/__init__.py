@@ -64,7 +64,7 @@ def cmd_train(config: TrainConfig) -> int:
     schedule = expert_schedule(config.schedule, config.schedule_shape)
     record = run_schedule(config.task, schedule, config.steps, config.peak_lr, config.seed, progress=True)
     write_csv(out / "metrics.csv", record.metrics_header, record.metrics_rows())
-    summary = {**record.summary(), "task": dataclasses.asdict(config.task)}
+    summary = {**record.summary(), "task": config.task.setting()}
     write_json(out / "summary.json", summary)
     plot_runs([record], out / "curves.png", title=f"{config.task.task}, {config.schedule}, peak LR {config.peak_lr:g}")
     if record.diverged:

@@ -175,7 +175,7 @@ def run_benchmark(suite: Suite, families: Sequence[str], entrants: Sequence[Cont
         results.setdefault(family, {}).setdefault(contender.label, {})[f"{m:g}"] = {"base_lr": lr, "runs": runs}
     for family in families:
         per_family[family] = _family_rows(results[family], entrants, multipliers)
-    setups = {f: {"task": dataclasses.asdict(suite.families[f].task), "steps": suite.families[f].steps, "seeds": family_seeds[f]} for f in families}
+    setups = {f: {"task": suite.families[f].task.setting(), "steps": suite.families[f].steps, "seeds": family_seeds[f]} for f in families}
     by_split = {split: _summary({f: per_family[f] for f in families if f in members}, entrants)
                 for split, members in (("training", TRAINING_FAMILIES), ("held-out", HELD_OUT_FAMILIES)) if set(families) & set(members)}
     return {"suite": suite.name, "families": list(families), "multipliers": multipliers, "seeds": max(family_seeds.values()), "setups": setups,

@@ -180,7 +180,7 @@ def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_
     rows, curves = [], {}
     for spec in specs:
         desc = f"{label} {spec.label}".strip()
-        setting = {"label": spec.label, "expert": spec.expert, "task": dataclasses.asdict(task), "total_steps": total_steps,
+        setting = {"label": spec.label, "expert": spec.expert, "task": task.setting(), "total_steps": total_steps,
                    "base_lr": base_lr, "seeds": seeds, "first_seed": EVAL_SEED_START,
                    "policy_sha256": file_sha256(spec.policy_path) if spec.policy_path else None}
         if done and spec.label in done:

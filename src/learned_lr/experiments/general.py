@@ -3,7 +3,7 @@
 The recipe (issue 18), each stage resumable in ``--work``:
 
 1. **Variants** of the training families (``training.distribution.sample_variants``: widths,
-   batch sizes, SGD/Adam/AdamW, run lengths), written to ``variants.json``.
+   batch sizes, SGD/Adam/AdamW, run lengths; optionally init scales and data fractions), written to ``variants.json``.
 2. **An oracle per variant** from its own cached sweep (``tune_variant``): the best expert shape
    at the best LR. No LR is given by hand.
 3. **Demonstrations**: per variant, runs at base LR = tuned LR x a log-uniform multiplier over
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from learned_lr.files import write_json
-from learned_lr.settings import ConfigError, arg, check_choice, require
+from learned_lr.settings import ConfigError, arg, check_choice, parse_list, require
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class GeneralTrainConfig:
     variants_per_family: int = arg(4, "random trainee variants per training family (widths, batch sizes, optimizers, run lengths)")
     min_steps: int = arg(150, "variant run lengths are drawn log-uniformly from [min_steps, max_steps]")
     max_steps: int = arg(1000, "upper end of the run lengths")
+    init_scales: str = arg("", "comma-separated initial-weight scales each variant draws from (e.g. 0.5,1,2; empty: 1)")
+    train_fractions: str = arg("", "comma-separated fractions of the training split each variant draws from (e.g. 0.1,0.3,1; empty: 1)")
     sweep_points: int = arg(5, "LRs of each variant's oracle sweep (the middle ones of the optimizer's grid; extended at an edge)")
     min_multiplier: float = arg(0.05, "base LR = the variant's tuned LR x a multiplier drawn log-uniformly from [min, max]")
     max_multiplier: float = arg(20.0, "upper end of the multipliers")
@@ -87,6 +89,16 @@ class GeneralTrainConfig:
         for name in ("demo_runs", "bc_epochs", "dagger_runs"):
             require(0 < getattr(self, name) <= 400, name, f"must be in 1..400, got {getattr(self, name)}")
         require(0 <= self.seed < 100, "seed", f"must be in 0..99, got {self.seed}")
+        require(all(math.isfinite(x) and x > 0 for x in self.init_scale_list), "init_scales", f"every scale must be finite and > 0, got {self.init_scales}")
+        require(all(0 < x <= 1 for x in self.train_fraction_list), "train_fractions", f"every fraction must be in (0, 1], got {self.train_fractions}")
+
+    @property
+    def init_scale_list(self) -> list[float]:
+        return parse_list(self.init_scales, "init_scales", float) if self.init_scales.strip() else []
+
+    @property
+    def train_fraction_list(self) -> list[float]:
+        return parse_list(self.train_fractions, "train_fractions", float) if self.train_fractions.strip() else []
 
 
 # A rerun may add DAgger rounds or PPO iterations; anything else would mix data made under different recipes.
@@ -126,9 +138,10 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     work = Path(config.work)
     recipe = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE}
     check_same_recipe(recipe, work / "general_train.json", defaults={k: v for k, v in dataclasses.asdict(GeneralTrainConfig()).items() if k in recipe})
-    variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed)
+    variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed,
+                               config.init_scale_list, config.train_fraction_list)
     oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
-    write_json(work / "variants.json", [{"name": v.name, "task": dataclasses.asdict(v.task), "steps": v.steps,
+    write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])
     control = ControlConfig(decision_interval=config.decision_interval, max_lr_factor=config.max_lr_factor, inputs=config.inputs)
 

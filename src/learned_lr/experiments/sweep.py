@@ -28,7 +28,7 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> tuple[dict[float, l
     schedule = expert_schedule(config.schedule, config.schedule_shape)
     out = Path(config.out)
     progress_path = out / "sweep_runs.json"
-    setting = {"task": dataclasses.asdict(config.task), "schedule": config.schedule,
+    setting = {"task": config.task.setting(), "schedule": config.schedule,
                "schedule_shape": dataclasses.asdict(config.schedule_shape), "steps": config.steps}
     saved = read_saved(progress_path, setting)
     # JSON has no inf: a diverged run (inf) was saved as null.
@@ -43,6 +43,6 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> tuple[dict[float, l
         results.setdefault(lr, []).append(done[key])
     mean = {lr: (sum(v) / len(v) if all(math.isfinite(x) for x in v) else math.inf) for lr, v in results.items()}
     best = min(mean, key=mean.get)
-    write_json(out / "sweep.json", {"task": dataclasses.asdict(config.task), "schedule": config.schedule, "steps": config.steps,
+    write_json(out / "sweep.json", {"task": config.task.setting(), "schedule": config.schedule, "steps": config.steps,
                                     "val_loss_by_lr": {str(k): v for k, v in results.items()}, "best_peak_lr": best})
     return results, mean, best

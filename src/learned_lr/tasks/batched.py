@@ -29,7 +29,7 @@ from learned_lr.layers import InitialWeights, distance_sample, sampled_elements
 from learned_lr.settings import ConfigError
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits
-from learned_lr.tasks.datasets import load_task_data
+from learned_lr.tasks.datasets import trainee_data
 from learned_lr.tasks.models import build_model
 from learned_lr.tasks.run import DataStream, initial_weights
 
@@ -96,7 +96,7 @@ class BatchedMLPRuns:
             raise ValueError("give at least one seed")
         self.task = task
         self.seeds = list(seeds)
-        self.data = load_task_data(task.task, data)
+        self.data = trainee_data(task, data)
         self.device = torch.device(task.torch_device)
         models = [build_model(task, seed) for seed in self.seeds]
         # Stacked so that x @ w1 + b1 matches nn.Linear's x @ weight.T + bias.

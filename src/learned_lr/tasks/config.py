@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -81,6 +82,9 @@ def lr_grid_neighbor(lr: float, up: bool) -> float:
     return float(f"{(0.3 if mantissa < 2 else 1) * 10**exponent:.3g}")
 
 
+# TaskConfig fields added after results were cached, with their defaults (``TaskConfig.setting``).
+LATER_FIELDS = {"init_scale": 1.0, "train_fraction": 1.0}
+
 # MNIST's splits here: the 60,000 training images as 55,000 for training and 5,000 for validation, and the test set.
 TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 55_000, 5_000, 10_000
 
@@ -110,6 +114,9 @@ class TaskConfig:
                              "fewer make a cheaper, noisier smoke score)")
     device: str = arg("cpu", "where trainees train: cpu, cuda (fails clearly without a GPU), or auto (cuda when present)",
                       choices=("cpu", "cuda", "auto"))
+    init_scale: float = arg(1.0, "multiply the model's initial weight matrices and kernels (parameters of 2+ dimensions) by this")
+    train_fraction: float = arg(1.0, "train on this fraction of the training split (its first examples, at least one batch); "
+                                "not for char-lm or llm-lora")
 
     def __post_init__(self) -> None:
         check_choice(self.task, TASK_NAMES, "task")
@@ -130,6 +137,17 @@ class TaskConfig:
         require(0 < self.batch_size <= train_size, "batch_size", f"must be in 1..{train_size} (the training split), got {self.batch_size}")
         require(self.test_examples >= 0, "test_examples", f"must be >= 0 (0: the whole test split), got {self.test_examples}")
         require(0 < self.val_batch_size <= val_size, "val_batch_size", f"must be in 1..{val_size} (the validation split), got {self.val_batch_size}")
+        require(math.isfinite(self.init_scale) and self.init_scale > 0, "init_scale", f"must be finite and > 0, got {self.init_scale}")
+        require(0 < self.train_fraction <= 1, "train_fraction", f"must be in (0, 1], got {self.train_fraction}")
+        require(self.train_fraction == 1 or self.task not in ("char-lm", "llm-lora"), "train_fraction",
+                f"{self.task} trains on a text stream, not examples: only 1 is allowed")
+
+    def setting(self) -> dict:
+        """The fields as a dict, for the result caches' settings: the fields added since results were first
+        cached (``LATER_FIELDS``) appear only when not at their defaults, so a cached result of a task
+        without them stays valid, and one with them is never mistaken for it."""
+        fields = dataclasses.asdict(self)
+        return {k: v for k, v in fields.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
     @property
     def torch_device(self) -> str:

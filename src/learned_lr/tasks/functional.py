@@ -37,7 +37,7 @@ from learned_lr.settings import ConfigError
 from learned_lr.tasks.batched import BatchedStepReport, checked_lrs, stacked_init_distances
 from learned_lr.tasks.config import SCHEDULED_OPTIMIZERS, TaskConfig
 from learned_lr.tasks.data import MnistSplits
-from learned_lr.tasks.datasets import load_task_data
+from learned_lr.tasks.datasets import trainee_data
 from learned_lr.tasks.models import build_model
 from learned_lr.tasks.run import DataStream, initial_weights, layer_groups, task_loss
 
@@ -68,7 +68,7 @@ class FuncBatchedRuns:
         if len(seeds) == 0:
             raise ValueError("give at least one seed")
         self.task, self.seeds = task, list(seeds)
-        self.data = load_task_data(task.task, data, task.lm_context, task.test_examples)
+        self.data = trainee_data(task, data)
         self.device = torch.device(task.torch_device)
         models = [build_model(task, seed).to(self.device) for seed in self.seeds]
         params, owner, self.layer_names = layer_groups(models[0])

@@ -134,7 +134,18 @@ MLP_SHAPES = {"mnist-mlp": (784, 10), "digits": (64, 10), "diabetes": (10, 1)}
 
 
 def build_model(task: TaskConfig, seed: int) -> nn.Module:
-    """The task's model with weights initialized from ``seed`` (the global RNG is left untouched)."""
+    """The task's model with weights initialized from ``seed`` (the global RNG is left untouched), its weight
+    matrices and kernels times ``task.init_scale``."""
+    model = _initialized_model(task, seed)
+    if task.init_scale != 1.0:
+        with torch.no_grad():
+            for param in model.parameters():
+                if param.dim() >= 2 and param.requires_grad:  # not biases or norm gains; not llm-lora's frozen base
+                    param.mul_(task.init_scale)
+    return model
+
+
+def _initialized_model(task: TaskConfig, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if task.task in MLP_SHAPES:

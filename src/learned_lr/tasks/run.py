@@ -24,7 +24,7 @@ from learned_lr.layers import InitialWeights, layer_init_distances, layer_moment
 from learned_lr.settings import require
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import MnistSplits
-from learned_lr.tasks.datasets import TaskData, load_task_data
+from learned_lr.tasks.datasets import TaskData, trainee_data
 from learned_lr.tasks.models import build_model
 from learned_lr.tasks.optimizers import BATCH_NORM_REFRESH_BATCHES, TraineeOptimizer
 
@@ -132,7 +132,7 @@ class TrainingRun:
     def __init__(self, task: TaskConfig, seed: int, data: MnistSplits | None = None, total_steps: int = 1000):
         self.task = task
         self.seed = seed
-        self.data = load_task_data(task.task, data, task.lm_context, task.test_examples)
+        self.data = trainee_data(task, data)
         self.device = torch.device(task.torch_device)
         self.model = build_model(task, seed).to(self.device)
         self.params, self._layer_of_param, self.layer_names = layer_groups(self.model)

@@ -31,7 +31,7 @@ from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoin
 from learned_lr.features import window_from_features
 from learned_lr.files import file_sha256, folder_lock
 from learned_lr.policy import Actor, Critic, save_policy
-from learned_lr.settings import ControlConfig
+from learned_lr.settings import ControlConfig, config_setting
 from learned_lr.tasks.groups import make_run_group
 from learned_lr.training.config import BCConfig, CollectConfig
 from learned_lr.training.experts import expert_schedule
@@ -91,7 +91,7 @@ def part_setting(config: CollectConfig, **specifics) -> dict:
     """Everything that decides what a demonstration part holds: the collection's settings (but its
     folder and the lists of experts and run lengths, which only say which parts there are) and the
     part's own (expert, run length, their positions, which set its seeds; a policy's SHA-256...)."""
-    shared = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "experts", "total_steps")}
+    shared = {k: v for k, v in config_setting(config).items() if k not in ("out", "experts", "total_steps")}
     return json.loads(json.dumps({**shared, **specifics}))  # as it reads back from a checkpoint's JSON
 
 
@@ -142,7 +142,7 @@ def merge_parts(config: CollectConfig, parts_dir: Path, target: Path) -> None:
             part_tensors, meta = load_checkpoint(parts_dir / f"{expert}-{total_steps}.safetensors", kind="demo-part")
             append_runs(tensors, runs, part_tensors, meta["runs"], {"expert": expert, "total_steps": total_steps})
     meta = {
-        "task": dataclasses.asdict(config.task),
+        "task": config.task.setting(),
         "schedule_shape": dataclasses.asdict(config.schedule_shape),
         "control": dataclasses.asdict(config.control),
         "reward": dataclasses.asdict(config.reward),

@@ -7,7 +7,8 @@ generalization to architectures it has never seen (a residual network with batch
 character-level Transformer, LoRA fine-tuning of a pretrained LLM).
 
 **Variants.** ``sample_variants`` draws, per training family, trainees of random width, batch
-size, optimizer (SGD with momentum, Adam, AdamW) and run length (log-uniform). Each variant's
+size, optimizer (SGD with momentum, Adam, AdamW) and run length (log-uniform), and if asked,
+initial-weight scale and training-data fraction. Each variant's
 tuned LR comes from ``tune_variant``: the oracle's expert shapes x the optimizer's LR grid
 (``tasks.config.LR_SWEEP_GRIDS``, extended at an edge), one run each on the variant's sweep
 seed, scored by the mean validation loss over the last 10% of steps (never a test split). The
@@ -32,6 +33,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -81,13 +83,19 @@ class Variant:
         return self.ordinal
 
 
-def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int) -> list[Variant]:
-    """``per_family`` random variants of every training family (family-major order), reproducible from ``seed``."""
+def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, init_scales: Sequence[float] = (),
+                    train_fractions: Sequence[float] = ()) -> list[Variant]:
+    """``per_family`` random variants of every training family (family-major order), reproducible from ``seed``.
+
+    ``init_scales`` / ``train_fractions``: if given, each variant also draws its initial-weight scale and
+    the fraction of its training split it trains on from these, with a generator of its own, so the
+    draws without them (sizes, optimizers, batch sizes, run lengths) stay what they were.
+    """
     if not 1 <= per_family <= MAX_VARIANTS_PER_FAMILY:
         raise ValueError(f"per_family must be in 1..{MAX_VARIANTS_PER_FAMILY}, got {per_family}")
     if not 1 < min_steps <= max_steps:
         raise ValueError(f"need 1 < min_steps <= max_steps, got {min_steps}, {max_steps}")
-    rng = np.random.default_rng(seed)
+    rng, extra_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     variants = []
     for ordinal in range(per_family):
         for family in TRAINING_FAMILIES:
@@ -97,9 +105,13 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int) 
             batch = int(rng.choice(VARIANT_BATCH_SIZES[:3] if family == "diabetes" else VARIANT_BATCH_SIZES))
             steps = int(round(math.exp(rng.uniform(math.log(min_steps), math.log(max_steps))) / 10) * 10)
             steps = min(max(steps, min_steps), max_steps)
+            scale = float(extra_rng.choice(init_scales)) if len(init_scales) else 1.0
+            fraction = float(extra_rng.choice(train_fractions)) if len(train_fractions) else 1.0
             task = TaskConfig(task=family, optimizer=optimizer, batch_size=batch, val_batch_size=min(batch, MAX_VAL_BATCH.get(family, batch)),
-                              weight_decay=ADAMW_WEIGHT_DECAY if optimizer == "adamw" else 0.0, **{field: size})
+                              weight_decay=ADAMW_WEIGHT_DECAY if optimizer == "adamw" else 0.0, init_scale=scale, train_fraction=fraction,
+                              **{field: size})
             name = f"{family}-{ordinal}-{optimizer}-{field[0]}{size}-b{batch}-t{steps}"
+            name += (f"-s{scale:g}" if len(init_scales) else "") + (f"-f{fraction:g}" if len(train_fractions) else "")
             variants.append(Variant(name, ordinal, task, steps))
     return sorted(variants, key=lambda v: (TRAINING_FAMILIES.index(v.task.task), v.ordinal))
 
@@ -127,7 +139,7 @@ def tune_variant(variant: Variant, work: str | Path, grid_points: int = 5) -> di
     None) for a run that diverged.
     """
     grid = list(sweep_grid(variant.task.optimizer, grid_points))
-    setting = {"task": dataclasses.asdict(variant.task), "steps": variant.steps, "seed": variant.sweep_seed, "grid": grid,
+    setting = {"task": variant.task.setting(), "steps": variant.steps, "seed": variant.sweep_seed, "grid": grid,
                "shapes": list(ORACLE_SHAPES), "extensions": SWEEP_EXTENSIONS, "final_val_fraction": FINAL_VAL_FRACTION}
 
     def sweep() -> dict:

@@ -34,7 +34,7 @@ from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoin
 from learned_lr.features import window_from_features
 from learned_lr.files import file_sha256, folder_lock, write_csv
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
-from learned_lr.settings import ControlConfig
+from learned_lr.settings import ControlConfig, config_setting
 from learned_lr.tasks import load_mnist
 from learned_lr.training.backends import make_backend, rollout_job_for
 from learned_lr.training.config import PPOConfig
@@ -308,7 +308,7 @@ def _train_iterations(config: PPOConfig, learner: PPOLearner, backend, *, state_
         return None
     actor.eval(), critic.eval()
     path = out / "policy.safetensors"
-    save_policy(path, actor, critic, {"trained_by": "ppo", **init_meta, "ppo_config": dataclasses.asdict(config),
+    save_policy(path, actor, critic, {"trained_by": "ppo", **init_meta, "ppo_config": config_setting(config),
                                       "final_iteration": dataclasses.asdict(learner.log[-1])})
     if learner.validation:
         best = min(learner.validation, key=lambda row: row["score"])
@@ -346,7 +346,7 @@ def _save_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256:
         "variants_sha256": variants_sha256,
         "log_rows": [dataclasses.asdict(row) for row in learner.log],
         "validation_rows": learner.validation,
-        "config": dataclasses.asdict(config),
+        "config": config_setting(config),
         "policy_config": dataclasses.asdict(learner.actor.policy_config),
         "control_config": dataclasses.asdict(learner.actor.control_config),
         "actor_opt": flatten_state(learner.actor_opt.state_dict(), "actor_opt", tensors),
@@ -362,8 +362,8 @@ def _load_state(path: Path, config: PPOConfig, learner: PPOLearner, init_sha256:
     if meta.get("init_sha256") != init_sha256:
         raise CheckpointError(f"{path} continues PPO from another starting policy than {config.init} is now; use another --out or --no-resume")
     ignore = ("iterations", "resume", "out", "backend", "ray_address", "workers")  # where rollouts run does not change them
-    saved = {**dataclasses.asdict(PPOConfig()), **meta["config"]}  # a setting added since: its default, which it then had
-    if {k: v for k, v in saved.items() if k not in ignore} != {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}:
+    saved = {**config_setting(PPOConfig()), **meta["config"]}  # a setting added since: its default, which it then had
+    if {k: v for k, v in saved.items() if k not in ignore} != {k: v for k, v in config_setting(config).items() if k not in ignore}:
         raise CheckpointError(f"{path} was written by a different PPO config; use another --out or --no-resume")
     try:
         log = [PPOLogRow(**row) for row in meta["log_rows"]]
