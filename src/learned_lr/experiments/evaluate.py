@@ -175,8 +175,6 @@ def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_
     demo's BC report runs the experts and two BC policies so): they are scored, not run again,
     and a ``ValueError`` says so if they are not these runs.
     """
-    import dataclasses
-
     rows, curves = [], {}
     for spec in specs:
         desc = f"{label} {spec.label}".strip()
