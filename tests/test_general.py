@@ -61,6 +61,20 @@ def test_init_scale_and_data_fraction_draws_leave_the_other_draws_alone():
     assert all(v.name.endswith(("-s0.5", "-s2")) for v in sample_variants(1, 100, 1000, seed=4, init_scales=(0.5, 2.0)))
 
 
+def test_stratified_optimizers_give_every_family_each_optimizer_and_keep_the_other_draws():
+    from learned_lr.training.distribution import ADAMW_WEIGHT_DECAY, VARIANT_OPTIMIZERS
+
+    plain = sample_variants(4, 100, 1000, seed=1)
+    stratified = sample_variants(4, 100, 1000, seed=1, stratify_optimizers=True)
+    # Seed 1's independent draws leave mnist-cnn and digits without SGD (what docs/results.md section 7 reports).
+    assert not any(v.task.optimizer == "sgd" for v in plain if v.task.task in ("mnist-cnn", "digits"))
+    for family in TRAINING_FAMILIES:
+        assert {v.task.optimizer for v in stratified if v.task.task == family} == set(VARIANT_OPTIMIZERS)
+    for v, p in zip(stratified, plain):
+        assert (v.steps, v.task.batch_size, v.task.hidden, v.task.width) == (p.steps, p.task.batch_size, p.task.hidden, p.task.width)
+        assert v.task.weight_decay == (ADAMW_WEIGHT_DECAY if v.task.optimizer == "adamw" else 0.0)
+
+
 def test_tune_variant_picks_the_lowest_validation_loss_and_caches(tmp_path, monkeypatch):
     variant = _digits_variant()
     assert variant.task.task == "digits"

@@ -45,6 +45,8 @@ class GeneralTrainConfig:
     max_steps: int = arg(1000, "upper end of the run lengths")
     init_scales: str = arg("", "comma-separated initial-weight scales each variant draws from (e.g. 0.5,1,2; empty: 1)")
     train_fractions: str = arg("", "comma-separated fractions of the training split each variant draws from (e.g. 0.1,0.3,1; empty: 1)")
+    stratify_optimizers: bool = arg(False, "each family's variants take SGD, Adam and AdamW in turn (in an order drawn per family) "
+                                    "instead of drawing each variant's optimizer independently")
     sweep_points: int = arg(5, "LRs of each variant's oracle sweep (the middle ones of the optimizer's grid; extended at an edge)")
     min_multiplier: float = arg(0.05, "base LR = the variant's tuned LR x a multiplier drawn log-uniformly from [min, max]")
     max_multiplier: float = arg(20.0, "upper end of the multipliers")
@@ -139,7 +141,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     recipe = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE}
     check_same_recipe(recipe, work / "general_train.json", defaults={k: v for k, v in dataclasses.asdict(GeneralTrainConfig()).items() if k in recipe})
     variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed,
-                               config.init_scale_list, config.train_fraction_list)
+                               config.init_scale_list, config.train_fraction_list, config.stratify_optimizers)
     oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
     write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])

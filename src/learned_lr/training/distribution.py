@@ -84,24 +84,31 @@ class Variant:
 
 
 def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, init_scales: Sequence[float] = (),
-                    train_fractions: Sequence[float] = ()) -> list[Variant]:
+                    train_fractions: Sequence[float] = (), stratify_optimizers: bool = False) -> list[Variant]:
     """``per_family`` random variants of every training family (family-major order), reproducible from ``seed``.
 
     ``init_scales`` / ``train_fractions``: if given, each variant also draws its initial-weight scale and
     the fraction of its training split it trains on from these, with a generator of its own, so the
     draws without them (sizes, optimizers, batch sizes, run lengths) stay what they were.
+    ``stratify_optimizers``: a family's variants take the optimizers in turn, in an order drawn per
+    family (so 3 or more variants include each one), in place of independent draws (which leave a
+    family without SGD, say, in (2/3)^4 of the draws of 4); the other draws are unchanged.
     """
     if not 1 <= per_family <= MAX_VARIANTS_PER_FAMILY:
         raise ValueError(f"per_family must be in 1..{MAX_VARIANTS_PER_FAMILY}, got {per_family}")
     if not 1 < min_steps <= max_steps:
         raise ValueError(f"need 1 < min_steps <= max_steps, got {min_steps}, {max_steps}")
     rng, extra_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    order_rng = np.random.default_rng([seed, 2])
+    optimizer_order = {family: [str(o) for o in order_rng.permutation(VARIANT_OPTIMIZERS)] for family in TRAINING_FAMILIES}
     variants = []
     for ordinal in range(per_family):
         for family in TRAINING_FAMILIES:
             field, sizes = VARIANT_SIZES[family]
             size = int(rng.choice(sizes))
-            optimizer = str(rng.choice(VARIANT_OPTIMIZERS))
+            optimizer = str(rng.choice(VARIANT_OPTIMIZERS))  # drawn even when stratified, so the later draws stay the same
+            if stratify_optimizers:
+                optimizer = optimizer_order[family][ordinal % len(VARIANT_OPTIMIZERS)]
             batch = int(rng.choice(VARIANT_BATCH_SIZES[:3] if family == "diabetes" else VARIANT_BATCH_SIZES))
             steps = int(round(math.exp(rng.uniform(math.log(min_steps), math.log(max_steps))) / 10) * 10)
             steps = min(max(steps, min_steps), max_steps)
