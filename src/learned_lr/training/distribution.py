@@ -7,8 +7,8 @@ generalization to architectures it has never seen (a residual network with batch
 character-level Transformer, LoRA fine-tuning of a pretrained LLM).
 
 **Variants.** ``sample_variants`` draws, per training family, trainees of random width, batch
-size, optimizer (SGD with momentum, Adam, AdamW) and run length (log-uniform), and if asked,
-initial-weight scale and training-data fraction. Each variant's
+size, optimizer (SGD with momentum, Adam, AdamW; or each in turn per family, ``stratify_optimizers``)
+and run length (log-uniform), and if asked, initial-weight scale and training-data fraction. Each variant's
 tuned LR comes from ``tune_variant``: the oracle's expert shapes x the optimizer's LR grid
 (``tasks.config.LR_SWEEP_GRIDS``, extended at an edge), one run each on the variant's sweep
 seed, scored by the mean validation loss over the last 10% of steps (never a test split). The
