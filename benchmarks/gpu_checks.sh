@@ -57,10 +57,11 @@ echo "$tune_cmd" >> "$OUT_DIR/commands.txt"
 timeout $(($(left) - 30)) $tune_cmd || { echo "tuning failed or did not finish in the budget: no cells run"; exit 1; }
 sweep_s=$(( $(date +%s) - sweep_start ))
 runs_done=$($PY -c "import json,glob; print(sum(json.load(open(f))['setting']['seeds'] for f in glob.glob('$WORK/sweep/mnist-resnet18/*.json')) + 1)")
-remaining=$(( $(left) - 40 ))   # 40 s kept for the report and the archive
+remaining=$(( $(left) - 40 ))   # 40 s kept for the report
 seeds=${SEEDS:-0}   # SEEDS=N: that many, whatever the sweep's rate (e.g. when the sweep is already cached)
 for s in $([ "$seeds" -gt 0 ] || echo 5 3 2); do
-    # cells = contenders x 5 multipliers x s runs; the sweep's rate (fewer processes, so a slower one) must fit them in 80% of what is left
+    # cells = contenders x 5 multipliers x s runs; at the sweep's rate they must fit in 80% of what is left (more processes
+    # hardly raise the rate: ResNet-18 runs keep an H200 busy). A cached sweep says nothing of the rate: give SEEDS then.
     n=$(( $(echo $CONTENDERS | tr ',' '\n' | wc -l) * 5 * s ))
     if [ $(( n * sweep_s * 10 )) -le $(( runs_done * remaining * 8 )) ]; then seeds=$s; break; fi
 done
