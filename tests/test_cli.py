@@ -254,3 +254,39 @@ def test_bundle_out_writes_the_actor_at_another_decision_interval_and_leaves_the
     assert "--decision-interval" in capsys.readouterr().err
     assert main(["bundle", "--policy", str(source), "--destination", str(tmp_path / "policy.pt")]) == 2
     assert "--destination" in capsys.readouterr().err
+
+
+def test_bundle_with_a_rise_limit_runs_the_same_actor_rising_at_most_that_much_per_decision(tmp_path, capsys):
+    """`learned-lr bundle --max-lr-rise R`: the same weights under the limit (recorded, with what it was trained
+    under); in a run no decision raises the LR more than R-fold over its block, and the unlimited actor does."""
+    import numpy as np
+    import torch
+
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import LearnedLR
+
+    def rises(policy: str) -> np.ndarray:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+        x, y = torch.randn(64, 5), torch.randn(64, 1)
+        scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), total_steps=300, policy=policy, model=model)
+        for _ in range(300):
+            scheduler.optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            scheduler.optimizer.step()
+            scheduler.step(train_loss=loss.item())
+        factors = np.array([d["lr_factor"] for d in scheduler.decisions()])
+        return factors[1:] / factors[:-1]
+
+    out = tmp_path / "rise4.safetensors"
+    assert main(["bundle", "--policy", "general", "--max-lr-rise", "4", "--destination", str(out)]) == 0
+    limited = load_policy(out)
+    assert limited.control_config.max_lr_rise == 4.0 and limited.meta["trained_max_lr_rise"] == 0.0
+    assert limited.control_config.decision_interval == 16 and "trained_decision_interval" not in limited.meta
+    assert rises("general").max() > 4.5  # the actor left alone rises further than the limit in this run
+    limited_rises = rises(str(out))
+    assert 3.9 < limited_rises.max() <= 4.0 + 1e-6  # it reaches the limit, never beyond
+    capsys.readouterr()
+    assert main(["bundle", "--policy", "general", "--max-lr-rise", "0.5", "--destination", str(out)]) == 2
+    assert "--max-lr-rise" in capsys.readouterr().err

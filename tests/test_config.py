@@ -28,3 +28,16 @@ def test_ppo_takes_a_shape_only_for_a_random_init():
     with pytest.raises(ConfigError) as caught:
         PPOConfig(init="runs/bc/policy.safetensors", control=ControlConfig(window=64))
     assert caught.value.field == "init"
+
+
+def test_the_rise_limit_is_validated_and_kept_out_of_cache_settings_when_unset():
+    """A result cached before ``max_lr_rise`` existed keeps its setting; one made under a limit never matches it."""
+    from learned_lr.settings import ConfigError, ControlConfig, config_setting
+    from learned_lr.training.config import CollectConfig
+
+    assert "max_lr_rise" not in ControlConfig().setting() and ControlConfig(max_lr_rise=4).setting()["max_lr_rise"] == 4
+    assert "max_lr_rise" not in config_setting(CollectConfig())["control"]
+    assert config_setting(CollectConfig(control=ControlConfig(max_lr_rise=4))) != config_setting(CollectConfig())
+    for bad in (1.0, 0.5, -2.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="max-lr-rise"):
+            ControlConfig(max_lr_rise=bad)

@@ -138,6 +138,34 @@ def test_ramp_reaches_each_decision_and_clips():
     assert clip_action(float("nan"), (-2.0, 1.0)) == -2.0
 
 
+def test_a_rise_limit_caps_how_far_one_decision_raises_the_lr_and_never_a_cut():
+    ramp = LRRamp(total_steps=11, decision_interval=4, log_bounds=(-6.0, 3.0), max_rise=4.0)
+    np.testing.assert_allclose(np.log(ramp.apply(0, -3.0)), [-3.0])  # the first decision has nothing to rise from
+    rise = math.log(4.0)
+    np.testing.assert_allclose(np.log(ramp.apply(1, 3.0)), -3.0 + rise * np.arange(1, 5) / 4)  # asked 20x: gets 4x
+    np.testing.assert_allclose(np.log(ramp.apply(5, -6.0)), -3.0 + rise + (-6.0 - (-3.0 + rise)) * np.arange(1, 5) / 4)  # a cut: all of it
+    np.testing.assert_allclose(np.log(ramp.apply(9, 3.0)), -6.0 + rise * 2 / 4 * np.arange(1, 3) / 2)  # a 2-step last block: 4^(2/4)
+    assert ramp.previous_action == pytest.approx(-6.0 + rise / 2)
+    unlimited = LRRamp(total_steps=11, decision_interval=4, log_bounds=(-6.0, 3.0))
+    unlimited.apply(0, -3.0)
+    assert np.log(unlimited.apply(1, 3.0))[-1] == pytest.approx(3.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(actions=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-20, 20)), min_size=1, max_size=12),
+       rise=st.sampled_from([0.0, 1.5, 4.0, 100.0]))
+def test_a_rise_limited_ramp_stays_finite_in_bounds_and_rises_at_most_the_limit(actions, rise):
+    lo, hi = math.log(1e-3), math.log(25.0)
+    ramp = LRRamp(total_steps=60, decision_interval=5, log_bounds=(lo, hi), max_rise=rise)
+    previous = None
+    for step, action in zip(ramp.decision_steps(), actions):
+        logs = np.log(ramp.apply(step, action))
+        assert np.isfinite(logs).all() and (logs >= lo - 1e-9).all() and (logs <= hi + 1e-9).all()
+        if previous is not None and rise:
+            assert logs[-1] <= previous + math.log(rise) * len(logs) / 5 + 1e-9
+        previous = logs[-1]
+
+
 def test_a_history_that_keeps_only_its_window_reads_the_same_as_one_that_keeps_everything():
     """keep=W (what LearnedLR uses) drops old steps, so memory stays bounded; the policy's view must not change,
     through the arrays' compactions, a state round trip and another number of layers in some steps."""

@@ -9,6 +9,12 @@ benchmarks/decision_interval.py), while the ramp's error is second-order (0.006 
 and the LR curve stays smooth. The very first decision acts for one step only, so a schedule
 that starts low (warm-up) is not ramped from a guess.
 
+A rise limit (``ControlConfig.max_lr_rise``, r > 1) caps how far one decision may raise the LR: the
+block ends at most r times above where it starts (r^(n/K) for a last block of n < K steps); a cut
+is never limited. Why: early in a run a policy has read almost nothing, and a decision that ramps
+the LR 25x over its first block can end a run whose base LR is already too high before the next
+decision could cut it (docs/results.md section 7, `mnist-cnn` at x10).
+
 Example:
     >>> ramp = LRRamp(total_steps=20, decision_interval=8, log_bounds=(-6.9, 1.39))
     >>> ramp.decision_steps()
@@ -35,10 +41,11 @@ def clip_action(action: float, log_bounds: tuple[float, float]) -> float:
 class LRRamp:
     """Turns a run's sequence of decisions into per-step LR factors."""
 
-    def __init__(self, total_steps: int, decision_interval: int, log_bounds: tuple[float, float]):
+    def __init__(self, total_steps: int, decision_interval: int, log_bounds: tuple[float, float], max_rise: float = 0.0):
         self.total_steps = total_steps
         self.decision_interval = decision_interval
         self.log_bounds = log_bounds
+        self.log_max_rise = math.log(max_rise) if max_rise > 0 else math.inf  # per K steps
         self.previous_action: float | None = None
 
     def decision_steps(self) -> list[int]:
@@ -55,6 +62,8 @@ class LRRamp:
         """LR factors (fractions of the base LR) for the block starting at ``step``."""
         action = clip_action(action, self.log_bounds)
         n = self.block_length(step)
+        if self.previous_action is not None and self.log_max_rise < math.inf:
+            action = min(action, self.previous_action + self.log_max_rise * n / self.decision_interval)
         if self.previous_action is None:
             logs = np.full(n, action)
         else:

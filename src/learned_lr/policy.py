@@ -198,24 +198,30 @@ def save_policy(path: str | Path, actor: Actor, critic: Critic, meta: dict | Non
     save_checkpoint(path, tensors, document, kind="policy")
 
 
-def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decision_interval: int | None = None) -> None:
+def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decision_interval: int | None = None,
+                  max_lr_rise: float | None = None) -> None:
     """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
     training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored): ``learned-lr bundle``.
 
     ``decision_interval``: run the same actor deciding every this many steps instead of the K it was
     trained at (a decision is most of what the drop-in costs a small model, so a larger K is cheaper);
     the K it was trained at is kept as ``trained_decision_interval``. Whether the actor still schedules
-    well at the new K is a question for the benchmark, not something this checks.
+    well at the new K is a question for the benchmark, not something this checks. ``max_lr_rise``: the
+    same actor under that rise limit (``ControlConfig.max_lr_rise``; 0 lifts one), judged the same way.
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
     tensors, saved = load_checkpoint(source, kind="policy")
     tensors = {k: v for k, v in tensors.items() if k.startswith("actor.")}
     saved = {k: v for k, v in saved.items() if k not in ("format", "version", "kind")}
-    trained_k = loaded.control_config.decision_interval
-    if decision_interval is not None and decision_interval != trained_k:
-        control = dataclasses.replace(loaded.control_config, decision_interval=decision_interval)  # validates it
-        saved["control_config"] = dataclasses.asdict(control)
-        saved.setdefault("trained_decision_interval", trained_k)
+    trained = loaded.control_config
+    changes = {name: value for name, value in (("decision_interval", decision_interval), ("max_lr_rise", max_lr_rise))
+               if value is not None and value != getattr(trained, name)}
+    if changes:
+        saved["control_config"] = dataclasses.asdict(dataclasses.replace(trained, **changes))  # validates them
+    if "decision_interval" in changes:
+        saved.setdefault("trained_decision_interval", trained.decision_interval)
+    if "max_lr_rise" in changes:
+        saved.setdefault("trained_max_lr_rise", trained.max_lr_rise)
     save_checkpoint(destination, tensors, {**saved, "bundled_from": str(source), **meta}, kind="policy")
 
 

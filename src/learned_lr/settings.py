@@ -135,6 +135,8 @@ class ControlConfig:
     inputs: str = arg("all", "observed features: all, subramanian (remaining time, val loss, grad norms only), all+momentum "
                       "(all, plus each layer's gradient-momentum cosine) or all+distance (all, plus each layer's distance from its "
                       "initial weights)", choices=("all", "subramanian", "all+momentum", "all+distance"))
+    max_lr_rise: float = arg(0.0, "the most one decision may raise the LR, as a factor of the LR it starts from (e.g. 4: at most 4x "
+                             "per K steps); 0: no limit. Cuts are never limited")
 
     def __post_init__(self) -> None:
         check_choice(self.inputs, ("all", "subramanian", "all+momentum", "all+distance"), "inputs")
@@ -146,6 +148,14 @@ class ControlConfig:
         require(self.min_lr_factor >= MIN_LR_FACTOR_FLOOR, "min_lr_factor", f"must be >= {MIN_LR_FACTOR_FLOOR:g}, got {self.min_lr_factor}")
         require(self.max_lr_factor <= MAX_LR_FACTOR_CEILING, "max_lr_factor", f"must be <= {MAX_LR_FACTOR_CEILING:g}, got {self.max_lr_factor}")
         require(self.window <= MAX_WINDOW, "window", f"must be <= {MAX_WINDOW}, got {self.window}")
+        require(self.max_lr_rise == 0 or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise",
+                f"must be 0 (no limit) or a finite factor > 1, got {self.max_lr_rise}")
+
+    def setting(self) -> dict:
+        """The fields as a dict, for result caches' settings: ``max_lr_rise`` (added after results were cached)
+        appears only when set, so a result cached before it stays valid and one made with it is never mistaken for it."""
+        fields = dataclasses.asdict(self)
+        return {k: v for k, v in fields.items() if not (k == "max_lr_rise" and v == 0)}
 
     @property
     def log_bounds(self) -> tuple[float, float]:

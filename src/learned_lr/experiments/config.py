@@ -194,10 +194,13 @@ class BundleConfig:
                     "(LearnedLR(policy=NAME))", choices=BUNDLED_NAMES)
     decision_interval: int = arg(0, "run the actor deciding every this many steps (0: the K it was trained at); a larger K costs "
                                  "the drop-in less, and how well the actor schedules at it is for the benchmark to say")
+    max_lr_rise: float = arg(-1.0, "run the actor under this rise limit: the most one decision may raise the LR, as a factor (0: no "
+                             "limit; -1: as trained); how well it schedules under it is for the benchmark to say")
     destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
 
     def __post_init__(self) -> None:
         require(bool(self.policy), "policy", "give a policy checkpoint path")
+        require(self.max_lr_rise in (-1.0, 0.0) or self.max_lr_rise > 1, "max_lr_rise", f"must be -1 (as trained), 0 (no limit) or > 1, got {self.max_lr_rise}")
         check_choice(self.name, BUNDLED_NAMES, "name")
         require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")
         require(not self.destination or self.destination.endswith(".safetensors"), "destination", f"must end in .safetensors, got {self.destination!r}")

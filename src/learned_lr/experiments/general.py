@@ -54,6 +54,7 @@ class GeneralTrainConfig:
                                           "instead (more data at about the tuned LR, where the policy must hold the shape)")
     decision_interval: int = arg(16, "steps between decisions (K)")
     max_lr_factor: float = arg(25.0, "highest LR the policy may set, as a multiple of the base LR (20 rescues a base LR 20x too low)")
+    max_lr_rise: float = arg(0.0, "the most one decision may raise the LR, as a factor (0: no limit; ControlConfig.max_lr_rise)")
     inputs: str = arg("all", "what the policy reads: all (losses, gradient norms, LRs, time left), all+momentum (and each layer's "
                       "gradient-momentum cosine) or all+distance (and each layer's distance from its initial weights)",
                       choices=("all", "all+momentum", "all+distance"))
@@ -80,6 +81,7 @@ class GeneralTrainConfig:
                 f"need 0 < min_multiplier <= 1 <= max_multiplier (finite), got {self.min_multiplier}, {self.max_multiplier}")
         require(0 <= self.near_tuned_fraction <= 1, "near_tuned_fraction", f"must be in [0, 1], got {self.near_tuned_fraction}")
         require(self.max_lr_factor >= 1.0, "max_lr_factor", f"must be >= 1, got {self.max_lr_factor}")
+        require(self.max_lr_rise == 0 or self.max_lr_rise > 1, "max_lr_rise", f"must be 0 (no limit) or > 1, got {self.max_lr_rise}")
         require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
         require(0 <= self.dagger_rounds <= 9, "dagger_rounds", f"must be in [0, 9], got {self.dagger_rounds}")
         require(0 <= self.ppo_iterations <= 1000, "ppo_iterations", f"must be in [0, 1000], got {self.ppo_iterations}")
@@ -145,7 +147,8 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
     write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])
-    control = ControlConfig(decision_interval=config.decision_interval, max_lr_factor=config.max_lr_factor, inputs=config.inputs)
+    control = ControlConfig(decision_interval=config.decision_interval, max_lr_factor=config.max_lr_factor, inputs=config.inputs,
+                            max_lr_rise=config.max_lr_rise)
 
     def collect_config(variant, runs: int, out: Path) -> CollectConfig:
         tuned = oracles[variant.name]["lr"]
