@@ -38,6 +38,10 @@ def test_the_rise_limit_is_validated_and_kept_out_of_cache_settings_when_unset()
     assert "max_lr_rise" not in ControlConfig().setting() and ControlConfig(max_lr_rise=4).setting()["max_lr_rise"] == 4
     assert "max_lr_rise" not in config_setting(CollectConfig())["control"]
     assert config_setting(CollectConfig(control=ControlConfig(max_lr_rise=4))) != config_setting(CollectConfig())
+    from learned_lr.experiments.general import GeneralTrainConfig
+
     for bad in (1.0, 0.5, -2.0, float("inf"), float("nan")):
         with pytest.raises(ConfigError, match="max-lr-rise"):
             ControlConfig(max_lr_rise=bad)
+        with pytest.raises(ConfigError, match="max-lr-rise"):
+            GeneralTrainConfig(max_lr_rise=bad)

@@ -200,7 +200,7 @@ class BundleConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.policy), "policy", "give a policy checkpoint path")
-        require(self.max_lr_rise in (-1.0, 0.0) or self.max_lr_rise > 1, "max_lr_rise", f"must be -1 (as trained), 0 (no limit) or > 1, got {self.max_lr_rise}")
+        require(self.max_lr_rise in (-1.0, 0.0) or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise", f"must be -1 (as trained), 0 (no limit) or > 1, got {self.max_lr_rise}")
         check_choice(self.name, BUNDLED_NAMES, "name")
         require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")
         require(not self.destination or self.destination.endswith(".safetensors"), "destination", f"must end in .safetensors, got {self.destination!r}")

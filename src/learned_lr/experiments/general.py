@@ -81,7 +81,7 @@ class GeneralTrainConfig:
                 f"need 0 < min_multiplier <= 1 <= max_multiplier (finite), got {self.min_multiplier}, {self.max_multiplier}")
         require(0 <= self.near_tuned_fraction <= 1, "near_tuned_fraction", f"must be in [0, 1], got {self.near_tuned_fraction}")
         require(self.max_lr_factor >= 1.0, "max_lr_factor", f"must be >= 1, got {self.max_lr_factor}")
-        require(self.max_lr_rise == 0 or self.max_lr_rise > 1, "max_lr_rise", f"must be 0 (no limit) or > 1, got {self.max_lr_rise}")
+        require(self.max_lr_rise == 0 or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise", f"must be 0 (no limit) or > 1, got {self.max_lr_rise}")
         require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
         require(0 <= self.dagger_rounds <= 9, "dagger_rounds", f"must be in [0, 9], got {self.dagger_rounds}")
         require(0 <= self.ppo_iterations <= 1000, "ppo_iterations", f"must be in [0, 1000], got {self.ppo_iterations}")
