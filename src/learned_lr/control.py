@@ -9,6 +9,10 @@ benchmarks/decision_interval.py), while the ramp's error is second-order (0.006 
 and the LR curve stays smooth. The very first decision acts for one step only, so a schedule
 that starts low (warm-up) is not ramped from a guess.
 
+A dense start (``ControlConfig.start_decision_interval`` and ``start_steps``) takes the decisions
+of the run's first steps more often than every K, where a run's fate is decided and the policy has
+read least; the rest of the run pays K's cost.
+
 A rise limit (``ControlConfig.max_lr_rise``, r > 1) caps how far one decision may raise the LR: the
 block ends at most r times above where it starts (r^(n/K) for a last block of n < K steps); a cut
 is never limited. Why: early in a run a policy has read almost nothing, and a decision that ramps
@@ -41,21 +45,39 @@ def clip_action(action: float, log_bounds: tuple[float, float]) -> float:
 class LRRamp:
     """Turns a run's sequence of decisions into per-step LR factors."""
 
-    def __init__(self, total_steps: int, decision_interval: int, log_bounds: tuple[float, float], max_rise: float = 0.0):
+    def __init__(self, total_steps: int, decision_interval: int, log_bounds: tuple[float, float], max_rise: float = 0.0,
+                 start_interval: int = 0, start_steps: int = 0):
         self.total_steps = total_steps
         self.decision_interval = decision_interval
         self.log_bounds = log_bounds
         self.log_max_rise = math.log(max_rise) if max_rise > 0 else math.inf  # per K steps
+        # Over the run's first ``start_steps`` steps, decisions every ``start_interval`` steps instead of K.
+        self.start_interval, self.start_steps = (start_interval, start_steps) if start_interval and start_steps else (0, 0)
         self.previous_action: float | None = None
+        self._steps: list[int] | None = None
+
+    @classmethod
+    def of(cls, total_steps: int, control) -> "LRRamp":
+        """The ramp a ``ControlConfig`` describes (every runner builds its ramp here, so they all agree)."""
+        return cls(total_steps, control.decision_interval, control.log_bounds, control.max_lr_rise,
+                   control.start_decision_interval, control.start_steps)
 
     def decision_steps(self) -> list[int]:
         """The steps at which a decision is taken (before that step's update)."""
-        return [0, *range(1, self.total_steps, self.decision_interval)] if self.total_steps > 1 else [0]
+        if self._steps is None:
+            steps, step = [0], 1
+            while step < self.total_steps:
+                steps.append(step)
+                step += self.start_interval if step - 1 < self.start_steps else self.decision_interval
+            self._steps = steps
+        return list(self._steps)
 
     def block_length(self, step: int) -> int:
         """How many steps the decision taken at ``step`` controls."""
         if step == 0:
             return 1
+        if self.start_interval and step - 1 < self.start_steps:
+            return min(self.start_interval, self.total_steps - step)
         return min(self.decision_interval, self.total_steps - step)
 
     def apply(self, step: int, action: float) -> np.ndarray:

@@ -65,7 +65,7 @@ class DecisionLoop:
         self.control = control
         self.reward_config = reward
         self.history = RunHistory(total_steps, base_lr, control.window, control.inputs, keep=keep_steps)
-        self.ramp = LRRamp(total_steps, control.decision_interval, control.log_bounds, control.max_lr_rise)
+        self.ramp = LRRamp.of(total_steps, control)
         self.decision_steps: list[int] = []
         self.actions: list[float] = []  # as the controller gave them (before clipping)
         self.decision_factors: list[float] = []  # the LR factor each decision set (reached at the end of its block)

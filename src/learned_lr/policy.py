@@ -199,7 +199,7 @@ def save_policy(path: str | Path, actor: Actor, critic: Critic, meta: dict | Non
 
 
 def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decision_interval: int | None = None,
-                  max_lr_rise: float | None = None) -> None:
+                  max_lr_rise: float | None = None, start: tuple[int, int] | None = None) -> None:
     """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
     training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored): ``learned-lr bundle``.
 
@@ -207,15 +207,18 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     trained at (a decision is most of what the drop-in costs a small model, so a larger K is cheaper);
     the K it was trained at is kept as ``trained_decision_interval``. Whether the actor still schedules
     well at the new K is a question for the benchmark, not something this checks. ``max_lr_rise``: the
-    same actor under that rise limit (``ControlConfig.max_lr_rise``; 0 lifts one), judged the same way.
+    same actor under that rise limit (``ControlConfig.max_lr_rise``; 0 lifts one), judged the same way;
+    ``start``: (interval, steps), its decisions every ``interval`` steps over the run's first ``steps``
+    (``ControlConfig.start_decision_interval``, ``start_steps``; (0, 0): none).
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
     tensors, saved = load_checkpoint(source, kind="policy")
     tensors = {k: v for k, v in tensors.items() if k.startswith("actor.")}
     saved = {k: v for k, v in saved.items() if k not in ("format", "version", "kind")}
     trained = loaded.control_config
-    changes = {name: value for name, value in (("decision_interval", decision_interval), ("max_lr_rise", max_lr_rise))
-               if value is not None and value != getattr(trained, name)}
+    asked = {"decision_interval": decision_interval, "max_lr_rise": max_lr_rise,
+             **({} if start is None else {"start_decision_interval": start[0], "start_steps": start[1]})}
+    changes = {name: value for name, value in asked.items() if value is not None and value != getattr(trained, name)}
     if changes:
         saved["control_config"] = dataclasses.asdict(dataclasses.replace(trained, **changes))  # validates them
     if "decision_interval" in changes:

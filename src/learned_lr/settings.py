@@ -124,6 +124,9 @@ MAX_LR_FACTOR_CEILING = 100.0
 MAX_WINDOW = 16_384  # steps of history; the observation's memory grows with it
 
 
+LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps")  # each off at 0
+
+
 @dataclass(frozen=True)
 class ControlConfig:
     """How the policy sees a run and acts on it (shared by the env, BC, PPO and the scheduler)."""
@@ -137,6 +140,9 @@ class ControlConfig:
                       "initial weights)", choices=("all", "subramanian", "all+momentum", "all+distance"))
     max_lr_rise: float = arg(0.0, "the most one decision may raise the LR, as a factor of the LR it starts from (e.g. 4: at most 4x "
                              "per K steps); 0: no limit. Cuts are never limited")
+    start_decision_interval: int = arg(0, "decide every this many steps over the run's first start_steps steps, instead of every K "
+                                         "(0: every K throughout)")
+    start_steps: int = arg(0, "how many of the run's first steps start_decision_interval applies to")
 
     def __post_init__(self) -> None:
         check_choice(self.inputs, ("all", "subramanian", "all+momentum", "all+distance"), "inputs")
@@ -150,12 +156,16 @@ class ControlConfig:
         require(self.window <= MAX_WINDOW, "window", f"must be <= {MAX_WINDOW}, got {self.window}")
         require(self.max_lr_rise == 0 or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise",
                 f"must be 0 (no limit) or a finite factor > 1, got {self.max_lr_rise}")
+        require(self.start_decision_interval >= 0, "start_decision_interval", f"must be >= 0, got {self.start_decision_interval}")
+        require(self.start_steps >= 0, "start_steps", f"must be >= 0, got {self.start_steps}")
+        require((self.start_decision_interval == 0) == (self.start_steps == 0), "start_steps",
+                f"give both start_decision_interval and start_steps, or neither (got {self.start_decision_interval}, {self.start_steps})")
 
     def setting(self) -> dict:
-        """The fields as a dict, for result caches' settings: ``max_lr_rise`` (added after results were cached)
-        appears only when set, so a result cached before it stays valid and one made with it is never mistaken for it."""
+        """The fields as a dict, for result caches' settings: those added after results were cached (``LATER_CONTROL_FIELDS``)
+        appear only when set, so a result cached before them stays valid and one made with them is never mistaken for it."""
         fields = dataclasses.asdict(self)
-        return {k: v for k, v in fields.items() if not (k == "max_lr_rise" and v == 0)}
+        return {k: v for k, v in fields.items() if not (k in LATER_CONTROL_FIELDS and v == 0)}
 
     @property
     def log_bounds(self) -> tuple[float, float]:

@@ -182,7 +182,8 @@ def cmd_bundle(config: BundleConfig) -> int:
     meta = {"produced_by": config.produced_by, "scored": config.scored}
     if config.policy in BUNDLED_POLICIES:  # not this machine's absolute path to the package
         meta["bundled_from"] = f"the bundled policy {config.policy!r} (src/learned_lr/policies/{source.name})"
-    bundle_policy(source, destination, meta, config.decision_interval or None, None if config.max_lr_rise < 0 else config.max_lr_rise)
+    start = None if config.start_steps < 0 else (config.start_decision_interval, config.start_steps)
+    bundle_policy(source, destination, meta, config.decision_interval or None, None if config.max_lr_rise < 0 else config.max_lr_rise, start)
     print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {source}")
     return 0
 

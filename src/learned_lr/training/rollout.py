@@ -83,7 +83,7 @@ class ScheduleController:
 
     def clean_action(self, total_steps: int, step: int, base_lr: float | None = None) -> float:
         """The label: the schedule's (or, with ``target_peak_lr``, the oracle's) log factor for the block at ``step``."""
-        block = LRRamp(total_steps, self.control.decision_interval, self.control.log_bounds).block_length(step)
+        block = LRRamp.of(total_steps, self.control).block_length(step)
         factors = self.schedule.factors(total_steps)
         if self.target_peak_lr > 0:
             if base_lr is None:
@@ -96,7 +96,7 @@ class ScheduleController:
         if self.target_peak_lr > 0:
             if self._mix is None or len(self._mix) != len(histories) or step == 0:
                 self._mix = self._rng.uniform(0.0, 1.0, size=len(histories))
-            block = LRRamp(histories[0].total_steps, self.control.decision_interval, self.control.log_bounds).block_length(step)
+            block = LRRamp.of(histories[0].total_steps, self.control).block_length(step)
             plain = np.array([expert_action(self.schedule.factors(h.total_steps), step, block, self.control.log_bounds) for h in histories])
             actions = plain + self._mix * (actions - plain)
         if self.noise_std > 0:

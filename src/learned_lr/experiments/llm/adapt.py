@@ -60,7 +60,7 @@ def examples_from_run(folder: Path, policy: LoadedPolicy, base_lr: float) -> tup
     history = RunHistory(int(state["total_steps"]) if "total_steps" in state else len(state["lrs"]), base_lr=base_lr, window=control.window, inputs=control.inputs)
     history.load_state(state)
     factors = history.lrs[:steps] / base_lr
-    ramp = LRRamp(history.total_steps, control.decision_interval, control.log_bounds)
+    ramp = LRRamp.of(history.total_steps, control)
     windows, masks, contexts, labels = [], [], [], []
     for step in range(steps):
         window, mask, context = history.observation(step)
