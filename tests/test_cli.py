@@ -290,3 +290,25 @@ def test_bundle_with_a_rise_limit_runs_the_same_actor_rising_at_most_that_much_p
     capsys.readouterr()
     assert main(["bundle", "--policy", "general", "--max-lr-rise", "0.5", "--destination", str(out)]) == 2
     assert "--max-lr-rise" in capsys.readouterr().err
+
+
+def test_bundle_with_a_dense_start_decides_every_few_steps_at_the_start_of_a_run_then_every_k(tmp_path, capsys):
+    import torch
+
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import LearnedLR
+
+    out = tmp_path / "start.safetensors"
+    assert main(["bundle", "--policy", "default", "--start-decision-interval", "16", "--start-steps", "64", "--destination", str(out)]) == 0
+    control = load_policy(out).control_config
+    assert (control.decision_interval, control.start_decision_interval, control.start_steps) == (32, 16, 64)
+    model = torch.nn.Linear(3, 1)
+    scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=150, policy=str(out), model=model)
+    for _ in range(150):
+        model(torch.ones(1, 3)).sum().backward()
+        scheduler.optimizer.step()
+        scheduler.step(train_loss=1.0)
+    assert [d["step"] for d in scheduler.decisions()] == [0, 1, 17, 33, 49, 65, 97, 129]
+    capsys.readouterr()
+    assert main(["bundle", "--policy", "default", "--start-steps", "64", "--destination", str(out)]) == 2
+    assert "--start-steps" in capsys.readouterr().err

@@ -45,3 +45,11 @@ def test_the_rise_limit_is_validated_and_kept_out_of_cache_settings_when_unset()
             ControlConfig(max_lr_rise=bad)
         with pytest.raises(ConfigError, match="max-lr-rise"):
             GeneralTrainConfig(max_lr_rise=bad)
+
+
+def test_a_dense_start_needs_both_of_its_settings_and_is_kept_out_of_cache_settings_when_unset():
+    assert ControlConfig(start_decision_interval=16, start_steps=256).setting()["start_steps"] == 256
+    assert not {"start_decision_interval", "start_steps"} & set(ControlConfig().setting())
+    for interval, steps in ((16, 0), (0, 256), (-1, 256), (16, -5)):
+        with pytest.raises(ConfigError):
+            ControlConfig(start_decision_interval=interval, start_steps=steps)

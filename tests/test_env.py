@@ -151,6 +151,17 @@ def test_a_rise_limit_caps_how_far_one_decision_raises_the_lr_and_never_a_cut():
     assert np.log(unlimited.apply(1, 3.0))[-1] == pytest.approx(3.0)
 
 
+def test_a_dense_start_decides_more_often_over_the_first_steps_and_its_blocks_tile_the_run():
+    ramp = LRRamp(total_steps=150, decision_interval=32, log_bounds=(-6.0, 3.0), max_rise=64.0, start_interval=16, start_steps=64)
+    steps = ramp.decision_steps()
+    assert steps == [0, 1, 17, 33, 49, 65, 97, 129]
+    assert [s + ramp.block_length(s) for s in steps] == steps[1:] + [150]
+    ramp.apply(0, -3.0)
+    np.testing.assert_allclose(np.log(ramp.apply(1, 3.0)), -3.0 + math.log(64.0) / 2 * np.arange(1, 17) / 16)  # 64 per 32 steps: 8 per 16
+    assert LRRamp.of(150, ControlConfig(decision_interval=32, start_decision_interval=16, start_steps=64)).decision_steps() == steps
+    assert LRRamp.of(150, ControlConfig(decision_interval=32)).decision_steps() == [0, 1, 33, 65, 97, 129]
+
+
 @settings(max_examples=200, deadline=None)
 @given(actions=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-20, 20)), min_size=1, max_size=12),
        rise=st.sampled_from([0.0, 1.5, 4.0, 100.0]))
