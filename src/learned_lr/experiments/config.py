@@ -194,18 +194,15 @@ class BundleConfig:
                     "(LearnedLR(policy=NAME))", choices=BUNDLED_NAMES)
     decision_interval: int = arg(0, "run the actor deciding every this many steps (0: the K it was trained at); a larger K costs "
                                  "the drop-in less, and how well the actor schedules at it is for the benchmark to say")
-    max_lr_rise: float = arg(-1.0, "run the actor under this rise limit: the most one decision may raise the LR, as a factor (0: no "
-                             "limit; -1: as trained); how well it schedules under it is for the benchmark to say")
-    start_decision_interval: int = arg(-1, "decide every this many steps over the run's first --start-steps steps (0: every K "
-                                          "throughout; -1: as trained)")
+    max_lr_rise: float = arg(-1.0, "run the actor under this rise limit: the most one decision may raise the LR, as a factor (0: none; -1: as trained)")
+    start_decision_interval: int = arg(-1, "decide every this many steps over a run's first --start-steps (0: none; -1: as trained)")
     start_steps: int = arg(-1, "how many of the run's first steps --start-decision-interval applies to (-1: as trained)")
     destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
 
     def __post_init__(self) -> None:
         require(bool(self.policy), "policy", "give a policy checkpoint path")
-        require(self.start_decision_interval >= -1 and self.start_steps >= -1, "start_steps", "must be >= -1 (as trained)")
-        require((self.start_decision_interval == -1) == (self.start_steps == -1), "start_steps",
-                "give --start-decision-interval and --start-steps together")
+        require(min(self.start_decision_interval, self.start_steps) >= -1 and (self.start_decision_interval == -1) == (self.start_steps == -1),
+                "start_steps", "give --start-decision-interval and --start-steps together, each >= 0 (-1 for both: as trained)")
         require(self.max_lr_rise in (-1.0, 0.0) or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise", f"must be -1 (as trained), 0 (no limit) or > 1, got {self.max_lr_rise}")
         check_choice(self.name, BUNDLED_NAMES, "name")
         require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")
