@@ -214,6 +214,21 @@ def test_every_resumable_command_says_in_its_help_what_a_rerun_reuses(capsys):
     assert "another --epochs or other demonstrations train from the start" in " ".join(ON_RERUN["bc"].split())
 
 
+def _decision_steps(policy, total_steps: int) -> list[int]:
+    """The steps at which LearnedLR running ``policy`` decided, over a small run."""
+    import torch
+
+    from learned_lr.scheduler import LearnedLR
+
+    model = torch.nn.Linear(3, 1)
+    scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=total_steps, policy=str(policy), model=model)
+    for _ in range(total_steps):
+        model(torch.ones(1, 3)).sum().backward()
+        scheduler.optimizer.step()
+        scheduler.step(train_loss=1.0)
+    return [d["step"] for d in scheduler.decisions()]
+
+
 def test_bundle_out_writes_the_actor_at_another_decision_interval_and_leaves_the_package_alone(tmp_path, capsys):
     """`learned-lr bundle --decision-interval K --destination PATH`: the same actor (same weights), deciding every K
     steps, written where asked; the K it was trained at is kept; bad values are refused in one line."""
@@ -221,7 +236,7 @@ def test_bundle_out_writes_the_actor_at_another_decision_interval_and_leaves_the
     from conftest import save_small_policy
 
     from learned_lr.policy import load_policy, policy_sha256
-    from learned_lr.scheduler import BUNDLED_POLICIES, LearnedLR
+    from learned_lr.scheduler import BUNDLED_POLICIES
 
     source = save_small_policy(tmp_path / "policy.safetensors", window=64, decision_interval=4)
     from learned_lr.experiments.config import BUNDLED_NAMES
@@ -237,13 +252,7 @@ def test_bundle_out_writes_the_actor_at_another_decision_interval_and_leaves_the
         assert torch.equal(tensor, retargeted.actor.state_dict()[name])
     assert policy_sha256(original) != policy_sha256(retargeted)  # a benchmark cell of one is never reused for the other
     assert {name: path.read_bytes() for name, path in BUNDLED_POLICIES.items()} == shipped
-    model = torch.nn.Linear(3, 1)
-    scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=40, policy=str(out), model=model)
-    for _ in range(40):
-        model(torch.ones(1, 3)).sum().backward()
-        scheduler.optimizer.step()
-        scheduler.step(train_loss=1.0)
-    assert [d["step"] for d in scheduler.decisions()] == [0, 1, 9, 17, 25, 33]
+    assert _decision_steps(out, 40) == [0, 1, 9, 17, 25, 33]
     # A bundled name is a valid source; 0 keeps the trained K.
     same = tmp_path / "same.safetensors"
     assert main(["bundle", "--policy", "mnist-bc", "--destination", str(same)]) == 0
@@ -293,22 +302,13 @@ def test_bundle_with_a_rise_limit_runs_the_same_actor_rising_at_most_that_much_p
 
 
 def test_bundle_with_a_dense_start_decides_every_few_steps_at_the_start_of_a_run_then_every_k(tmp_path, capsys):
-    import torch
-
     from learned_lr.policy import load_policy
-    from learned_lr.scheduler import LearnedLR
 
     out = tmp_path / "start.safetensors"
     assert main(["bundle", "--policy", "default", "--start-decision-interval", "16", "--start-steps", "64", "--destination", str(out)]) == 0
     control = load_policy(out).control_config
     assert (control.decision_interval, control.start_decision_interval, control.start_steps) == (32, 16, 64)
-    model = torch.nn.Linear(3, 1)
-    scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=150, policy=str(out), model=model)
-    for _ in range(150):
-        model(torch.ones(1, 3)).sum().backward()
-        scheduler.optimizer.step()
-        scheduler.step(train_loss=1.0)
-    assert [d["step"] for d in scheduler.decisions()] == [0, 1, 17, 33, 49, 65, 97, 129]
+    assert _decision_steps(out, 150) == [0, 1, 17, 33, 49, 65, 97, 129]
     capsys.readouterr()
     assert main(["bundle", "--policy", "default", "--start-steps", "64", "--destination", str(out)]) == 2
     assert "--start-steps" in capsys.readouterr().err
