@@ -14,7 +14,7 @@ of the run's first steps more often than every K, where a run's fate is decided 
 read least; the rest of the run pays K's cost.
 
 A rise limit (``ControlConfig.max_lr_rise``, r > 1) caps how far one decision may raise the LR: the
-block ends at most r times above where it starts (r^(n/K) for a last block of n < K steps); a cut
+block ends at most r times above where it starts (r^(n/K) for a block of n steps: a dense start's, the last); a cut
 is never limited. Why: early in a run a policy has read almost nothing, and a decision that ramps
 the LR 25x over its first block can end a run whose base LR is already too high before the next
 decision could cut it (docs/results.md section 7, `mnist-cnn` at x10).
@@ -30,8 +30,12 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from learned_lr.settings import ControlConfig
 
 
 def clip_action(action: float, log_bounds: tuple[float, float]) -> float:
@@ -57,7 +61,7 @@ class LRRamp:
         self._steps: list[int] | None = None
 
     @classmethod
-    def of(cls, total_steps: int, control) -> "LRRamp":
+    def of(cls, total_steps: int, control: ControlConfig) -> LRRamp:
         """The ramp a ``ControlConfig`` describes (every runner builds its ramp here, so they all agree)."""
         return cls(total_steps, control.decision_interval, control.log_bounds, control.max_lr_rise,
                    control.start_decision_interval, control.start_steps)
