@@ -38,6 +38,7 @@ bench: $(FULL)
 	$(VENV)/bin/python benchmarks/policy_latency.py
 	$(VENV)/bin/python benchmarks/scheduler_overhead.py
 	$(VENV)/bin/python benchmarks/overhead_breakdown.py
+	$(VENV)/bin/python benchmarks/decision_parts.py --policy general
 	$(VENV)/bin/python benchmarks/decision_interval.py
 	$(VENV)/bin/python benchmarks/ray_rollouts.py
 	$(VENV)/bin/python benchmarks/benchmark_workers.py

@@ -47,20 +47,24 @@ def main() -> None:
     tasks = {"mnist-mlp": TaskConfig(), f"mnist-resnet18 (width {args.resnet_width})": TaskConfig(task="mnist-resnet18", width=args.resnet_width)}
     print(f"threads={torch.get_num_threads()} window={control.window} decision interval K={k}")
     print(f"{'task':28s} {'policy/patch':>16s} {'step ms':>9s} {'decision ms':>12s} {'decision/step':>14s} {'overhead/step at K':>19s}")
+    bundled = load_policy(BUNDLED_POLICY)
     for label, task in tasks.items():
         run = TrainingRun(task, seed=0)
-        history = RunHistory(total_steps=10_000, base_lr=0.1, window=control.window)
+        # One history per set of inputs: the research actors read "all", the bundled one what it was trained on.
+        histories = {inputs: RunHistory(total_steps=10_000, base_lr=0.1, window=control.window, inputs=inputs)
+                     for inputs in {control.inputs, bundled.control_config.inputs}}
         for _ in range(3):  # warm-up, and some history to observe
             report = run.step(0.05)
-            history.record(report.lr, report.train_loss, report.val_loss, report.layer_grad_norms.numpy())
+            for history in histories.values():
+                norms = report.layer_grad_norms.numpy()
+                history.record(report.lr, report.train_loss, report.val_loss, norms, None, norms * 0.0 + 1e-3)
         repeats = args.repeats if task.task == "mnist-mlp" else max(3, args.repeats // 10)
         for patch, traced in ((16, False), (16, True), (1, False), ("bundled", True)):
             torch.manual_seed(0)
             if patch == "bundled":
-                bundled = load_policy(BUNDLED_POLICY)
-                actor, k = bundled.actor.eval(), bundled.control_config.decision_interval
+                actor, k, history = bundled.actor.eval(), bundled.control_config.decision_interval, histories[bundled.control_config.inputs]
             else:
-                actor, k = Actor(PolicyConfig(patch=patch), control).eval(), control.decision_interval
+                actor, k, history = Actor(PolicyConfig(patch=patch), control).eval(), control.decision_interval, histories[control.inputs]
             forward = single_decision_fn(actor) if traced else (lambda w, m, c: actor(w, m, c)[0])
 
             def decide():
