@@ -1,6 +1,6 @@
 """Where LearnedLR's per-step time goes inside the MLP loop: each part timed where it runs, right after a training step.
 
-The MLP loop of ``scheduler_overhead.py`` (784-256-10, SGD, batch 128) under LearnedLR, with
+The MLP loop of ``scheduler_overhead.py`` (its ``timed_steps``: 784-256-10, SGD, batch 128) under LearnedLR, with
 wall-clock timers wrapped around the observation a decision reads, the actor's forward pass, the
 record of each step and the whole ``step()``. Why time them in the loop and not alone: right
 after a training step each small op is several times slower than on its own
@@ -18,6 +18,7 @@ import collections
 import time
 
 import torch
+from scheduler_overhead import timed_steps  # the same loop
 
 from learned_lr.scheduler import LearnedLR
 from learned_lr.tasks import build_model, load_mnist
@@ -49,26 +50,14 @@ def main() -> None:
     scheduler._loop.observation = timed(scheduler._loop.observation, "observation (per decision)")
     scheduler._decide = timed(scheduler._decide, "actor forward (per decision)")
     scheduler._record_finished_step = timed(scheduler._record_finished_step, "record of the step")
+    scheduler.observe = timed(scheduler.observe, "observe() and step()")
+    scheduler.step = timed(scheduler.step, "observe() and step()")
     generator = torch.Generator().manual_seed(0)
 
-    def run(steps: int) -> None:
-        for _ in range(steps):
-            idx = torch.randint(len(y), (128,), generator=generator)
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            start = time.perf_counter()
-            scheduler.observe(train_loss=loss.item())
-            scheduler.step()
-            seconds["whole step() with observe()"] += time.perf_counter() - start
-
-    run(600)
+    timed_steps(model, optimizer, scheduler, generator, x, y, 600, observe=True)  # untimed
     seconds.clear()
     decisions_before = len(scheduler.decisions())
-    start = time.perf_counter()
-    run(args.steps)
-    total = time.perf_counter() - start
+    total = timed_steps(model, optimizer, scheduler, generator, x, y, args.steps, observe=True)
     decisions = len(scheduler.decisions()) - decisions_before
     print(f"policy={args.policy} K={scheduler.decision_interval} threads={torch.get_num_threads()}: "
           f"{1e3 * total / args.steps:.3f} ms per loop step, {decisions} decisions")
