@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from learned_lr.policy import load_policy
-from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
+from learned_lr.scheduler import LearnedLR, resolve_policy
 from learned_lr.tasks import build_model, load_mnist
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.data import to_float
@@ -70,11 +70,11 @@ def main() -> None:
     parser.add_argument("--mlp-rounds", type=int, default=150, help="rounds of K MLP steps (K: the policy's decision interval)")
     parser.add_argument("--resnet-rounds", type=int, default=48, help="rounds of 2 ResNet-18 steps")
     parser.add_argument("--resnet-width", type=int, default=16)
-    parser.add_argument("--policy", default=None, help="policy checkpoint to time (default: the bundled one)")
+    parser.add_argument("--policy", default=None, help="a bundled policy's name or a checkpoint path (default: the default policy)")
     args = parser.parse_args()
     data = load_mnist()
     x_flat, y = to_float(data.train_images), data.train_labels
-    interval = load_policy(args.policy or BUNDLED_POLICY).control_config.decision_interval
+    interval = load_policy(resolve_policy(args.policy)).control_config.decision_interval
     print(f"threads={torch.get_num_threads()} policy={args.policy or 'bundled'} decision interval K={interval}")
     for label, task, rounds, round_steps in (("mnist-mlp", TaskConfig(), args.mlp_rounds, interval),
                                              (f"mnist-resnet18 (width {args.resnet_width})", TaskConfig(task="mnist-resnet18", width=args.resnet_width), args.resnet_rounds, 2)):
