@@ -65,10 +65,13 @@ def test_claims_trains_every_arm_scores_them_on_the_benchmark_and_gives_paired_v
     assert {"BC", "DAgger (start)", "PPO s0", "PPO s1", "(d) Subramanian et al. s0", "(c) start: BC with W = 1"} <= set(result["summary"])
     from learned_lr.policy import load_policy
 
-    # The validation-chosen snapshot is scored unless it is the start (iteration 0) or the end, scored already.
+    # The validation-chosen snapshot is scored unless it is the start (iteration 0), the end or a curve seed's snapshot
+    # (seed 0's iteration 1), each scored already: never the same actor twice under two labels.
     for seed, iteration in report["validation_best_iteration"].items():
         chosen = load_policy(tmp_path / "claims" / "ppo" / f"seed-{seed[1:]}" / "best_policy.safetensors")
-        assert chosen.meta["iteration"] == iteration and (f"PPO validation-best {seed}" in result["summary"]) == (0 < iteration < 2)
+        scored_once = 0 < iteration < 2 and seed != "s0"
+        assert chosen.meta["iteration"] == iteration and (f"PPO validation-best {seed}" in result["summary"]) == scored_once
+    assert "PPO validation-best s0" not in result["summary"] and "PPO s0 iteration 1" in result["summary"]
     assert set(report["validation_best_iteration"]) == {"s0", "s1"}
 
     start = load_policy(report["policies"]["DAgger (start)"])

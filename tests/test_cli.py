@@ -173,7 +173,9 @@ def test_explain_plots_a_real_runs_decisions(tmp_path, capsys):
     # The LR each step used is the decisions' ramp: a decision's LR is reached at the end of its block.
     assert all(0 < lr <= 4 * result["base_lr"] for lr in result["lrs"])
     assert (out / "decisions.png").stat().st_size > 10_000
-    assert "decisions (every" in capsys.readouterr().out
+    # The default's dense start: every 16 steps over the first 128 (an 80-step run is all start), said as such.
+    assert steps == [0, 1, 17, 33, 49, 65] and result["cadence"] == "every 16 steps over the first 128, then every 32"
+    assert "decisions (every 16 steps over the first 128, then every 32)" in capsys.readouterr().out
 
 
 def test_the_python_stages_take_the_same_lock_and_it_is_reentrant(tmp_path):

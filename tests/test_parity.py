@@ -38,7 +38,10 @@ def plain_loop(task: TaskConfig, seed: int, base_lr: float, total_steps: int, da
 
 @pytest.mark.parametrize("task, steps", [
     (TaskConfig(), 100),
-    (TaskConfig(task="mnist-resnet18", width=4, batch_size=32, val_batch_size=32), 40),
+    # 24 steps: the decisions at 0, 1 and 17 (the default's dense start). Further on, the two paths' rounding
+    # (equal LRs to ~1e-9) grows in the gradient norm of a layer whose gradient is near zero: 0.35 in a log-norm
+    # feature by step 33 under the default of 2026-12-04, chaos rather than plumbing.
+    (TaskConfig(task="mnist-resnet18", width=4, batch_size=32, val_batch_size=32), 24),
 ], ids=["mlp", "resnet18"])
 def test_learned_lr_and_rollouts_give_the_same_lrs_and_features(mnist, task, steps):
     policy = load_policy(BUNDLED_POLICY)
@@ -51,7 +54,10 @@ def test_learned_lr_and_rollouts_give_the_same_lrs_and_features(mnist, task, ste
     # the policy moves the LR (so the comparison means something), and both paths move it alike
     assert learned_lrs.max() / learned_lrs.min() > 1.5
     np.testing.assert_allclose(learned_lrs, rollout_lrs, rtol=1e-4)
-    np.testing.assert_allclose(scheduler.history.features[:steps], episode.history.features[:steps], atol=1e-4)
+    # The rollouts run the MLP as batched matmuls (``BatchedMLPRuns``), the plain loop as nn.Linear: their
+    # validation losses differ by ~1e-5 relative from step 1, up to 1.3e-4 in a log-loss feature by step 100
+    # (the default of 2026-12-04). A step off by one or a feature computed differently moves them by 1e-2 or more.
+    np.testing.assert_allclose(scheduler.history.features[:steps], episode.history.features[:steps], atol=5e-4)
     assert scheduler.history.state()["layer_norms"].shape[1] == episode.history.state()["layer_norms"].shape[1]
 
 

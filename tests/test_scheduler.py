@@ -135,7 +135,8 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
 def test_the_default_policy_is_the_general_one_and_sets_less_lr_the_higher_the_base_lr():
-    """No policy given: the general (K = 16) actor deciding every 32 steps (docs/results.md section 7). It reads
+    """No policy given: the general (K = 16) actor deciding every 16 steps over a run's first 128, then every 32
+    (docs/results.md section 7). It reads
     the LR's scale: on the same problem, the higher the base LR, the smaller the fraction of it the policy uses."""
     import json
 
@@ -153,6 +154,9 @@ def test_the_default_policy_is_the_general_one_and_sets_less_lr_the_higher_the_b
     meta = json.loads(BUNDLED_POLICY.with_suffix(".json").read_text())
     assert "general-train" in meta["produced_by"] and "--decision-interval 32" in meta["produced_by"] and meta["bundled_from"]
     assert meta["trained_decision_interval"] == 16 and meta["control_config"]["decision_interval"] == 32
+    assert "--start-decision-interval 16 --start-steps 128" in meta["produced_by"]
+    assert (meta["control_config"]["start_decision_interval"], meta["control_config"]["start_steps"]) == (16, 128)
+    assert scheduler.decisions()[1]["step"] == 1 and scheduler.decisions()[2]["step"] == 17  # the dense start
     general = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="general")
     assert all(torch.equal(v, general.policy.actor.state_dict()[k]) for k, v in scheduler.policy.actor.state_dict().items())
 

@@ -63,7 +63,8 @@ from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_d
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
 # The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7):
 # "general" was trained across task families deciding every 16 steps (1.13x a small MLP's step);
-# "default" (no policy given) is its actor deciding every 32 (1.09x, within the default's 1.10x);
+# "default" (no policy given) is its actor deciding every 16 steps over a run's first 128 and every
+# 32 after (1.09-1.10x, within the default's 1.10x; since 2026-12-04, before that every 32 throughout);
 # "dagger-k32", the recipe trained at K = 32, was the default 2026-12-02..03; "mnist-bc" before,
 # a BC clone of the expert schedules on MNIST-MLP runs (for a tuned LR on a model like that one).
 BUNDLED_POLICIES = {"default": BUNDLED_POLICY, "general": BUNDLED_POLICY.parent / "general.safetensors",

@@ -251,7 +251,8 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
     policies = [("BC", str(general / "bc" / "policy.safetensors")), ("DAgger (start)", str(start))]
     if "single-step" in config.arm_list:  # (c) starts from its own clone: scored, so its PPO can be read against its start
         policies.append(("(c) start: BC with W = 1", str(_single_step_start(config))))
-    # PPO seed -> the iteration its validation runs chose; scored as its own row unless it is the start (0) or the final policy
+    # PPO seed -> the iteration its validation runs chose; scored as its own row unless it is the start (0), the final
+    # policy or one of the seed's benchmark-curve snapshots
     validation_best = {}
     curve_labels: dict[str, dict[int, str]] = {}  # curve seed -> iteration -> benchmark label (0: the start, the last: the final policy)
     for label, configs in runs.items():
@@ -259,12 +260,14 @@ def run_claims(config: ClaimsConfig, progress: bool = True) -> Path:
             path = train_ppo(ppo, progress=progress)
             policies.append((f"{label} s{ppo.seed}", str(path)))
             best = Path(ppo.out) / "best_policy.safetensors"
+            snapshots = _snapshots(Path(ppo.out), ppo.iterations) if label == "PPO" and ppo.seed in config.curve_seed_list else {}
             if label == "PPO" and best.is_file():
                 validation_best[f"s{ppo.seed}"] = int(load_policy(best).meta["iteration"])
-                if 0 < validation_best[f"s{ppo.seed}"] < ppo.iterations:
+                # Scored as its own row unless it is the start, the final policy or a curve snapshot (scored below):
+                # the same actor under two labels would run the same 105 cells twice.
+                if 0 < validation_best[f"s{ppo.seed}"] < ppo.iterations and validation_best[f"s{ppo.seed}"] not in snapshots:
                     policies.append((f"PPO validation-best s{ppo.seed}", str(best)))
-            if label == "PPO" and ppo.seed in config.curve_seed_list:
-                snapshots = _snapshots(Path(ppo.out), ppo.iterations)
+            if snapshots:
                 policies += [(f"PPO s{ppo.seed} iteration {it}", str(snapshot)) for it, snapshot in snapshots.items()]
                 curve_labels[f"s{ppo.seed}"] = {0: "DAgger (start)", **{it: f"PPO s{ppo.seed} iteration {it}" for it in snapshots},
                                                 ppo.iterations: f"PPO s{ppo.seed}"}

@@ -146,7 +146,8 @@ def claims_markdown(report: dict, result: dict) -> str:
              f"multipliers {', '.join(f'{m:g}' for m in result['multipliers'])}).", "",
              "Each row: the mean over paired cells (PPO seed x family x multiplier x evaluation seed) of log(loss of A / loss of B), shown as "
              "a ratio - 1, with its 95% t-interval; negative = A (the method) lower.", "",
-             "Validation-chosen PPO snapshot (lowest mean validation score; iteration 0 = the DAgger start; the last = the final policy): "
+             "Validation-chosen PPO snapshot (lowest mean validation score; iteration 0 = the DAgger start; the last = the final policy; "
+             "for a benchmark-curve seed its row is that iteration's): "
              + ", ".join(f"{seed}: iteration {it}" for seed, it in report.get("validation_best_iteration", {}).items()) + ".", "",
              "![PPO curves](ppo_curve.png)", "", "![BC, DAgger and PPO against the experts](il_ppo_result.png)", "",
              "| comparison (A vs B) | split | A vs B | 95% CI | cells | per PPO seed | verdict |", "|---|---|---|---|---|---|---|"]

@@ -8,8 +8,8 @@ figure shows the LR it set with every decision marked, and the losses it read; t
 
 Example:
     >>> result = explain_run(TaskConfig(), steps=300, base_lr=0.1, seed=0, policy="bundled")   # doctest: +SKIP
-    >>> len(result["decisions"]), result["decision_interval"]
-    (10, 32)
+    >>> len(result["decisions"]), result["decision_interval"], result["cadence"]   # the default's dense start
+    (15, 32, 'every 16 steps over the first 128, then every 32')
 """
 
 from __future__ import annotations
@@ -19,8 +19,17 @@ import math
 import torch
 
 from learned_lr.scheduler import LearnedLR, resolve_policy
+from learned_lr.settings import ControlConfig
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.run import TrainingRun, task_loss
+
+
+def cadence(control: ControlConfig) -> str:
+    """How often a policy under ``control`` decides, in words: "every 32 steps", or with a dense start
+    "every 16 steps over the first 128, then every 32"."""
+    if control.start_decision_interval and control.start_steps:
+        return f"every {control.start_decision_interval} steps over the first {control.start_steps}, then every {control.decision_interval}"
+    return f"every {control.decision_interval} steps"
 
 
 def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy: str = "bundled", feed_losses: bool = True) -> dict:
@@ -52,5 +61,5 @@ def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy:
             break
     test_loss, test_accuracy = run.evaluate_test()
     return {"task": task.task, "optimizer": task.optimizer, "steps": steps, "base_lr": base_lr, "seed": seed, "policy": policy,
-            "feed_losses": feed_losses, "decision_interval": scheduler.decision_interval, "lrs": lrs, "train_loss": train_losses,
+            "feed_losses": feed_losses, "decision_interval": scheduler.decision_interval, "cadence": cadence(scheduler.policy.control_config), "lrs": lrs, "train_loss": train_losses,
             "val_loss": val_losses, "decisions": scheduler.decisions(), "test_loss": test_loss, "test_accuracy": test_accuracy}
