@@ -181,6 +181,22 @@ def test_general_train_refuses_bad_settings_in_one_line(capsys):
     assert "--init-scales: every scale must be finite and > 0" in capsys.readouterr().err
 
 
+def test_general_train_under_a_dense_start_collects_and_clones_at_that_cadence(tmp_path, capsys):
+    """--start-decision-interval/--start-steps: demonstrations decide on the dense start's steps and every stage's
+    policy carries it, so the actor trains at the cadence it will be bundled at."""
+    config = GeneralTrainConfig(variants_per_family=1, min_steps=40, max_steps=40, sweep_points=2, demo_runs=1, bc_epochs=1,
+                                dagger_rounds=1, dagger_runs=1, decision_interval=16, start_decision_interval=4, start_steps=16,
+                                work=str(tmp_path / "g"))
+    paths = run_general_training(config, progress=False)
+    control = load_policy(paths["dagger-1"]).control_config
+    assert (control.decision_interval, control.start_decision_interval, control.start_steps) == (16, 4, 16)
+    variant = json.loads((tmp_path / "g" / "variants.json").read_text())[0]["name"]
+    tensors, _ = load_checkpoint(tmp_path / "g" / "demos" / variant / "demos.safetensors", kind="demonstrations")
+    assert tensors["0.decision_steps"].tolist() == [0, 1, 5, 9, 13, 17, 33]
+    assert main(["general-train", "--start-steps", "16"]) == 2
+    assert "--start-decision-interval and --start-steps together" in capsys.readouterr().err
+
+
 def test_general_train_with_the_momentum_cosines(tmp_path):
     """The policy that reads the gradient-momentum cosines trains through every stage (rollouts record them)."""
     config = GeneralTrainConfig(variants_per_family=1, min_steps=20, max_steps=20, sweep_points=2, demo_runs=2, bc_epochs=1,

@@ -55,6 +55,9 @@ class GeneralTrainConfig:
     decision_interval: int = arg(16, "steps between decisions (K)")
     max_lr_factor: float = arg(25.0, "highest LR the policy may set, as a multiple of the base LR (20 rescues a base LR 20x too low)")
     max_lr_rise: float = arg(0.0, "the most one decision may raise the LR, as a factor (0: no limit; ControlConfig.max_lr_rise)")
+    start_decision_interval: int = arg(0, "decide every this many steps over a run's first --start-steps (0: every K throughout; "
+                                          "ControlConfig.start_decision_interval)")
+    start_steps: int = arg(0, "how many of a run's first steps --start-decision-interval applies to")
     inputs: str = arg("all", "what the policy reads: all (losses, gradient norms, LRs, time left), all+momentum (and each layer's "
                       "gradient-momentum cosine) or all+distance (and each layer's distance from its initial weights)",
                       choices=("all", "all+momentum", "all+distance"))
@@ -83,6 +86,8 @@ class GeneralTrainConfig:
         require(self.max_lr_factor >= 1.0, "max_lr_factor", f"must be >= 1, got {self.max_lr_factor}")
         require(self.max_lr_rise == 0 or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise", f"must be 0 (no limit) or > 1, got {self.max_lr_rise}")
         require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
+        require(min(self.start_decision_interval, self.start_steps) >= 0 and (self.start_decision_interval == 0) == (self.start_steps == 0),
+                "start_steps", f"give --start-decision-interval and --start-steps together, each >= 0 (got {self.start_decision_interval}, {self.start_steps})")
         require(0 <= self.dagger_rounds <= 9, "dagger_rounds", f"must be in [0, 9], got {self.dagger_rounds}")
         require(0 <= self.ppo_iterations <= 1000, "ppo_iterations", f"must be in [0, 1000], got {self.ppo_iterations}")
         require(1 <= self.ppo_runs <= 256, "ppo_runs", f"must be in 1..256, got {self.ppo_runs}")
@@ -148,7 +153,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])
     control = ControlConfig(decision_interval=config.decision_interval, max_lr_factor=config.max_lr_factor, inputs=config.inputs,
-                            max_lr_rise=config.max_lr_rise)
+                            max_lr_rise=config.max_lr_rise, start_decision_interval=config.start_decision_interval, start_steps=config.start_steps)
 
     def collect_config(variant, runs: int, out: Path) -> CollectConfig:
         tuned = oracles[variant.name]["lr"]
