@@ -156,10 +156,9 @@ class ControlConfig:
         require(self.window <= MAX_WINDOW, "window", f"must be <= {MAX_WINDOW}, got {self.window}")
         require(self.max_lr_rise == 0 or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise",
                 f"must be 0 (no limit) or a finite factor > 1, got {self.max_lr_rise}")
-        require(self.start_decision_interval >= 0, "start_decision_interval", f"must be >= 0, got {self.start_decision_interval}")
-        require(self.start_steps >= 0, "start_steps", f"must be >= 0, got {self.start_steps}")
-        require((self.start_decision_interval == 0) == (self.start_steps == 0), "start_steps",
-                f"give both start_decision_interval and start_steps, or neither (got {self.start_decision_interval}, {self.start_steps})")
+        require(min(self.start_decision_interval, self.start_steps) >= 0 and (self.start_decision_interval == 0) == (self.start_steps == 0),
+                "start_steps", f"give --start-decision-interval and --start-steps together, each >= 0 (got {self.start_decision_interval}, "
+                f"{self.start_steps})")
 
     def setting(self) -> dict:
         """The fields as a dict, for result caches' settings: those added after results were cached (``LATER_CONTROL_FIELDS``)

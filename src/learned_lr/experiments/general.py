@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from learned_lr.files import write_json
-from learned_lr.settings import ConfigError, arg, check_choice, parse_list, require
+from learned_lr.settings import ConfigError, ControlConfig, arg, check_choice, parse_list, require
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,8 @@ class GeneralTrainConfig:
                 f"need 0 < min_multiplier <= 1 <= max_multiplier (finite), got {self.min_multiplier}, {self.max_multiplier}")
         require(0 <= self.near_tuned_fraction <= 1, "near_tuned_fraction", f"must be in [0, 1], got {self.near_tuned_fraction}")
         require(self.max_lr_factor >= 1.0, "max_lr_factor", f"must be >= 1, got {self.max_lr_factor}")
-        require(self.max_lr_rise == 0 or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise", f"must be 0 (no limit) or > 1, got {self.max_lr_rise}")
         require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
-        require(min(self.start_decision_interval, self.start_steps) >= 0 and (self.start_decision_interval == 0) == (self.start_steps == 0),
-                "start_steps", f"give --start-decision-interval and --start-steps together, each >= 0 (got {self.start_decision_interval}, {self.start_steps})")
+        self.control  # the policy's controls (rise limit, dense start): ControlConfig's own checks
         require(0 <= self.dagger_rounds <= 9, "dagger_rounds", f"must be in [0, 9], got {self.dagger_rounds}")
         require(0 <= self.ppo_iterations <= 1000, "ppo_iterations", f"must be in [0, 1000], got {self.ppo_iterations}")
         require(1 <= self.ppo_runs <= 256, "ppo_runs", f"must be in 1..256, got {self.ppo_runs}")
@@ -100,6 +98,12 @@ class GeneralTrainConfig:
         require(0 <= self.seed < 100, "seed", f"must be in 0..99, got {self.seed}")
         require(all(math.isfinite(x) and x > 0 for x in self.init_scale_list), "init_scales", f"every scale must be finite and > 0, got {self.init_scales}")
         require(all(0 < x <= 1 for x in self.train_fraction_list), "train_fractions", f"every fraction must be in (0, 1], got {self.train_fractions}")
+
+    @property
+    def control(self) -> ControlConfig:
+        """How every stage's policy sees a run and acts on it."""
+        return ControlConfig(decision_interval=self.decision_interval, max_lr_factor=self.max_lr_factor, inputs=self.inputs,
+                             max_lr_rise=self.max_lr_rise, start_decision_interval=self.start_decision_interval, start_steps=self.start_steps)
 
     @property
     def init_scale_list(self) -> list[float]:
@@ -135,7 +139,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     from tqdm.auto import tqdm
 
     from learned_lr.policy import load_policy
-    from learned_lr.settings import ControlConfig, PolicyConfig
+    from learned_lr.settings import PolicyConfig
     from learned_lr.tasks.seeds import DAGGER_SEED_START
     from learned_lr.training.bc import bc_policy_is_current, collect_demonstrations, train_bc
     from learned_lr.training.config import BCConfig, CollectConfig
@@ -152,8 +156,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
     write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])
-    control = ControlConfig(decision_interval=config.decision_interval, max_lr_factor=config.max_lr_factor, inputs=config.inputs,
-                            max_lr_rise=config.max_lr_rise, start_decision_interval=config.start_decision_interval, start_steps=config.start_steps)
+    control = config.control
 
     def collect_config(variant, runs: int, out: Path) -> CollectConfig:
         tuned = oracles[variant.name]["lr"]
