@@ -118,6 +118,36 @@ def test_init_scale_multiplies_the_initial_weight_matrices_only():
             assert torch.equal(scaled[name], expected), (task, name)
 
 
+def test_mlp_depth_adds_hidden_layers_and_keeps_the_one_layer_mlp_as_it_was(mnist):
+    from learned_lr.tasks.functional import FuncBatchedRuns
+    from learned_lr.tasks.groups import make_run_group
+    from learned_lr.tasks.models import build_model
+
+    one = TaskConfig(task="mnist-mlp", hidden=16)
+    assert TaskConfig(task="mnist-mlp", hidden=16, mlp_layers=1).setting() == one.setting()  # cached results stay valid
+    shallow = build_model(one, seed=3)
+    assert [n for n, _ in shallow.named_parameters()] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    deep = build_model(TaskConfig(task="digits", hidden=16, mlp_layers=3), seed=3)
+    assert [tuple(m.weight.shape) for m in deep.children()] == [(16, 64), (16, 16), (16, 16), (10, 16)]
+    assert torch.equal(deep.fc1.weight, build_model(TaskConfig(task="digits", hidden=16), seed=3).fc1.weight)  # created first, same draw
+    with pytest.raises(ConfigError, match="--mlp-layers: only the MLP tasks"):
+        TaskConfig(task="mnist-cnn", mlp_layers=2)
+    with pytest.raises(ConfigError, match="--mlp-layers: must be in 1..8"):
+        TaskConfig(task="digits", mlp_layers=0)
+    # A 2-hidden-layer MNIST MLP with SGD runs as torch.func runs (the stacked runner has one hidden layer) and
+    # reports what TrainingRun does; it learns.
+    task = TaskConfig(task="mnist-mlp", hidden=16, mlp_layers=2, batch_size=32, val_batch_size=32)
+    group = make_run_group(task, [0, 1], mnist)
+    assert isinstance(group, FuncBatchedRuns)
+    single = TrainingRun(task, seed=1, data=mnist)
+    losses = []
+    for _ in range(30):
+        report, alone = group.step([0.1, 0.1]), single.step(0.1)
+        assert abs(float(report.train_loss[1]) - alone.train_loss) < 1e-4 and report.layer_grad_norms.shape == (2, 3)
+        losses.append(float(report.train_loss.mean()))
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
 def test_train_fraction_trains_on_the_first_examples_in_every_runner(mnist):
     from learned_lr.tasks.batched import BatchedMLPRuns
     from learned_lr.tasks.datasets import trainee_data

@@ -61,6 +61,19 @@ def test_init_scale_and_data_fraction_draws_leave_the_other_draws_alone():
     assert all(v.name.endswith(("-s0.5", "-s2")) for v in sample_variants(1, 100, 1000, seed=4, init_scales=(0.5, 2.0)))
 
 
+def test_depth_draws_deepen_only_the_mlp_families_and_leave_the_other_draws_alone():
+    plain = sample_variants(4, 300, 3000, seed=0)
+    deep = sample_variants(4, 300, 3000, seed=0, depths=(1, 2, 3))
+    assert [dataclasses.replace(v.task, mlp_layers=1) for v in deep] == [v.task for v in plain] and [v.steps for v in deep] == [v.steps for v in plain]
+    mlps = [v for v in deep if v.task.task in ("mnist-mlp", "digits", "diabetes")]
+    assert {v.task.mlp_layers for v in mlps} == {1, 2, 3}
+    assert all(v.task.mlp_layers == 1 and v.name == p.name for v, p in zip(deep, plain) if v.task.task in ("mnist-cnn", "mnist1d"))
+    assert all(v.name == f"{p.name}-d{v.task.mlp_layers}" for v, p in zip(deep, plain) if v in mlps)
+    assert deep == sample_variants(4, 300, 3000, seed=0, depths=(1, 2, 3))
+    with pytest.raises(ConfigError, match="--depths: every depth must be in 1..8"):
+        GeneralTrainConfig(depths="1,9")
+
+
 def test_stratified_optimizers_give_every_family_each_optimizer_and_keep_the_other_draws():
     from learned_lr.training.distribution import ADAMW_WEIGHT_DECAY, VARIANT_OPTIMIZERS
 

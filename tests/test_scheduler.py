@@ -134,10 +134,10 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
         assert math.isfinite(lr) and lo * 0.1 * 0.999 <= lr <= hi * 0.1 * 1.001
 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
-def test_the_default_policy_is_the_general_one_and_sets_less_lr_the_higher_the_base_lr():
-    """No policy given: the general (K = 16) actor deciding every 16 steps over a run's first 128, then every 32
-    (docs/results.md section 7). It reads
-    the LR's scale: on the same problem, the higher the base LR, the smaller the fraction of it the policy uses."""
+def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_the_base_lr():
+    """No policy given: the cross-family recipe trained on variants of 300-3,000 steps (K = 16), deciding every 16
+    steps over a run's first 128, then every 32 (docs/results.md section 7). It reads the LR's scale: on the same
+    problem, the higher the base LR, the smaller the fraction of it the policy uses."""
     import json
 
     mean_factors = []
@@ -148,7 +148,7 @@ def test_the_default_policy_is_the_general_one_and_sets_less_lr_the_higher_the_b
         assert scheduler.decision_interval == 32 and scheduler.policy.control_config.inputs == "all+distance"
         factors = np.array(train_steps(model, optimizer, scheduler, data, 200))[:, 0] / base_lr
         assert np.isfinite(factors).all() and 0.001 <= factors.min() and factors.max() <= 25
-        assert factors[-1] < 0.01  # it decays to the end
+        assert factors[-1] < 0.2 * factors.max()  # it decays from its peak towards the end
         mean_factors.append(factors.mean())
     assert mean_factors[0] > mean_factors[1] > mean_factors[2] and mean_factors[0] > 2.5 * mean_factors[2]
     meta = json.loads(BUNDLED_POLICY.with_suffix(".json").read_text())
@@ -156,9 +156,11 @@ def test_the_default_policy_is_the_general_one_and_sets_less_lr_the_higher_the_b
     assert meta["trained_decision_interval"] == 16 and meta["control_config"]["decision_interval"] == 32
     assert "--start-decision-interval 16 --start-steps 128" in meta["produced_by"]
     assert (meta["control_config"]["start_decision_interval"], meta["control_config"]["start_steps"]) == (16, 128)
+    assert "--min-steps 300 --max-steps 3000" in meta["produced_by"] and "runs/general-long/dagger/round-2" in meta["produced_by"]
     assert scheduler.decisions()[1]["step"] == 1 and scheduler.decisions()[2]["step"] == 17  # the dense start
     general = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="general")
-    assert all(torch.equal(v, general.policy.actor.state_dict()[k]) for k, v in scheduler.policy.actor.state_dict().items())
+    assert general.policy.policy_config == scheduler.policy.policy_config  # the same recipe and size, another training run
+    assert not all(torch.equal(v, general.policy.actor.state_dict()[k]) for k, v in scheduler.policy.actor.state_dict().items())
 
 
 def test_the_default_before_2026_12_03_is_bundled_as_dagger_k32_with_its_record():
@@ -339,24 +341,26 @@ def test_a_loop_that_never_steps_the_optimizer_is_told_how_to_call_the_scheduler
 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
 def test_a_run_extended_on_resume_counts_the_steps_left_against_the_new_total():
+    # At a low base LR (plain SGD at 0.001) the default spends several times the base LR, so where the
+    # run's end falls shows: the 200-step plan decays before step 200, the extended run does not.
     model, data = make_problem()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
     scheduler = LearnedLR(optimizer, total_steps=200, model=model)
     train_steps(model, optimizer, scheduler, data, 150)
     state = copy.deepcopy(scheduler.state_dict())
     weights, optimizer_state = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
-    planned = np.array(train_steps(model, optimizer, scheduler, data, 50))[:, 0] / 0.1
+    planned = np.array(train_steps(model, optimizer, scheduler, data, 50))[:, 0] / 0.001
 
     model.load_state_dict(weights)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
     optimizer.load_state_dict(optimizer_state)
     extended = LearnedLR(optimizer, total_steps=400, model=model)
     extended.load_state_dict(state)  # e.g. Lightning resumed with a larger max_epochs
     assert extended.history.observation(150)[2][0] == pytest.approx(250 / 400)  # steps left, against the new total
-    factors = np.array(train_steps(model, optimizer, extended, data, 250))[:, 0] / 0.1
+    factors = np.array(train_steps(model, optimizer, extended, data, 250))[:, 0] / 0.001
     assert extended.history.steps == 400 and np.isfinite(factors).all()
-    assert planned[-1] < 0.1 and factors[49] > 5 * planned[-1]  # not cut short at the old end
-    assert factors[-1] < 0.8 * factors.max()  # and it decays again towards the new end
+    assert planned[-1] < 0.5 and factors[49] > 5 * planned[-1]  # not cut short at the old end
+    assert factors[-1] < 0.1 * factors.max()  # and it decays again towards the new end
     with pytest.raises(ValueError, match="already run 150 steps"):
         LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=100, model=model).load_state_dict(state)
 

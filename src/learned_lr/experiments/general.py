@@ -45,6 +45,8 @@ class GeneralTrainConfig:
     max_steps: int = arg(1000, "upper end of the run lengths")
     init_scales: str = arg("", "comma-separated initial-weight scales each variant draws from (e.g. 0.5,1,2; empty: 1)")
     train_fractions: str = arg("", "comma-separated fractions of the training split each variant draws from (e.g. 0.1,0.3,1; empty: 1)")
+    depths: str = arg("", "comma-separated hidden-layer counts each MLP-family variant draws from (mnist-mlp, digits, diabetes; "
+                      "e.g. 1,2,3; empty: 1)")
     stratify_optimizers: bool = arg(False, "each family's variants take SGD, Adam and AdamW in turn (in an order drawn per family) "
                                     "instead of drawing each variant's optimizer independently")
     sweep_points: int = arg(5, "LRs of each variant's oracle sweep (the middle ones of the optimizer's grid; extended at an edge)")
@@ -98,6 +100,7 @@ class GeneralTrainConfig:
         require(0 <= self.seed < 100, "seed", f"must be in 0..99, got {self.seed}")
         require(all(math.isfinite(x) and x > 0 for x in self.init_scale_list), "init_scales", f"every scale must be finite and > 0, got {self.init_scales}")
         require(all(0 < x <= 1 for x in self.train_fraction_list), "train_fractions", f"every fraction must be in (0, 1], got {self.train_fractions}")
+        require(all(1 <= x <= 8 for x in self.depth_list), "depths", f"every depth must be in 1..8, got {self.depths}")
 
     @property
     def control(self) -> ControlConfig:
@@ -108,6 +111,10 @@ class GeneralTrainConfig:
     @property
     def init_scale_list(self) -> list[float]:
         return parse_list(self.init_scales, "init_scales", float) if self.init_scales.strip() else []
+
+    @property
+    def depth_list(self) -> list[int]:
+        return parse_list(self.depths, "depths", int) if self.depths.strip() else []
 
     @property
     def train_fraction_list(self) -> list[float]:
@@ -152,7 +159,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     recipe = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE}
     check_same_recipe(recipe, work / "general_train.json", defaults={k: v for k, v in dataclasses.asdict(GeneralTrainConfig()).items() if k in recipe})
     variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed,
-                               config.init_scale_list, config.train_fraction_list, config.stratify_optimizers)
+                               config.init_scale_list, config.train_fraction_list, config.stratify_optimizers, config.depth_list)
     oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
     write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])

@@ -22,6 +22,7 @@ TASK_NAMES: tuple[str, ...] = TaskName.__args__  # type: ignore[attr-defined]
 
 
 MNIST_TASKS = ("mnist-mlp", "mnist-resnet18", "mnist-cnn")
+MLP_TASKS = ("mnist-mlp", "digits", "diabetes")
 
 
 OPTIMIZER_NAMES: tuple[str, ...] = OptimizerName.__args__  # type: ignore[attr-defined]
@@ -83,7 +84,7 @@ def lr_grid_neighbor(lr: float, up: bool) -> float:
 
 
 # TaskConfig fields added after results were cached, with their defaults (``TaskConfig.setting``).
-LATER_FIELDS = {"init_scale": 1.0, "train_fraction": 1.0}
+LATER_FIELDS = {"init_scale": 1.0, "train_fraction": 1.0, "mlp_layers": 1}
 
 # MNIST's splits here: the 60,000 training images as 55,000 for training and 5,000 for validation, and the test set.
 TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 55_000, 5_000, 10_000
@@ -117,6 +118,7 @@ class TaskConfig:
     init_scale: float = arg(1.0, "multiply the model's initial weight matrices and kernels (parameters of 2+ dimensions) by this")
     train_fraction: float = arg(1.0, "train on this fraction of the training split (its first examples, at least one batch); "
                                 "not for char-lm or llm-lora")
+    mlp_layers: int = arg(1, "hidden layers of the MLPs (mnist-mlp, digits, diabetes), each of --hidden units")
 
     def __post_init__(self) -> None:
         check_choice(self.task, TASK_NAMES, "task")
@@ -138,6 +140,9 @@ class TaskConfig:
         require(self.test_examples >= 0, "test_examples", f"must be >= 0 (0: the whole test split), got {self.test_examples}")
         require(0 < self.val_batch_size <= val_size, "val_batch_size", f"must be in 1..{val_size} (the validation split), got {self.val_batch_size}")
         require(math.isfinite(self.init_scale) and self.init_scale > 0, "init_scale", f"must be finite and > 0, got {self.init_scale}")
+        require(1 <= self.mlp_layers <= 8, "mlp_layers", f"must be in 1..8, got {self.mlp_layers}")
+        require(self.mlp_layers == 1 or self.task in MLP_TASKS, "mlp_layers",
+                f"only the MLP tasks ({', '.join(MLP_TASKS)}) have a depth to set, not {self.task}")
         require(0 < self.train_fraction <= 1, "train_fraction", f"must be in (0, 1], got {self.train_fraction}")
         require(self.train_fraction == 1 or self.task not in ("char-lm", "llm-lora"), "train_fraction",
                 f"{self.task} trains on a text stream, not examples: only 1 is allowed")

@@ -1,6 +1,6 @@
 """A group of N trainee runs of one task behind one ``step(lrs)`` interface, the fastest that applies.
 
-* the MNIST MLP with SGD: ``batched.BatchedMLPRuns`` (stacked weights, batched matmuls);
+* the MNIST MLP (one hidden layer) with SGD: ``batched.BatchedMLPRuns`` (stacked weights, batched matmuls);
 * any other batch-norm-free family with SGD, Adam or AdamW: ``functional.FuncBatchedRuns``
   (``torch.func.vmap``): on a 2-core CPU a benchmark cell of 12 runs takes 1.1-3.4x less time
   (``benchmarks/batched_cells.py``);
@@ -35,7 +35,7 @@ def make_run_group(task: TaskConfig, seeds: Sequence[int], data: MnistSplits | N
 
     ``total_steps`` is the runs' length, for optimizers that need it (Schedule-Free's warm-up).
     """
-    if task.task == "mnist-mlp" and task.optimizer == "sgd" and task.clip_grad_norm == 0:
+    if task.task == "mnist-mlp" and task.optimizer == "sgd" and task.clip_grad_norm == 0 and task.mlp_layers == 1:
         return BatchedMLPRuns(task, seeds, data)
     if functional.supports(task) and not (task.task in SEQUENTIAL_ON_CPU and task.torch_device == "cpu"):
         return functional.FuncBatchedRuns(task, seeds, data)

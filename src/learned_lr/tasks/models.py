@@ -14,15 +14,23 @@ from learned_lr.tasks.config import TaskConfig
 
 
 class MLP(nn.Module):
-    """in-H-out with one ReLU hidden layer (two Linear layers): 784-H-10 for MNIST."""
+    """in-H-...-H-out with ``hidden_layers`` ReLU hidden layers of ``hidden`` units: 784-H-10 for MNIST with one.
 
-    def __init__(self, hidden: int = 256, in_features: int = 784, classes: int = 10):
+    The Linear layers are ``fc1`` ... ``fc<hidden_layers + 1>``, created (and so initialized) in that order.
+    """
+
+    def __init__(self, hidden: int = 256, in_features: int = 784, classes: int = 10, hidden_layers: int = 1):
         super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden)
-        self.fc2 = nn.Linear(hidden, classes)
+        sizes = [in_features] + [hidden] * hidden_layers + [classes]
+        self.linears = len(sizes) - 1
+        for index in range(self.linears):
+            self.add_module(f"fc{index + 1}", nn.Linear(sizes[index], sizes[index + 1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+        x = x.flatten(1)
+        for index in range(1, self.linears):
+            x = torch.relu(getattr(self, f"fc{index}")(x))
+        return getattr(self, f"fc{self.linears}")(x)
 
 
 class BasicBlock(nn.Module):
@@ -149,7 +157,7 @@ def _initialized_model(task: TaskConfig, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if task.task in MLP_SHAPES:
-            return MLP(task.hidden, *MLP_SHAPES[task.task])
+            return MLP(task.hidden, *MLP_SHAPES[task.task], hidden_layers=task.mlp_layers)
         if task.task == "mnist-resnet18":
             return ResNet18(task.width)
         if task.task == "mnist-cnn":
