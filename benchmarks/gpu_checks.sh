@@ -9,10 +9,13 @@
 # runs first and is timed, and the cells get the most seeds in 5, 3, 2 that its rate says fit the time
 # left (never from any result). Measured on one H200 (docs/results.md section 6): a 2,000-step width-64
 # ResNet-18 run takes ~29 s, so the suite's row (175 runs) needs about an hour; a 15-minute lease tunes it
-# and runs a few cells, which later leases resume from the same --work folder. The benchmark command actually run is printed and written to
+# and runs a few cells, which later leases resume from the same --work folder (the second lease, with the
+# sweep carried over: 15 one-seed cells of bundled, linear-warmup and a --policies file in ~5 min of 5
+# processes; five Prodigy runs sharing the GPU did not finish 2,000 steps in 4.5 min). The benchmark command actually run is printed and written to
 # OUT/commands.txt; rerunning it with the same --work on any machine trains nothing that finished.
 #
-#   bash benchmarks/gpu_checks.sh results/gpu   # env: PYTHON, BUDGET_S=540, WORKERS=5, SEEDS (fixed), SKIP_TRAINEES=1
+#   bash benchmarks/gpu_checks.sh results/gpu   # env: PYTHON, BUDGET_S=540, WORKERS=5, SEEDS (fixed), SKIP_TRAINEES=1,
+#                                               # CONTENDERS (comma-separated), POLICIES ("LABEL=PATH,...", as --policies)
 set -uo pipefail
 PY=${PYTHON:-.venv/bin/python}
 OUT_DIR=${1:-results/gpu}
@@ -20,7 +23,8 @@ BUDGET_S=${BUDGET_S:-540}   # the whole script, from its start
 WORKERS=${WORKERS:-5}    # on an H200, 5 ResNet-18 processes ran ~1.4x one; 16 finished no 2-seed cell in 270 s
 WORK=${WORK:-runs/gpu-resnet18}
 SUITE=${SUITE:-full}        # smoke: a dry run of this script on a CPU
-CONTENDERS=linear-warmup,cosine,polynomial,constant,prodigy,dadapt-adam,bundled
+CONTENDERS=${CONTENDERS:-linear-warmup,cosine,polynomial,constant,prodigy,dadapt-adam,bundled}
+POLICIES=${POLICIES:-}
 START=$(date +%s)
 left() { echo $((BUDGET_S - ($(date +%s) - START))); }
 mkdir -p "$OUT_DIR" "$WORK"
@@ -62,13 +66,14 @@ seeds=${SEEDS:-0}   # SEEDS=N: that many, whatever the sweep's rate (e.g. when t
 for s in $([ "$seeds" -gt 0 ] || echo 5 3 2); do
     # cells = contenders x 5 multipliers x s runs; at the sweep's rate they must fit in 80% of what is left (more processes
     # hardly raise the rate: ResNet-18 runs keep an H200 busy). A cached sweep says nothing of the rate: give SEEDS then.
-    n=$(( $(echo $CONTENDERS | tr ',' '\n' | wc -l) * 5 * s ))
+    n=$(( ($(echo $CONTENDERS | tr ',' '\n' | wc -l) + $(echo "$POLICIES" | tr ',' '\n' | grep -c =)) * 5 * s ))
     if [ $(( n * sweep_s * 10 )) -le $(( runs_done * remaining * 8 )) ]; then seeds=$s; break; fi
 done
 echo "sweep: $runs_done runs in ${sweep_s}s; ${remaining}s left -> seeds per cell: $seeds"
 if [ "$seeds" -gt 0 ]; then
-    cmd="$PY -m learned_lr.cli benchmark --suite $SUITE --families mnist-resnet18 --contenders $CONTENDERS --seeds $seeds --workers $WORKERS --work $WORK --out $OUT_DIR/resnet18"
-    echo "$cmd" >> "$OUT_DIR/commands.txt"
-    timeout $(( $(left) - 30 )) $cmd || echo "the benchmark did not finish in the budget (finished cells are in $WORK)"
+    cmd=($PY -m learned_lr.cli benchmark --suite $SUITE --families mnist-resnet18 --contenders $CONTENDERS --seeds $seeds --workers $WORKERS --work $WORK --out $OUT_DIR/resnet18)
+    [ -n "$POLICIES" ] && cmd+=(--policies "$POLICIES")
+    printf '%q ' "${cmd[@]}" >> "$OUT_DIR/commands.txt"; echo >> "$OUT_DIR/commands.txt"
+    timeout $(( $(left) - 30 )) "${cmd[@]}" || echo "the benchmark did not finish in the budget (finished cells are in $WORK)"
 fi
 echo "done in $(( $(date +%s) - START ))s"
