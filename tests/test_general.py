@@ -182,6 +182,18 @@ def test_general_train_is_bit_reproducible_from_its_command(tmp_path):
     demos_a, _ = load_checkpoint(tmp_path / "a" / "dagger" / "round-1" / "data" / "demos.safetensors", kind="demonstrations")
     demos_b, _ = load_checkpoint(tmp_path / "b" / "dagger" / "round-1" / "data" / "demos.safetensors", kind="demonstrations")
     assert demos_a.keys() == demos_b.keys() and all(torch.equal(demos_a[k], demos_b[k]) for k in demos_a)
+    # --bc-seed: the same variants and demonstrations, another BC draw (so another policy); -1 is --seed's.
+    other = run_general_training(dataclasses.replace(config, bc_seed=1, work=str(tmp_path / "c")), progress=False)
+    assert (tmp_path / "a" / "variants.json").read_text() == (tmp_path / "c" / "variants.json").read_text()
+    demos_c, _ = load_checkpoint(tmp_path / "c" / "bc" / "data" / "demos.safetensors", kind="demonstrations")
+    demos_a0, _ = load_checkpoint(tmp_path / "a" / "bc" / "data" / "demos.safetensors", kind="demonstrations")
+    assert all(torch.equal(demos_a0[k], demos_c[k]) for k in demos_a0)
+    weights_a, _ = load_checkpoint(first["bc"], kind="policy")
+    weights_c, _ = load_checkpoint(other["bc"], kind="policy")
+    assert not all(torch.equal(weights_a[k], weights_c[k]) for k in weights_a)
+    same, _ = load_checkpoint(run_general_training(dataclasses.replace(config, bc_seed=0, work=str(tmp_path / "d")), progress=False)["bc"],
+                              kind="policy")
+    assert all(torch.equal(weights_a[k], same[k]) for k in weights_a)
 
 
 def test_general_train_refuses_bad_settings_in_one_line(capsys):
@@ -192,6 +204,8 @@ def test_general_train_refuses_bad_settings_in_one_line(capsys):
     assert "--train-fractions: every fraction must be in (0, 1]" in capsys.readouterr().err
     assert main(["general-train", "--init-scales", "0,1"]) == 2
     assert "--init-scales: every scale must be finite and > 0" in capsys.readouterr().err
+    assert main(["general-train", "--bc-seed", "-2"]) == 2
+    assert "--bc-seed: must be in 0..99, or -1" in capsys.readouterr().err
 
 
 def test_general_train_under_a_dense_start_collects_and_clones_at_that_cadence(tmp_path, capsys):

@@ -75,6 +75,8 @@ class GeneralTrainConfig:
                                  "(0: none); each iteration runs one variant, drawn per iteration")
     ppo_runs: int = arg(16, "trainee runs per PPO iteration")
     seed: int = arg(0, "seed of the variants and of BC")
+    bc_seed: int = arg(-1, "seed of BC's initialization and batch order in every stage (-1: --seed): another BC seed on the same "
+                           "variants, sweeps and demonstrations measures how much of a recipe's score is its training draw")
     work: str = arg("runs/general", "folder for sweeps, demonstrations and policies (resumable; a rerun may add DAgger rounds "
                                     "or PPO iterations, any other change is refused)")
 
@@ -98,6 +100,7 @@ class GeneralTrainConfig:
         for name in ("demo_runs", "bc_epochs", "dagger_runs"):
             require(0 < getattr(self, name) <= 400, name, f"must be in 1..400, got {getattr(self, name)}")
         require(0 <= self.seed < 100, "seed", f"must be in 0..99, got {self.seed}")
+        require(-1 <= self.bc_seed < 100, "bc_seed", f"must be in 0..99, or -1 for --seed, got {self.bc_seed}")
         require(all(math.isfinite(x) and x > 0 for x in self.init_scale_list), "init_scales", f"every scale must be finite and > 0, got {self.init_scales}")
         require(all(0 < x <= 1 for x in self.train_fraction_list), "train_fractions", f"every fraction must be in (0, 1], got {self.train_fractions}")
         require(all(1 <= x <= 8 for x in self.depth_list), "depths", f"every depth must be in 1..8, got {self.depths}")
@@ -177,7 +180,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
 
     def clone(data: Path, out: Path) -> Path:
         bc = BCConfig(policy=PolicyConfig(d_model=config.d_model, layers=config.layers), demos=str(data), experts=",".join(ORACLE_SHAPES),
-                      epochs=config.bc_epochs, seed=config.seed, out=str(out))
+                      epochs=config.bc_epochs, seed=config.seed if config.bc_seed < 0 else config.bc_seed, out=str(out))
         if not bc_policy_is_current(bc):
             train_bc(bc, progress=progress)
         return out / "policy.safetensors"
