@@ -148,6 +148,41 @@ def test_mlp_depth_adds_hidden_layers_and_keeps_the_one_layer_mlp_as_it_was(mnis
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 
 
+def test_batch_norm_adds_a_norm_after_each_hidden_layer_and_runs_one_by_one(mnist):
+    from learned_lr.layers import module_layers
+    from learned_lr.tasks.batched import SequentialRuns
+    from learned_lr.tasks.groups import make_run_group
+    from learned_lr.tasks.models import build_model
+
+    plain = TaskConfig(task="digits", hidden=16, mlp_layers=2)
+    normed = TaskConfig(task="digits", hidden=16, mlp_layers=2, batch_norm=True)
+    assert TaskConfig(task="digits", hidden=16, mlp_layers=2, batch_norm=False).setting() == plain.setting()  # caches stay valid
+    assert normed.setting()["batch_norm"] is True
+    model = build_model(normed, seed=3)
+    assert [name for name, _ in module_layers(model)] == ["fc1", "bn1", "fc2", "bn2", "fc3"]
+    assert torch.equal(model.fc2.weight, build_model(plain, seed=3).fc2.weight)  # batch norm draws nothing at creation
+    for task, norms in (("mnist-cnn", ["bn1", "bn2"]), ("mnist1d", ["bn1", "bn2", "bn3"])):
+        layers = [name for name, _ in module_layers(build_model(TaskConfig(task=task, width=4, batch_norm=True), seed=0))]
+        assert [n for n in layers if n.startswith("bn")] == norms, task
+        assert not any(n.startswith("bn") for n, _ in module_layers(build_model(TaskConfig(task=task, width=4), seed=0)))
+    with pytest.raises(ConfigError, match="--batch-norm: only"):
+        TaskConfig(task="char-lm", batch_norm=True)
+    with pytest.raises(ConfigError, match="--batch-size: batch norm needs batches of 2"):
+        TaskConfig(task="digits", batch_norm=True, batch_size=1)
+    # The stacked and torch.func runners have no batch norm: the group runs one by one, reports what TrainingRun
+    # does (batch statistics in training, running ones for validation), and learns.
+    task = TaskConfig(task="mnist-mlp", hidden=16, batch_size=32, val_batch_size=32, batch_norm=True)
+    group = make_run_group(task, [0, 1], mnist)
+    assert isinstance(group, SequentialRuns)
+    single = TrainingRun(task, seed=1, data=mnist)
+    val_losses = []
+    for _ in range(40):
+        report, alone = group.step([0.1, 0.1]), single.step(0.1)
+        assert abs(float(report.train_loss[1]) - alone.train_loss) < 1e-5 and report.layer_grad_norms.shape == (2, 3)
+        val_losses.append(float(report.val_loss.mean()))
+    assert np.mean(val_losses[-5:]) < 0.7 * np.mean(val_losses[:5])
+
+
 def test_train_fraction_trains_on_the_first_examples_in_every_runner(mnist):
     from learned_lr.tasks.batched import BatchedMLPRuns
     from learned_lr.tasks.datasets import trainee_data

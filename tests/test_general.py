@@ -74,6 +74,20 @@ def test_depth_draws_deepen_only_the_mlp_families_and_leave_the_other_draws_alon
         GeneralTrainConfig(depths="1,9")
 
 
+def test_batch_norm_draws_leave_the_other_draws_alone():
+    plain = sample_variants(4, 300, 3000, seed=0)
+    normed = sample_variants(4, 300, 3000, seed=0, batch_norm_fraction=0.5)
+    assert [dataclasses.replace(v.task, batch_norm=False) for v in normed] == [v.task for v in plain]
+    assert [v.steps for v in normed] == [v.steps for v in plain]
+    flags = [v.task.batch_norm for v in normed]
+    assert 5 <= sum(flags) <= 15  # 20 draws at 1/2
+    assert all(v.name == p.name + ("-bn" if v.task.batch_norm else "") for v, p in zip(normed, plain))
+    assert normed == sample_variants(4, 300, 3000, seed=0, batch_norm_fraction=0.5)
+    assert all(v.task.batch_norm for v in sample_variants(2, 300, 3000, seed=0, batch_norm_fraction=1.0))
+    with pytest.raises(ConfigError, match="--batch-norm-fraction: must be in"):
+        GeneralTrainConfig(batch_norm_fraction=1.5)
+
+
 def test_stratified_optimizers_give_every_family_each_optimizer_and_keep_the_other_draws():
     from learned_lr.training.distribution import ADAMW_WEIGHT_DECAY, VARIANT_OPTIMIZERS
 

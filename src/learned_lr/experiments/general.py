@@ -47,6 +47,8 @@ class GeneralTrainConfig:
     train_fractions: str = arg("", "comma-separated fractions of the training split each variant draws from (e.g. 0.1,0.3,1; empty: 1)")
     depths: str = arg("", "comma-separated hidden-layer counts each MLP-family variant draws from (mnist-mlp, digits, diabetes; "
                       "e.g. 1,2,3; empty: 1)")
+    batch_norm_fraction: float = arg(0.0, "the probability that a variant has batch norm after each hidden layer or convolution "
+                                     "(drawn per variant; 0: none)")
     stratify_optimizers: bool = arg(False, "each family's variants take SGD, Adam and AdamW in turn (in an order drawn per family) "
                                     "instead of drawing each variant's optimizer independently")
     sweep_points: int = arg(5, "LRs of each variant's oracle sweep (the middle ones of the optimizer's grid; extended at an edge)")
@@ -103,6 +105,7 @@ class GeneralTrainConfig:
         require(-1 <= self.bc_seed < 100, "bc_seed", f"must be in 0..99, or -1 for --seed, got {self.bc_seed}")
         require(all(math.isfinite(x) and x > 0 for x in self.init_scale_list), "init_scales", f"every scale must be finite and > 0, got {self.init_scales}")
         require(all(0 < x <= 1 for x in self.train_fraction_list), "train_fractions", f"every fraction must be in (0, 1], got {self.train_fractions}")
+        require(0 <= self.batch_norm_fraction <= 1, "batch_norm_fraction", f"must be in [0, 1], got {self.batch_norm_fraction}")
         require(all(1 <= x <= 8 for x in self.depth_list), "depths", f"every depth must be in 1..8, got {self.depths}")
 
     @property
@@ -162,7 +165,8 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     recipe = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE}
     check_same_recipe(recipe, work / "general_train.json", defaults={k: v for k, v in dataclasses.asdict(GeneralTrainConfig()).items() if k in recipe})
     variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed,
-                               config.init_scale_list, config.train_fraction_list, config.stratify_optimizers, config.depth_list)
+                               config.init_scale_list, config.train_fraction_list, config.stratify_optimizers, config.depth_list,
+                               config.batch_norm_fraction)
     oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
     write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])

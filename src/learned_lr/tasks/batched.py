@@ -94,6 +94,8 @@ class BatchedMLPRuns:
             raise ConfigError("clip_grad_norm", "batched runs do not clip gradients; use SequentialRuns (make_run_group picks it)")
         if task.mlp_layers != 1:
             raise ConfigError("mlp_layers", f"batched runs stack one hidden layer, got {task.mlp_layers}; make_run_group picks torch.func runs for deeper MLPs")
+        if task.batch_norm:
+            raise ConfigError("batch_norm", "batched runs stack plain MLPs; make_run_group picks SequentialRuns for batch norm")
         if len(seeds) == 0:
             raise ValueError("give at least one seed")
         self.task = task

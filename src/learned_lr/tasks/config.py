@@ -84,7 +84,10 @@ def lr_grid_neighbor(lr: float, up: bool) -> float:
 
 
 # TaskConfig fields added after results were cached, with their defaults (``TaskConfig.setting``).
-LATER_FIELDS = {"init_scale": 1.0, "train_fraction": 1.0, "mlp_layers": 1}
+LATER_FIELDS = {"init_scale": 1.0, "train_fraction": 1.0, "mlp_layers": 1, "batch_norm": False}
+
+# The tasks whose model takes batch norm on request (ResNet-18 always has it).
+BATCH_NORM_TASKS = MLP_TASKS + ("mnist-cnn", "mnist1d")
 
 # MNIST's splits here: the 60,000 training images as 55,000 for training and 5,000 for validation, and the test set.
 TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 55_000, 5_000, 10_000
@@ -119,6 +122,8 @@ class TaskConfig:
     train_fraction: float = arg(1.0, "train on this fraction of the training split (its first examples, at least one batch); "
                                 "not for char-lm or llm-lora")
     mlp_layers: int = arg(1, "hidden layers of the MLPs (mnist-mlp, digits, diabetes), each of --hidden units")
+    batch_norm: bool = arg(False, "batch norm after each hidden layer or convolution, before its ReLU (the MLPs, mnist-cnn, "
+                           "mnist1d; ResNet-18 always has it)")
 
     def __post_init__(self) -> None:
         check_choice(self.task, TASK_NAMES, "task")
@@ -143,6 +148,9 @@ class TaskConfig:
         require(1 <= self.mlp_layers <= 8, "mlp_layers", f"must be in 1..8, got {self.mlp_layers}")
         require(self.mlp_layers == 1 or self.task in MLP_TASKS, "mlp_layers",
                 f"only the MLP tasks ({', '.join(MLP_TASKS)}) have a depth to set, not {self.task}")
+        require(not self.batch_norm or self.task in BATCH_NORM_TASKS, "batch_norm",
+                f"only {', '.join(BATCH_NORM_TASKS)} take batch norm on request, not {self.task}")
+        require(not self.batch_norm or self.batch_size >= 2, "batch_size", f"batch norm needs batches of 2 or more, got {self.batch_size}")
         require(0 < self.train_fraction <= 1, "train_fraction", f"must be in (0, 1], got {self.train_fraction}")
         require(self.train_fraction == 1 or self.task not in ("char-lm", "llm-lora"), "train_fraction",
                 f"{self.task} trains on a text stream, not examples: only 1 is allowed")

@@ -56,7 +56,8 @@ def _quiet_batching_fallback() -> Iterator[None]:
 def supports(task: TaskConfig) -> bool:
     """Whether ``FuncBatchedRuns`` can run ``task``: a torch optimizer, a model without batch norm that
     is built here (not the LoRA-wrapped LLM), and no gradient clipping."""
-    return task.optimizer in SCHEDULED_OPTIMIZERS and task.task not in ("mnist-resnet18", "llm-lora") and task.clip_grad_norm == 0
+    return (task.optimizer in SCHEDULED_OPTIMIZERS and task.task not in ("mnist-resnet18", "llm-lora") and task.clip_grad_norm == 0
+            and not task.batch_norm)
 
 
 class FuncBatchedRuns:

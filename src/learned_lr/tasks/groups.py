@@ -35,7 +35,7 @@ def make_run_group(task: TaskConfig, seeds: Sequence[int], data: MnistSplits | N
 
     ``total_steps`` is the runs' length, for optimizers that need it (Schedule-Free's warm-up).
     """
-    if task.task == "mnist-mlp" and task.optimizer == "sgd" and task.clip_grad_norm == 0 and task.mlp_layers == 1:
+    if task.task == "mnist-mlp" and task.optimizer == "sgd" and task.clip_grad_norm == 0 and task.mlp_layers == 1 and not task.batch_norm:
         return BatchedMLPRuns(task, seeds, data)
     if functional.supports(task) and not (task.task in SEQUENTIAL_ON_CPU and task.torch_device == "cpu"):
         return functional.FuncBatchedRuns(task, seeds, data)

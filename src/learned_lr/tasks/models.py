@@ -1,5 +1,6 @@
 """The trainee models: MLPs, ResNet-18 and a small CNN for MNIST, a 1-D CNN, a character Transformer,
-and SmolLM2-135M with LoRA adapters (``tasks.llm.model.lora_trainee``).
+and SmolLM2-135M with LoRA adapters (``tasks.llm.model.lora_trainee``). The MLPs and the two small CNNs
+take batch norm on request (``TaskConfig.batch_norm``).
 
 Example:
     >>> model = build_model(TaskConfig(task="mnist-resnet18", width=16))  # doctest: +SKIP
@@ -13,23 +14,39 @@ from torch import nn
 from learned_lr.tasks.config import TaskConfig
 
 
+def _normalized(features: int, batch_norm: bool, dims: int) -> nn.Module:
+    """A batch norm over ``features`` channels (1-D: per feature or per channel of a sequence; 2-D: of an image), or nothing."""
+    if not batch_norm:
+        return nn.Identity()
+    return nn.BatchNorm1d(features) if dims == 1 else nn.BatchNorm2d(features)
+
+
 class MLP(nn.Module):
     """in-H-...-H-out with ``hidden_layers`` ReLU hidden layers of ``hidden`` units: 784-H-10 for MNIST with one.
 
     The Linear layers are ``fc1`` ... ``fc<hidden_layers + 1>``, created (and so initialized) in that order.
+    ``batch_norm``: each hidden Linear is followed by ``bn<i>`` (batch norm, before the ReLU). Batch norm draws
+    no random numbers at creation, so the Linear weights are the same draws with or without it.
     """
 
-    def __init__(self, hidden: int = 256, in_features: int = 784, classes: int = 10, hidden_layers: int = 1):
+    def __init__(self, hidden: int = 256, in_features: int = 784, classes: int = 10, hidden_layers: int = 1,
+                 batch_norm: bool = False):
         super().__init__()
         sizes = [in_features] + [hidden] * hidden_layers + [classes]
         self.linears = len(sizes) - 1
         for index in range(self.linears):
             self.add_module(f"fc{index + 1}", nn.Linear(sizes[index], sizes[index + 1]))
+            if batch_norm and index < self.linears - 1:
+                self.add_module(f"bn{index + 1}", nn.BatchNorm1d(sizes[index + 1]))
+        self.batch_norm = batch_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
         for index in range(1, self.linears):
-            x = torch.relu(getattr(self, f"fc{index}")(x))
+            x = getattr(self, f"fc{index}")(x)
+            if self.batch_norm:
+                x = getattr(self, f"bn{index}")(x)
+            x = torch.relu(x)
         return getattr(self, f"fc{self.linears}")(x)
 
 
@@ -82,34 +99,45 @@ class ResNet18(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Two 3x3 conv layers (``width``, 2 x ``width`` channels, each ReLU + 2x2 max-pool) and a linear head, for 1x28x28."""
+    """Two 3x3 conv layers (``width``, 2 x ``width`` channels, each ReLU + 2x2 max-pool) and a linear head, for 1x28x28.
 
-    def __init__(self, width: int = 32, classes: int = 10):
+    ``batch_norm``: a batch norm after each convolution, before its ReLU (``bn1``, ``bn2``).
+    """
+
+    def __init__(self, width: int = 32, classes: int = 10, batch_norm: bool = False):
         super().__init__()
         self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.bn1 = _normalized(width, batch_norm, dims=2)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.bn2 = _normalized(2 * width, batch_norm, dims=2)
         self.fc = nn.Linear(2 * width * 7 * 7, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.max_pool2d(torch.relu(self.conv1(x.view(-1, 1, 28, 28))), 2)
-        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.bn1(self.conv1(x.view(-1, 1, 28, 28)))), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.bn2(self.conv2(x))), 2)
         return self.fc(x.flatten(1))
 
 
 class Conv1DNet(nn.Module):
-    """MNIST-1D's CNN: three 1-D convolutions of ``width`` channels (ReLU, stride 2 after the first) and a linear head."""
+    """MNIST-1D's CNN: three 1-D convolutions of ``width`` channels (ReLU, stride 2 after the first) and a linear head.
 
-    def __init__(self, width: int = 32, length: int = 40, classes: int = 10):
+    ``batch_norm``: a batch norm after each convolution, before its ReLU (``bn1`` ... ``bn3``).
+    """
+
+    def __init__(self, width: int = 32, length: int = 40, classes: int = 10, batch_norm: bool = False):
         super().__init__()
         self.conv1 = nn.Conv1d(1, width, 5, stride=1, padding=2)
+        self.bn1 = _normalized(width, batch_norm, dims=1)
         self.conv2 = nn.Conv1d(width, width, 3, stride=2, padding=1)
+        self.bn2 = _normalized(width, batch_norm, dims=1)
         self.conv3 = nn.Conv1d(width, width, 3, stride=2, padding=1)
+        self.bn3 = _normalized(width, batch_norm, dims=1)
         self.fc = nn.Linear(width * ((length + 3) // 4), classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x.unsqueeze(1)))
-        x = torch.relu(self.conv2(x))
-        x = torch.relu(self.conv3(x))
+        x = torch.relu(self.bn1(self.conv1(x.unsqueeze(1))))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        x = torch.relu(self.bn3(self.conv3(x)))
         return self.fc(x.flatten(1))
 
 
@@ -157,13 +185,13 @@ def _initialized_model(task: TaskConfig, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if task.task in MLP_SHAPES:
-            return MLP(task.hidden, *MLP_SHAPES[task.task], hidden_layers=task.mlp_layers)
+            return MLP(task.hidden, *MLP_SHAPES[task.task], hidden_layers=task.mlp_layers, batch_norm=task.batch_norm)
         if task.task == "mnist-resnet18":
             return ResNet18(task.width)
         if task.task == "mnist-cnn":
-            return SmallCNN(task.width)
+            return SmallCNN(task.width, batch_norm=task.batch_norm)
         if task.task == "mnist1d":
-            return Conv1DNet(task.width)
+            return Conv1DNet(task.width, batch_norm=task.batch_norm)
         if task.task == "char-lm":
             return CharTransformer(task.width, task.lm_layers, task.lm_context)
         if task.task == "llm-lora":

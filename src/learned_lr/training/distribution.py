@@ -8,7 +8,7 @@ character-level Transformer, LoRA fine-tuning of a pretrained LLM).
 
 **Variants.** ``sample_variants`` draws, per training family, trainees of random width, batch
 size, optimizer (SGD with momentum, Adam, AdamW; or each in turn per family, ``stratify_optimizers``)
-and run length (log-uniform), and if asked, initial-weight scale, training-data fraction and, for the MLP
+and run length (log-uniform), and if asked, initial-weight scale, training-data fraction, batch norm and, for the MLP
 families (``tasks.config.MLP_TASKS``; the CNNs keep their fixed layers), the number of hidden layers. Each variant's
 tuned LR comes from ``tune_variant``: the oracle's expert shapes x the optimizer's LR grid
 (``tasks.config.LR_SWEEP_GRIDS``, extended at an edge), one run each on the variant's sweep
@@ -85,7 +85,8 @@ class Variant:
 
 
 def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, init_scales: Sequence[float] = (),
-                    train_fractions: Sequence[float] = (), stratify_optimizers: bool = False, depths: Sequence[int] = ()) -> list[Variant]:
+                    train_fractions: Sequence[float] = (), stratify_optimizers: bool = False, depths: Sequence[int] = (),
+                    batch_norm_fraction: float = 0.0) -> list[Variant]:
     """``per_family`` random variants of every training family (family-major order), reproducible from ``seed``.
 
     ``init_scales`` / ``train_fractions``: if given, each variant also draws its initial-weight scale and
@@ -93,16 +94,21 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
     draws without them (sizes, optimizers, batch sizes, run lengths) stay what they were.
     ``depths``: likewise, each MLP-family variant draws its number of hidden layers from these
     (a generator of their own again; the other families keep their fixed depth).
+    ``batch_norm_fraction``: each variant has batch norm after its hidden layers or convolutions with this
+    probability (``TaskConfig.batch_norm``; a generator of its own, so the other draws stay the same).
     ``stratify_optimizers``: a family's variants take the optimizers in turn, in an order drawn per
     family (so 3 or more variants include each one), in place of independent draws (which leave a
     family without SGD, say, in (2/3)^4 of the draws of 4); the other draws are unchanged.
     """
     if not 1 <= per_family <= MAX_VARIANTS_PER_FAMILY:
         raise ValueError(f"per_family must be in 1..{MAX_VARIANTS_PER_FAMILY}, got {per_family}")
+    if not 0 <= batch_norm_fraction <= 1:
+        raise ValueError(f"batch_norm_fraction must be in [0, 1], got {batch_norm_fraction}")
     if not 1 < min_steps <= max_steps:
         raise ValueError(f"need 1 < min_steps <= max_steps, got {min_steps}, {max_steps}")
     rng, extra_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     order_rng, depth_rng = np.random.default_rng([seed, 2]), np.random.default_rng([seed, 3])
+    norm_rng = np.random.default_rng([seed, 4])
     optimizer_order = {family: [str(o) for o in order_rng.permutation(VARIANT_OPTIMIZERS)] for family in TRAINING_FAMILIES}
     variants = []
     for ordinal in range(per_family):
@@ -118,12 +124,14 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
             scale = float(extra_rng.choice(init_scales)) if len(init_scales) else 1.0
             fraction = float(extra_rng.choice(train_fractions)) if len(train_fractions) else 1.0
             depth = int(depth_rng.choice(depths)) if len(depths) and family in MLP_TASKS else 1
+            batch_norm = bool(norm_rng.uniform() < batch_norm_fraction) if batch_norm_fraction > 0 else False
             task = TaskConfig(task=family, optimizer=optimizer, batch_size=batch, val_batch_size=min(batch, MAX_VAL_BATCH.get(family, batch)),
                               weight_decay=ADAMW_WEIGHT_DECAY if optimizer == "adamw" else 0.0, init_scale=scale, train_fraction=fraction,
-                              mlp_layers=depth, **{field: size})
+                              mlp_layers=depth, batch_norm=batch_norm, **{field: size})
             name = f"{family}-{ordinal}-{optimizer}-{field[0]}{size}-b{batch}-t{steps}"
             name += (f"-s{scale:g}" if len(init_scales) else "") + (f"-f{fraction:g}" if len(train_fractions) else "")
             name += f"-d{depth}" if len(depths) and family in MLP_TASKS else ""
+            name += "-bn" if batch_norm else ""
             variants.append(Variant(name, ordinal, task, steps))
     return sorted(variants, key=lambda v: (TRAINING_FAMILIES.index(v.task.task), v.ordinal))
 
