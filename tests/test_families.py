@@ -120,7 +120,6 @@ def test_init_scale_multiplies_the_initial_weight_matrices_only():
 
 def test_mlp_depth_adds_hidden_layers_and_keeps_the_one_layer_mlp_as_it_was(mnist):
     from learned_lr.tasks.functional import FuncBatchedRuns
-    from learned_lr.tasks.groups import make_run_group
     from learned_lr.tasks.models import build_model
 
     one = TaskConfig(task="mnist-mlp", hidden=16)
@@ -137,21 +136,30 @@ def test_mlp_depth_adds_hidden_layers_and_keeps_the_one_layer_mlp_as_it_was(mnis
     # A 2-hidden-layer MNIST MLP with SGD runs as torch.func runs (the stacked runner has one hidden layer) and
     # reports what TrainingRun does; it learns.
     task = TaskConfig(task="mnist-mlp", hidden=16, mlp_layers=2, batch_size=32, val_batch_size=32)
+    train_losses, _ = _group_run_like_single_runs(task, mnist, FuncBatchedRuns, steps=30, layers=3, tolerance=1e-4)
+    assert np.mean(train_losses[-5:]) < 0.8 * np.mean(train_losses[:5])
+
+
+def _group_run_like_single_runs(task: TaskConfig, mnist, runner: type, steps: int, layers: int, tolerance: float):
+    """Step ``make_run_group(task)``'s two runs and a lone ``TrainingRun`` of the second seed at LR 0.1; check the group
+    is a ``runner``, reports the lone run's training loss and ``layers`` gradient norms; return its mean losses per step."""
+    from learned_lr.tasks.groups import make_run_group
+
     group = make_run_group(task, [0, 1], mnist)
-    assert isinstance(group, FuncBatchedRuns)
+    assert isinstance(group, runner)
     single = TrainingRun(task, seed=1, data=mnist)
-    losses = []
-    for _ in range(30):
+    train_losses, val_losses = [], []
+    for _ in range(steps):
         report, alone = group.step([0.1, 0.1]), single.step(0.1)
-        assert abs(float(report.train_loss[1]) - alone.train_loss) < 1e-4 and report.layer_grad_norms.shape == (2, 3)
-        losses.append(float(report.train_loss.mean()))
-    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+        assert abs(float(report.train_loss[1]) - alone.train_loss) < tolerance and report.layer_grad_norms.shape == (2, layers)
+        train_losses.append(float(report.train_loss.mean()))
+        val_losses.append(float(report.val_loss.mean()))
+    return train_losses, val_losses
 
 
 def test_batch_norm_adds_a_norm_after_each_hidden_layer_and_runs_one_by_one(mnist):
     from learned_lr.layers import module_layers
     from learned_lr.tasks.batched import SequentialRuns
-    from learned_lr.tasks.groups import make_run_group
     from learned_lr.tasks.models import build_model
 
     plain = TaskConfig(task="digits", hidden=16, mlp_layers=2)
@@ -172,14 +180,7 @@ def test_batch_norm_adds_a_norm_after_each_hidden_layer_and_runs_one_by_one(mnis
     # The stacked and torch.func runners have no batch norm: the group runs one by one, reports what TrainingRun
     # does (batch statistics in training, running ones for validation), and learns.
     task = TaskConfig(task="mnist-mlp", hidden=16, batch_size=32, val_batch_size=32, batch_norm=True)
-    group = make_run_group(task, [0, 1], mnist)
-    assert isinstance(group, SequentialRuns)
-    single = TrainingRun(task, seed=1, data=mnist)
-    val_losses = []
-    for _ in range(40):
-        report, alone = group.step([0.1, 0.1]), single.step(0.1)
-        assert abs(float(report.train_loss[1]) - alone.train_loss) < 1e-5 and report.layer_grad_norms.shape == (2, 3)
-        val_losses.append(float(report.val_loss.mean()))
+    _, val_losses = _group_run_like_single_runs(task, mnist, SequentialRuns, steps=40, layers=3, tolerance=1e-5)
     assert np.mean(val_losses[-5:]) < 0.7 * np.mean(val_losses[:5])
 
 
