@@ -1,6 +1,7 @@
 """The trainee models: MLPs, ResNet-18 and a small CNN for MNIST, a 1-D CNN, a character Transformer,
 and SmolLM2-135M with LoRA adapters (``tasks.llm.model.lora_trainee``). The MLPs and the two small CNNs
-take batch norm on request (``TaskConfig.batch_norm``).
+take batch norm on request (``TaskConfig.batch_norm``); the layer before each norm keeps its bias (redundant
+under the norm's shift, kept so that every weight is the same random draw with or without batch norm).
 
 Example:
     >>> model = build_model(TaskConfig(task="mnist-resnet18", width=16))  # doctest: +SKIP
