@@ -124,7 +124,7 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
             scale = float(extra_rng.choice(init_scales)) if len(init_scales) else 1.0
             fraction = float(extra_rng.choice(train_fractions)) if len(train_fractions) else 1.0
             depth = int(depth_rng.choice(depths)) if len(depths) and family in MLP_TASKS else 1
-            batch_norm = bool(norm_rng.uniform() < batch_norm_fraction) if batch_norm_fraction > 0 else False
+            batch_norm = bool(norm_rng.uniform() < batch_norm_fraction)  # never at 0: uniform() is in [0, 1)
             task = TaskConfig(task=family, optimizer=optimizer, batch_size=batch, val_batch_size=min(batch, MAX_VAL_BATCH.get(family, batch)),
                               weight_decay=ADAMW_WEIGHT_DECAY if optimizer == "adamw" else 0.0, init_scale=scale, train_fraction=fraction,
                               mlp_layers=depth, batch_norm=batch_norm, **{field: size})
