@@ -88,6 +88,19 @@ def test_batch_norm_draws_leave_the_other_draws_alone():
         GeneralTrainConfig(batch_norm_fraction=1.5)
 
 
+def test_batch_norm_copies_keep_every_plain_variant_and_add_a_normed_twin():
+    plain = sample_variants(4, 300, 3000, seed=0)
+    doubled = sample_variants(4, 300, 3000, seed=0, batch_norm_copies=True)
+    assert [v for v in doubled if not v.task.batch_norm] == plain
+    twins = [v for v in doubled if v.task.batch_norm]
+    assert [v.name for v in twins] == [p.name + "-bn" for p in plain]
+    assert [(v.ordinal, v.steps, dataclasses.replace(v.task, batch_norm=False)) for v in twins] == [(p.ordinal, p.steps, p.task) for p in plain]
+    assert [v.name for v in doubled[:2]] == [plain[0].name, plain[0].name + "-bn"]  # each twin right after its plain variant
+    # With some variants drawn with batch norm already, only the plain ones get a twin: no name twice.
+    mixed = sample_variants(4, 300, 3000, seed=0, batch_norm_fraction=0.5, batch_norm_copies=True)
+    assert len({v.name for v in mixed}) == len(mixed) == 20 + sum(not v.task.batch_norm for v in sample_variants(4, 300, 3000, seed=0, batch_norm_fraction=0.5))
+
+
 def test_stratified_optimizers_give_every_family_each_optimizer_and_keep_the_other_draws():
     from learned_lr.training.distribution import ADAMW_WEIGHT_DECAY, VARIANT_OPTIMIZERS
 

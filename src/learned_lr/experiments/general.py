@@ -49,6 +49,8 @@ class GeneralTrainConfig:
                       "e.g. 1,2,3; empty: 1)")
     batch_norm_fraction: float = arg(0.0, "the probability that a variant has batch norm after each hidden layer or convolution "
                                      "(drawn per variant; 0: none)")
+    batch_norm_copies: bool = arg(False, "keep every variant drawn without batch norm and add a copy of it with batch norm (twice the "
+                                  "variants; the plain ones stay those of the same recipe without this flag)")
     stratify_optimizers: bool = arg(False, "each family's variants take SGD, Adam and AdamW in turn (in an order drawn per family) "
                                     "instead of drawing each variant's optimizer independently")
     sweep_points: int = arg(5, "LRs of each variant's oracle sweep (the middle ones of the optimizer's grid; extended at an edge)")
@@ -166,7 +168,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     check_same_recipe(recipe, work / "general_train.json", defaults={k: v for k, v in dataclasses.asdict(GeneralTrainConfig()).items() if k in recipe})
     variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed,
                                config.init_scale_list, config.train_fraction_list, config.stratify_optimizers, config.depth_list,
-                               config.batch_norm_fraction)
+                               config.batch_norm_fraction, config.batch_norm_copies)
     oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
     write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])

@@ -86,7 +86,7 @@ class Variant:
 
 def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, init_scales: Sequence[float] = (),
                     train_fractions: Sequence[float] = (), stratify_optimizers: bool = False, depths: Sequence[int] = (),
-                    batch_norm_fraction: float = 0.0) -> list[Variant]:
+                    batch_norm_fraction: float = 0.0, batch_norm_copies: bool = False) -> list[Variant]:
     """``per_family`` random variants of every training family (family-major order), reproducible from ``seed``.
 
     ``init_scales`` / ``train_fractions``: if given, each variant also draws its initial-weight scale and
@@ -96,6 +96,9 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
     (a generator of their own again; the other families keep their fixed depth).
     ``batch_norm_fraction``: each variant has batch norm after its hidden layers or convolutions with this
     probability (``TaskConfig.batch_norm``; a generator of its own, so the other draws stay the same).
+    ``batch_norm_copies``: every variant drawn without batch norm is kept and also added again with it
+    (same sizes, seeds and run length, name suffix ``-bn``): batch-norm models are added to the
+    distribution instead of replacing some of its plain ones.
     ``stratify_optimizers``: a family's variants take the optimizers in turn, in an order drawn per
     family (so 3 or more variants include each one), in place of independent draws (which leave a
     family without SGD, say, in (2/3)^4 of the draws of 4); the other draws are unchanged.
@@ -133,7 +136,9 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
             name += f"-d{depth}" if len(depths) and family in MLP_TASKS else ""
             name += "-bn" if batch_norm else ""
             variants.append(Variant(name, ordinal, task, steps))
-    return sorted(variants, key=lambda v: (TRAINING_FAMILIES.index(v.task.task), v.ordinal))
+            if batch_norm_copies and not batch_norm:
+                variants.append(Variant(name + "-bn", ordinal, dataclasses.replace(task, batch_norm=True), steps))
+    return sorted(variants, key=lambda v: (TRAINING_FAMILIES.index(v.task.task), v.ordinal, v.task.batch_norm))
 
 
 def _final_val_losses(variant: Variant, shape: str, lrs: list[float]) -> list[float]:
