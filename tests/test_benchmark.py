@@ -189,10 +189,25 @@ def test_the_full_suite_trainees_build_at_their_real_sizes_and_step(mnist):
     assert suite.seeds == 5 and suite.multipliers == (0.1, 0.3, 1.0, 3.0, 10.0)
     assert suite.families["mnist-resnet18"].task.width == 64 and suite.families["char-lm"].task.width == 128
     lrs = {"sgd": 0.02, "adam": 1e-3, "adamw": 1e-3}
-    for family in DEFAULT_FAMILIES:
+    for family in (*DEFAULT_FAMILIES, "mnist1d-resnet"):
         setup = suite.families[family]
         group = make_run_group(setup.task, [0, 1], mnist, total_steps=setup.steps)
         losses = [group.step([lrs[setup.task.optimizer]] * 2).train_loss.tolist() for _ in range(3)]
         first, last = losses[0], losses[-1]
         assert all(math.isfinite(x) for x in first + last), (family, first, last)
         assert first[0] != first[1], family  # two seeds: two different initializations or batches
+
+
+def test_the_held_out_1d_resnet_runs_only_when_named_and_is_scored_as_held_out(tmp_path, capsys):
+    from learned_lr.experiments.config import BenchmarkConfig
+
+    assert "mnist1d-resnet" not in DEFAULT_FAMILIES and "mnist1d-resnet" in BenchmarkConfig(families="all").family_list
+    out = tmp_path / "out"
+    assert main(["benchmark", "--suite", "smoke", "--families", "mnist1d-resnet", "--contenders", "linear-warmup,prodigy,bundled",
+                 "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    result = json.loads((out / "benchmark.json").read_text())
+    assert result["families"] == ["mnist1d-resnet"] and set(result["summary_by_split"]) == {"held-out"}
+    cell = result["per_family"]["mnist1d-resnet"]["rows"]["bundled"]["per_multiplier"]["1"]
+    assert cell["runs"] == 1 and 0 < cell["test_loss"]["mean"] < 10
+    assert "| bundled | mnist1d-resnet | held-out |" in (out / "benchmark.md").read_text()
+    capsys.readouterr()

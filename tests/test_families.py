@@ -22,6 +22,7 @@ TINY = {
     "char-lm": dict(width=16, lm_context=16, batch_size=8, val_batch_size=8),
     "digits": dict(hidden=16, batch_size=32),
     "diabetes": dict(hidden=16, batch_size=32, val_batch_size=32),
+    "mnist1d-resnet": dict(width=4, batch_size=32),
 }
 LR = {"sgd": 0.05, "adam": 1e-2, "adamw": 1e-2, "sgd-schedulefree": 0.5, "adamw-schedulefree": 1e-2}
 
@@ -228,3 +229,24 @@ def test_cached_settings_of_tasks_without_the_later_fields_stay_valid():
     assert set(TaskConfig().setting()) == before
     assert TaskConfig(init_scale=2.0).setting()["init_scale"] == 2.0 and TaskConfig(train_fraction=0.3).setting()["train_fraction"] == 0.3
     assert set(config_setting(PPOConfig())["task"]) == before
+
+
+def test_the_held_out_1d_resnet_has_batch_norm_and_residual_blocks_runs_one_by_one_and_learns():
+    from learned_lr.tasks.batched import SequentialRuns
+    from learned_lr.tasks.groups import make_run_group
+    from learned_lr.tasks.models import build_model
+    from learned_lr.training.distribution import HELD_OUT_FAMILIES, TRAINING_FAMILIES
+
+    assert "mnist1d-resnet" in HELD_OUT_FAMILIES and "mnist1d-resnet" not in TRAINING_FAMILIES
+    task = TaskConfig(task="mnist1d-resnet", width=8, batch_size=64, val_batch_size=64)
+    model = build_model(task, seed=0)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(norms) == 1 + 3 * 2 + 2  # the stem, two per block, and the projections of the two strided blocks
+    assert model(torch.zeros(5, 40)).shape == (5, 10)
+    assert isinstance(make_run_group(task, [0, 1]), SequentialRuns)  # batch norm: not torch.func's stacked runs
+    with pytest.raises(ConfigError, match="batch norm on request"):
+        TaskConfig(task="mnist1d-resnet", batch_norm=True)
+    run = TrainingRun(task, seed=0, total_steps=300)
+    losses = [run.step(0.1 * 0.5 * (1 + math.cos(math.pi * t / 300))).train_loss for t in range(300)]
+    test_loss, accuracy = run.evaluate_test()
+    assert np.mean(losses[-20:]) < 0.75 * np.mean(losses[:5]) and accuracy > 0.3, (losses[:5], losses[-20:], accuracy)

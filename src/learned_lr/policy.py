@@ -105,6 +105,50 @@ class Actor(nn.Module):
         return torch.distributions.Normal(mean, std)
 
 
+class EnsembleActor(nn.Module):
+    """Several trained actors deciding together: the mean of their log-LR means (the geometric mean of their LRs).
+
+    Why: one BC draw of a recipe moves its benchmark score by up to 15 points (docs/results.md section 7),
+    through runs that one draw fails and another does not; averaging the draws' decisions trades that
+    variance for one forward per member per decision. The mean of in-bounds means stays in bounds, and
+    each member already maps bad inputs or weights to a finite action, so the guarantees carry over.
+    Every member must read the same inputs under the same controls (checked here).
+
+    Example:
+        >>> members = [Actor(PolicyConfig(), ControlConfig()) for _ in range(2)]
+        >>> window, mask, context = torch.zeros(1, 512, 8), torch.zeros(1, 512), torch.tensor([[1.0, 0.0, 0.0]])
+        >>> mean, _ = EnsembleActor(members)(window, mask, context)
+        >>> bool(torch.allclose(mean, (members[0](window, mask, context)[0] + members[1](window, mask, context)[0]) / 2))
+        True
+    """
+
+    def __init__(self, members: list[Actor]):
+        super().__init__()
+        if len(members) < 2:
+            raise ConfigError("ensemble_with", f"an ensemble needs 2 or more actors, got {len(members)}")
+        first = members[0]
+        for member in members[1:]:
+            if (member.policy_config, member.control_config) != (first.policy_config, first.control_config):
+                raise ConfigError("ensemble_with", "every member must have the same policy and control configs: got "
+                                  f"{member.policy_config}, {member.control_config} beside {first.policy_config}, {first.control_config}")
+        self.policy_config, self.control_config = first.policy_config, first.control_config
+        self.members = nn.ModuleList(members)
+
+    @property
+    def encoder(self) -> WindowEncoder:
+        """The first member's encoder, for the window's shape (every member's is the same shape)."""
+        return self.members[0].encoder
+
+    def forward(self, window: torch.Tensor, mask: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std), each (B,): the members' means and spreads, averaged."""
+        means, stds = zip(*(member(window, mask, context) for member in self.members))
+        return torch.stack(means).mean(0), torch.stack(stds).mean(0)
+
+    def distribution(self, window: torch.Tensor, mask: torch.Tensor, context: torch.Tensor) -> torch.distributions.Normal:
+        mean, std = self(window, mask, context)
+        return torch.distributions.Normal(mean, std)
+
+
 class Critic(nn.Module):
     """State value of the observation (its own encoder: no shared weights with the actor)."""
 
@@ -117,7 +161,7 @@ class Critic(nn.Module):
         return self.value_head(self.encoder(window, mask, context)).squeeze(-1)
 
 
-def single_decision_fn(actor: Actor) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+def single_decision_fn(actor: Actor | EnsembleActor) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """A fast no-grad function (window (1, W, F), mask (1, W), context (1, C)) -> action mean (1,).
 
     Why trace: a batch-1 forward over 33 tokens is ~50 tiny ops, and Python dispatch, not
@@ -164,7 +208,7 @@ def single_decision_fn(actor: Actor) -> Callable[[torch.Tensor, torch.Tensor, to
 class LoadedPolicy:
     """A policy read from a checkpoint: networks, their configs, and the training metadata."""
 
-    actor: Actor
+    actor: Actor | EnsembleActor  # an ensemble: an actor-only policy made by ``bundle_policy(..., ensemble_with=...)``
     critic: Critic
     policy_config: PolicyConfig
     control_config: ControlConfig
@@ -186,7 +230,7 @@ def policy_sha256(policy: LoadedPolicy) -> str:
     return digest.hexdigest()
 
 
-def save_policy(path: str | Path, actor: Actor, critic: Critic, meta: dict | None = None) -> None:
+def save_policy(path: str | Path, actor: Actor | EnsembleActor, critic: Critic, meta: dict | None = None) -> None:
     """Write actor and critic weights with their configs (safetensors + JSON metadata)."""
     tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
     tensors.update({f"critic.{k}": v for k, v in critic.state_dict().items()})
@@ -194,12 +238,14 @@ def save_policy(path: str | Path, actor: Actor, critic: Critic, meta: dict | Non
         "policy_config": dataclasses.asdict(actor.policy_config),
         "control_config": dataclasses.asdict(actor.control_config),
         **(meta or {}),
+        **({"ensemble_members": len(actor.members)} if isinstance(actor, EnsembleActor) else {}),
     }
     save_checkpoint(path, tensors, document, kind="policy")
 
 
 def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decision_interval: int | None = None,
-                  max_lr_rise: float | None = None, start: tuple[int, int] | None = None) -> None:
+                  max_lr_rise: float | None = None, start: tuple[int, int] | None = None,
+                  ensemble_with: list[str | Path] | tuple = ()) -> None:
     """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
     training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored): ``learned-lr bundle``.
 
@@ -210,11 +256,16 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     same actor under that rise limit (``ControlConfig.max_lr_rise``; 0 lifts one), judged the same way;
     ``start``: (interval, steps), its decisions every ``interval`` steps over the run's first ``steps``
     (``ControlConfig.start_decision_interval``, ``start_steps``; (0, 0): none).
+    ``ensemble_with``: further policies that decide with ``source``'s actor, as an ``EnsembleActor`` (the
+    mean of their log-LRs); each must have the same policy and control configs as ``source``.
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
     tensors, saved = load_checkpoint(source, kind="policy")
     tensors = {k: v for k, v in tensors.items() if k.startswith("actor.")}
     saved = {k: v for k, v in saved.items() if k not in ("format", "version", "kind")}
+    if ensemble_with:
+        tensors = _ensemble_tensors([source, *ensemble_with], loaded)
+        saved.update({"ensemble_members": len(ensemble_with) + 1, "ensemble_of": [str(p) for p in (source, *ensemble_with)]})
     trained = loaded.control_config
     asked = {"decision_interval": decision_interval, "max_lr_rise": max_lr_rise,
              **({} if start is None else {"start_decision_interval": start[0], "start_steps": start[1]})}
@@ -228,16 +279,35 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     save_checkpoint(destination, tensors, {**saved, "bundled_from": str(source), **meta}, kind="policy")
 
 
-def _check_config_matches_weights(path, tensors: dict[str, torch.Tensor], policy: PolicyConfig, control: ControlConfig) -> None:
+def _ensemble_tensors(sources: list, first: LoadedPolicy) -> dict[str, torch.Tensor]:
+    """The actors of ``sources`` as one ``EnsembleActor``'s tensors (``actor.members.<i>.*``); refuse members that differ."""
+    tensors = {}
+    for index, source in enumerate(sources):
+        member = load_policy(source)
+        if isinstance(member.actor, EnsembleActor):
+            raise CheckpointError(f"checkpoint {source} is an ensemble already: give its members instead")
+        if (member.policy_config, member.control_config) != (first.policy_config, first.control_config):
+            raise CheckpointError(f"checkpoint {source} was trained with other policy or control configs than {sources[0]}: "
+                                  "an ensemble's members must read the same inputs under the same controls")
+        tensors.update({f"actor.members.{index}.{k}": v for k, v in member.actor.state_dict().items()})
+    return tensors
+
+
+MAX_ENSEMBLE_MEMBERS = 16
+
+
+def _check_config_matches_weights(path, tensors: dict[str, torch.Tensor], policy: PolicyConfig, control: ControlConfig,
+                                  prefix: str = "actor") -> None:
     """Refuse metadata that does not describe the stored actor, before any network is built from it
     (a hostile ``d_model`` or ``window`` would otherwise allocate gigabytes first)."""
-    expected = {"actor.encoder.embed.weight": (policy.d_model, policy.patch * (num_inputs(control.inputs) + 1)),
-                "actor.encoder.position": (1, control.window // policy.patch + 1, policy.d_model)}
+    expected = {f"{prefix}.encoder.embed.weight": (policy.d_model, policy.patch * (num_inputs(control.inputs) + 1)),
+                f"{prefix}.encoder.position": (1, control.window // policy.patch + 1, policy.d_model)}
     for key, shape in expected.items():
         stored = tuple(tensors[key].shape) if key in tensors else None
         if stored != shape:
             raise CheckpointError(f"checkpoint {path}: its config implies {key} of shape {shape}, the file holds {stored}")
-    layers = {k.split(".")[4] for k in tensors if k.startswith("actor.encoder.encoder.layers.")}
+    layer_key = f"{prefix}.encoder.encoder.layers."
+    layers = {k[len(layer_key):].split(".")[0] for k in tensors if k.startswith(layer_key)}
     if len(layers) != policy.layers:
         raise CheckpointError(f"checkpoint {path}: its config says {policy.layers} layers, the file holds {len(layers)}")
 
@@ -250,8 +320,16 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         control_config = ControlConfig(**meta["control_config"])
     except (KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid policy config ({exc})") from exc
-    _check_config_matches_weights(path, tensors, policy_config, control_config)
-    actor, critic = Actor(policy_config, control_config), Critic(policy_config, control_config)
+    members = meta.get("ensemble_members", 1)
+    if not isinstance(members, int) or not 1 <= members <= MAX_ENSEMBLE_MEMBERS:
+        raise CheckpointError(f"checkpoint {path}: ensemble_members must be an integer in 1..{MAX_ENSEMBLE_MEMBERS}, got {members!r}")
+    prefixes = ["actor"] if members == 1 else [f"actor.members.{i}" for i in range(members)]
+    for prefix in prefixes:
+        _check_config_matches_weights(path, tensors, policy_config, control_config, prefix)
+    actor: Actor | EnsembleActor = Actor(policy_config, control_config)
+    if members > 1:
+        actor = EnsembleActor([Actor(policy_config, control_config) for _ in range(members)])
+    critic = Critic(policy_config, control_config)
     load_module_weights(actor, tensors, "actor", path)
     if any(k.startswith("critic.") for k in tensors):
         load_module_weights(critic, tensors, "critic", path)

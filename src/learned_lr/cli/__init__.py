@@ -183,8 +183,10 @@ def cmd_bundle(config: BundleConfig) -> int:
     if config.policy in BUNDLED_POLICIES:  # not this machine's absolute path to the package
         meta["bundled_from"] = f"the bundled policy {config.policy!r} (src/learned_lr/policies/{source.name})"
     start = None if config.start_steps < 0 else (config.start_decision_interval, config.start_steps)
-    bundle_policy(source, destination, meta, config.decision_interval or None, None if config.max_lr_rise < 0 else config.max_lr_rise, start)
-    print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {source}")
+    members = [resolve_policy(p) for p in config.ensemble_members]
+    bundle_policy(source, destination, meta, config.decision_interval or None, None if config.max_lr_rise < 0 else config.max_lr_rise, start,
+                  ensemble_with=members)
+    print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {', '.join(map(str, [source, *members]))}")
     return 0
 
 

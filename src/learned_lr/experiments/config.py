@@ -198,6 +198,8 @@ class BundleConfig:
     start_decision_interval: int = arg(-1, "decide every this many steps over a run's first --start-steps (0: none; -1: as trained)")
     start_steps: int = arg(-1, "how many of the run's first steps --start-decision-interval applies to (-1: as trained)")
     destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
+    ensemble_with: str = arg("", "comma-separated further policy checkpoints that decide together with --policy: the bundle's actor "
+                             "takes the mean of their log-LRs (each must read the same inputs under the same controls)")
 
     def __post_init__(self) -> None:
         require(bool(self.policy), "policy", "give a policy checkpoint path")
@@ -207,6 +209,12 @@ class BundleConfig:
         check_choice(self.name, BUNDLED_NAMES, "name")
         require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")
         require(not self.destination or self.destination.endswith(".safetensors"), "destination", f"must end in .safetensors, got {self.destination!r}")
+        require(len(self.ensemble_members) <= 15, "ensemble_with", f"at most 15 further policies, got {len(self.ensemble_members)}")
+
+    @property
+    def ensemble_members(self) -> list[str]:
+        """The further policies of --ensemble-with, in order (empty: a single actor)."""
+        return [p.strip() for p in self.ensemble_with.split(",") if p.strip()]
 
 
 @dataclass(frozen=True)
@@ -360,7 +368,8 @@ class BenchmarkConfig:
 
     suite: str = arg("small", "smoke (a few steps: the CI test), small (about an hour on 2 CPU cores) or full", choices=tuple(SUITES))
     families: str = arg(",".join(DEFAULT_FAMILIES), "comma-separated task families, or all; llm-lora (SmolLM2-135M LoRA: "
-                        "the llm extra, about an hour more at small on 2 CPU cores) runs only when named")
+                        "the llm extra, about an hour more at small on 2 CPU cores) and mnist1d-resnet (a held-out family added "
+                        "after the README's tables) run only when named")
     contenders: str = arg(",".join(CONTENDER_NAMES), "comma-separated contenders (bundled = the packaged policy)")
     policies: str = arg("", "comma-separated LABEL=PATH learned policy checkpoints to add")
     multipliers: str = arg("", f"comma-separated LR multipliers (default: the suite's, {','.join(f'{m:g}' for m in DEFAULT_MULTIPLIERS)})")

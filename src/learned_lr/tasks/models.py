@@ -1,4 +1,4 @@
-"""The trainee models: MLPs, ResNet-18 and a small CNN for MNIST, a 1-D CNN, a character Transformer,
+"""The trainee models: MLPs, ResNet-18 and a small CNN for MNIST, a 1-D CNN and a 1-D ResNet, a character Transformer,
 and SmolLM2-135M with LoRA adapters (``tasks.llm.model.lora_trainee``). The MLPs and the two small CNNs
 take batch norm on request (``TaskConfig.batch_norm``); the layer before each norm keeps its bias (redundant
 under the norm's shift, kept so that every weight is the same random draw with or without batch norm).
@@ -52,19 +52,18 @@ class MLP(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut."""
+    """Two 3-wide convolutions with batch norm and an identity (or 1-wide projection) shortcut; 2-D (3x3) or 1-D."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, dims: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        conv = nn.Conv2d if dims == 2 else nn.Conv1d
+        self.conv1 = conv(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = _normalized(out_channels, True, dims)
+        self.conv2 = conv(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = _normalized(out_channels, True, dims)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
-            )
+            self.shortcut = nn.Sequential(conv(in_channels, out_channels, 1, stride, bias=False), _normalized(out_channels, True, dims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -97,6 +96,27 @@ class ResNet18(nn.Module):
         out = self.layers(out)
         out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
         return self.fc(out)
+
+
+class ResNet1D(nn.Module):
+    """A residual 1-D CNN with batch norm for MNIST-1D (the held-out ``mnist1d-resnet``): a width-5 stem, then
+    three stages of one ``BasicBlock`` each (``width``, 2w, 4w channels; stride 1, 2, 2), average pooling, a linear head."""
+
+    def __init__(self, width: int = 32, classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, width, 5, 1, 2, bias=False)
+        self.bn1 = nn.BatchNorm1d(width)
+        blocks, channels = [], width
+        for stage, out_channels in enumerate([width, 2 * width, 4 * width]):
+            blocks.append(BasicBlock(channels, out_channels, 1 if stage == 0 else 2, dims=1))
+            channels = out_channels
+        self.layers = nn.Sequential(*blocks)
+        self.fc = nn.Linear(channels, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x.unsqueeze(1))))
+        out = self.layers(out)
+        return self.fc(out.mean(-1))
 
 
 class SmallCNN(nn.Module):
@@ -193,6 +213,8 @@ def _initialized_model(task: TaskConfig, seed: int) -> nn.Module:
             return SmallCNN(task.width, batch_norm=task.batch_norm)
         if task.task == "mnist1d":
             return Conv1DNet(task.width, batch_norm=task.batch_norm)
+        if task.task == "mnist1d-resnet":
+            return ResNet1D(task.width)
         if task.task == "char-lm":
             return CharTransformer(task.width, task.lm_layers, task.lm_context)
         if task.task == "llm-lora":

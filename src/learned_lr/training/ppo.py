@@ -34,7 +34,7 @@ from learned_lr.checkpoint import CheckpointError, flatten_state, load_checkpoin
 from learned_lr.features import window_from_features
 from learned_lr.files import file_sha256, folder_lock, write_csv
 from learned_lr.policy import Actor, Critic, load_policy, save_policy
-from learned_lr.settings import ControlConfig, config_setting
+from learned_lr.settings import ConfigError, ControlConfig, config_setting
 from learned_lr.tasks import load_mnist
 from learned_lr.training.backends import make_backend, rollout_job_for
 from learned_lr.training.config import PPOConfig
@@ -190,6 +190,9 @@ def _initial_networks(config: PPOConfig) -> tuple[Actor, Critic, dict]:
         torch.manual_seed(config.seed)
         return Actor(policy, control), Critic(policy, control), {"init": "random"}
     loaded = load_policy(config.init)
+    if not isinstance(loaded.actor, Actor):
+        raise ConfigError("init", f"{config.init} is an ensemble of actors (learned-lr bundle --ensemble-with); PPO fine-tunes one "
+                                  "actor: start from one of its members")
     return loaded.actor, loaded.critic, {"init": str(config.init), "init_meta": {k: loaded.meta.get(k) for k in ("trained_by", "experts")}}
 
 

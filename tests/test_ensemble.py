@@ -1,0 +1,113 @@
+"""An ensemble of actors (`learned-lr bundle --ensemble-with`): the mean of the members' log-LRs, in bounds, refused when members differ."""
+
+import math
+
+import pytest
+import torch
+from conftest import save_small_policy
+
+from learned_lr.checkpoint import CheckpointError
+from learned_lr.cli import main
+from learned_lr.policy import Actor, EnsembleActor, load_policy, policy_sha256, save_policy
+from learned_lr.scheduler import LearnedLR
+from learned_lr.settings import ConfigError
+
+
+def _members(tmp_path, count: int = 3, **kwargs) -> list:
+    return [save_small_policy(tmp_path / f"member{seed}.safetensors", window=64, decision_interval=4, seed=seed, **kwargs) for seed in range(count)]
+
+
+def _observations(window: int, batch: int = 6):
+    generator = torch.Generator().manual_seed(1)
+    mask = (torch.rand(batch, window, generator=generator) > 0.3).float()
+    return torch.randn(batch, window, 8, generator=generator) * 3, mask, torch.rand(batch, 3, generator=generator)
+
+
+def test_a_bundled_ensemble_decides_with_the_mean_of_its_members_log_lrs(tmp_path, capsys):
+    members = _members(tmp_path)
+    out = tmp_path / "ensemble.safetensors"
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", f"{members[1]},{members[2]}", "--destination", str(out)]) == 0
+    assert "member0" in capsys.readouterr().out
+    ensemble = load_policy(out)
+    assert isinstance(ensemble.actor, EnsembleActor) and len(ensemble.actor.members) == 3
+    assert ensemble.meta["ensemble_members"] == 3 and ensemble.meta["ensemble_of"] == [str(p) for p in members]
+    window, mask, context = _observations(64)
+    means = torch.stack([load_policy(p).actor(window, mask, context)[0] for p in members])
+    mean, std = ensemble.actor(window, mask, context)
+    assert torch.allclose(mean, means.mean(0), atol=1e-6)
+    assert means.std(0).min() > 1e-3  # the members disagree, so the mean is not any one member's
+    assert bool((std >= ensemble.policy_config.min_std).all())
+    # Not a member's hash: a benchmark cell of one member is never reused for the ensemble.
+    assert policy_sha256(ensemble) not in {policy_sha256(load_policy(p)) for p in members}
+
+
+def test_an_ensemble_stays_in_bounds_and_finite_on_hostile_inputs(tmp_path):
+    members = _members(tmp_path, count=2)
+    out = tmp_path / "ensemble.safetensors"
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(members[1]), "--destination", str(out)]) == 0
+    actor = load_policy(out).actor
+    low, high = actor.control_config.log_bounds
+    window = torch.full((3, 64, 8), float("nan"))
+    window[1] = float("inf")
+    window[2] = -1e30
+    mean, std = actor(window, torch.ones(3, 64), torch.tensor([[float("nan"), 1.0, 0.0]] * 3))
+    assert bool(torch.isfinite(mean).all() and torch.isfinite(std).all())
+    assert bool(((mean >= low) & (mean <= high)).all())
+
+
+def test_learned_lr_runs_an_ensemble_and_its_first_lr_is_the_geometric_mean_of_the_members(tmp_path):
+    members = _members(tmp_path)
+    out = tmp_path / "ensemble.safetensors"
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", f"{members[1]},{members[2]}", "--destination", str(out)]) == 0
+
+    def first_factors(policy) -> list[float]:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=20, policy=str(policy), model=model)
+        for _ in range(20):
+            scheduler.optimizer.zero_grad()
+            model(torch.ones(2, 3)).pow(2).sum().backward()
+            scheduler.optimizer.step()
+            scheduler.step(train_loss=1.0)
+        return [d["lr_factor"] for d in scheduler.decisions()]
+
+    # The first decision reads the same (empty) history in every run, so the ensemble's LR factor there is
+    # the geometric mean of the members' (the bounds are the same for all, and each factor is inside them).
+    member_first = [first_factors(p)[0] for p in members]
+    ensemble_factors = first_factors(out)
+    assert len(ensemble_factors) == 6  # before step 0, then every 4 steps from step 1 (1, 5, 9, 13, 17)
+    assert math.isclose(ensemble_factors[0], math.exp(sum(map(math.log, member_first)) / 3), rel_tol=1e-4)
+    assert max(member_first) / min(member_first) > 1.01  # the members differ, so this is not a tie
+
+
+def test_members_that_differ_and_nested_ensembles_are_refused_clearly(tmp_path, capsys):
+    members = _members(tmp_path, count=2)
+    other_k = save_small_policy(tmp_path / "k8.safetensors", window=64, decision_interval=8, seed=5)
+    out = tmp_path / "ensemble.safetensors"
+    with pytest.raises(CheckpointError, match="other policy or control configs"):
+        main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(other_k), "--destination", str(out)])
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(members[1]), "--destination", str(out)]) == 0
+    with pytest.raises(CheckpointError, match="an ensemble already"):
+        main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(out), "--destination", str(tmp_path / "nested.safetensors")])
+    with pytest.raises(ConfigError, match="2 or more actors"):
+        EnsembleActor([load_policy(members[0]).actor])
+    # PPO fine-tunes one actor: an ensemble as its start is refused before any run.
+    from learned_lr.training.config import PPOConfig
+    from learned_lr.training.ppo import _initial_networks
+
+    with pytest.raises(ConfigError, match="ensemble of actors"):
+        _initial_networks(PPOConfig(init=str(out), out=str(tmp_path / "ppo")))
+
+
+def test_an_ensemble_saved_again_after_training_loads_as_the_same_ensemble(tmp_path):
+    members = _members(tmp_path, count=2)
+    out = tmp_path / "ensemble.safetensors"
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(members[1]), "--destination", str(out)]) == 0
+    loaded = load_policy(out)
+    with torch.no_grad():
+        loaded.actor.members[1].mean_head.bias.add_(0.5)  # as a fine-tuning would change it
+    again = tmp_path / "again.safetensors"
+    save_policy(again, loaded.actor, loaded.critic, {"trained_by": "a test"})
+    reloaded = load_policy(again)
+    assert isinstance(reloaded.actor, EnsembleActor) and policy_sha256(reloaded) == policy_sha256(loaded)
+    assert isinstance(load_policy(members[0]).actor, Actor)
