@@ -8,7 +8,7 @@ from conftest import save_small_policy
 
 from learned_lr.checkpoint import CheckpointError
 from learned_lr.cli import main
-from learned_lr.policy import Actor, EnsembleActor, load_policy, policy_sha256, save_policy
+from learned_lr.policy import Actor, EnsembleActor, bundle_policy, load_policy, policy_sha256, save_policy
 from learned_lr.scheduler import LearnedLR
 from learned_lr.settings import ConfigError
 
@@ -84,11 +84,15 @@ def test_members_that_differ_and_nested_ensembles_are_refused_clearly(tmp_path, 
     members = _members(tmp_path, count=2)
     other_k = save_small_policy(tmp_path / "k8.safetensors", window=64, decision_interval=8, seed=5)
     out = tmp_path / "ensemble.safetensors"
-    with pytest.raises(CheckpointError, match="other policy or control configs"):
-        main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(other_k), "--destination", str(out)])
+    capsys.readouterr()
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(other_k), "--destination", str(out)]) == 1
+    assert "other policy or control configs" in capsys.readouterr().err and not out.exists()
     assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(members[1]), "--destination", str(out)]) == 0
+    nested = tmp_path / "nested.safetensors"
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(out), "--destination", str(nested)]) == 1
+    assert "an ensemble already" in capsys.readouterr().err and not nested.exists()
     with pytest.raises(CheckpointError, match="an ensemble already"):
-        main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(out), "--destination", str(tmp_path / "nested.safetensors")])
+        bundle_policy(out, nested, {}, ensemble_with=[members[0]])
     with pytest.raises(ConfigError, match="2 or more actors"):
         EnsembleActor([load_policy(members[0]).actor])
     # PPO fine-tunes one actor: an ensemble as its start is refused before any run.
