@@ -165,7 +165,7 @@ def test_chance_scoring_of_a_blown_up_run():
 def test_llm_lora_runs_only_when_named_and_a_missing_llm_extra_is_one_line(tmp_path, capsys, monkeypatch):
     from types import SimpleNamespace
 
-    from learned_lr.experiments.config import BenchmarkConfig
+    from learned_lr.experiments.suites import BenchmarkConfig
     from learned_lr.tasks.llm import model as llm_model
 
     assert BenchmarkConfig().family_list == list(DEFAULT_FAMILIES) and "llm-lora" not in DEFAULT_FAMILIES
@@ -199,7 +199,7 @@ def test_the_full_suite_trainees_build_at_their_real_sizes_and_step(mnist):
 
 
 def test_the_held_out_1d_resnet_runs_only_when_named_and_is_scored_as_held_out(tmp_path, capsys):
-    from learned_lr.experiments.config import BenchmarkConfig
+    from learned_lr.experiments.suites import BenchmarkConfig
 
     assert "mnist1d-resnet" not in DEFAULT_FAMILIES and "mnist1d-resnet" in BenchmarkConfig(families="all").family_list
     out = tmp_path / "out"

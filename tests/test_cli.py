@@ -151,7 +151,7 @@ def test_a_folder_in_use_by_another_command_is_refused_in_one_line(tmp_path, cap
         holder.wait()
     # The holder is gone (killed, as a crash would): the folder is free again.
     from learned_lr.cli.flags import folder_locks
-    from learned_lr.experiments.config import BenchmarkConfig
+    from learned_lr.experiments.suites import BenchmarkConfig
 
     stale = folder / "sub" / ".policy.safetensors.999999999.tmp"  # left by a writer killed mid-save
     stale.parent.mkdir()

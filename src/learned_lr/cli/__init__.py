@@ -33,7 +33,6 @@ from learned_lr.experiments.claims import ClaimsConfig
 from learned_lr.experiments.config import (
     AblationConfig,
     BCReportConfig,
-    BenchmarkConfig,
     BundleConfig,
     CompareConfig,
     DemoConfig,
@@ -47,6 +46,7 @@ from learned_lr.experiments.config import (
 )
 from learned_lr.experiments.general import GeneralTrainConfig
 from learned_lr.experiments.llm.config import AdaptLLMConfig, CompareLLMConfig, FinetuneLLMConfig, LoRASettings
+from learned_lr.experiments.suites import BenchmarkConfig
 from learned_lr.settings import ConfigError, ControlConfig, MissingExtraError
 from learned_lr.tasks.seeds import EVAL_SEED_START
 from learned_lr.training.config import EXPERT_NAMES, BCConfig, CollectConfig, PPOConfig

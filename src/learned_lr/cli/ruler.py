@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from learned_lr.experiments.claims import ClaimsConfig
-from learned_lr.experiments.config import BenchmarkConfig, ExplainConfig
+from learned_lr.experiments.config import ExplainConfig
+from learned_lr.experiments.suites import BenchmarkConfig
 from learned_lr.experiments.general import GeneralTrainConfig
 from learned_lr.settings import ConfigError, ControlConfig
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from learned_lr.experiments.suites import CONTENDER_NAMES, DEFAULT_FAMILIES, DEFAULT_MULTIPLIERS, FAMILY_NAMES, SUITES
 from learned_lr.settings import ConfigError, ControlConfig, PolicyConfig, arg, check_choice, labeled_paths, parse_list, require, same_as
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.seeds import EVAL_SEED_START, VALIDATION_SEED_START
@@ -360,51 +359,6 @@ class EvaluateConfig:
     @property
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else self.task.tuned_peak_lr
-
-
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """`learned-lr benchmark`: every contender on every task family across LR multipliers; table, JSON, figure."""
-
-    suite: str = arg("small", "smoke (a few steps: the CI test), small (about an hour on 2 CPU cores) or full", choices=tuple(SUITES))
-    families: str = arg(",".join(DEFAULT_FAMILIES), "comma-separated task families, or all; llm-lora (SmolLM2-135M LoRA: "
-                        "the llm extra, about an hour more at small on 2 CPU cores) and mnist1d-resnet (a held-out family added "
-                        "after the README's tables) run only when named")
-    contenders: str = arg(",".join(CONTENDER_NAMES), "comma-separated contenders (bundled = the packaged policy)")
-    policies: str = arg("", "comma-separated LABEL=PATH learned policy checkpoints to add")
-    multipliers: str = arg("", f"comma-separated LR multipliers (default: the suite's, {','.join(f'{m:g}' for m in DEFAULT_MULTIPLIERS)})")
-    seeds: int = arg(0, "held-out seeds per cell (0: the suite's)")
-    work: str = arg("runs/benchmark", "folder for the cached sweeps and cells (a rerun trains nothing that is finished)")
-    out: str = arg("results/benchmark", "output folder for benchmark.md, benchmark.json and benchmark.png")
-    workers: int = arg(1, "cells (and tuning runs) run at once, each in its own process with cores / workers threads; "
-                       "several share a GPU (ResNet-18 on an H200: 5 ran ~1.4x one); on 2 CPU cores 2 gain nothing")
-
-    def __post_init__(self) -> None:
-        check_choice(self.suite, tuple(SUITES), "suite")
-        require(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
-        require(bool(self.family_list), "families", "give at least one family")
-        require(bool(self.contender_list) or bool(self.policy_list), "contenders", "give at least one contender or policy")
-        require(self.seeds >= 0, "seeds", f"must be >= 0, got {self.seeds}")
-        require(all(math.isfinite(m) and m > 0 for m in self.multiplier_list), "multipliers", f"every multiplier must be finite and > 0, got {self.multipliers}")
-        require(not self.multipliers.strip() or 1.0 in self.multiplier_list, "multipliers", "must include 1 (the tuned point every score is relative to)")
-
-    @property
-    def family_list(self) -> list[str]:
-        if self.families.strip() == "all":
-            return list(FAMILY_NAMES)
-        return parse_list(self.families, "families", str, FAMILY_NAMES) if self.families.strip() else []
-
-    @property
-    def contender_list(self) -> list[str]:
-        return parse_list(self.contenders, "contenders", str, CONTENDER_NAMES) if self.contenders.strip() else []
-
-    @property
-    def policy_list(self) -> list[tuple[str, str]]:
-        return labeled_paths(self.policies, "policies")
-
-    @property
-    def multiplier_list(self) -> list[float]:
-        return sorted(parse_list(self.multipliers, "multipliers", float)) if self.multipliers.strip() else []
 
 
 @dataclass(frozen=True)
