@@ -250,3 +250,14 @@ def test_the_held_out_1d_resnet_has_batch_norm_and_residual_blocks_runs_one_by_o
     losses = [run.step(0.1 * 0.5 * (1 + math.cos(math.pi * t / 300))).train_loss for t in range(300)]
     test_loss, accuracy = run.evaluate_test()
     assert np.mean(losses[-20:]) < 0.75 * np.mean(losses[:5]) and accuracy > 0.3, (losses[:5], losses[-20:], accuracy)
+
+
+def test_resnet18_keeps_its_initial_weights_since_basic_block_took_1d():
+    """The benchmark caches ResNet-18 cells by setting: its init must stay the same draws (the sum below was
+    measured with tasks/models.py as of 687e2f4, before `BasicBlock` learned `dims`)."""
+    from learned_lr.tasks.models import build_model
+
+    model = build_model(TaskConfig(task="mnist-resnet18", width=2), seed=0)
+    with torch.no_grad():
+        total = sum(float(p.double().abs().sum()) for p in model.parameters())
+    assert len(list(model.parameters())) == 62 and total == pytest.approx(751.2895203408789, rel=1e-9)
