@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def recipe_summary(report: dict, contenders: list[str]) -> dict:
 
 
 def main(path: str, recipes: list[str]) -> None:
-    report = json.loads(open(path).read())
+    report = json.loads(Path(path).read_text())
     for spec in recipes:
         name, _, contenders = spec.partition("=")
         summary = recipe_summary(report, [c.strip() for c in contenders.split(",") if c.strip()])

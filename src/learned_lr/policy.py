@@ -264,7 +264,7 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     tensors = {k: v for k, v in tensors.items() if k.startswith("actor.")}
     saved = {k: v for k, v in saved.items() if k not in ("format", "version", "kind")}
     if ensemble_with:
-        tensors = _ensemble_tensors([source, *ensemble_with], loaded)
+        tensors = _ensemble_tensors(source, loaded, ensemble_with)
         saved.update({"ensemble_members": len(ensemble_with) + 1, "ensemble_of": [str(p) for p in (source, *ensemble_with)]})
     trained = loaded.control_config
     asked = {"decision_interval": decision_interval, "max_lr_rise": max_lr_rise,
@@ -279,15 +279,15 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     save_checkpoint(destination, tensors, {**saved, "bundled_from": str(source), **meta}, kind="policy")
 
 
-def _ensemble_tensors(sources: list, first: LoadedPolicy) -> dict[str, torch.Tensor]:
-    """The actors of ``sources`` as one ``EnsembleActor``'s tensors (``actor.members.<i>.*``); refuse members that differ."""
+def _ensemble_tensors(first_path, first: LoadedPolicy, others: list | tuple) -> dict[str, torch.Tensor]:
+    """The actors of ``first`` (read from ``first_path``) and ``others`` as one ``EnsembleActor``'s tensors
+    (``actor.members.<i>.*``); refuse members that differ."""
     tensors = {}
-    for index, source in enumerate(sources):
-        member = load_policy(source)
+    for index, (path, member) in enumerate([(first_path, first), *((p, load_policy(p)) for p in others)]):
         if isinstance(member.actor, EnsembleActor):
-            raise CheckpointError(f"checkpoint {source} is an ensemble already: give its members instead")
+            raise CheckpointError(f"checkpoint {path} is an ensemble already: give its members instead")
         if (member.policy_config, member.control_config) != (first.policy_config, first.control_config):
-            raise CheckpointError(f"checkpoint {source} was trained with other policy or control configs than {sources[0]}: "
+            raise CheckpointError(f"checkpoint {path} was trained with other policy or control configs than {first_path}: "
                                   "an ensemble's members must read the same inputs under the same controls")
         tensors.update({f"actor.members.{index}.{k}": v for k, v in member.actor.state_dict().items()})
     return tensors
@@ -326,9 +326,8 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     prefixes = ["actor"] if members == 1 else [f"actor.members.{i}" for i in range(members)]
     for prefix in prefixes:
         _check_config_matches_weights(path, tensors, policy_config, control_config, prefix)
-    actor: Actor | EnsembleActor = Actor(policy_config, control_config)
-    if members > 1:
-        actor = EnsembleActor([Actor(policy_config, control_config) for _ in range(members)])
+    actor: Actor | EnsembleActor = (Actor(policy_config, control_config) if members == 1
+                                    else EnsembleActor([Actor(policy_config, control_config) for _ in range(members)]))
     critic = Critic(policy_config, control_config)
     load_module_weights(actor, tensors, "actor", path)
     if any(k.startswith("critic.") for k in tensors):

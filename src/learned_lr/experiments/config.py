@@ -213,7 +213,7 @@ class BundleConfig:
     @property
     def ensemble_members(self) -> list[str]:
         """The further policies of --ensemble-with, in order (empty: a single actor)."""
-        return [p.strip() for p in self.ensemble_with.split(",") if p.strip()]
+        return parse_list(self.ensemble_with, "ensemble_with", str) if self.ensemble_with.strip() else []
 
 
 @dataclass(frozen=True)
