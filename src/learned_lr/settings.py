@@ -96,8 +96,11 @@ def check_choice(value: str, choices: tuple[str, ...], field_name: str) -> None:
     require(value in choices, field_name, f"unknown value {value!r}; choose from {', '.join(choices)}")
 
 
-def parse_list(text: str, field_name: str, cast, allowed: tuple[str, ...] | None = None) -> list:
+def parse_list(text: str, field_name: str, cast, allowed: tuple[str, ...] | None = None, optional: bool = False) -> list:
+    """'a,b,c' -> [cast(a), cast(b), cast(c)]; an empty text is refused, or gives [] if ``optional``."""
     items = [item.strip() for item in text.split(",") if item.strip()]
+    if optional and not items:
+        return []
     require(len(items) > 0, field_name, "give at least one value")
     try:
         values = [cast(item) for item in items]

@@ -28,28 +28,17 @@ try:  # the command line is the research pipeline: without its extra, one line, 
 except MissingExtraError as exc:
     sys.exit(f"learned-lr: error: {exc}")
 
-from learned_lr.cli.ruler import cmd_benchmark, cmd_claims, cmd_explain, cmd_general_train
+from learned_lr.cli.ruler import cmd_benchmark, cmd_claims, cmd_distill, cmd_explain, cmd_general_train, cmd_validate
 from learned_lr.experiments.claims import ClaimsConfig
-from learned_lr.experiments.config import (
-    AblationConfig,
-    BCReportConfig,
-    BundleConfig,
-    CompareConfig,
-    DemoConfig,
-    EvaluateConfig,
-    ExplainConfig,
-    ImitateConfig,
-    RobustnessConfig,
-    RobustTrainConfig,
-    SweepConfig,
-    TrainConfig,
-)
+from learned_lr.experiments.config import (AblationConfig, BCReportConfig, BundleConfig, CompareConfig, DemoConfig, EvaluateConfig,
+                                           ExplainConfig, ImitateConfig, RobustnessConfig, RobustTrainConfig, SweepConfig, TrainConfig)
 from learned_lr.experiments.general import GeneralTrainConfig
 from learned_lr.experiments.llm.config import AdaptLLMConfig, CompareLLMConfig, FinetuneLLMConfig, LoRASettings
 from learned_lr.experiments.suites import BenchmarkConfig
+from learned_lr.experiments.validate import ValidateConfig
 from learned_lr.settings import ConfigError, ControlConfig, MissingExtraError
 from learned_lr.tasks.seeds import EVAL_SEED_START
-from learned_lr.training.config import EXPERT_NAMES, BCConfig, CollectConfig, PPOConfig
+from learned_lr.training.config import EXPERT_NAMES, BCConfig, CollectConfig, DistillConfig, PPOConfig
 
 # ---- commands ---------------------------------------------------------------------------------
 
@@ -343,6 +332,9 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int], str]] = {
     "robustness": (RobustnessConfig, cmd_robustness, "every scheduler across a range of base LRs: table and figure"),
     "general-train": (GeneralTrainConfig, cmd_general_train, "one policy for every model: per-variant tuned-LR oracles on the training families -> BC -> DAgger"),
     "benchmark": (BenchmarkConfig, cmd_benchmark, "the ruler: every contender (schedules, loss-driven, LR-free optimizers, policies) on every task family across LR multipliers"),
+    "distill": (DistillConfig, cmd_distill, "one actor cloned from a teacher policy's decisions (an ensemble's) on stored states"),
+    "validate": (ValidateConfig, cmd_validate, "choose between policies on the training families: every policy on the same validation runs "
+                 "(fresh variants x LR multipliers), paired against the first"),
     "explain": (ExplainConfig, cmd_explain, "one run under LearnedLR in a plain loop: the LR it set, each decision and the losses it read, as a figure"),
     "evaluate": (EvaluateConfig, cmd_evaluate, "policies vs expert schedules on held-out seeds: table with 95% CIs and a figure"),
     "ablations": (AblationConfig, cmd_ablations, "the proposal's claims as PPO ablations at one budget: table and verdicts"),
@@ -374,6 +366,8 @@ ON_RERUN = {
     "robustness": "each scheduler's result is keyed on its whole setting (task, optimizer, sizes, steps, seeds, LRs, policy SHA-256) "
                   "and computed again for any other",
     "benchmark": "each cell and tuning sweep is keyed on its whole setting (policy SHA-256 included) and computed again for any other",
+    "distill": "the relabelled states are reused only for the same teacher and demonstrations (SHA-256); the student as for bc",
+    "validate": "each sweep and each policy's runs of a variant are keyed on their whole setting (policy SHA-256 included)",
     "evaluate": "each scheduler's outcome is keyed on its whole setting (policy SHA-256 included) and computed again for any other",
     "compare-llm": "each run is keyed on its whole setting and computed again for any other",
 }

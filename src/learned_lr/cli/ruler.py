@@ -1,5 +1,6 @@
 """The commands of the general policy: train it across families (`general-train`), measure schedulers on every
-family (`benchmark`), test the proposal's claims with PPO on its distribution (`claims`), and show one run's decisions (`explain`)."""
+family (`benchmark`), compare policies on validation runs of the training families (`validate`), test the proposal's claims
+with PPO on its distribution (`claims`), and show one run's decisions (`explain`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from learned_lr.experiments.claims import ClaimsConfig
 from learned_lr.experiments.config import ExplainConfig
 from learned_lr.experiments.suites import BenchmarkConfig
 from learned_lr.experiments.general import GeneralTrainConfig
+from learned_lr.experiments.validate import ValidateConfig
 from learned_lr.settings import ConfigError, ControlConfig
+from learned_lr.training.config import DistillConfig
 
 
 def cmd_benchmark(config: BenchmarkConfig) -> int:
@@ -87,4 +90,36 @@ def cmd_claims(config: ClaimsConfig) -> int:
     path = run_claims(config)
     print(path.read_text())
     print(f"wrote {path} (and claims.json, ppo_curve.png, il_ppo_result.png, benchmark.md/json in {path.parent})")
+    return 0
+
+
+def cmd_validate(config: ValidateConfig) -> int:
+    from learned_lr.experiments.plots import plot_validation
+    from learned_lr.experiments.validate import markdown_report, run_validation
+    from learned_lr.files import write_json, write_text
+
+    result = run_validation(config)
+    out = Path(config.out)
+    plot_validation(result, out / "validation.png")
+    report = markdown_report(result)
+    write_json(out / "validation.json", result)
+    write_text(out / "validation.md", f"# learned-lr validate\n\n![validation](validation.png)\n\n{report}")
+    print(report)
+    print(f"wrote {out}/validation.md, validation.json, validation.png")
+    return 0
+
+
+def cmd_distill(config: DistillConfig) -> int:
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import resolve_policy
+    from learned_lr.training.bc import train_bc
+    from learned_lr.training.config import BCConfig
+    from learned_lr.training.distill import relabel_with_teacher
+
+    teacher = load_policy(resolve_policy(config.teacher))
+    data = Path(config.out) / "data"
+    relabel_with_teacher(teacher, config.demos, data)
+    bc = BCConfig(policy=teacher.policy_config, demos=str(data), experts=config.experts, epochs=config.epochs, seed=config.seed, out=config.out)
+    path = train_bc(bc)
+    print(f"wrote {path} (one actor cloned from {config.teacher}'s decisions on {config.demos}'s states)")
     return 0

@@ -118,15 +118,15 @@ class GeneralTrainConfig:
 
     @property
     def init_scale_list(self) -> list[float]:
-        return parse_list(self.init_scales, "init_scales", float) if self.init_scales.strip() else []
+        return parse_list(self.init_scales, "init_scales", float, optional=True)
 
     @property
     def depth_list(self) -> list[int]:
-        return parse_list(self.depths, "depths", int) if self.depths.strip() else []
+        return parse_list(self.depths, "depths", int, optional=True)
 
     @property
     def train_fraction_list(self) -> list[float]:
-        return parse_list(self.train_fractions, "train_fractions", float) if self.train_fractions.strip() else []
+        return parse_list(self.train_fractions, "train_fractions", float, optional=True)
 
 
 # A rerun may add DAgger rounds or PPO iterations; anything else would mix data made under different recipes.

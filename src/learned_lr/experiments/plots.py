@@ -388,3 +388,21 @@ def plot_decisions(result: dict, path: str | Path) -> None:
     bottom.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_validation(result: dict, path: str | Path) -> None:
+    """``learned-lr validate``: each policy's excess over the tuned experts vs the LR multiplier, one panel per family."""
+    families, multipliers = result["families"], result["multipliers"]
+    color_of = scheduler_colors(list(result["policies"]))
+    fig, axes = plt.subplots(1, len(families), figsize=(3.6 * len(families), 3.4), squeeze=False)
+    for ax, family in zip(axes[0], families):
+        for label, row in result["policies"].items():
+            excess = [100 * math.expm1(x) for x in row["per_family_multiplier"][family]]
+            ax.plot(multipliers, excess, "-o", ms=3, lw=1.5, color=color_of[label], label=label)
+        ax.axhline(0.0, color="0.6", lw=0.8, zorder=0)
+        ax.set(xscale="log", xlabel="LR multiplier (x tuned)", ylabel="loss over tuned expert (%)", title=family)
+        ax.set_xticks(multipliers, [f"{m:g}" for m in multipliers])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)

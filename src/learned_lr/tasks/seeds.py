@@ -11,7 +11,8 @@ range                       used by          why
                                              variant k of a family sweeps on k x 1,000 + 900
 10,000 - 49,999             DAgger rounds    the policy's own states, labelled by the oracle
 50,000 - 89,999             PPO              PPO's trainee runs
-90,000 - 99,999             validation       choosing between policies (no stage trains here)
+90,000 - 99,999             validation       choosing between policies (no stage trains here): PPO's
+                                             snapshots from 90,000, ``validate``'s set from 95,000
 100,000 on                  evaluation       every reported table (held out from everything)
 ==========================  ===============  ==============================================
 

@@ -129,6 +129,24 @@ class BCConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """`learned-lr distill`: one actor cloned from a teacher policy's decisions on stored states (an ensemble into one actor)."""
+
+    teacher: str = arg("", "the policy to imitate: a bundled policy's name or a checkpoint path (e.g. `bundle --ensemble-with`'s)")
+    demos: str = arg("runs/general-long/dagger/round-2/data", "folder of the demonstrations whose states are relabelled (e.g. a "
+                     "general-train run's last merged data)")
+    experts: str = arg("linear-warmup,cosine", "which runs of the demonstrations to clone, by the expert that labelled them")
+    epochs: int = arg(20, "BC passes over the relabelled states")
+    seed: int = arg(0, "seed of the student's initialization and batch order")
+    out: str = arg("runs/distill", "folder: data/demos.safetensors (the relabelled states), policy.safetensors, bc_log.csv")
+
+    def __post_init__(self) -> None:
+        require(bool(self.teacher.strip()), "teacher", "name the policy to imitate")
+        parse_list(self.experts, "experts", str, EXPERT_NAMES)
+        require(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
+
+
+@dataclass(frozen=True)
 class EnvConfig:
     """The gymnasium environment: one trainee run per episode, randomized from these ranges."""
 

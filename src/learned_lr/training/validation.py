@@ -20,15 +20,18 @@ Example:
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
-from learned_lr.settings import RewardConfig
+from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.groups import make_run_group
 from learned_lr.tasks.seeds import VALIDATION_SEED_START
 from learned_lr.training.distribution import FINAL_VAL_FRACTION
-from learned_lr.training.rollout import PolicyController, rollout
+from learned_lr.training.experts import expert_schedule
+from learned_lr.training.rollout import PolicyController, rollout, rollout_exact_schedule
 
 VALIDATION_MULTIPLIERS = (0.1, 1.0, 10.0)
 
@@ -53,6 +56,34 @@ def run_score(val_loss: np.ndarray, steps_run: int, total_steps: int, diverged: 
     return float(np.log(np.mean(last)))
 
 
+def policy_runs(actor: torch.nn.Module, variant: dict, seed: int, multipliers: Sequence[float]) -> list[dict]:
+    """The deterministic actor's runs of one variant at its tuned LR x each multiplier, all on ``seed`` (paired).
+
+    Each run gives ``score`` (``run_score``), ``start`` (log of its first validation loss) and ``diverged``.
+    """
+    task, steps = TaskConfig(**variant["task"]), int(variant["steps"])
+    group = make_run_group(task, [seed] * len(multipliers), total_steps=steps)
+    base_lrs = [float(variant["oracle_lr"]) * m for m in multipliers]
+    episodes = rollout(group, PolicyController(actor, deterministic=True), steps, base_lrs, actor.control_config, RewardConfig(),
+                       evaluate_test=False)
+    return [_record(e, steps) for e in episodes]
+
+
+def tuned_expert_run(variant: dict, seed: int) -> dict:
+    """The variant's oracle (its sweep's best shape at its best LR), run exactly on ``seed``: what a tuned user gets."""
+    task, steps = TaskConfig(**variant["task"]), int(variant["steps"])
+    group = make_run_group(task, [seed], total_steps=steps)
+    episode = rollout_exact_schedule(group, expert_schedule(variant["oracle_shape"]), steps, [float(variant["oracle_lr"])], ControlConfig(),
+                                     evaluate_test=False)[0]
+    return _record(episode, steps)
+
+
+def _record(episode, steps: int) -> dict:
+    val_loss = episode.history.val_loss
+    return {"score": run_score(val_loss, episode.history.steps, steps, episode.diverged), "start": float(np.log(val_loss[0])),
+            "diverged": bool(episode.diverged)}
+
+
 def validation_scores(actor: torch.nn.Module, variants: list[dict]) -> np.ndarray:
     """One score per validation run (``len(variants) * len(VALIDATION_MULTIPLIERS)``, variant-major); lower is better.
 
@@ -60,14 +91,8 @@ def validation_scores(actor: torch.nn.Module, variants: list[dict]) -> np.ndarra
     """
     was_training = actor.training
     actor.eval()
-    control = actor.control_config
     scores = []
-    for index, variant in enumerate(variants):
-        task, steps = TaskConfig(**variant["task"]), int(variant["steps"])
-        seeds = [VALIDATION_SEED_START + index] * len(VALIDATION_MULTIPLIERS)  # same seed at every multiplier: paired
-        group = make_run_group(task, seeds, total_steps=steps)
-        base_lrs = [float(variant["oracle_lr"]) * m for m in VALIDATION_MULTIPLIERS]
-        episodes = rollout(group, PolicyController(actor, deterministic=True), steps, base_lrs, control, RewardConfig(), evaluate_test=False)
-        scores += [run_score(e.history.val_loss, e.history.steps, steps, e.diverged) for e in episodes]
+    for index, variant in enumerate(variants):  # same seed at every multiplier: paired
+        scores += [run["score"] for run in policy_runs(actor, variant, VALIDATION_SEED_START + index, VALIDATION_MULTIPLIERS)]
     actor.train(was_training)
     return np.asarray(scores, dtype=np.float64)

@@ -1,0 +1,84 @@
+"""`learned-lr validate`: the same validation runs for every policy, tuned-expert excess, paired differences, caching."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from learned_lr.cli import main
+from learned_lr.experiments import validate
+from learned_lr.experiments.validate import ValidateConfig, markdown_report, run_validation
+from learned_lr.settings import ConfigError
+from learned_lr.training import validation as validation_runs
+from learned_lr.training.distribution import TRAINING_FAMILIES
+
+SMALL = dict(variants_per_family=1, min_steps=24, max_steps=32, sweep_points=2, multipliers="0.3,3", depths="", init_scales="",
+             train_fractions="")
+
+
+@pytest.fixture(scope="module")
+def small_result(tmp_path_factory):
+    work = tmp_path_factory.mktemp("validate")
+    config = ValidateConfig(policies="default=bundled,again=default,general=general", work=str(work), **SMALL)
+    return config, run_validation(config, progress=False)
+
+
+def test_every_policy_runs_every_variant_at_every_multiplier_against_a_tuned_expert(small_result):
+    _, result = small_result
+    assert result["families"] == list(TRAINING_FAMILIES) and len(result["variants"]) == 5
+    for label in ("default", "again", "general"):
+        runs = result["runs"][label]
+        assert [len(row) for row in runs] == [2] * 5
+        assert all(math.isfinite(r["score"]) and math.isfinite(r["start"]) for row in runs for r in row)
+    # the excess is the run's score minus the tuned expert's on the same variant and seed
+    first = result["runs"]["general"][0][1]["score"] - result["experts"][0]["score"]
+    row = result["policies"]["general"]
+    assert row["per_family_multiplier"][TRAINING_FAMILIES[0]][1] == pytest.approx(first)
+    assert row["mean_excess"] == pytest.approx(np.mean([r["score"] - e["score"] for rr, e in zip(result["runs"]["general"], result["experts"])
+                                                        for r in rr]))
+    # the same policy under two labels is the same runs: a paired difference of exactly zero, no variant better or worse
+    same = result["policies"]["again"]["vs_reference"]
+    assert (same["mean"], same["low"], same["high"], same["variants_better"], same["variants_worse"]) == (0.0, 0.0, 0.0, 0, 0)
+    other = result["policies"]["general"]["vs_reference"]
+    assert other["low"] <= other["mean"] <= other["high"] and other["mean"] != 0.0
+    assert result["policy_sha256"]["default"] == result["policy_sha256"]["again"] != result["policy_sha256"]["general"]
+    report = markdown_report(result)
+    assert "| general |" in report and "Paired against `default`" in report and "| again | +0.0% |" in report
+
+
+def test_a_rerun_reuses_every_run_and_another_setting_runs_again(small_result, monkeypatch):
+    config, result = small_result
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached run was computed again")
+
+    monkeypatch.setattr(validation_runs, "policy_runs", refuse)
+    monkeypatch.setattr(validation_runs, "tuned_expert_run", refuse)
+    again = run_validation(config, progress=False)
+    assert again["runs"] == result["runs"] and again["experts"] == result["experts"]
+    with pytest.raises(AssertionError, match="computed again"):  # other multipliers: other runs
+        run_validation(ValidateConfig(**{**config.__dict__, "multipliers": "1"}), progress=False)
+
+
+def test_a_failed_run_counts_and_its_start_stands_for_its_score():
+    variants = [{"name": "a", "family": "digits"}]
+    expert = [{"score": 0.0, "start": 1.0, "diverged": False}]
+    runs = {"ref": [[{"score": 0.5, "start": 1.0, "diverged": False}, {"score": None, "start": 1.0, "diverged": True}]],
+            "flat": [[{"score": 1.0, "start": 1.0, "diverged": False}, {"score": -0.5, "start": 1.0, "diverged": False}]]}
+    out = validate.summarize(variants, expert, runs, [1.0, 10.0])["policies"]
+    assert out["ref"]["failed_runs"] == 1 and out["flat"]["failed_runs"] == 1  # diverged; no lower than where it started
+    assert out["ref"]["mean_excess"] == pytest.approx(0.75) and out["ref"]["worst_run"] == pytest.approx(1.0)
+    assert out["flat"]["vs_reference"]["mean"] == pytest.approx(-0.5) and out["flat"]["vs_reference"]["variants_better"] == 1
+
+
+def test_bad_input_is_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="unique"):
+        ValidateConfig(policies="a=bundled,a=general")
+    with pytest.raises(ConfigError, match="multipliers"):
+        ValidateConfig(multipliers="1,-3")
+    code = main(["validate", "--policies", f"a={tmp_path / 'missing.safetensors'}", "--work", str(tmp_path / "w"),
+                 "--out", str(tmp_path / "o")])
+    assert code == 1 and "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "w" / "sweeps").exists()  # refused before any sweep
