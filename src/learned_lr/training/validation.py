@@ -1,5 +1,7 @@
 """Validation runs of the training variants: how PPO's snapshots are scored and chosen, never on a held-out family.
 
+``policy_runs`` and ``tuned_expert_run`` are also the runs of ``learned-lr validate`` (``experiments.validate``).
+
 A PPO run across the distribution (``PPOConfig.variants``) cannot be judged by its per-iteration
 return: each iteration runs other variants, whose returns differ in scale. Instead, every
 ``validate_every`` iterations the deterministic policy runs a fixed set of validation runs:
