@@ -123,8 +123,9 @@ def run_validation(config: ValidateConfig, progress: bool = True) -> dict:
     experts = [saved_or_computed(work / "expert" / f"{v['name']}.json", {"variant": v, "seed": s}, lambda v=v, s=s: tuned_expert_run(v, s))
                for v, s in zip(tqdm(variants, desc="tuned experts", disable=not progress), seeds)]
     runs: dict[str, list[list[dict]]] = {}
+    shas = {label: policy_sha256(policy) for label, policy in policies.items()}
     for label, policy in policies.items():
-        sha = policy_sha256(policy)
+        sha = shas[label]
         policy.actor.eval()
         runs[label] = [saved_or_computed(work / "policies" / sha[:16] / f"{v['name']}.json",
                                          {"variant": v, "seed": s, "multipliers": multipliers, "policy_sha256": sha},
@@ -132,7 +133,7 @@ def run_validation(config: ValidateConfig, progress: bool = True) -> dict:
                        for v, s in zip(tqdm(variants, desc=label, disable=not progress), seeds)]
     setting = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("policies", "work", "out")}
     return summarize(variants, experts, runs, multipliers) | {"setting": setting, "policy_paths": dict(config.policy_list),
-                                                              "policy_sha256": {label: policy_sha256(p) for label, p in policies.items()}}
+                                                              "policy_sha256": shas}
 
 
 def _failed(run: dict) -> bool:
