@@ -135,10 +135,12 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
 def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_the_base_lr():
-    """No policy given: the cross-family recipe trained on variants of 300-3,000 steps (K = 16), deciding every 16
-    steps over a run's first 128, then every 32 (docs/results.md section 7). It reads the LR's scale: on the same
-    problem, the higher the base LR, the smaller the fraction of it the policy uses."""
+    """No policy given: two BC draws of the cross-family recipe trained on variants of 300-3,000 steps (K = 16)
+    deciding together, every 16 steps over a run's first 128, then every 32 (docs/results.md section 7). It reads the
+    LR's scale: on the same problem, the higher the base LR, the smaller the fraction of it the policy uses."""
     import json
+
+    from learned_lr.policy import EnsembleActor
 
     mean_factors = []
     for base_lr in (0.003, 0.03, 0.3):
@@ -157,10 +159,17 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
     assert "--start-decision-interval 16 --start-steps 128" in meta["produced_by"]
     assert (meta["control_config"]["start_decision_interval"], meta["control_config"]["start_steps"]) == (16, 128)
     assert "--min-steps 300 --max-steps 3000" in meta["produced_by"] and "runs/general-long/dagger/round-2" in meta["produced_by"]
+    assert "--ensemble-with runs/general-long-bc1/dagger/round-2" in meta["produced_by"] and meta["ensemble_members"] == 2
     assert scheduler.decisions()[1]["step"] == 1 and scheduler.decisions()[2]["step"] == 17  # the dense start
-    general = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="general")
-    assert general.policy.policy_config == scheduler.policy.policy_config  # the same recipe and size, another training run
-    assert not all(torch.equal(v, general.policy.actor.state_dict()[k]) for k, v in scheduler.policy.actor.state_dict().items())
+    # Its first member is the default of 2026-12-04..05, bundled alone as "one-actor"; the second another BC draw.
+    actor = scheduler.policy.actor
+    assert isinstance(actor, EnsembleActor) and len(actor.members) == 2
+    one = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="one-actor")
+    assert one.policy.policy_config == scheduler.policy.policy_config and one.policy.control_config == scheduler.policy.control_config
+    first, second = (member.state_dict() for member in actor.members)
+    assert all(torch.equal(v, first[k]) for k, v in one.policy.actor.state_dict().items())
+    assert not all(torch.equal(v, second[k]) for k, v in first.items())
+    assert "runs/general-long/dagger/round-2" in one.policy.meta["produced_by"] and "ensemble_members" not in one.policy.meta
 
 
 def test_the_default_before_2026_12_03_is_bundled_as_dagger_k32_with_its_record():

@@ -62,12 +62,14 @@ from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_d
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
 # The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7):
-# "general" was trained across task families deciding every 16 steps (1.13x a small MLP's step);
-# "default" (no policy given) is its actor deciding every 16 steps over a run's first 128 and every
-# 32 after (1.09-1.10x, within the default's 1.10x; since 2026-12-04, before that every 32 throughout);
+# "default" (no policy given): two BC draws (seeds 0 and 1) of the recipe trained on runs of 300-3,000
+# steps deciding together, every 16 steps over a run's first 128 and every 32 after (since 2026-12-05);
+# "one-actor" its seed-0 draw alone, the default 2026-12-04..05 (a little cheaper per decision);
+# "general" the recipe on runs of 150-1,000 steps deciding every 16 steps (1.13x a small MLP's step);
 # "dagger-k32", the recipe trained at K = 32, was the default 2026-12-02..03; "mnist-bc" before,
 # a BC clone of the expert schedules on MNIST-MLP runs (for a tuned LR on a model like that one).
-BUNDLED_POLICIES = {"default": BUNDLED_POLICY, "general": BUNDLED_POLICY.parent / "general.safetensors",
+BUNDLED_POLICIES = {"default": BUNDLED_POLICY, "one-actor": BUNDLED_POLICY.parent / "one-actor.safetensors",
+                    "general": BUNDLED_POLICY.parent / "general.safetensors",
                     "dagger-k32": BUNDLED_POLICY.parent / "dagger-k32.safetensors",
                     "mnist-bc": BUNDLED_POLICY.parent / "mnist-bc.safetensors"}
 
@@ -170,7 +172,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         optimizer: the wrapped optimizer; each group's ``lr`` now is its base (peak) LR.
         total_steps: how many times ``step()`` will be called in the run.
         policy: a path to a policy checkpoint, a ``LoadedPolicy``, the name of a bundled one
-            (``"general"``, ``"dagger-k32"``, ``"mnist-bc"``: see ``BUNDLED_POLICIES``), or None for the default
+            (``"one-actor"``, ``"general"``, ``"dagger-k32"``, ``"mnist-bc"``: see ``BUNDLED_POLICIES``), or None for the default
             bundled one. Its weights are copied when the scheduler is built.
         model: the model being trained; groups gradient norms by module, as during training.
 

@@ -179,7 +179,7 @@ class DemoConfig:
 
 
 # The names of ``scheduler.BUNDLED_POLICIES`` (not imported: that would load torch for the CLI's --help).
-BUNDLED_NAMES = ("default", "general", "dagger-k32", "mnist-bc")
+BUNDLED_NAMES = ("default", "one-actor", "general", "dagger-k32", "mnist-bc")
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class BundleConfig:
     policy: str = arg("runs/demo/ppo-all/policy.safetensors", "policy checkpoint to ship")
     produced_by: str = arg("learned-lr demo", "the command that produced the policy (recorded in the bundle)")
     scored: str = arg("", "what it scored and where (recorded in the bundle)")
-    name: str = arg("default", "which bundled policy to write: default (LearnedLR's default), general, dagger-k32 or mnist-bc "
+    name: str = arg("default", "which bundled policy to write: default (LearnedLR's default), one-actor, general, dagger-k32 or mnist-bc "
                     "(LearnedLR(policy=NAME))", choices=BUNDLED_NAMES)
     decision_interval: int = arg(0, "run the actor deciding every this many steps (0: the K it was trained at); a larger K costs "
                                  "the drop-in less, and how well the actor schedules at it is for the benchmark to say")
