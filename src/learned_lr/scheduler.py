@@ -62,12 +62,9 @@ from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_d
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
 # The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7):
-# "default" (no policy given): two BC draws (seeds 0 and 1) of the recipe trained on runs of 300-3,000
-# steps deciding together, every 16 steps over a run's first 128 and every 32 after (since 2026-12-05);
-# "one-actor" its seed-0 draw alone, the default 2026-12-04..05 (a little cheaper per decision);
-# "general" the recipe on runs of 150-1,000 steps deciding every 16 steps (1.13x a small MLP's step);
-# "dagger-k32", the recipe trained at K = 32, was the default 2026-12-02..03; "mnist-bc" before,
-# a BC clone of the expert schedules on MNIST-MLP runs (for a tuned LR on a model like that one).
+# "default": two BC draws of the recipe on runs of 300-3,000 steps deciding together (since 2026-12-05),
+# "one-actor" its first draw alone (the default 2026-12-04..05), "general" the recipe on runs of 150-1,000
+# steps deciding every 16; "dagger-k32" (K = 32) the default 2026-12-02..03, "mnist-bc" before it.
 BUNDLED_POLICIES = {"default": BUNDLED_POLICY, "one-actor": BUNDLED_POLICY.parent / "one-actor.safetensors",
                     "general": BUNDLED_POLICY.parent / "general.safetensors",
                     "dagger-k32": BUNDLED_POLICY.parent / "dagger-k32.safetensors",
