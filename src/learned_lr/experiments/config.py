@@ -189,8 +189,8 @@ class BundleConfig:
     policy: str = arg("runs/demo/ppo-all/policy.safetensors", "policy checkpoint to ship")
     produced_by: str = arg("learned-lr demo", "the command that produced the policy (recorded in the bundle)")
     scored: str = arg("", "what it scored and where (recorded in the bundle)")
-    name: str = arg("default", "which bundled policy to write: default (LearnedLR's default), one-actor, general, dagger-k32 or mnist-bc "
-                    "(LearnedLR(policy=NAME))", choices=BUNDLED_NAMES)
+    name: str = arg("default", f"which bundled policy to write, one of {', '.join(BUNDLED_NAMES)} (LearnedLR(policy=NAME); "
+                    "default: LearnedLR's default)", choices=BUNDLED_NAMES)
     decision_interval: int = arg(0, "run the actor deciding every this many steps (0: the K it was trained at); a larger K costs "
                                  "the drop-in less, and how well the actor schedules at it is for the benchmark to say")
     max_lr_rise: float = arg(-1.0, "run the actor under this rise limit: the most one decision may raise the LR, as a factor (0: none; -1: as trained)")
