@@ -17,6 +17,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from learned_lr.features import INPUT_CHOICES
+
 
 class MissingExtraError(ImportError):
     """An optional dependency (a pip extra) is needed for what was asked; the message says which."""
@@ -140,7 +142,7 @@ class ControlConfig:
     max_lr_factor: float = arg(4.0, "highest LR the policy can set, as a fraction of the base LR (>1 lets PPO raise a too-low base LR)")
     inputs: str = arg("all", "observed features: all, subramanian (remaining time, val loss, grad norms only), all+momentum "
                       "(all, plus each layer's gradient-momentum cosine) or all+distance (all, plus each layer's distance from its "
-                      "initial weights)", choices=("all", "subramanian", "all+momentum", "all+distance"))
+                      "initial weights)", choices=INPUT_CHOICES)
     max_lr_rise: float = arg(0.0, "the most one decision may raise the LR, as a factor of the LR it starts from (e.g. 4: at most 4x "
                              "per K steps); 0: no limit. Cuts are never limited")
     start_decision_interval: int = arg(0, "decide every this many steps over the run's first start_steps steps, instead of every K "
@@ -148,7 +150,7 @@ class ControlConfig:
     start_steps: int = arg(0, "how many of the run's first steps start_decision_interval applies to")
 
     def __post_init__(self) -> None:
-        check_choice(self.inputs, ("all", "subramanian", "all+momentum", "all+distance"), "inputs")
+        check_choice(self.inputs, INPUT_CHOICES, "inputs")
         require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
         require(self.decision_interval >= 1, "decision_interval", f"must be >= 1, got {self.decision_interval}")
         require(0 < self.min_lr_factor < self.max_lr_factor, "min_lr_factor", f"need 0 < min_lr_factor < max_lr_factor, got {self.min_lr_factor}, {self.max_lr_factor}")

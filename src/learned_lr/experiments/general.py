@@ -32,8 +32,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from learned_lr.features import INPUT_CHOICES
 from learned_lr.files import write_json
 from learned_lr.settings import ConfigError, ControlConfig, arg, check_choice, parse_list, require
+
+# Every input set but Subramanian et al.'s, which is the PPO ablation arm of `ablations` and `claims` (window 1), not a recipe.
+GENERAL_INPUTS = tuple(choice for choice in INPUT_CHOICES if choice != "subramanian")
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class GeneralTrainConfig:
     start_steps: int = arg(0, "how many of a run's first steps --start-decision-interval applies to")
     inputs: str = arg("all", "what the policy reads: all (losses, gradient norms, LRs, time left), all+momentum (and each layer's "
                       "gradient-momentum cosine) or all+distance (and each layer's distance from its initial weights)",
-                      choices=("all", "all+momentum", "all+distance"))
+                      choices=GENERAL_INPUTS)
     demo_runs: int = arg(8, "demonstration runs per variant")
     action_noise: float = arg(0.2, "log-space noise on the executed actions of demonstrations and DAgger runs")
     bc_epochs: int = arg(20, "BC epochs per stage")
@@ -97,7 +101,7 @@ class GeneralTrainConfig:
         require(0 <= self.dagger_rounds <= 9, "dagger_rounds", f"must be in [0, 9], got {self.dagger_rounds}")
         require(0 <= self.ppo_iterations <= 1000, "ppo_iterations", f"must be in [0, 1000], got {self.ppo_iterations}")
         require(1 <= self.ppo_runs <= 256, "ppo_runs", f"must be in 1..256, got {self.ppo_runs}")
-        check_choice(self.inputs, ("all", "all+momentum", "all+distance"), "inputs")
+        check_choice(self.inputs, GENERAL_INPUTS, "inputs")
         require(self.action_noise >= 0, "action_noise", f"must be >= 0, got {self.action_noise}")
         for name in ("d_model", "layers"):
             require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
