@@ -6,6 +6,7 @@ re-measured section's heading often changes (its dates), which silently breaks e
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -26,32 +27,34 @@ def github_slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def anchors(document: Path) -> set[str]:
-    """Every heading anchor of a markdown file (repeated headings get -1, -2, ... as on GitHub)."""
-    found: set[str] = set()
-    counts: dict[str, int] = {}
-    in_fence = False
-    for line in document.read_text().splitlines():
-        if FENCE.match(line):
-            in_fence = not in_fence
-            continue
-        match = None if in_fence else HEADING.match(line)
-        if match:
-            slug = github_slug(match.group(1))
-            found.add(slug if slug not in counts else f"{slug}-{counts[slug]}")
-            counts[slug] = counts.get(slug, 0) + 1
-    return found
-
-
-def links(document: Path) -> list[str]:
-    """The link targets of a markdown file outside code blocks."""
-    targets, in_fence = [], False
+def prose_lines(document: Path) -> list[str]:
+    """The lines of a markdown file outside fenced code blocks (where `#` starts a comment, not a heading)."""
+    lines, in_fence = [], False
     for line in document.read_text().splitlines():
         if FENCE.match(line):
             in_fence = not in_fence
         elif not in_fence:
-            targets += LINK.findall(line)
-    return targets
+            lines.append(line)
+    return lines
+
+
+@functools.cache
+def anchors(document: Path) -> frozenset[str]:
+    """Every heading anchor of a markdown file (repeated headings get -1, -2, ... as on GitHub); read once per file."""
+    found: set[str] = set()
+    counts: dict[str, int] = {}
+    for line in prose_lines(document):
+        match = HEADING.match(line)
+        if match:
+            slug = github_slug(match.group(1))
+            found.add(slug if slug not in counts else f"{slug}-{counts[slug]}")
+            counts[slug] = counts.get(slug, 0) + 1
+    return frozenset(found)
+
+
+def links(document: Path) -> list[str]:
+    """The link targets of a markdown file outside code blocks."""
+    return [target for line in prose_lines(document) for target in LINK.findall(line)]
 
 
 def test_slug_matches_github_on_a_dated_heading():
