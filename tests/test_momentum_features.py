@@ -72,7 +72,7 @@ def test_history_summarizes_cosines_over_layers_and_keeps_them_through_its_state
     plain = RunHistory(total_steps=6, base_lr=0.1, window=8)
     plain.record(0.1, 1.0, 1.0, (1.0, 2.0), (0.5, 0.5))
     assert plain.features.shape == (1, 8)
-    with pytest.raises(ValueError, match="reads 11 features"):
+    with pytest.raises(ValueError, match="reads 11 recorded features"):
         window_from_features(plain.features, 1, 8, 6, "all+momentum")
 
 

@@ -15,6 +15,8 @@ momentum_cos_mean/min/max  (``inputs="all+momentum"`` only) mean, min and max ov
 init_distance_mean/min/max  (``inputs="all+distance"`` only) mean, min and max over layers of
                       log(|w_l,t - w_l,0| / |w_l,0|) after step t, how far each layer has moved
                       from its initial weights (``layers.layer_init_distances``)
+log_run_length        (``inputs="all+distance+length"`` only) log(T / 1000), the run's length in
+                      steps; the same in every row, made when the window is read (not recorded)
 ====================  =====================================================================
 
 Why the momentum cosine: the other features are relative to the run's own start, so they show
@@ -26,6 +28,12 @@ Why this normalization: a policy trained on one task must read another. Losses a
 relative to their first value remove the task's scale (an MLP and ResNet-18 start at the same
 cross-entropy but with gradient norms orders of magnitude apart); the LR relative to the base
 LR is what the action sets. Logs turn ratios into additive, bounded-ish numbers.
+
+Why the run's length: the remaining fraction tells where a run is but not how long it is, and
+the best schedule differs with it. The same actor deciding every 16-32 steps sees a 100-step
+run in a handful of decisions; recipes trained on 150-1,000-step runs beat those trained on
+300-3,000 on short runs and lose on long ones (docs/results.md section 7), and one actor
+trained on both ranges without the length learned neither well.
 
 Why this layer summary: the number of layers differs by architecture (2 for the MLP, 41 for
 ResNet-18); the mean, min and max over layers of each layer's value is fixed-size and
@@ -60,8 +68,12 @@ FEATURE_NAMES = (
 NUM_FEATURES = len(FEATURE_NAMES)
 MOMENTUM_FEATURE_NAMES = ("momentum_cos_mean", "momentum_cos_min", "momentum_cos_max")
 DISTANCE_FEATURE_NAMES = ("init_distance_mean", "init_distance_min", "init_distance_max")
-INPUT_CHOICES = ("all", "subramanian", "all+momentum", "all+distance")
-_EXTRA_FEATURES = {"all+momentum": MOMENTUM_FEATURE_NAMES, "all+distance": DISTANCE_FEATURE_NAMES}
+LENGTH_FEATURE_NAMES = ("log_run_length",)
+INPUT_CHOICES = ("all", "subramanian", "all+momentum", "all+distance", "all+distance+length")
+_EXTRA_FEATURES = {"all+momentum": MOMENTUM_FEATURE_NAMES, "all+distance": DISTANCE_FEATURE_NAMES,
+                   "all+distance+length": DISTANCE_FEATURE_NAMES + LENGTH_FEATURE_NAMES}
+# log_run_length is log(T / RUN_LENGTH_REFERENCE): 0 for a 1,000-step run, -2.8 for 60 steps, +1.1 for 3,000.
+RUN_LENGTH_REFERENCE = 1000.0
 
 
 def input_feature_names(inputs: str) -> tuple[str, ...]:
@@ -74,6 +86,23 @@ def input_feature_names(inputs: str) -> tuple[str, ...]:
 def num_inputs(inputs: str) -> int:
     """How many feature columns a policy with ``inputs`` reads per step."""
     return len(input_feature_names(inputs))
+
+
+def recorded_feature_names(inputs: str) -> tuple[str, ...]:
+    """The columns a run's history records per step for ``inputs``: all it reads but the run's
+    length, which ``window_from_features`` adds (so demonstrations recorded for ``"all+distance"``
+    serve ``"all+distance+length"`` as they are)."""
+    return tuple(name for name in input_feature_names(inputs) if name not in LENGTH_FEATURE_NAMES)
+
+
+def reads_momentum(inputs: str) -> bool:
+    """Whether a policy with ``inputs`` reads the gradient-momentum cosines (a run must measure them)."""
+    return MOMENTUM_FEATURE_NAMES[0] in input_feature_names(inputs)
+
+
+def reads_distance(inputs: str) -> bool:
+    """Whether a policy with ``inputs`` reads each layer's distance from its initial weights (a run must keep them)."""
+    return DISTANCE_FEATURE_NAMES[0] in input_feature_names(inputs)
 # The log of the remaining fraction is given beside the fraction itself: expert schedules are
 # close to linear in it near the end of a run (cosine ~ 2 log r, polynomial ~ p log r), where
 # a log-space action needs precision the linear fraction gives poorly (in development, adding it
@@ -90,6 +119,7 @@ _INPUT_MASKS = {
     "all": np.ones(NUM_FEATURES, dtype=np.float32),
     "all+momentum": np.ones(NUM_FEATURES + len(MOMENTUM_FEATURE_NAMES), dtype=np.float32),
     "all+distance": np.ones(NUM_FEATURES + len(DISTANCE_FEATURE_NAMES), dtype=np.float32),
+    "all+distance+length": np.ones(NUM_FEATURES + len(DISTANCE_FEATURE_NAMES) + len(LENGTH_FEATURE_NAMES), dtype=np.float32),
     "subramanian": np.array([name in SUBRAMANIAN_FEATURES for name in FEATURE_NAMES], dtype=np.float32),
 }
 
@@ -98,15 +128,18 @@ def window_from_features(features: np.ndarray, end: int, window: int, total_step
                          first_step: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The observation at a decision before step ``end`` from a run's per-step feature rows (row 0 is step ``first_step``)."""
     columns = _INPUT_MASKS[inputs]
-    if features.shape[1] < len(columns):
-        raise ValueError(f"a policy with inputs={inputs!r} reads {len(columns)} features per step; these runs recorded "
+    recorded = len(recorded_feature_names(inputs))
+    if features.shape[1] < recorded:
+        raise ValueError(f"a policy with inputs={inputs!r} reads {recorded} recorded features per step; these runs recorded "
                          f"{features.shape[1]} (recorded for another policy's inputs)")
     start = max(0, end - window)
     filled = end - start
     out = np.zeros((window, len(columns)), dtype=np.float32)
     mask = np.zeros(window, dtype=np.float32)
     if filled:
-        out[window - filled :] = features[start - first_step : end - first_step, : len(columns)] * columns
+        out[window - filled :, :recorded] = features[start - first_step : end - first_step, :recorded] * columns[:recorded]
+        if len(columns) > recorded:  # the run's length (LENGTH_FEATURE_NAMES), in every real row
+            out[window - filled :, recorded] = np.clip(math.log(total_steps / RUN_LENGTH_REFERENCE), -FEATURE_CLIP, FEATURE_CLIP)
         mask[window - filled :] = 1.0
     remaining = (total_steps - end) / total_steps
     log_remaining = max(math.log(remaining), -FEATURE_CLIP) if remaining > 0 else -FEATURE_CLIP

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from learned_lr.features import FEATURE_CLIP, num_inputs, window_from_features
+from learned_lr.features import FEATURE_CLIP, reads_distance, reads_momentum, recorded_feature_names, window_from_features
 
 _TINY = 1e-12
 
@@ -53,8 +53,8 @@ class RunHistory:
         self.window = window
         self.inputs = inputs
         self.keep = keep
-        self.reads_momentum = inputs == "all+momentum"
-        self.reads_distance = inputs == "all+distance"
+        self.reads_momentum = reads_momentum(inputs)
+        self.reads_distance = reads_distance(inputs)
         self._clear(layers=None)
         # Steps recorded but not yet written into the arrays: (lr, train, val, norms, cosines) tuples.
         self._pending: list[tuple] = []
@@ -72,7 +72,7 @@ class RunHistory:
         # The arrays grow with the steps recorded (doubling), so a history of a 10^6-step run
         # costs what its recorded (or kept) steps cost, not 10^6 rows from step 0.
         self._rows = {"train_loss": np.zeros(0), "val_loss": np.zeros(0), "lrs": np.zeros(0), "total_norm": np.zeros(0),
-                      "layers_match": np.zeros(0, dtype=bool), "features": np.zeros((0, num_inputs(self.inputs)), dtype=np.float32)}
+                      "layers_match": np.zeros(0, dtype=bool), "features": np.zeros((0, len(recorded_feature_names(self.inputs))), dtype=np.float32)}
         if layers is not None:
             self._rows["layer_norms"] = np.zeros((0, layers))
             if self.reads_momentum:

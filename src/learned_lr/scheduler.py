@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learned_lr.features import input_feature_names
+from learned_lr.features import reads_distance, reads_momentum, recorded_feature_names
 from learned_lr.layers import InitialWeights, layer_index, layer_init_distances, layer_momentum_cosines, sampled_elements
 from learned_lr.loop import DecisionLoop
 from learned_lr.observation import RunHistory
@@ -220,11 +220,11 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         self._warned_no_gradient = False
         self._saw_loss = self._warned_no_loss = False  # checked once, at the first K steps' end
         # Only a policy that reads them pays for the gradient-momentum cosines (features.MOMENTUM_FEATURE_NAMES).
-        self._reads_momentum = loaded.control_config.inputs == "all+momentum"
+        self._reads_momentum = reads_momentum(loaded.control_config.inputs)
         self._step_cosines: tuple[float, ...] | None = None
         # A policy reading the distance from the initial weights keeps the sampled elements of each parameter
         # at the start (at most layers.DISTANCE_SAMPLE per tensor), taken here: the run starts when the scheduler is built.
-        self._initial_weights = InitialWeights.of(self._grad_norms.params) if loaded.control_config.inputs == "all+distance" else None
+        self._initial_weights = InitialWeights.of(self._grad_norms.params) if reads_distance(loaded.control_config.inputs) else None
         hook = weakref.WeakMethod(self._capture_grad_norms)
         self._hook_handle = optimizer.register_step_pre_hook(lambda opt, args, kwargs: (hook() or _ignore)(opt, args, kwargs))
         if not self._grad_norms.grouping_is_sure:
@@ -387,7 +387,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
 
     def _seen_rows(self) -> np.ndarray:
         """(decisions, F) what each decision read; NaN for the one taken before any step."""
-        width = len(input_feature_names(self.history.inputs))
+        width = len(recorded_feature_names(self.history.inputs))
         return np.array([np.full(width, np.nan) if row is None else row for row in self._seen], dtype=np.float32).reshape(len(self._seen), width)
 
     @property
@@ -409,7 +409,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
             >>> scheduler.decisions()[-1]["lr_factor"]   # doctest: +SKIP
             0.42
         """
-        loop, names = self._loop, input_feature_names(self.history.inputs)
+        loop, names = self._loop, recorded_feature_names(self.history.inputs)
         return [{"step": step, "lr_factor": factor, "lr": loop.base_lr * factor, "seen": None if seen is None else dict(zip(names, seen.tolist()))}
                 for step, factor, seen in zip(loop.decision_steps, loop.decision_factors, self._seen)]
 

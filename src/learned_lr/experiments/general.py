@@ -69,7 +69,8 @@ class GeneralTrainConfig:
                                           "ControlConfig.start_decision_interval)")
     start_steps: int = arg(0, "how many of a run's first steps --start-decision-interval applies to")
     inputs: str = arg("all", "what the policy reads: all (losses, gradient norms, LRs, time left), all+momentum (and each layer's "
-                      "gradient-momentum cosine) or all+distance (and each layer's distance from its initial weights)",
+                      "gradient-momentum cosine), all+distance (and each layer's distance from its initial weights) or "
+                      "all+distance+length (and the run's length, log(T / 1000))",
                       choices=GENERAL_INPUTS)
     demo_runs: int = arg(8, "demonstration runs per variant")
     action_noise: float = arg(0.2, "log-space noise on the executed actions of demonstrations and DAgger runs")
