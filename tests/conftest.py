@@ -7,6 +7,19 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def mse_steps(model, optimizer, scheduler, x, y, steps: int) -> list[list[float]]:
+    """``steps`` full-batch MSE steps under ``scheduler`` (fed the loss); every param group's LR after each step."""
+    lrs = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        scheduler.step(train_loss=loss.item())
+        lrs.append([group["lr"] for group in optimizer.param_groups])
+    return lrs
+
+
 @pytest.fixture(scope="session")
 def mnist():
     from learned_lr.tasks import load_mnist

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import save_small_policy
+from conftest import mse_steps, save_small_policy
 
 from learned_lr.features import num_inputs, window_from_features
 from learned_lr.layers import layer_momentum_cosines
@@ -19,13 +19,7 @@ from learned_lr.scheduler import LearnedLR
 
 def _mse_steps(model, optimizer, scheduler, x, y, steps: int) -> list[float]:
     """``steps`` full-batch MSE steps under ``scheduler`` (fed the loss); the LRs after the last one."""
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        optimizer.step()
-        scheduler.step(train_loss=loss.item())
-    return [group["lr"] for group in optimizer.param_groups]
+    return mse_steps(model, optimizer, scheduler, x, y, steps)[-1]
 
 
 def _two_layer_problem(seed: int = 0):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import save_small_policy
+from conftest import mse_steps, save_small_policy
 
 from learned_lr.features import FEATURE_CLIP, input_feature_names, num_inputs, reads_distance, recorded_feature_names, window_from_features
 from learned_lr.observation import RunHistory
@@ -52,23 +52,21 @@ def test_learned_lr_reads_the_length_keeps_the_initial_weights_and_resumes_the_s
     reports the recorded features it read by name, and resumes with the same LRs."""
     policy = load_policy(save_small_policy(tmp_path / "l.safetensors", window=32, decision_interval=4, inputs="all+distance+length"))
 
-    def run(total_steps: int, steps: int, state: dict | None = None):
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
-        x, y = torch.randn(16, 3), torch.randn(16, 1)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        scheduler = LearnedLR(optimizer, total_steps=total_steps, policy=policy, model=model)
-        lrs = []
-        for _ in range(steps):
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            optimizer.step()
-            scheduler.step(train_loss=loss.item())
-            lrs.append(optimizer.param_groups[0]["lr"])
-        return lrs, scheduler, model, optimizer
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
 
-    lrs, scheduler, model, optimizer = run(40, 12)
+    def problem(weights: dict | None = None, optimizer_state: dict | None = None):
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+        if weights is not None:
+            model.load_state_dict(weights)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        return model, optimizer, LearnedLR(optimizer, total_steps=40, policy=policy, model=model)
+
+    model, optimizer, scheduler = problem()
+    lrs = [row[0] for row in mse_steps(model, optimizer, scheduler, x, y, 12)]
     assert all(math.isfinite(lr) and 0.05 * 1e-3 <= lr <= 0.05 * 4.0 + 1e-12 for lr in lrs)
     assert set(scheduler.decisions()[-1]["seen"]) == set(input_feature_names("all+distance"))
     assert len(scheduler.state_dict()["initial_weights"]) == 4
@@ -82,21 +80,7 @@ def test_learned_lr_reads_the_length_keeps_the_initial_weights_and_resumes_the_s
     assert abs(means[0] - means[1]) > 1e-3, means
 
     state, weights, optimizer_state = (copy.deepcopy(s) for s in (scheduler.state_dict(), model.state_dict(), optimizer.state_dict()))
-    full, _, _, _ = run(40, 30)
-    torch.manual_seed(0)
-    resumed_model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
-    x, y = torch.randn(16, 3), torch.randn(16, 1)
-    resumed_model.load_state_dict(weights)
-    resumed_optimizer = torch.optim.SGD(resumed_model.parameters(), lr=0.05, momentum=0.9)
-    resumed_optimizer.load_state_dict(optimizer_state)
-    resumed = LearnedLR(resumed_optimizer, total_steps=40, policy=policy, model=resumed_model)
-    resumed.load_state_dict(state)
-    rest = []
-    for _ in range(18):
-        resumed_optimizer.zero_grad()
-        loss = torch.nn.functional.mse_loss(resumed_model(x), y)
-        loss.backward()
-        resumed_optimizer.step()
-        resumed.step(train_loss=loss.item())
-        rest.append(resumed_optimizer.param_groups[0]["lr"])
-    assert rest == full[12:]
+    expected = mse_steps(model, optimizer, scheduler, x, y, 18)
+    model, optimizer, resumed = problem(weights, optimizer_state)  # built from the step-12 weights...
+    resumed.load_state_dict(state)  # ...and measuring from the run's initial weights again
+    assert mse_steps(model, optimizer, resumed, x, y, 18) == expected
