@@ -55,6 +55,21 @@ def test_relabelled_states_carry_the_teachers_actions_and_nothing_else_changes(d
     assert np.allclose(Demonstrations.load(tmp_path / "data").labels, _student_mean(other, before), atol=1e-6)
 
 
+def test_a_length_gated_teacher_labels_each_state_with_the_actor_for_its_runs_length(demos, teacher, tmp_path):
+    """The demonstrations hold runs of 40 and 64 steps; gated at 50, the first get the short actor's labels, the rest the ensemble's."""
+    short = save_small_policy(tmp_path / "short.safetensors", window=32, decision_interval=4, seed=9)
+    gated_path = tmp_path / "gated.safetensors"
+    members = [str(teacher.parent / f"m{seed}.safetensors") for seed in range(2)]
+    assert main(["bundle", "--policy", members[0], "--ensemble-with", members[1], "--short-runs", str(short), "--short-run-steps", "50",
+                 "--destination", str(gated_path)]) == 0
+    relabel_with_teacher(load_policy(gated_path), demos, tmp_path / "data")
+    before, after = Demonstrations.load(demos), Demonstrations.load(tmp_path / "data")
+    in_short_run = np.array([before.runs[r]["total_steps"] < 50 for r in before.decision_run])
+    assert in_short_run.any() and not in_short_run.all()
+    expected = np.where(in_short_run, _student_mean(load_policy(short), before), _student_mean(load_policy(teacher), before))
+    assert np.allclose(after.labels, expected, atol=1e-6)
+
+
 def test_the_distilled_actor_learns_the_teachers_decisions_not_the_oracles(demos, teacher, tmp_path, capsys):
     out = tmp_path / "student"
     assert main(["distill", "--teacher", str(teacher), "--demos", str(demos), "--epochs", "40", "--out", str(out)]) == 0

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import save_small_policy
+from conftest import mse_steps, save_small_policy
 
 from learned_lr.checkpoint import CheckpointError
 from learned_lr.cli import main
@@ -115,3 +115,60 @@ def test_an_ensemble_saved_again_after_training_loads_as_the_same_ensemble(tmp_p
     reloaded = load_policy(again)
     assert isinstance(reloaded.actor, EnsembleActor) and policy_sha256(reloaded) == policy_sha256(loaded)
     assert isinstance(load_policy(members[0]).actor, Actor)
+
+
+def _run_lrs(policy, total_steps: int, steps: int = 24) -> list[float]:
+    """The LRs LearnedLR sets over the first ``steps`` of a small MSE run of ``total_steps`` steps."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = LearnedLR(optimizer, total_steps=total_steps, policy=policy, model=model)
+    return [row[0] for row in mse_steps(model, optimizer, scheduler, x, y, steps)]
+
+
+def test_a_length_gated_bundle_gives_short_runs_to_one_actor_and_the_rest_to_the_others_exactly(tmp_path, capsys):
+    """`bundle --short-runs P --short-run-steps N`: a run of fewer than N steps gets P's decisions, LR for LR; a run
+    of N or more the main ensemble's; a new hash; refused when nested, mismatched, half given, or fine-tuned by PPO."""
+    from learned_lr.policy import LengthGatedActor, actor_for_run
+    from learned_lr.training.rollout import PolicyController
+
+    members = _members(tmp_path)
+    ensemble, gated = tmp_path / "ensemble.safetensors", tmp_path / "gated.safetensors"
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(members[1]), "--destination", str(ensemble)]) == 0
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(members[1]), "--short-runs", str(members[2]),
+                 "--short-run-steps", "100", "--destination", str(gated)]) == 0
+    assert "runs shorter than 100 steps" in capsys.readouterr().out
+    loaded = load_policy(gated)
+    assert isinstance(loaded.actor, LengthGatedActor) and loaded.meta["short_run_steps"] == 100
+    assert isinstance(actor_for_run(loaded.actor, 100), EnsembleActor) and isinstance(actor_for_run(loaded.actor, 99), Actor)
+    assert _run_lrs(loaded, 99) == _run_lrs(load_policy(members[2]), 99)
+    assert _run_lrs(loaded, 100) == _run_lrs(load_policy(ensemble), 100)
+    assert _run_lrs(loaded, 99) != _run_lrs(load_policy(ensemble), 99)  # the members differ, so the gate matters
+    assert policy_sha256(loaded) not in {policy_sha256(load_policy(p)) for p in (ensemble, members[2])}
+    # Saved again (as a fine-tuning would), it loads as the same gated pair.
+    again = tmp_path / "again.safetensors"
+    save_policy(again, loaded.actor, loaded.critic, {"trained_by": "a test"})
+    assert policy_sha256(load_policy(again)) == policy_sha256(loaded)
+    # It never decides without knowing the run's length.
+    window, mask, context = _observations(64)
+    with pytest.raises(TypeError, match="actor_for_run"):
+        loaded.actor(window, mask, context)
+    from learned_lr.observation import RunHistory
+
+    histories = [RunHistory(total_steps, 0.1, 64) for total_steps in (50, 150)]
+    with pytest.raises(ValueError, match="one length at a time"):
+        PolicyController(loaded.actor).decide(histories, 0, None)
+    # Refused: half the flags, a gated source gated again, a short actor of other controls, PPO from it.
+    assert main(["bundle", "--policy", str(members[0]), "--short-runs", str(members[2]), "--destination", str(tmp_path / "x.safetensors")]) == 2
+    assert "together" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="length-gated already"):
+        bundle_policy(gated, tmp_path / "y.safetensors", {}, short_runs=(members[2], 50))
+    other_k = save_small_policy(tmp_path / "k8.safetensors", window=64, decision_interval=8, seed=5)
+    with pytest.raises(CheckpointError, match="other policy or control configs"):
+        bundle_policy(members[0], tmp_path / "z.safetensors", {}, short_runs=(other_k, 50))
+    from learned_lr.training.config import PPOConfig
+    from learned_lr.training.ppo import _initial_networks
+
+    with pytest.raises(ConfigError, match="length-gated pair"):
+        _initial_networks(PPOConfig(init=str(gated), out=str(tmp_path / "ppo")))

@@ -149,6 +149,48 @@ class EnsembleActor(nn.Module):
         return torch.distributions.Normal(mean, std)
 
 
+class LengthGatedActor(nn.Module):
+    """Two actors split by run length: a run of fewer than ``short_run_steps`` steps is scheduled by
+    ``short``, any longer one by ``main`` (an actor or an ensemble), each as it is.
+
+    Why: an actor schedules best the run lengths it trained on, and one actor trained on both short
+    and long runs learned neither well (docs/results.md section 7). A run's length is known when it
+    starts, so the actor is chosen once per run (``actor_for_run``), never per decision: it costs
+    nothing, and a long run gets ``main``'s decisions exactly. Both must read the same inputs under
+    the same controls (checked here).
+
+    Example:
+        >>> gated = LengthGatedActor(Actor(PolicyConfig(), ControlConfig()), Actor(PolicyConfig(), ControlConfig()), 300)
+        >>> actor_for_run(gated, 100) is gated.short, actor_for_run(gated, 300) is gated.main
+        (True, True)
+    """
+
+    def __init__(self, main: Actor | EnsembleActor, short: Actor, short_run_steps: int):
+        super().__init__()
+        if not isinstance(short_run_steps, int) or short_run_steps < 2:
+            raise ConfigError("short_run_steps", f"must be an integer >= 2, got {short_run_steps!r}")
+        if (short.policy_config, short.control_config) != (main.policy_config, main.control_config):
+            raise ConfigError("short_runs", "the short-run actor must have the same policy and control configs as the main one: got "
+                              f"{short.policy_config}, {short.control_config} beside {main.policy_config}, {main.control_config}")
+        self.policy_config, self.control_config = main.policy_config, main.control_config
+        self.main, self.short, self.short_run_steps = main, short, short_run_steps
+
+    @property
+    def encoder(self) -> WindowEncoder:
+        """The main actor's encoder, for the window's shape (the short one's is the same shape)."""
+        return self.main.encoder
+
+    def forward(self, window: torch.Tensor, mask: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise TypeError("a length-gated actor decides with the actor for the run's length: use actor_for_run(actor, total_steps)")
+
+
+def actor_for_run(actor: Actor | EnsembleActor | LengthGatedActor, total_steps: int) -> Actor | EnsembleActor:
+    """The actor that schedules a run of ``total_steps`` steps: ``actor`` itself unless it is length-gated."""
+    if isinstance(actor, LengthGatedActor):
+        return actor.short if total_steps < actor.short_run_steps else actor.main
+    return actor
+
+
 class Critic(nn.Module):
     """State value of the observation (its own encoder: no shared weights with the actor)."""
 
@@ -208,7 +250,8 @@ def single_decision_fn(actor: Actor | EnsembleActor) -> Callable[[torch.Tensor, 
 class LoadedPolicy:
     """A policy read from a checkpoint: networks, their configs, and the training metadata."""
 
-    actor: Actor | EnsembleActor  # an ensemble: an actor-only policy made by ``bundle_policy(..., ensemble_with=...)``
+    # an ensemble or a length-gated pair: actor-only policies made by ``bundle_policy(..., ensemble_with=..., short_runs=...)``
+    actor: Actor | EnsembleActor | LengthGatedActor
     critic: Critic
     policy_config: PolicyConfig
     control_config: ControlConfig
@@ -223,6 +266,8 @@ def policy_sha256(policy: LoadedPolicy) -> str:
     """
     digest = hashlib.sha256()
     configs = {"policy_config": dataclasses.asdict(policy.policy_config), "control_config": dataclasses.asdict(policy.control_config)}
+    if isinstance(policy.actor, LengthGatedActor):  # (only then, so the hashes of the other policies stay as they were)
+        configs["short_run_steps"] = policy.actor.short_run_steps
     digest.update(json.dumps(configs, sort_keys=True).encode())
     for name, tensor in sorted(policy.actor.state_dict().items()):
         digest.update(name.encode())
@@ -230,22 +275,24 @@ def policy_sha256(policy: LoadedPolicy) -> str:
     return digest.hexdigest()
 
 
-def save_policy(path: str | Path, actor: Actor | EnsembleActor, critic: Critic, meta: dict | None = None) -> None:
+def save_policy(path: str | Path, actor: Actor | EnsembleActor | LengthGatedActor, critic: Critic, meta: dict | None = None) -> None:
     """Write actor and critic weights with their configs (safetensors + JSON metadata)."""
     tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
     tensors.update({f"critic.{k}": v for k, v in critic.state_dict().items()})
+    main = actor.main if isinstance(actor, LengthGatedActor) else actor
     document = {
         "policy_config": dataclasses.asdict(actor.policy_config),
         "control_config": dataclasses.asdict(actor.control_config),
         **(meta or {}),
-        **({"ensemble_members": len(actor.members)} if isinstance(actor, EnsembleActor) else {}),
+        **({"ensemble_members": len(main.members)} if isinstance(main, EnsembleActor) else {}),
+        **({"short_run_steps": actor.short_run_steps} if isinstance(actor, LengthGatedActor) else {}),
     }
     save_checkpoint(path, tensors, document, kind="policy")
 
 
 def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decision_interval: int | None = None,
                   max_lr_rise: float | None = None, start: tuple[int, int] | None = None,
-                  ensemble_with: list[str | Path] | tuple = ()) -> None:
+                  ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None) -> None:
     """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
     training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored): ``learned-lr bundle``.
 
@@ -258,14 +305,24 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     (``ControlConfig.start_decision_interval``, ``start_steps``; (0, 0): none).
     ``ensemble_with``: further policies that decide with ``source``'s actor, as an ``EnsembleActor`` (the
     mean of their log-LRs); each must have the same policy and control configs as ``source``.
+    ``short_runs``: (policy, N): runs of fewer than N steps are scheduled by that policy's actor alone, the
+    rest by the actor(s) above (``LengthGatedActor``); it must have the same configs as ``source``.
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
     tensors, saved = load_checkpoint(source, kind="policy")
     tensors = {k: v for k, v in tensors.items() if k.startswith("actor.")}
     saved = {k: v for k, v in saved.items() if k not in ("format", "version", "kind")}
+    if isinstance(loaded.actor, LengthGatedActor) and (ensemble_with or short_runs):
+        raise CheckpointError(f"checkpoint {source} is length-gated already: give its actors instead")
     if ensemble_with:
         tensors = _ensemble_tensors(source, loaded, ensemble_with)
         saved.update({"ensemble_members": len(ensemble_with) + 1, "ensemble_of": [str(p) for p in (source, *ensemble_with)]})
+    if short_runs:
+        short_path, steps = short_runs
+        short = _ensemble_tensors(source, loaded, [short_path])  # the same checks as a member's
+        tensors = {"actor.main." + k[len("actor."):]: v for k, v in tensors.items()}
+        tensors.update({"actor.short." + k[len("actor.members.1."):]: v for k, v in short.items() if k.startswith("actor.members.1.")})
+        saved.update({"short_run_steps": steps, "short_run_policy": str(short_path)})
     trained = loaded.control_config
     asked = {"decision_interval": decision_interval, "max_lr_rise": max_lr_rise,
              **({} if start is None else {"start_decision_interval": start[0], "start_steps": start[1]})}
@@ -323,11 +380,17 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     members = meta.get("ensemble_members", 1)
     if not isinstance(members, int) or not 1 <= members <= MAX_ENSEMBLE_MEMBERS:
         raise CheckpointError(f"checkpoint {path}: ensemble_members must be an integer in 1..{MAX_ENSEMBLE_MEMBERS}, got {members!r}")
-    prefixes = ["actor"] if members == 1 else [f"actor.members.{i}" for i in range(members)]
-    for prefix in prefixes:
+    gate = meta.get("short_run_steps")
+    if gate is not None and not (isinstance(gate, int) and gate >= 2):
+        raise CheckpointError(f"checkpoint {path}: short_run_steps must be an integer >= 2, got {gate!r}")
+    main = "actor" if gate is None else "actor.main"
+    prefixes = [main] if members == 1 else [f"{main}.members.{i}" for i in range(members)]
+    for prefix in prefixes + ([] if gate is None else ["actor.short"]):
         _check_config_matches_weights(path, tensors, policy_config, control_config, prefix)
-    actor: Actor | EnsembleActor = (Actor(policy_config, control_config) if members == 1
-                                    else EnsembleActor([Actor(policy_config, control_config) for _ in range(members)]))
+    actor: Actor | EnsembleActor | LengthGatedActor = (Actor(policy_config, control_config) if members == 1
+                                                       else EnsembleActor([Actor(policy_config, control_config) for _ in range(members)]))
+    if gate is not None:
+        actor = LengthGatedActor(actor, Actor(policy_config, control_config), gate)
     critic = Critic(policy_config, control_config)
     load_module_weights(actor, tensors, "actor", path)
     if any(k.startswith("critic.") for k in tensors):

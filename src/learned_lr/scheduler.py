@@ -58,7 +58,7 @@ from learned_lr.features import reads_distance, reads_momentum, recorded_feature
 from learned_lr.layers import InitialWeights, layer_index, layer_init_distances, layer_momentum_cosines, sampled_elements
 from learned_lr.loop import DecisionLoop
 from learned_lr.observation import RunHistory
-from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
+from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
 # The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7):
@@ -199,7 +199,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(resolve_policy(policy))
         self.policy = loaded
         self.policy_sha256 = policy_sha256(loaded)
-        self._decide = single_decision_fn(loaded.actor)
+        self._decide = single_decision_fn(actor_for_run(loaded.actor, total_steps))  # (LengthGatedActor: by the run's length)
         self.total_steps = total_steps
         first = optimizer.param_groups[0] if optimizer.param_groups else {}
         first_lr = float(first.get("initial_lr", first.get("lr", 1.0)))  # initial_lr: after a warm-up scheduler

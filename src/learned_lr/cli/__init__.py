@@ -173,9 +173,13 @@ def cmd_bundle(config: BundleConfig) -> int:
         meta["bundled_from"] = f"the bundled policy {config.policy!r} (src/learned_lr/policies/{source.name})"
     start = None if config.start_steps < 0 else (config.start_decision_interval, config.start_steps)
     members = [resolve_policy(p) for p in config.ensemble_members]
+    short = (resolve_policy(config.short_runs), config.short_run_steps) if config.short_runs else None
+    if config.short_runs in BUNDLED_POLICIES:
+        meta["short_run_policy"] = f"the bundled policy {config.short_runs!r} (src/learned_lr/policies/{short[0].name})"
     bundle_policy(source, destination, meta, config.decision_interval or None, None if config.max_lr_rise < 0 else config.max_lr_rise, start,
-                  ensemble_with=members)
-    print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {', '.join(map(str, [source, *members]))}")
+                  ensemble_with=members, short_runs=short)
+    gate = f" (runs shorter than {short[1]} steps: {short[0]})" if short else ""
+    print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {', '.join(map(str, [source, *members]))}{gate}")
     return 0
 
 

@@ -199,9 +199,14 @@ class BundleConfig:
     destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
     ensemble_with: str = arg("", "comma-separated further policy checkpoints that decide together with --policy: the bundle's actor "
                              "takes the mean of their log-LRs (each must read the same inputs under the same controls)")
+    short_runs: str = arg("", "a policy (checkpoint or bundled name) whose actor alone schedules runs shorter than --short-run-steps; "
+                          "longer runs get the actor(s) above, unchanged (empty: every run gets them)")
+    short_run_steps: int = arg(0, "runs of fewer than this many steps go to --short-runs")
 
     def __post_init__(self) -> None:
         require(bool(self.policy), "policy", "give a policy checkpoint path")
+        require((self.short_run_steps >= 2) == bool(self.short_runs) and self.short_run_steps >= 0, "short_run_steps",
+                f"give --short-runs and --short-run-steps (>= 2) together, got {self.short_runs!r} and {self.short_run_steps}")
         require(min(self.start_decision_interval, self.start_steps) >= -1 and (self.start_decision_interval == -1) == (self.start_steps == -1),
                 "start_steps", "give --start-decision-interval and --start-steps together, each >= 0 (-1 for both: as trained)")
         require(self.max_lr_rise in (-1.0, 0.0) or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise", f"must be -1 (as trained), 0 (no limit) or > 1, got {self.max_lr_rise}")

@@ -22,7 +22,7 @@ import torch
 
 from learned_lr.checkpoint import load_checkpoint, save_checkpoint
 from learned_lr.files import file_sha256
-from learned_lr.policy import LoadedPolicy, policy_sha256
+from learned_lr.policy import LengthGatedActor, LoadedPolicy, policy_sha256
 from learned_lr.settings import ConfigError
 from learned_lr.training.bc import DEMOS_FILE, Demonstrations
 
@@ -45,11 +45,17 @@ def relabel_with_teacher(teacher: LoadedPolicy, source: str | Path, target: str 
         raise ConfigError("teacher", f"the teacher's {fields} are {seen} but the demonstrations' {stored}")
     labels = np.empty_like(demos.labels)
     teacher.actor.eval()
+    run_steps = np.array([run["total_steps"] for run in demos.runs])
     with torch.no_grad():
         for start in range(0, len(labels), BATCH):
             index = np.arange(start, min(start + BATCH, len(labels)))
             window, mask, context = demos.batch(index)[:3]
-            labels[index] = teacher.actor(window, mask, context)[0].numpy()
+            if isinstance(teacher.actor, LengthGatedActor):  # each state labelled by the actor for its run's length
+                short = run_steps[demos.decision_run[index]] < teacher.actor.short_run_steps
+                labels[index] = np.where(short, teacher.actor.short(window, mask, context)[0].numpy(),
+                                         teacher.actor.main(window, mask, context)[0].numpy())
+            else:
+                labels[index] = teacher.actor(window, mask, context)[0].numpy()
     # Demonstrations.load keeps every run here (no expert filter), in file order: run k's decisions are contiguous.
     for run in range(len(demos.runs)):
         tensors[f"{run}.labels"] = torch.from_numpy(labels[demos.decision_run == run].astype(np.float32))

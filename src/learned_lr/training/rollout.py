@@ -27,6 +27,7 @@ from learned_lr.control import LRRamp, expert_action
 from learned_lr.features import stack_observations
 from learned_lr.loop import DecisionLoop, is_diverged
 from learned_lr.observation import RunHistory
+from learned_lr.policy import LengthGatedActor, actor_for_run
 from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks.groups import RunGroup
 from learned_lr.training.experts import ExpertSchedule
@@ -128,7 +129,10 @@ class PolicyController:
         # place in the batch (and so in the noise draws): it observes its last recorded step.
         observations = [h.observation(min(step, h.steps)) for h in histories]
         window, mask, context = (torch.from_numpy(a) for a in stack_observations(observations))
-        mean, std = self.actor(window, mask, context)
+        lengths = {h.total_steps for h in histories}
+        if isinstance(self.actor, LengthGatedActor) and len(lengths) > 1:
+            raise ValueError(f"a length-gated actor decides for runs of one length at a time, got runs of {sorted(lengths)} steps")
+        mean, std = actor_for_run(self.actor, histories[0].total_steps)(window, mask, context)
         if self.deterministic:
             return mean.double().numpy()
         noise = torch.randn(self.batch_size or len(histories), generator=self._generator)

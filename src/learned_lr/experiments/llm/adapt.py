@@ -31,7 +31,7 @@ from learned_lr.experiments.llm.config import AdaptLLMConfig, FinetuneLLMConfig
 from learned_lr.experiments.llm.finetune import base_losses, finetune, load_result
 from learned_lr.files import write_csv
 from learned_lr.observation import RunHistory
-from learned_lr.policy import LoadedPolicy, load_policy, save_policy
+from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, save_policy
 from learned_lr.tasks.seeds import LLM_TEACHER_SEED_START
 from learned_lr.training.bc import clone_epoch
 
@@ -85,7 +85,7 @@ def adapt_policy(config: AdaptLLMConfig, progress: bool = True) -> Path:
     x_train = [stack(train, k) for k in range(4)]
     x_val = [stack(val, k) for k in range(4)] if val else None
 
-    actor, critic = policy.actor, policy.critic
+    actor, critic = actor_for_run(policy.actor, config.settings.steps), policy.critic  # a length-gated policy: the LoRA runs' actor
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     optimizer = torch.optim.Adam(actor.parameters(), lr=config.learning_rate)
