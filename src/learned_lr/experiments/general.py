@@ -72,7 +72,11 @@ class GeneralTrainConfig:
                       "gradient-momentum cosine), all+distance (and each layer's distance from its initial weights) or "
                       "all+distance+length (and the run's length, log(T / 1000))",
                       choices=GENERAL_INPUTS)
-    demo_runs: int = arg(8, "demonstration runs per variant")
+    demo_runs: int = arg(8, "demonstration runs per variant (per run length with --demo-length-factors)")
+    demo_length_factors: str = arg("", "comma-separated factors: each variant's demonstrations are run at its length x each one "
+                                   "(kept within --min-steps..--max-steps), labelled with its oracle as tuned at its own length; "
+                                   "empty: its own length only. Many lengths per variant keep a policy reading the run's length "
+                                   "from taking it for the variant's name")
     action_noise: float = arg(0.2, "log-space noise on the executed actions of demonstrations and DAgger runs")
     bc_epochs: int = arg(20, "BC epochs per stage")
     # The bundled policy's actor size: small enough that LearnedLR stays within 1.10x of a plain MLP step.
@@ -114,6 +118,8 @@ class GeneralTrainConfig:
         require(all(0 < x <= 1 for x in self.train_fraction_list), "train_fractions", f"every fraction must be in (0, 1], got {self.train_fractions}")
         require(0 <= self.batch_norm_fraction <= 1, "batch_norm_fraction", f"must be in [0, 1], got {self.batch_norm_fraction}")
         require(all(1 <= x <= 8 for x in self.depth_list), "depths", f"every depth must be in 1..8, got {self.depths}")
+        require(all(math.isfinite(x) and x > 0 for x in self.demo_length_factor_list), "demo_length_factors",
+                f"every factor must be finite and > 0, got {self.demo_length_factors}")
 
     @property
     def control(self) -> ControlConfig:
@@ -128,6 +134,15 @@ class GeneralTrainConfig:
     @property
     def depth_list(self) -> list[int]:
         return parse_list(self.depths, "depths", int, optional=True)
+
+    @property
+    def demo_length_factor_list(self) -> list[float]:
+        return parse_list(self.demo_length_factors, "demo_length_factors", float, optional=True)
+
+    def demo_lengths(self, steps: int) -> list[int]:
+        """The run lengths of a ``steps``-step variant's demonstrations (``--demo-length-factors``), each once, in order."""
+        lengths = [min(self.max_steps, max(self.min_steps, round(steps * f))) for f in self.demo_length_factor_list] or [steps]
+        return list(dict.fromkeys(lengths))
 
     @property
     def train_fraction_list(self) -> list[float]:
@@ -179,9 +194,10 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])
     control = config.control
 
-    def collect_config(variant, runs: int, out: Path) -> CollectConfig:
+    def collect_config(variant, runs: int, out: Path, lengths: list[int] | None = None) -> CollectConfig:
         tuned = oracles[variant.name]["lr"]
-        return CollectConfig(task=variant.task, control=control, experts=oracles[variant.name]["shape"], total_steps=str(variant.steps),
+        total_steps = ",".join(map(str, lengths or [variant.steps]))
+        return CollectConfig(task=variant.task, control=control, experts=oracles[variant.name]["shape"], total_steps=total_steps,
                              runs_per_setting=runs, min_peak_lr=tuned * config.min_multiplier, max_peak_lr=tuned * config.max_multiplier,
                              action_noise=config.action_noise, target_peak_lr=tuned, near_target_fraction=config.near_tuned_fraction,
                              seed=variant.demo_seed, out=str(out))
@@ -198,7 +214,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
 
     sources = [work / "demos" / v.name for v in variants]
     for variant, folder in zip(tqdm(variants, desc="demonstrations", disable=not progress), sources):
-        collect_demonstrations(collect_config(variant, config.demo_runs, folder), progress=False)
+        collect_demonstrations(collect_config(variant, config.demo_runs, folder, config.demo_lengths(variant.steps)), progress=False)
     merge_demonstrations(sources, work / "bc" / "data" / "demos.safetensors")
     paths = {"bc": clone(work / "bc" / "data", work / "bc")}
     for round_index in range(1, config.dagger_rounds + 1):
