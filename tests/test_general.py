@@ -266,3 +266,19 @@ def test_general_train_with_the_momentum_cosines(tmp_path):
     features = [tensors[f"{i}.features"].numpy() for i in range(len(meta["runs"]))]
     assert all(f.shape[1] == 11 for f in features)
     assert all(np.abs(f[2:, 8:11]).max() > 0 for f in features)  # every run recorded real cosines
+
+
+def test_general_train_with_the_run_length_and_demonstrations_at_several_lengths(tmp_path):
+    """--demo-length-factors: each variant's demonstrations at its length x each factor (within the recipe's range,
+    each length once), labelled by its oracle; the policy reads the run's length; a bad factor is refused."""
+    config = GeneralTrainConfig(variants_per_family=1, min_steps=20, max_steps=32, sweep_points=2, demo_runs=1, bc_epochs=1,
+                                dagger_rounds=0, inputs="all+distance+length", demo_length_factors="0.5,1,2", work=str(tmp_path / "g"))
+    assert config.demo_lengths(24) == [20, 24, 32] and config.demo_lengths(20) == [20, 32]
+    assert dataclasses.replace(config, demo_length_factors="").demo_lengths(24) == [24]
+    paths = run_general_training(config, progress=False)
+    assert load_policy(paths["bc"]).control_config.inputs == "all+distance+length"
+    for variant in json.loads((tmp_path / "g" / "variants.json").read_text()):
+        _, meta = load_checkpoint(tmp_path / "g" / "demos" / variant["name"] / "demos.safetensors", kind="demonstrations")
+        assert sorted({run["total_steps"] for run in meta["runs"]}) == config.demo_lengths(variant["steps"])
+    with pytest.raises(ConfigError, match="demo_length_factors"):
+        GeneralTrainConfig(demo_length_factors="1,0")
