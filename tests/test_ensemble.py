@@ -164,9 +164,16 @@ def test_a_length_gated_bundle_gives_short_runs_to_one_actor_and_the_rest_to_the
     assert "together" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="length-gated already"):
         bundle_policy(gated, tmp_path / "y.safetensors", {}, short_runs=(members[2], 50))
-    other_k = save_small_policy(tmp_path / "k8.safetensors", window=64, decision_interval=8, seed=5)
+    other_window = save_small_policy(tmp_path / "w32.safetensors", window=32, decision_interval=4, seed=5)
     with pytest.raises(CheckpointError, match="other policy or control configs"):
-        bundle_policy(members[0], tmp_path / "z.safetensors", {}, short_runs=(other_k, 50))
+        bundle_policy(members[0], tmp_path / "z.safetensors", {}, short_runs=(other_window, 50))
+    with pytest.raises(CheckpointError, match="not one actor"):
+        bundle_policy(members[0], tmp_path / "z.safetensors", {}, short_runs=(ensemble, 50))
+    # From a bundled ensemble, and with a short actor trained at another K (it runs at the bundle's): the same gate.
+    other_k = save_small_policy(tmp_path / "k8.safetensors", window=64, decision_interval=8, seed=2)
+    from_bundle = tmp_path / "from-bundle.safetensors"
+    assert main(["bundle", "--policy", str(ensemble), "--short-runs", str(other_k), "--short-run-steps", "100", "--destination", str(from_bundle)]) == 0
+    assert _run_lrs(load_policy(from_bundle), 99) == _run_lrs(loaded, 99) and _run_lrs(load_policy(from_bundle), 100) == _run_lrs(loaded, 100)
     from learned_lr.training.config import PPOConfig
     from learned_lr.training.ppo import _initial_networks
 

@@ -280,5 +280,5 @@ def test_general_train_with_the_run_length_and_demonstrations_at_several_lengths
     for variant in json.loads((tmp_path / "g" / "variants.json").read_text()):
         _, meta = load_checkpoint(tmp_path / "g" / "demos" / variant["name"] / "demos.safetensors", kind="demonstrations")
         assert sorted({run["total_steps"] for run in meta["runs"]}) == config.demo_lengths(variant["steps"])
-    with pytest.raises(ConfigError, match="demo_length_factors"):
+    with pytest.raises(ConfigError, match="--demo-length-factors: every factor must be finite and > 0"):
         GeneralTrainConfig(demo_length_factors="1,0")

@@ -184,6 +184,11 @@ class LengthGatedActor(nn.Module):
         raise TypeError("a length-gated actor decides with the actor for the run's length: use actor_for_run(actor, total_steps)")
 
 
+# What an observation holds and what an action means: two actors that agree on these can take each other's
+# states and decisions, whatever cadence each was trained at (the cadence is the bundle's to set).
+OBSERVATION_AND_ACTION_FIELDS = ("inputs", "window", "min_lr_factor", "max_lr_factor")
+
+
 def actor_for_run(actor: Actor | EnsembleActor | LengthGatedActor, total_steps: int) -> Actor | EnsembleActor:
     """The actor that schedules a run of ``total_steps`` steps: ``actor`` itself unless it is length-gated."""
     if isinstance(actor, LengthGatedActor):
@@ -306,7 +311,8 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     ``ensemble_with``: further policies that decide with ``source``'s actor, as an ``EnsembleActor`` (the
     mean of their log-LRs); each must have the same policy and control configs as ``source``.
     ``short_runs``: (policy, N): runs of fewer than N steps are scheduled by that policy's actor alone, the
-    rest by the actor(s) above (``LengthGatedActor``); it must have the same configs as ``source``.
+    rest by the actor(s) above (``LengthGatedActor``), both at the bundle's cadence; it must have the same
+    network and ``OBSERVATION_AND_ACTION_FIELDS`` as ``source`` (which may be an ensemble).
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
     tensors, saved = load_checkpoint(source, kind="policy")
@@ -319,9 +325,15 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
         saved.update({"ensemble_members": len(ensemble_with) + 1, "ensemble_of": [str(p) for p in (source, *ensemble_with)]})
     if short_runs:
         short_path, steps = short_runs
-        short = _ensemble_tensors(source, loaded, [short_path])  # the same checks as a member's
+        short = load_policy(short_path)
+        if not isinstance(short.actor, Actor):
+            raise CheckpointError(f"checkpoint {short_path} is not one actor: the short-run policy must be (give one of its members)")
+        same = [getattr(c, f) for f in OBSERVATION_AND_ACTION_FIELDS for c in (short.control_config, loaded.control_config)]
+        if short.policy_config != loaded.policy_config or same[::2] != same[1::2]:
+            raise CheckpointError(f"checkpoint {short_path} was trained with other policy or control configs than {source}: the "
+                                  f"short-run actor must have the same network and {', '.join(OBSERVATION_AND_ACTION_FIELDS)}")
         tensors = {"actor.main." + k[len("actor."):]: v for k, v in tensors.items()}
-        tensors.update({"actor.short." + k[len("actor.members.1."):]: v for k, v in short.items() if k.startswith("actor.members.1.")})
+        tensors.update({f"actor.short.{k}": v for k, v in short.actor.state_dict().items()})
         saved.update({"short_run_steps": steps, "short_run_policy": str(short_path)})
     trained = loaded.control_config
     asked = {"decision_interval": decision_interval, "max_lr_rise": max_lr_rise,

@@ -22,7 +22,7 @@ import torch
 
 from learned_lr.checkpoint import load_checkpoint, save_checkpoint
 from learned_lr.files import file_sha256
-from learned_lr.policy import LengthGatedActor, LoadedPolicy, policy_sha256
+from learned_lr.policy import OBSERVATION_AND_ACTION_FIELDS, LengthGatedActor, LoadedPolicy, policy_sha256
 from learned_lr.settings import ConfigError
 from learned_lr.training.bc import DEMOS_FILE, Demonstrations
 
@@ -38,8 +38,7 @@ def relabel_with_teacher(teacher: LoadedPolicy, source: str | Path, target: str 
     if target_file.is_file() and load_checkpoint(target_file, kind="demonstrations")[1].get("labels_from") == stamp:
         return target_file
     demos = Demonstrations.load(source)
-    # What an observation holds and what an action means must be the same for both; the cadence may differ (a state is a state).
-    fields = ("inputs", "window", "min_lr_factor", "max_lr_factor")
+    fields = OBSERVATION_AND_ACTION_FIELDS  # the cadence may differ (a state is a state)
     stored, seen = (tuple(getattr(c, f) for f in fields) for c in (demos.control, teacher.control_config))
     if stored != seen:
         raise ConfigError("teacher", f"the teacher's {fields} are {seen} but the demonstrations' {stored}")
