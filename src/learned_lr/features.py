@@ -90,8 +90,8 @@ def num_inputs(inputs: str) -> int:
 
 def recorded_feature_names(inputs: str) -> tuple[str, ...]:
     """The columns a run's history records per step for ``inputs``: all it reads but the run's
-    length, which ``window_from_features`` adds (so demonstrations recorded for ``"all+distance"``
-    serve ``"all+distance+length"`` as they are)."""
+    length, which ``window_from_features`` adds (so ``"all+distance+length"`` records the rows
+    ``"all+distance"`` does, and reads rows recorded for it)."""
     return tuple(name for name in input_feature_names(inputs) if name not in LENGTH_FEATURE_NAMES)
 
 
@@ -103,6 +103,8 @@ def reads_momentum(inputs: str) -> bool:
 def reads_distance(inputs: str) -> bool:
     """Whether a policy with ``inputs`` reads each layer's distance from its initial weights (a run must keep them)."""
     return DISTANCE_FEATURE_NAMES[0] in input_feature_names(inputs)
+
+
 # The log of the remaining fraction is given beside the fraction itself: expert schedules are
 # close to linear in it near the end of a run (cosine ~ 2 log r, polynomial ~ p log r), where
 # a log-space action needs precision the linear fraction gives poorly (in development, adding it

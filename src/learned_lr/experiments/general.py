@@ -75,8 +75,8 @@ class GeneralTrainConfig:
     demo_runs: int = arg(8, "demonstration runs per variant (per run length with --demo-length-factors)")
     demo_length_factors: str = arg("", "comma-separated factors: each variant's demonstrations are run at its length x each one "
                                    "(kept within --min-steps..--max-steps), labelled with its oracle as tuned at its own length; "
-                                   "empty: its own length only. Many lengths per variant keep a policy reading the run's length "
-                                   "from taking it for the variant's name")
+                                   "empty: its own length only. Several lengths per variant are meant to keep a policy that reads "
+                                   "the run's length from taking it for the variant's name (docs/results.md section 7)")
     action_noise: float = arg(0.2, "log-space noise on the executed actions of demonstrations and DAgger runs")
     bc_epochs: int = arg(20, "BC epochs per stage")
     # The bundled policy's actor size: small enough that LearnedLR stays within 1.10x of a plain MLP step.
