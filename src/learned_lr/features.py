@@ -44,7 +44,7 @@ Every feature is made finite and clipped to [-FEATURE_CLIP, FEATURE_CLIP]; a NaN
 
 Example:
     >>> window, mask, context = window_from_features(np.zeros((3, NUM_FEATURES), np.float32), end=3, window=8, total_steps=100)
-    >>> window.shape, mask.tolist()[-4:], context.round(2).tolist()
+    >>> window.shape, mask.tolist()[-4:], [round(x, 2) for x in context.tolist()]
     ((8, 8), [0.0, 1.0, 1.0, 1.0], [0.97, -0.03, 0.38])
 """
 
