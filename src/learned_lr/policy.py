@@ -328,8 +328,8 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
         short = load_policy(short_path)
         if not isinstance(short.actor, Actor):
             raise CheckpointError(f"checkpoint {short_path} is not one actor: the short-run policy must be (give one of its members)")
-        same = [getattr(c, f) for f in OBSERVATION_AND_ACTION_FIELDS for c in (short.control_config, loaded.control_config)]
-        if short.policy_config != loaded.policy_config or same[::2] != same[1::2]:
+        reads = lambda control: [getattr(control, f) for f in OBSERVATION_AND_ACTION_FIELDS]  # noqa: E731
+        if short.policy_config != loaded.policy_config or reads(short.control_config) != reads(loaded.control_config):
             raise CheckpointError(f"checkpoint {short_path} was trained with other policy or control configs than {source}: the "
                                   f"short-run actor must have the same network and {', '.join(OBSERVATION_AND_ACTION_FIELDS)}")
         tensors = {"actor.main." + k[len("actor."):]: v for k, v in tensors.items()}

@@ -22,7 +22,7 @@ import torch
 
 from learned_lr.checkpoint import load_checkpoint, save_checkpoint
 from learned_lr.files import file_sha256
-from learned_lr.policy import OBSERVATION_AND_ACTION_FIELDS, LengthGatedActor, LoadedPolicy, policy_sha256
+from learned_lr.policy import OBSERVATION_AND_ACTION_FIELDS, LoadedPolicy, actor_for_run, policy_sha256
 from learned_lr.settings import ConfigError
 from learned_lr.training.bc import DEMOS_FILE, Demonstrations
 
@@ -49,12 +49,11 @@ def relabel_with_teacher(teacher: LoadedPolicy, source: str | Path, target: str 
         for start in range(0, len(labels), BATCH):
             index = np.arange(start, min(start + BATCH, len(labels)))
             window, mask, context = demos.batch(index)[:3]
-            if isinstance(teacher.actor, LengthGatedActor):  # each state labelled by the actor for its run's length
-                short = run_steps[demos.decision_run[index]] < teacher.actor.short_run_steps
-                labels[index] = np.where(short, teacher.actor.short(window, mask, context)[0].numpy(),
-                                         teacher.actor.main(window, mask, context)[0].numpy())
-            else:
-                labels[index] = teacher.actor(window, mask, context)[0].numpy()
+            steps = run_steps[demos.decision_run[index]]
+            for length in np.unique(steps):  # each state labelled by the actor for its run's length (a length-gated teacher's)
+                rows = steps == length
+                picked = torch.from_numpy(rows)
+                labels[index[rows]] = actor_for_run(teacher.actor, int(length))(window[picked], mask[picked], context[picked])[0].numpy()
     # Demonstrations.load keeps every run here (no expert filter), in file order: run k's decisions are contiguous.
     for run in range(len(demos.runs)):
         tensors[f"{run}.labels"] = torch.from_numpy(labels[demos.decision_run == run].astype(np.float32))

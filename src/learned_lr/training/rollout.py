@@ -127,11 +127,11 @@ class PolicyController:
     def decide(self, histories: Sequence[RunHistory], step: int, active: np.ndarray) -> np.ndarray:
         # A run that diverged has stopped before ``step``; its action is ignored, but it keeps its
         # place in the batch (and so in the noise draws): it observes its last recorded step.
-        observations = [h.observation(min(step, h.steps)) for h in histories]
-        window, mask, context = (torch.from_numpy(a) for a in stack_observations(observations))
         lengths = {h.total_steps for h in histories}
         if isinstance(self.actor, LengthGatedActor) and len(lengths) > 1:
             raise ValueError(f"a length-gated actor decides for runs of one length at a time, got runs of {sorted(lengths)} steps")
+        observations = [h.observation(min(step, h.steps)) for h in histories]
+        window, mask, context = (torch.from_numpy(a) for a in stack_observations(observations))
         mean, std = actor_for_run(self.actor, histories[0].total_steps)(window, mask, context)
         if self.deterministic:
             return mean.double().numpy()
