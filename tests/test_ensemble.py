@@ -167,8 +167,17 @@ def test_a_length_gated_bundle_gives_short_runs_to_one_actor_and_the_rest_to_the
     other_window = save_small_policy(tmp_path / "w32.safetensors", window=32, decision_interval=4, seed=5)
     with pytest.raises(CheckpointError, match="other policy or control configs"):
         bundle_policy(members[0], tmp_path / "z.safetensors", {}, short_runs=(other_window, 50))
-    with pytest.raises(CheckpointError, match="not one actor"):
-        bundle_policy(members[0], tmp_path / "z.safetensors", {}, short_runs=(ensemble, 50))
+    with pytest.raises(CheckpointError, match="is length-gated: the short-run policy"):
+        bundle_policy(members[0], tmp_path / "z.safetensors", {}, short_runs=(gated, 50))
+    # An ensemble as the short-run policy: short runs get its averaged decisions, long ones the main actor's.
+    short_ensemble = tmp_path / "short-ensemble.safetensors"
+    assert main(["bundle", "--policy", str(members[2]), "--short-runs", str(ensemble), "--short-run-steps", "100", "--destination", str(short_ensemble)]) == 0
+    flipped = load_policy(short_ensemble)
+    assert flipped.meta["short_run_members"] == 2 and isinstance(actor_for_run(flipped.actor, 99), EnsembleActor)
+    assert _run_lrs(flipped, 99) == _run_lrs(load_policy(ensemble), 99) and _run_lrs(flipped, 100) == _run_lrs(load_policy(members[2]), 100)
+    resaved = tmp_path / "resaved.safetensors"
+    save_policy(resaved, flipped.actor, flipped.critic)
+    assert policy_sha256(load_policy(resaved)) == policy_sha256(flipped) != policy_sha256(loaded)
     # From a bundled ensemble, and with a short actor trained at another K (it runs at the bundle's): the same gate.
     other_k = save_small_policy(tmp_path / "k8.safetensors", window=64, decision_interval=8, seed=2)
     from_bundle = tmp_path / "from-bundle.safetensors"

@@ -151,7 +151,7 @@ class EnsembleActor(nn.Module):
 
 class LengthGatedActor(nn.Module):
     """Two actors split by run length: a run of fewer than ``short_run_steps`` steps is scheduled by
-    ``short``, any longer one by ``main`` (an actor or an ensemble), each as it is.
+    ``short``, any longer one by ``main`` (each an actor or an ensemble), each as it is.
 
     Why: an actor schedules best the run lengths it trained on, and one actor trained on both short
     and long runs learned neither well (docs/results.md section 7). A run's length is known when it
@@ -165,7 +165,7 @@ class LengthGatedActor(nn.Module):
         (True, True)
     """
 
-    def __init__(self, main: Actor | EnsembleActor, short: Actor, short_run_steps: int):
+    def __init__(self, main: Actor | EnsembleActor, short: Actor | EnsembleActor, short_run_steps: int):
         super().__init__()
         if not isinstance(short_run_steps, int) or short_run_steps < 2:
             raise ConfigError("short_run_steps", f"must be an integer >= 2, got {short_run_steps!r}")
@@ -284,13 +284,14 @@ def save_policy(path: str | Path, actor: Actor | EnsembleActor | LengthGatedActo
     """Write actor and critic weights with their configs (safetensors + JSON metadata)."""
     tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
     tensors.update({f"critic.{k}": v for k, v in critic.state_dict().items()})
-    main = actor.main if isinstance(actor, LengthGatedActor) else actor
+    main, short = (actor.main, actor.short) if isinstance(actor, LengthGatedActor) else (actor, None)
     document = {
         "policy_config": dataclasses.asdict(actor.policy_config),
         "control_config": dataclasses.asdict(actor.control_config),
         **(meta or {}),
         **({"ensemble_members": len(main.members)} if isinstance(main, EnsembleActor) else {}),
         **({"short_run_steps": actor.short_run_steps} if isinstance(actor, LengthGatedActor) else {}),
+        **({"short_run_members": len(short.members)} if isinstance(short, EnsembleActor) else {}),
     }
     save_checkpoint(path, tensors, document, kind="policy")
 
@@ -310,9 +311,9 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     (``ControlConfig.start_decision_interval``, ``start_steps``; (0, 0): none).
     ``ensemble_with``: further policies that decide with ``source``'s actor, as an ``EnsembleActor`` (the
     mean of their log-LRs); each must have the same policy and control configs as ``source``.
-    ``short_runs``: (policy, N): runs of fewer than N steps are scheduled by that policy's actor alone, the
-    rest by the actor(s) above (``LengthGatedActor``), both at the bundle's cadence; it must have the same
-    network and ``OBSERVATION_AND_ACTION_FIELDS`` as ``source`` (which may be an ensemble).
+    ``short_runs``: (policy, N): runs of fewer than N steps are scheduled by that policy's actor(s) alone,
+    the rest by the actor(s) above (``LengthGatedActor``), both at the bundle's cadence; it must have the
+    same network and ``OBSERVATION_AND_ACTION_FIELDS`` as ``source`` (either may be an ensemble).
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
     tensors, saved = load_checkpoint(source, kind="policy")
@@ -326,15 +327,16 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     if short_runs:
         short_path, steps = short_runs
         short = load_policy(short_path)
-        if not isinstance(short.actor, Actor):
-            raise CheckpointError(f"checkpoint {short_path} is not one actor: the short-run policy must be (give one of its members)")
+        if isinstance(short.actor, LengthGatedActor):
+            raise CheckpointError(f"checkpoint {short_path} is length-gated: the short-run policy must be an actor or an ensemble")
         reads = lambda control: [getattr(control, f) for f in OBSERVATION_AND_ACTION_FIELDS]  # noqa: E731
         if short.policy_config != loaded.policy_config or reads(short.control_config) != reads(loaded.control_config):
             raise CheckpointError(f"checkpoint {short_path} was trained with other policy or control configs than {source}: the "
                                   f"short-run actor must have the same network and {', '.join(OBSERVATION_AND_ACTION_FIELDS)}")
         tensors = {"actor.main." + k[len("actor."):]: v for k, v in tensors.items()}
         tensors.update({f"actor.short.{k}": v for k, v in short.actor.state_dict().items()})
-        saved.update({"short_run_steps": steps, "short_run_policy": str(short_path)})
+        saved.update({"short_run_steps": steps, "short_run_policy": str(short_path),
+                      **({"short_run_members": len(short.actor.members)} if isinstance(short.actor, EnsembleActor) else {})})
     trained = loaded.control_config
     asked = {"decision_interval": decision_interval, "max_lr_rise": max_lr_rise,
              **({} if start is None else {"start_decision_interval": start[0], "start_steps": start[1]})}
@@ -389,20 +391,20 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         control_config = ControlConfig(**meta["control_config"])
     except (KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid policy config ({exc})") from exc
-    members = meta.get("ensemble_members", 1)
-    if not isinstance(members, int) or not 1 <= members <= MAX_ENSEMBLE_MEMBERS:
-        raise CheckpointError(f"checkpoint {path}: ensemble_members must be an integer in 1..{MAX_ENSEMBLE_MEMBERS}, got {members!r}")
+    members, short_members = (meta.get(key, 1) for key in ("ensemble_members", "short_run_members"))
+    for key, count in (("ensemble_members", members), ("short_run_members", short_members)):
+        if not isinstance(count, int) or not 1 <= count <= MAX_ENSEMBLE_MEMBERS:
+            raise CheckpointError(f"checkpoint {path}: {key} must be an integer in 1..{MAX_ENSEMBLE_MEMBERS}, got {count!r}")
     gate = meta.get("short_run_steps")
     if gate is not None and not (isinstance(gate, int) and gate >= 2):
         raise CheckpointError(f"checkpoint {path}: short_run_steps must be an integer >= 2, got {gate!r}")
-    main = "actor" if gate is None else "actor.main"
-    prefixes = [main] if members == 1 else [f"{main}.members.{i}" for i in range(members)]
-    for prefix in prefixes + ([] if gate is None else ["actor.short"]):
-        _check_config_matches_weights(path, tensors, policy_config, control_config, prefix)
-    actor: Actor | EnsembleActor | LengthGatedActor = (Actor(policy_config, control_config) if members == 1
-                                                       else EnsembleActor([Actor(policy_config, control_config) for _ in range(members)]))
-    if gate is not None:
-        actor = LengthGatedActor(actor, Actor(policy_config, control_config), gate)
+    parts = {"actor": members} if gate is None else {"actor.main": members, "actor.short": short_members}
+    for part, count in parts.items():
+        for prefix in [part] if count == 1 else [f"{part}.members.{i}" for i in range(count)]:
+            _check_config_matches_weights(path, tensors, policy_config, control_config, prefix)
+    new = lambda count: (Actor(policy_config, control_config) if count == 1  # noqa: E731
+                         else EnsembleActor([Actor(policy_config, control_config) for _ in range(count)]))
+    actor: Actor | EnsembleActor | LengthGatedActor = new(members) if gate is None else LengthGatedActor(new(members), new(short_members), gate)
     critic = Critic(policy_config, control_config)
     load_module_weights(actor, tensors, "actor", path)
     if any(k.startswith("critic.") for k in tensors):

@@ -199,7 +199,7 @@ class BundleConfig:
     destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
     ensemble_with: str = arg("", "comma-separated further policy checkpoints that decide together with --policy: the bundle's actor "
                              "takes the mean of their log-LRs (each must read the same inputs under the same controls)")
-    short_runs: str = arg("", "a policy (checkpoint or bundled name) whose actor alone schedules runs shorter than --short-run-steps; "
+    short_runs: str = arg("", "a policy (checkpoint or bundled name; one actor or an ensemble) whose actor(s) alone schedule runs shorter than --short-run-steps; "
                           "longer runs get the actor(s) above, unchanged (empty: every run gets them)")
     short_run_steps: int = arg(0, "runs of fewer than this many steps go to --short-runs")
 
