@@ -136,11 +136,12 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
 def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_the_base_lr():
     """No policy given: two BC draws of the cross-family recipe trained on variants of 300-3,000 steps (K = 16)
-    deciding together, every 16 steps over a run's first 128, then every 32 (docs/results.md section 7). It reads the
-    LR's scale: on the same problem, the higher the base LR, the smaller the fraction of it the policy uses."""
+    deciding together, joined by `general`'s actor on runs shorter than 300 steps, every 16 steps over a run's first
+    128, then every 32 (docs/results.md section 7). It reads the LR's scale: on the same problem (a 200-step run, so
+    the three actors decide), the higher the base LR, the smaller the fraction of it the policy uses."""
     import json
 
-    from learned_lr.policy import EnsembleActor
+    from learned_lr.policy import EnsembleActor, LengthGatedActor, actor_for_run
 
     mean_factors = []
     for base_lr in (0.003, 0.03, 0.3):
@@ -160,10 +161,17 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
     assert (meta["control_config"]["start_decision_interval"], meta["control_config"]["start_steps"]) == (16, 128)
     assert "--min-steps 300 --max-steps 3000" in meta["produced_by"] and "runs/general-long/dagger/round-2" in meta["produced_by"]
     assert "--ensemble-with runs/general-long-bc1/dagger/round-2" in meta["produced_by"] and meta["ensemble_members"] == 2
+    assert "--short-runs runs/rise/default-plus-general.safetensors --short-run-steps 300" in meta["produced_by"]
     assert scheduler.decisions()[1]["step"] == 1 and scheduler.decisions()[2]["step"] == 17  # the dense start
-    # Its first member is the default of 2026-12-04..05, bundled alone as "one-actor"; the second another BC draw.
-    actor = scheduler.policy.actor
-    assert isinstance(actor, EnsembleActor) and len(actor.members) == 2
+    # Runs of 300 steps or more: two members, the first the default of 2026-12-04..05, bundled alone as "one-actor", the
+    # second another BC draw. Shorter runs: the same two and `general`'s actor, each weight for weight.
+    gated = scheduler.policy.actor
+    assert isinstance(gated, LengthGatedActor) and gated.short_run_steps == 300 and meta["short_run_members"] == 3
+    actor, short = actor_for_run(gated, 300), actor_for_run(gated, 299)
+    assert isinstance(actor, EnsembleActor) and len(actor.members) == 2 and len(short.members) == 3
+    general = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="general").policy.actor
+    for member, same in zip(short.members, [*actor.members, general]):
+        assert all(torch.equal(v, same.state_dict()[k]) for k, v in member.state_dict().items())
     one = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="one-actor")
     assert one.policy.policy_config == scheduler.policy.policy_config and one.policy.control_config == scheduler.policy.control_config
     first, second = (member.state_dict() for member in actor.members)
