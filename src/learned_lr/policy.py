@@ -150,7 +150,7 @@ class EnsembleActor(nn.Module):
 
 
 class LengthGatedActor(nn.Module):
-    """Two actors split by run length: a run of fewer than ``short_run_steps`` steps is scheduled by
+    """Two deciders split by run length: a run of fewer than ``short_run_steps`` steps is scheduled by
     ``short``, any longer one by ``main`` (each an actor or an ensemble), each as it is.
 
     Why: an actor schedules best the run lengths it trained on, and one actor trained on both short

@@ -63,8 +63,9 @@ from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, policy_s
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
 # The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7):
 # "default": two BC draws of the recipe on runs of 300-3,000 steps deciding together, joined by "general"'s
-# actor on runs under 300 steps (since 2026-12-05), "one-actor" its first draw alone (the default 2026-12-04..05), "general" the recipe on runs of 150-1,000
-# steps deciding every 16; "dagger-k32" (K = 32) the default 2026-12-02..03, "mnist-bc" before it.
+# actor on runs under 300 steps (since 2026-12-05), "one-actor" its first draw alone (the default 2026-12-04..05),
+# "general" the recipe on runs of 150-1,000 steps deciding every 16; "dagger-k32" (K = 32) the default
+# 2026-12-02..03, "mnist-bc" before it.
 BUNDLED_POLICIES = {"default": BUNDLED_POLICY, "one-actor": BUNDLED_POLICY.parent / "one-actor.safetensors",
                     "general": BUNDLED_POLICY.parent / "general.safetensors",
                     "dagger-k32": BUNDLED_POLICY.parent / "dagger-k32.safetensors",
