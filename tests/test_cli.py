@@ -175,7 +175,10 @@ def test_explain_plots_a_real_runs_decisions(tmp_path, capsys):
     assert (out / "decisions.png").stat().st_size > 10_000
     # The default's dense start: every 16 steps over the first 128 (an 80-step run is all start), said as such.
     assert steps == [0, 1, 17, 33, 49, 65] and result["cadence"] == "every 16 steps over the first 128, then every 32"
-    assert "decisions (every 16 steps over the first 128, then every 32)" in capsys.readouterr().out
+    # Who decided: an 80-step run is under the default's 300-step gate, so its three short-run actors did.
+    assert result["deciders"] == "3 actors deciding together (the policy's part for runs under 300 steps)"
+    assert "6 decisions by 3 actors deciding together (the policy's part for runs under 300 steps) (every 16 steps over the first 128, then every 32)" \
+        in capsys.readouterr().out
 
 
 def test_the_python_stages_take_the_same_lock_and_it_is_reentrant(tmp_path):

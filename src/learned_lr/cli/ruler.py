@@ -65,7 +65,7 @@ def cmd_explain(config: ExplainConfig) -> int:
     out = Path(config.out)
     plot_decisions(result, out / "decisions.png")
     write_json(out / "decisions.json", result)
-    print(f"{len(result['decisions'])} decisions ({result['cadence']}); final LR {result['lrs'][-1]:.4g} "
+    print(f"{len(result['decisions'])} decisions by {result['deciders']} ({result['cadence']}); final LR {result['lrs'][-1]:.4g} "
           f"({result['lrs'][-1] / config.base_lr:.3g}x base); test loss {result['test_loss']:.4f}")
     print(f"wrote {out}/decisions.png, decisions.json")
     return 0

@@ -8,8 +8,8 @@ figure shows the LR it set with every decision marked, and the losses it read; t
 
 Example:
     >>> result = explain_run(TaskConfig(), steps=300, base_lr=0.1, seed=0, policy="bundled")   # doctest: +SKIP
-    >>> len(result["decisions"]), result["decision_interval"], result["cadence"]   # the default's dense start
-    (15, 32, 'every 16 steps over the first 128, then every 32')
+    >>> len(result["decisions"]), result["cadence"], result["deciders"]   # doctest: +SKIP
+    (15, 'every 16 steps over the first 128, then every 32', "2 actors deciding together (the policy's part for runs of or over 300 steps)")
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from learned_lr.policy import Actor, EnsembleActor, LengthGatedActor, actor_for_run
 from learned_lr.scheduler import LearnedLR, resolve_policy
 from learned_lr.settings import ControlConfig
 from learned_lr.tasks.config import TaskConfig
@@ -30,6 +31,23 @@ def cadence(control: ControlConfig) -> str:
     if control.start_decision_interval and control.start_steps:
         return f"every {control.start_decision_interval} steps over the first {control.start_steps}, then every {control.decision_interval}"
     return f"every {control.decision_interval} steps"
+
+
+def deciders(actor: Actor | EnsembleActor | LengthGatedActor, total_steps: int) -> str:
+    """Who decides a run of ``total_steps`` steps, in words: "one actor", "3 actors deciding together", and for a
+    length-gated policy which side of its gate the run is on.
+
+    Example:
+        >>> from learned_lr.policy import load_policy
+        >>> deciders(load_policy(resolve_policy("default")).actor, 200)
+        "3 actors deciding together (the policy's part for runs under 300 steps)"
+    """
+    chosen = actor_for_run(actor, total_steps)
+    words = f"{len(chosen.members)} actors deciding together" if isinstance(chosen, EnsembleActor) else "one actor"
+    if isinstance(actor, LengthGatedActor):
+        side = "under" if chosen is actor.short else "of or over"
+        words += f" (the policy's part for runs {side} {actor.short_run_steps} steps)"
+    return words
 
 
 def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy: str = "bundled", feed_losses: bool = True) -> dict:
@@ -61,5 +79,6 @@ def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy:
             break
     test_loss, test_accuracy = run.evaluate_test()
     return {"task": task.task, "optimizer": task.optimizer, "steps": steps, "base_lr": base_lr, "seed": seed, "policy": policy,
-            "feed_losses": feed_losses, "decision_interval": scheduler.decision_interval, "cadence": cadence(scheduler.policy.control_config), "lrs": lrs, "train_loss": train_losses,
+            "feed_losses": feed_losses, "decision_interval": scheduler.decision_interval, "cadence": cadence(scheduler.policy.control_config),
+            "deciders": deciders(scheduler.policy.actor, steps), "lrs": lrs, "train_loss": train_losses,
             "val_loss": val_losses, "decisions": scheduler.decisions(), "test_loss": test_loss, "test_accuracy": test_accuracy}

@@ -376,8 +376,9 @@ def plot_decisions(result: dict, path: str | Path) -> None:
     top.axhline(result["base_lr"], color="0.6", lw=0.8, ls="--", label=f"base LR {result['base_lr']:g}")
     decisions = result["decisions"]
     cadence = result.get("cadence") or f"every {result['decision_interval']} steps"  # (results saved before "cadence" existed)
+    by = f" by {result['deciders']}" if result.get("deciders") else ""  # (results saved before "deciders" existed)
     top.plot([d["step"] for d in decisions], [d["lr"] for d in decisions], "v", color="tab:red", ms=5,
-             label=f"decision ({cadence}: the LR its block ramps to)")
+             label=f"decision{by} ({cadence}: the LR its block ramps to)")
     top.set(yscale="log", ylabel="learning rate",
             title=f"{result['task']} ({result['optimizer']}), policy {result['policy']}, seed {result['seed']}: "
                   f"test loss {result['test_loss']:.4f}")
