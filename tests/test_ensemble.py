@@ -188,3 +188,40 @@ def test_a_length_gated_bundle_gives_short_runs_to_one_actor_and_the_rest_to_the
 
     with pytest.raises(ConfigError, match="length-gated pair"):
         _initial_networks(PPOConfig(init=str(gated), out=str(tmp_path / "ppo")))
+
+
+def test_a_gated_run_resumed_with_another_length_is_scheduled_by_the_actors_for_its_new_length(tmp_path):
+    """A run saved under the short side of a gate and resumed past it (a run extended) takes the main actor's
+    decisions from then on; resumed at its own length it keeps the short actor's. Same state, same model."""
+    import copy
+
+    members = _members(tmp_path)
+    gated = tmp_path / "gated.safetensors"
+    bundle_policy(members[0], gated, {}, short_runs=(members[1], 100))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = LearnedLR(optimizer, total_steps=80, policy=gated, model=model)
+    mse_steps(model, optimizer, scheduler, x, y, 40)
+    state, saved_model, saved_optimizer = scheduler.state_dict(), copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+
+    def resumed(total_steps: int) -> list[float]:
+        model.load_state_dict(saved_model)
+        optimizer.load_state_dict(copy.deepcopy(saved_optimizer))  # (torch shares the momentum buffers it loads)
+        again = LearnedLR(optimizer, total_steps=total_steps, policy=gated, model=model)
+        again.load_state_dict(state)
+        return [row[0] for row in mse_steps(model, optimizer, again, x, y, 20)]
+
+    short, extended = resumed(80), resumed(160)
+    assert all(math.isfinite(lr) and lr > 0 for lr in short + extended)
+    assert short != extended  # the gate is crossed: another actor decides (and the remaining fraction differs)
+    # Past the gate it decides as the main actor alone would from the same state (a policy file holding only it).
+    main_only = tmp_path / "main-only.safetensors"
+    bundle_policy(members[0], main_only, {}, short_runs=(members[0], 100))  # both sides the main actor: the same decisions
+    gated_state_for = {**state, "policy_sha256": policy_sha256(load_policy(main_only))}
+    model.load_state_dict(saved_model)
+    optimizer.load_state_dict(copy.deepcopy(saved_optimizer))
+    alone = LearnedLR(optimizer, total_steps=160, policy=main_only, model=model)
+    alone.load_state_dict(gated_state_for)
+    assert [row[0] for row in mse_steps(model, optimizer, alone, x, y, 20)] == extended
