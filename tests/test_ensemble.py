@@ -163,7 +163,13 @@ def test_a_length_gated_bundle_gives_short_runs_to_one_actor_and_the_rest_to_the
     assert main(["bundle", "--policy", str(members[0]), "--short-runs", str(members[2]), "--destination", str(tmp_path / "x.safetensors")]) == 2
     assert "together" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="length-gated already"):
-        bundle_policy(gated, tmp_path / "y.safetensors", {}, short_runs=(members[2], 50))
+        bundle_policy(gated, tmp_path / "y.safetensors", {}, ensemble_with=[members[2]])
+    # A gated source given a new short side keeps its long-run side and drops its old short one.
+    regated = tmp_path / "regated.safetensors"
+    assert main(["bundle", "--policy", str(gated), "--short-runs", str(members[0]), "--short-run-steps", "50", "--destination", str(regated)]) == 0
+    again_gated = load_policy(regated)
+    assert again_gated.actor.short_run_steps == 50 and "short_run_members" not in again_gated.meta and again_gated.meta["ensemble_members"] == 2
+    assert _run_lrs(again_gated, 50) == _run_lrs(load_policy(ensemble), 50) and _run_lrs(again_gated, 49) == _run_lrs(load_policy(members[0]), 49)
     other_window = save_small_policy(tmp_path / "w32.safetensors", window=32, decision_interval=4, seed=5)
     with pytest.raises(CheckpointError, match="other policy or control configs"):
         bundle_policy(members[0], tmp_path / "z.safetensors", {}, short_runs=(other_window, 50))
@@ -178,6 +184,9 @@ def test_a_length_gated_bundle_gives_short_runs_to_one_actor_and_the_rest_to_the
     resaved = tmp_path / "resaved.safetensors"
     save_policy(resaved, flipped.actor, flipped.critic)
     assert policy_sha256(load_policy(resaved)) == policy_sha256(flipped) != policy_sha256(loaded)
+    bundle_policy(short_ensemble, tmp_path / "one-short.safetensors", {}, short_runs=(members[0], 100))  # its ensemble short side replaced
+    one_short = load_policy(tmp_path / "one-short.safetensors")
+    assert "short_run_members" not in one_short.meta and _run_lrs(one_short, 99) == _run_lrs(load_policy(members[0]), 99)
     # From a bundled ensemble, and with a short actor trained at another K (it runs at the bundle's): the same gate.
     other_k = save_small_policy(tmp_path / "k8.safetensors", window=64, decision_interval=8, seed=2)
     from_bundle = tmp_path / "from-bundle.safetensors"

@@ -313,14 +313,18 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     mean of their log-LRs); each must have the same policy and control configs as ``source``.
     ``short_runs``: (policy, N): runs of fewer than N steps are scheduled by that policy's actor(s) alone,
     the rest by the actor(s) above (``LengthGatedActor``), both at the bundle's cadence; it must have the
-    same network and ``OBSERVATION_AND_ACTION_FIELDS`` as ``source`` (either may be an ensemble).
+    same network and ``OBSERVATION_AND_ACTION_FIELDS`` as ``source`` (either may be an ensemble; a gated
+    ``source`` keeps its long-run side and gets this short one instead of its own).
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
     tensors, saved = load_checkpoint(source, kind="policy")
     tensors = {k: v for k, v in tensors.items() if k.startswith("actor.")}
     saved = {k: v for k, v in saved.items() if k not in ("format", "version", "kind")}
-    if isinstance(loaded.actor, LengthGatedActor) and (ensemble_with or short_runs):
+    if isinstance(loaded.actor, LengthGatedActor) and ensemble_with:
         raise CheckpointError(f"checkpoint {source} is length-gated already: give its actors instead")
+    if isinstance(loaded.actor, LengthGatedActor) and short_runs:  # a new short side: keep the main one, drop the old
+        tensors = {"actor." + k[len("actor.main."):]: v for k, v in tensors.items() if k.startswith("actor.main.")}
+        saved = {k: v for k, v in saved.items() if k not in ("short_run_steps", "short_run_policy", "short_run_members")}
     if ensemble_with:
         tensors = _ensemble_tensors(source, loaded, ensemble_with)
         saved.update({"ensemble_members": len(ensemble_with) + 1, "ensemble_of": [str(p) for p in (source, *ensemble_with)]})
