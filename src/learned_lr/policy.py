@@ -323,7 +323,7 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     if isinstance(loaded.actor, LengthGatedActor) and ensemble_with:
         raise CheckpointError(f"checkpoint {source} is length-gated already: give its actors instead")
     if isinstance(loaded.actor, LengthGatedActor) and short_runs:  # a new short side: keep the main one, drop the old
-        tensors = {"actor." + k[len("actor.main."):]: v for k, v in tensors.items() if k.startswith("actor.main.")}
+        tensors = {f"actor.{k}": v for k, v in loaded.actor.main.state_dict().items()}
         saved = {k: v for k, v in saved.items() if k not in ("short_run_steps", "short_run_policy", "short_run_members")}
     if ensemble_with:
         tensors = _ensemble_tensors(source, loaded, ensemble_with)
