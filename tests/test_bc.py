@@ -159,3 +159,44 @@ def test_bc_does_not_continue_a_state_trained_on_other_demonstrations(tmp_path, 
     for key in fresh:
         torch.testing.assert_close(resumed[key], fresh[key], rtol=0, atol=0)
     assert len((tmp_path / "bc" / "bc_log.csv").read_text().splitlines()) == 4  # header + 3 epochs, none from the old state
+
+
+def test_bc_quantile_clones_a_lower_action_where_one_state_was_labelled_several_ways(demos):
+    """One state labelled with actions spread over [-1, 1]: the NLL fit goes to their mean (0), the
+    pinball fit at q = 0.25 to their lower quartile (-0.5), and its spread to their distance from it."""
+    from learned_lr.policy import Actor
+    from learned_lr.training.bc import clone_epoch
+
+    window, mask, context, _, _ = Demonstrations.load(demos, ["cosine"]).batch(np.arange(1))
+    labels = torch.linspace(-1.0, 1.0, 257)
+    state = [t.expand(len(labels), *t.shape[1:]) for t in (window, mask, context)]
+    fitted = {}
+    for quantile in (0.0, 0.25):
+        torch.manual_seed(0)
+        actor = Actor(SMALL_POLICY, CONTROL)
+        optimizer = torch.optim.Adam(actor.parameters(), lr=3e-3)
+        for _ in range(300):
+            clone_epoch(actor, optimizer, [(*state, labels)], quantile=quantile)
+        with torch.no_grad():
+            mean, std = actor(*[t[:1] for t in state])
+        fitted[quantile] = (float(mean), float(std))
+    assert fitted[0.0][0] == pytest.approx(0.0, abs=0.05)
+    assert fitted[0.25][0] == pytest.approx(-0.5, abs=0.05)
+    # The spread is fitted around the quantile: the labels' RMS distance from -0.5 (0.76) vs from 0 (0.58).
+    assert fitted[0.25][1] == pytest.approx(float((labels + 0.5).square().mean().sqrt()), abs=0.05)
+    assert fitted[0.0][1] == pytest.approx(float(labels.square().mean().sqrt()), abs=0.05)
+
+
+def test_a_policy_saved_before_the_quantile_setting_is_current_only_for_the_nll(demos, tmp_path):
+    from learned_lr.checkpoint import save_checkpoint
+    from learned_lr.training.bc import bc_policy_is_current
+
+    config = BCConfig(policy=SMALL_POLICY, demos=str(demos), experts="cosine", epochs=1, out=str(tmp_path / "bc"))
+    path = train_bc(config, progress=False)
+    tensors, meta = load_checkpoint(path)
+    del meta["bc_config"]["quantile"]  # as every policy trained before the setting existed
+    save_checkpoint(path, tensors, meta, kind="policy")
+    assert bc_policy_is_current(config)
+    assert not bc_policy_is_current(dataclasses.replace(config, quantile=0.3))
+    with pytest.raises(ValueError, match="quantile"):
+        BCConfig(quantile=1.0)

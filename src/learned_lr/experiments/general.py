@@ -79,6 +79,8 @@ class GeneralTrainConfig:
                                    "the run's length from taking it for the variant's name (docs/results.md section 7)")
     action_noise: float = arg(0.2, "log-space noise on the executed actions of demonstrations and DAgger runs")
     bc_epochs: int = arg(20, "BC epochs per stage")
+    bc_quantile: float = arg(0.0, "BC's fit of the oracle's action in every stage: 0, its mean (NLL); q in (0, 1), its q-quantile "
+                                  "(a cautious actor for q < 0.5: where runs at different base LRs look alike, the lower action)")
     # The bundled policy's actor size: small enough that LearnedLR stays within 1.10x of a plain MLP step.
     d_model: int = arg(32, "actor/critic Transformer width")
     layers: int = arg(2, "actor/critic Transformer blocks")
@@ -113,6 +115,7 @@ class GeneralTrainConfig:
         for name in ("demo_runs", "bc_epochs", "dagger_runs"):
             require(0 < getattr(self, name) <= 400, name, f"must be in 1..400, got {getattr(self, name)}")
         require(0 <= self.seed < 100, "seed", f"must be in 0..99, got {self.seed}")
+        require(0 <= self.bc_quantile < 1, "bc_quantile", f"must be 0 (the NLL) or in (0, 1), got {self.bc_quantile}")
         require(-1 <= self.bc_seed < 100, "bc_seed", f"must be in 0..99, or -1 for --seed, got {self.bc_seed}")
         require(all(math.isfinite(x) and x > 0 for x in self.init_scale_list), "init_scales", f"every scale must be finite and > 0, got {self.init_scales}")
         require(all(0 < x <= 1 for x in self.train_fraction_list), "train_fractions", f"every fraction must be in (0, 1], got {self.train_fractions}")
@@ -207,7 +210,8 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
 
     def clone(data: Path, out: Path) -> Path:
         bc = BCConfig(policy=PolicyConfig(d_model=config.d_model, layers=config.layers), demos=str(data), experts=",".join(ORACLE_SHAPES),
-                      epochs=config.bc_epochs, seed=config.seed if config.bc_seed < 0 else config.bc_seed, out=str(out))
+                      epochs=config.bc_epochs, seed=config.seed if config.bc_seed < 0 else config.bc_seed, quantile=config.bc_quantile,
+                      out=str(out))
         if not bc_policy_is_current(bc):
             train_bc(bc, progress=progress)
         return out / "policy.safetensors"

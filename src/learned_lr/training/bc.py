@@ -4,7 +4,8 @@
 lengths varied, so the policy learns a schedule's shape rather than one run) and stores each
 run's per-step features and each decision's clean expert action and discounted return.
 ``train_bc`` fits the actor by maximum likelihood (Gaussian NLL; the spread cannot fall below
-``PolicyConfig.min_std``, so PPO can still explore) and warm-starts the critic on the returns.
+``PolicyConfig.min_std``, so PPO can still explore), or its mean to a quantile of the expert's
+action (``BCConfig.quantile``), and warm-starts the critic on the returns.
 Windows are rebuilt from the stored features batch by batch, so demonstrations stay small on
 disk (8 floats per trainee step) whatever the window length.
 
@@ -220,21 +221,31 @@ def _evaluate(actor: Actor, critic: Critic, demos: Demonstrations, indices: np.n
 
 
 def clone_epoch(actor: Actor, actor_opt: torch.optim.Optimizer, batches: Iterable[Sequence[torch.Tensor]],
-                critic: Critic | None = None, critic_opt: torch.optim.Optimizer | None = None) -> np.ndarray:
+                critic: Critic | None = None, critic_opt: torch.optim.Optimizer | None = None, quantile: float = 0.0) -> np.ndarray:
     """One pass of behavioral cloning over ``batches`` of (window, mask, context, label[, return]).
 
-    The actor minimizes the NLL of the expert's action; with a critic, the critic regresses the
-    return. Gradients are clipped to norm 1. Returns the sums over examples of (NLL, |mean action -
-    label|, value loss); divide by the number of examples for means. The one BC fit loop: ``train_bc``
-    and ``adapt-llm`` (``experiments.llm.adapt``) both run it.
+    The actor minimizes the NLL of the expert's action, so its mean fits the label's conditional
+    mean. With ``quantile`` q in (0, 1) the mean fits the label's conditional q-quantile instead (the
+    pinball loss) and the spread is fitted by NLL around that mean, detached: where one observation
+    was labelled with several actions (runs that look alike early, at different base LRs), q < 0.5
+    clones the lower of them. With a critic, the critic regresses the return. Gradients are clipped
+    to norm 1. Returns the sums over examples of (NLL, |mean action - label|, value loss); divide by
+    the number of examples for means. The one BC fit loop: ``train_bc`` and ``adapt-llm``
+    (``experiments.llm.adapt``) both run it.
     """
     sums = np.zeros(3)
     for batch in batches:
         window, mask, context, label = batch[:4]
         dist = actor.distribution(window, mask, context)
         nll = -dist.log_prob(label).mean()
+        if quantile > 0:
+            error = label - dist.mean
+            pinball = torch.maximum(quantile * error, (quantile - 1.0) * error).mean()
+            loss = pinball - torch.distributions.Normal(dist.mean.detach(), dist.stddev).log_prob(label).mean()
+        else:
+            loss = nll
         actor_opt.zero_grad()
-        nll.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(actor.parameters(), 1.0)
         actor_opt.step()
         value_loss = 0.0
@@ -263,6 +274,8 @@ def bc_policy_is_current(config: BCConfig) -> bool:
         return False
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("policy", "resume")}
     saved = {k: v for k, v in (meta.get("bc_config") or {}).items() if k != "resume"}
+    # A setting added since a policy was saved held its default then (e.g. quantile = 0, the NLL).
+    saved = {k: v for k, v in dataclasses.asdict(BCConfig()).items() if k in settings} | saved
     return (saved == json.loads(json.dumps(settings)) and meta.get("policy_config") == json.loads(json.dumps(dataclasses.asdict(config.policy)))
             and (meta.get("demonstrations") or {}).get("sha256") == file_sha256(demos))
 
@@ -310,7 +323,7 @@ def _train_bc(config: BCConfig, progress: bool = True, max_epochs_this_call: int
         actor.train(), critic.train()
         order = rng.permutation(train_idx)
         batches = (demos.batch(order[start : start + config.batch_size]) for start in range(0, len(order), config.batch_size))
-        sums = clone_epoch(actor, actor_opt, batches, critic, critic_opt)
+        sums = clone_epoch(actor, actor_opt, batches, critic, critic_opt, quantile=config.quantile)
         actor_sched.step(), critic_sched.step()
         actor.eval(), critic.eval()
         metrics = _evaluate(actor, critic, demos, val_idx)

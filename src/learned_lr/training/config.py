@@ -114,9 +114,12 @@ class BCConfig:
     out: str = arg("runs/bc", "output folder (policy.safetensors, bc_log.csv, train_state.safetensors)")
     resume: bool = arg(True, "continue from out/train_state.safetensors if present")
     window: int = arg(0, "observation window; 0 keeps the demonstrations' (windows are rebuilt from stored features, so any W <= the run works)")
+    quantile: float = arg(0.0, "0: fit the actor's mean to the expert's mean action (Gaussian NLL); q in (0, 1): to its q-quantile "
+                               "(pinball loss), so q < 0.5 clones the lower actions where alike-looking states were labelled differently")
 
     def __post_init__(self) -> None:
         parse_list(self.experts, "experts", str, EXPERT_NAMES)
+        require(0 <= self.quantile < 1, "quantile", f"must be 0 (the NLL) or in (0, 1), got {self.quantile}")
         require(self.window >= 0, "window", f"must be >= 0, got {self.window}")
         require(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
         require(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
