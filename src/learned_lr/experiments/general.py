@@ -34,7 +34,8 @@ from pathlib import Path
 
 from learned_lr.features import INPUT_CHOICES
 from learned_lr.files import write_json
-from learned_lr.settings import ConfigError, ControlConfig, arg, check_choice, parse_list, require
+from learned_lr.settings import ConfigError, ControlConfig, arg, check_choice, parse_list, require, same_as
+from learned_lr.training.config import BCConfig
 
 # Every input set but Subramanian et al.'s, which is the PPO ablation arm of `ablations` and `claims` (window 1), not a recipe.
 GENERAL_INPUTS = tuple(choice for choice in INPUT_CHOICES if choice != "subramanian")
@@ -79,7 +80,7 @@ class GeneralTrainConfig:
                                    "the run's length from taking it for the variant's name (docs/results.md section 7)")
     action_noise: float = arg(0.2, "log-space noise on the executed actions of demonstrations and DAgger runs")
     bc_epochs: int = arg(20, "BC epochs per stage")
-    bc_quantile: float = arg(0.0, "BC's fit of the oracle's action in every stage: 0, its mean (NLL); q in (0, 1), its q-quantile "
+    bc_quantile: float = same_as(BCConfig, "quantile", "BC's fit of the oracle's action in every stage: 0, its mean (NLL); q in (0, 1), its q-quantile "
                                   "(a cautious actor for q < 0.5: where runs at different base LRs look alike, the lower action)")
     # The bundled policy's actor size: small enough that LearnedLR stays within 1.10x of a plain MLP step.
     d_model: int = arg(32, "actor/critic Transformer width")
@@ -180,7 +181,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     from learned_lr.settings import PolicyConfig
     from learned_lr.tasks.seeds import DAGGER_SEED_START
     from learned_lr.training.bc import bc_policy_is_current, collect_demonstrations, train_bc
-    from learned_lr.training.config import BCConfig, CollectConfig
+    from learned_lr.training.config import CollectConfig
     from learned_lr.training.dagger import collect_policy_states, merge_demonstrations
     from learned_lr.training.distribution import ORACLE_SHAPES, sample_variants, tune_variant
     from learned_lr.training.experts import expert_schedule
