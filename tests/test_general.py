@@ -101,6 +101,31 @@ def test_batch_norm_copies_keep_every_plain_variant_and_add_a_normed_twin():
     assert len({v.name for v in mixed}) == len(mixed) == 20 + sum(not v.task.batch_norm for v in sample_variants(4, 300, 3000, seed=0, batch_norm_fraction=0.5))
 
 
+def test_structure_copies_keep_every_plain_variant_and_add_one_changed_twin_of_each():
+    from learned_lr.training.distribution import STRUCTURE_COPIES
+
+    plain = sample_variants(4, 300, 3000, seed=0)
+    doubled = sample_variants(4, 300, 3000, seed=0, structure_copies=True)
+    assert doubled[0::2] == plain  # each copy right after its plain variant, the plain ones unchanged
+    for original, copy in zip(plain, doubled[1::2]):
+        changed = {k for k in ("mlp_layers", "init_scale", "train_fraction") if getattr(copy.task, k) != getattr(original.task, k)}
+        assert len(changed) == 1, (original.name, copy.name)
+        kind = changed.pop()
+        assert getattr(copy.task, kind) in STRUCTURE_COPIES[kind]
+        assert kind != "mlp_layers" or copy.task.task in ("mnist-mlp", "digits", "diabetes")  # the CNNs keep their layers
+        assert copy.name == original.name + {"mlp_layers": "-d", "init_scale": "-s", "train_fraction": "-f"}[kind] + f"{getattr(copy.task, kind):g}"
+        assert (copy.ordinal, copy.steps) == (original.ordinal, original.steps)
+    # Each family's copies take the kinds in turn: an MLP family's first three copies are one of each kind.
+    digits = [v for v in doubled[1::2] if v.task.task == "digits"]
+    kinds = [("deeper" if v.task.mlp_layers > 1 else "init" if v.task.init_scale != 1 else "data") for v in digits]
+    assert sorted(kinds[:3]) == ["data", "deeper", "init"] and kinds[3] == kinds[0]
+    assert len({v.name for v in doubled}) == 40
+    with pytest.raises(ValueError, match="cannot be combined"):
+        sample_variants(4, 300, 3000, seed=0, structure_copies=True, depths=(1, 2))
+    with pytest.raises(ConfigError, match="--structure-copies: copies are made"):
+        GeneralTrainConfig(structure_copies=True, init_scales="0.5,1")
+
+
 def test_stratified_optimizers_give_every_family_each_optimizer_and_keep_the_other_draws():
     from learned_lr.training.distribution import ADAMW_WEIGHT_DECAY, VARIANT_OPTIMIZERS
 

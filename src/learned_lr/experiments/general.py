@@ -56,6 +56,9 @@ class GeneralTrainConfig:
                                      "(drawn per variant; 0: none)")
     batch_norm_copies: bool = arg(False, "keep every variant drawn without batch norm and add a copy of it with batch norm (twice the "
                                   "variants; the plain ones stay those of the same recipe without this flag)")
+    structure_copies: bool = arg(False, "keep every variant and add a copy of it with one change of structure: 2-3 hidden layers "
+                                 "(MLP families), initial scale 0.5 or 2, or a 0.1 or 0.3 fraction of its data, each family's variants taking "
+                                 "the kinds in turn (twice the variants; the plain ones stay those of the same recipe without this flag)")
     stratify_optimizers: bool = arg(False, "each family's variants take SGD, Adam and AdamW in turn (in an order drawn per family) "
                                     "instead of drawing each variant's optimizer independently")
     sweep_points: int = arg(5, "LRs of each variant's oracle sweep (the middle ones of the optimizer's grid; extended at an edge)")
@@ -122,6 +125,8 @@ class GeneralTrainConfig:
         require(all(0 < x <= 1 for x in self.train_fraction_list), "train_fractions", f"every fraction must be in (0, 1], got {self.train_fractions}")
         require(0 <= self.batch_norm_fraction <= 1, "batch_norm_fraction", f"must be in [0, 1], got {self.batch_norm_fraction}")
         require(all(1 <= x <= 8 for x in self.depth_list), "depths", f"every depth must be in 1..8, got {self.depths}")
+        require(not self.structure_copies or not (self.init_scale_list or self.train_fraction_list or self.depth_list), "structure_copies",
+                "copies are made of variants at init scale 1, all data and one hidden layer: drop --init-scales, --train-fractions and --depths")
         require(all(math.isfinite(x) and x > 0 for x in self.demo_length_factor_list), "demo_length_factors",
                 f"every factor must be finite and > 0, got {self.demo_length_factors}")
 
@@ -192,7 +197,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     check_same_recipe(recipe, work / "general_train.json", defaults={k: v for k, v in dataclasses.asdict(GeneralTrainConfig()).items() if k in recipe})
     variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed,
                                config.init_scale_list, config.train_fraction_list, config.stratify_optimizers, config.depth_list,
-                               config.batch_norm_fraction, config.batch_norm_copies)
+                               config.batch_norm_fraction, config.batch_norm_copies, config.structure_copies)
     oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
     write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])

@@ -65,6 +65,9 @@ MAX_VAL_BATCH = {"diabetes": 64}
 ORACLE_SHAPES = ("linear-warmup", "cosine")
 SWEEP_EXTENSIONS = 2
 FINAL_VAL_FRACTION = 0.1
+# structure_copies: the field each kind of copy changes and the values it draws from (the unusual ends of the
+# validation sets' draws, `learned-lr validate`: depths 1-3, initial scales 0.5-2, data fractions 0.1-1).
+STRUCTURE_COPIES = {"mlp_layers": (2, 3), "init_scale": (0.5, 2.0), "train_fraction": (0.1, 0.3)}
 MAX_VARIANTS_PER_FAMILY = 9  # seed blocks of 1,000 per variant inside the demonstration range
 
 
@@ -89,7 +92,7 @@ class Variant:
 
 def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, init_scales: Sequence[float] = (),
                     train_fractions: Sequence[float] = (), stratify_optimizers: bool = False, depths: Sequence[int] = (),
-                    batch_norm_fraction: float = 0.0, batch_norm_copies: bool = False) -> list[Variant]:
+                    batch_norm_fraction: float = 0.0, batch_norm_copies: bool = False, structure_copies: bool = False) -> list[Variant]:
     """``per_family`` random variants of every training family (family-major order), reproducible from ``seed``.
 
     ``init_scales`` / ``train_fractions``: if given, each variant also draws its initial-weight scale and
@@ -102,6 +105,12 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
     ``batch_norm_copies``: every variant drawn without batch norm is kept and also added again with it
     (same sizes, seeds and run length, name suffix ``-bn``): batch-norm models are added to the
     distribution instead of replacing some of its plain ones.
+    ``structure_copies``: every variant is kept and also added again with one change of structure
+    (``STRUCTURE_COPIES``): more hidden layers (MLP families only), another initial-weight scale or a
+    fraction of its training data, each family's variants taking the kinds in turn in an order drawn
+    per family, the value drawn from the kind's choices (a generator of its own; same sizes, seeds and
+    run length, the name suffixed as the draws above suffix it). The unusual models are added beside
+    the ordinary ones instead of replacing most of them, as drawing all three for every variant does.
     ``stratify_optimizers``: a family's variants take the optimizers in turn, in an order drawn per
     family (so 3 or more variants include each one), in place of independent draws (which leave a
     family without SGD, say, in (2/3)^4 of the draws of 4); the other draws are unchanged.
@@ -110,11 +119,15 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
         raise ValueError(f"per_family must be in 1..{MAX_VARIANTS_PER_FAMILY}, got {per_family}")
     if not 0 <= batch_norm_fraction <= 1:
         raise ValueError(f"batch_norm_fraction must be in [0, 1], got {batch_norm_fraction}")
+    if structure_copies and (len(init_scales) or len(train_fractions) or len(depths)):
+        raise ValueError("structure_copies adds copies of variants at init scale 1, all data and one hidden layer; "
+                         "it cannot be combined with init_scales, train_fractions or depths")
     if not 1 < min_steps <= max_steps:
         raise ValueError(f"need 1 < min_steps <= max_steps, got {min_steps}, {max_steps}")
     rng, extra_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     order_rng, depth_rng = np.random.default_rng([seed, 2]), np.random.default_rng([seed, 3])
-    norm_rng = np.random.default_rng([seed, 4])
+    norm_rng, copy_rng = np.random.default_rng([seed, 4]), np.random.default_rng([seed, 5])
+    copy_order = {family: [str(kind) for kind in copy_rng.permutation(_copy_kinds(family))] for family in TRAINING_FAMILIES}
     optimizer_order = {family: [str(o) for o in order_rng.permutation(VARIANT_OPTIMIZERS)] for family in TRAINING_FAMILIES}
     variants = []
     for ordinal in range(per_family):
@@ -139,9 +152,23 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
             name += f"-d{depth}" if len(depths) and family in MLP_TASKS else ""
             name += "-bn" if batch_norm else ""
             variants.append(Variant(name, ordinal, task, steps))
+            if structure_copies:
+                variants.append(_structure_copy(variants[-1], copy_order[family][ordinal % len(copy_order[family])], copy_rng))
             if batch_norm_copies and not batch_norm:
                 variants.append(Variant(name + "-bn", ordinal, dataclasses.replace(task, batch_norm=True), steps))
     return sorted(variants, key=lambda v: (TRAINING_FAMILIES.index(v.task.task), v.ordinal, v.task.batch_norm))
+
+
+def _copy_kinds(family: str) -> tuple[str, ...]:
+    """The kinds of ``structure_copies`` a family's variants take in turn (depth only where the family's depth varies)."""
+    return tuple(kind for kind in STRUCTURE_COPIES if kind != "mlp_layers" or family in MLP_TASKS)
+
+
+def _structure_copy(variant: Variant, kind: str, rng: np.random.Generator) -> Variant:
+    """``variant`` with its ``kind`` of structure (a ``TaskConfig`` field) set to a value drawn from ``STRUCTURE_COPIES``."""
+    value = STRUCTURE_COPIES[kind][int(rng.integers(len(STRUCTURE_COPIES[kind])))]
+    suffix = {"mlp_layers": "d", "init_scale": "s", "train_fraction": "f"}[kind]
+    return Variant(f"{variant.name}-{suffix}{value:g}", variant.ordinal, dataclasses.replace(variant.task, **{kind: value}), variant.steps)
 
 
 def _final_val_losses(variant: Variant, shape: str, lrs: list[float]) -> list[float]:
