@@ -9,7 +9,8 @@ character-level Transformer, LoRA fine-tuning of a pretrained LLM).
 **Variants.** ``sample_variants`` draws, per training family, trainees of random width, batch
 size, optimizer (SGD with momentum, Adam, AdamW; or each in turn per family, ``stratify_optimizers``)
 and run length (log-uniform), and if asked, initial-weight scale, training-data fraction, batch norm and, for the MLP
-families (``tasks.config.MLP_TASKS``; the CNNs keep their fixed layers), the number of hidden layers. Each variant's
+families (``tasks.config.MLP_TASKS``; the CNNs keep their fixed layers), the number of hidden layers (or keeps each
+variant and adds a copy with batch norm, ``batch_norm_copies``, or with one of the others changed, ``structure_copies``). Each variant's
 tuned LR comes from ``tune_variant``: the oracle's expert shapes x the optimizer's LR grid
 (``tasks.config.LR_SWEEP_GRIDS``, extended at an edge), one run each on the variant's sweep
 seed, scored by the mean validation loss over the last 10% of steps (never a test split). The
