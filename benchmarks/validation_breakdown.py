@@ -12,10 +12,9 @@ of recipe helps the deep, small-init or small-data models it was aimed at, or th
 from __future__ import annotations
 
 import json
-import math
 import sys
 
-from learned_lr.experiments.validate import summarize
+from learned_lr.experiments.validate import log_ratio_percent as _pct, summarize
 from learned_lr.tasks.config import MLP_TASKS, TaskConfig
 
 FIELDS = {"mlp_layers": "hidden layers (MLP families)", "init_scale": "initial scale", "train_fraction": "data fraction"}
@@ -24,10 +23,6 @@ FIELDS = {"mlp_layers": "hidden layers (MLP families)", "init_scale": "initial s
 def _value(variant: dict, field: str) -> float:
     """A variant's drawn ``field``; a task setting leaves out a field at its default."""
     return variant["task"].get(field, getattr(TaskConfig(), field))
-
-
-def _pct(log_ratio: float) -> str:
-    return f"{100 * math.expm1(log_ratio):+.1f}%"
 
 
 def breakdown(result: dict) -> list[str]:

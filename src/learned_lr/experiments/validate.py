@@ -189,7 +189,7 @@ def _where(variants: list[dict], multipliers: list[float], index: tuple) -> str:
     return f"{variants[int(index[0])]['name']} x{multipliers[int(index[1])]:g}"
 
 
-def _pct(log_ratio: float) -> str:
+def log_ratio_percent(log_ratio: float) -> str:
     """A mean log ratio as the percent change of the geometric-mean loss."""
     return f"{100 * math.expm1(log_ratio):+.1f}%"
 
@@ -204,9 +204,9 @@ def markdown_report(result: dict) -> str:
              "| policy | mean excess | " + " | ".join(families) + " | " + " | ".join(f"x{m:g}" for m in multipliers) + " | worst run | failed runs |",
              "|---" * (4 + len(families) + len(multipliers)) + "|"]
     for label, row in result["policies"].items():
-        lines.append(f"| {label} | {_pct(row['mean_excess'])} | " + " | ".join(_pct(row["per_family"][f]) for f in families) + " | "
-                     + " | ".join(_pct(row["per_multiplier"][f"{m:g}"]) for m in multipliers)
-                     + f" | {_pct(row['worst_run'])} ({row['worst_run_at']}) | {row['failed_runs']} |")
+        lines.append(f"| {label} | {log_ratio_percent(row['mean_excess'])} | " + " | ".join(log_ratio_percent(row["per_family"][f]) for f in families) + " | "
+                     + " | ".join(log_ratio_percent(row["per_multiplier"][f"{m:g}"]) for m in multipliers)
+                     + f" | {log_ratio_percent(row['worst_run'])} ({row['worst_run_at']}) | {row['failed_runs']} |")
     lines += ["", f"Paired against `{reference}` (mean over every run of the log-loss difference, as a percent; 95% bootstrap "
               "interval over variants; variants better / worse on their mean):", "",
               "| policy | vs reference | 95% interval | variants better / worse | " + " | ".join(families) + " |",
@@ -215,8 +215,8 @@ def markdown_report(result: dict) -> str:
         if label == reference:
             continue
         d = row["vs_reference"]
-        lines.append(f"| {label} | {_pct(d['mean'])} | {_pct(d['low'])} to {_pct(d['high'])} | {d['variants_better']} / {d['variants_worse']} | "
-                     + " | ".join(_pct(d["per_family"][f]) for f in families) + " |")
+        lines.append(f"| {label} | {log_ratio_percent(d['mean'])} | {log_ratio_percent(d['low'])} to {log_ratio_percent(d['high'])} | {d['variants_better']} / {d['variants_worse']} | "
+                     + " | ".join(log_ratio_percent(d["per_family"][f]) for f in families) + " |")
     if result["expert_failed_runs"]:
         lines += ["", f"The tuned experts failed {result['expert_failed_runs']} run(s) (their sweep seed differs from the validation seed)."]
     return "\n".join(lines) + "\n"
