@@ -82,3 +82,25 @@ def test_bad_input_is_refused_in_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "o")])
     assert code == 1 and "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "w" / "sweeps").exists()  # refused before any sweep
+
+
+def test_pooling_two_draws_pairs_every_variant_of_both_and_refuses_draws_of_other_policies(small_result):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("validation_pool", Path(__file__).parents[1] / "benchmarks" / "validation_pool.py")
+    pool_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pool_module)
+    config, result = small_result
+    as_read = {**result, "setting": {"seed": config.seed}}
+    other = {**as_read, "setting": {"seed": config.seed + 1}}
+    pooled = pool_module.pool([as_read, other])
+    assert len(pooled["variants"]) == 2 * len(result["variants"]) and pooled["variants"][0]["name"].startswith(f"{config.seed}/")
+    for label in result["runs"]:  # the same draw twice: every mean is the draw's own, the failures count twice
+        assert pooled["policies"][label]["mean_excess"] == pytest.approx(result["policies"][label]["mean_excess"])
+        assert pooled["policies"][label]["failed_runs"] == 2 * result["policies"][label]["failed_runs"]
+    assert pooled["policies"]["again"]["vs_reference"]["mean"] == 0.0
+    assert "policy | mean excess" in "\n".join(pool_module.report(pooled))
+    fewer = {**other, "runs": {k: v for k, v in result["runs"].items() if k != "general"}}
+    with pytest.raises(ValueError, match="same --policies"):
+        pool_module.pool([as_read, fewer])

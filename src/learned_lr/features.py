@@ -17,6 +17,10 @@ init_distance_mean/min/max  (``inputs="all+distance"`` only) mean, min and max o
                       from its initial weights (``layers.layer_init_distances``)
 log_run_length        (``inputs="all+distance+length"`` only) log(T / 1000), the run's length in
                       steps; the same in every row, made when the window is read (not recorded)
+loss_lr_response      (``inputs="all+distance+response"`` only) how the loss has answered the LR's own
+grad_lr_response      changes: in each row, the ridge slope of the log train loss's (log gradient norm's)
+                      change over RESPONSE_LAG steps on the log LR's change over the same steps, fitted
+                      over the window's last RESPONSE_SPAN rows; made when the window is read (not recorded)
 ====================  =====================================================================
 
 Why the momentum cosine: the other features are relative to the run's own start, so they show
@@ -28,6 +32,13 @@ Why this normalization: a policy trained on one task must read another. Losses a
 relative to their first value remove the task's scale (an MLP and ResNet-18 start at the same
 cross-entropy but with gradient norms orders of magnitude apart); the LR relative to the base
 LR is what the action sets. Logs turn ratios into additive, bounded-ish numbers.
+
+Why the response to the LR's own changes: a policy that raised the LR and saw the loss rise (or stop
+falling), or that cut it and saw the loss drop, has read that the LR is above what the model bears now,
+on any model and whatever the base LR; the other columns show the two curves side by side, and the
+slope states their relation in one number (0 while the LR has not moved: the ridge term). Every input
+is a recorded column of the window (``log_lr_factor``, ``log_train_loss``, ``log_grad_norm``), so it
+costs nothing per step and demonstrations recorded for ``"all+distance"`` hold what it needs.
 
 Why the run's length: the remaining fraction tells where a run is but not how long it is, and
 the best schedule differs with it. The same actor deciding every 16-32 steps sees a 100-step
@@ -69,11 +80,22 @@ NUM_FEATURES = len(FEATURE_NAMES)
 MOMENTUM_FEATURE_NAMES = ("momentum_cos_mean", "momentum_cos_min", "momentum_cos_max")
 DISTANCE_FEATURE_NAMES = ("init_distance_mean", "init_distance_min", "init_distance_max")
 LENGTH_FEATURE_NAMES = ("log_run_length",)
-INPUT_CHOICES = ("all", "subramanian", "all+momentum", "all+distance", "all+distance+length")
+RESPONSE_FEATURE_NAMES = ("loss_lr_response", "grad_lr_response")
+# Columns made from the others when a window is read, never recorded per step.
+DERIVED_FEATURE_NAMES = LENGTH_FEATURE_NAMES + RESPONSE_FEATURE_NAMES
+INPUT_CHOICES = ("all", "subramanian", "all+momentum", "all+distance", "all+distance+length", "all+distance+response")
 _EXTRA_FEATURES = {"all+momentum": MOMENTUM_FEATURE_NAMES, "all+distance": DISTANCE_FEATURE_NAMES,
-                   "all+distance+length": DISTANCE_FEATURE_NAMES + LENGTH_FEATURE_NAMES}
+                   "all+distance+length": DISTANCE_FEATURE_NAMES + LENGTH_FEATURE_NAMES,
+                   "all+distance+response": DISTANCE_FEATURE_NAMES + RESPONSE_FEATURE_NAMES}
 # log_run_length is log(T / RUN_LENGTH_REFERENCE): 0 for a 1,000-step run, -2.8 for 60 steps, +1.1 for 3,000.
 RUN_LENGTH_REFERENCE = 1000.0
+# The response slope: changes over RESPONSE_LAG steps (a quarter of the policy's 32-step block, so a
+# decision's ramp is seen within its block), fitted over the last RESPONSE_SPAN rows (four blocks), with
+# RESPONSE_RIDGE added to the LR changes' variance (a spread of LR changes of ~0.1 in log, a 10% move,
+# weighs half; an LR held still reads 0, not noise over nothing).
+RESPONSE_LAG = 8
+RESPONSE_SPAN = 128
+RESPONSE_RIDGE = 0.01
 
 
 def input_feature_names(inputs: str) -> tuple[str, ...]:
@@ -89,10 +111,10 @@ def num_inputs(inputs: str) -> int:
 
 
 def recorded_feature_names(inputs: str) -> tuple[str, ...]:
-    """The columns a run's history records per step for ``inputs``: all it reads but the run's
-    length, which ``window_from_features`` adds (so ``"all+distance+length"`` records the rows
-    ``"all+distance"`` does, and reads rows recorded for it)."""
-    return tuple(name for name in input_feature_names(inputs) if name not in LENGTH_FEATURE_NAMES)
+    """The columns a run's history records per step for ``inputs``: all it reads but the derived
+    ones (the run's length, the response slopes), which ``window_from_features`` adds (so
+    ``"all+distance+length"`` records the rows ``"all+distance"`` does, and reads rows recorded for it)."""
+    return tuple(name for name in input_feature_names(inputs) if name not in DERIVED_FEATURE_NAMES)
 
 
 def reads_momentum(inputs: str) -> bool:
@@ -122,6 +144,7 @@ _INPUT_MASKS = {
     "all+momentum": np.ones(NUM_FEATURES + len(MOMENTUM_FEATURE_NAMES), dtype=np.float32),
     "all+distance": np.ones(NUM_FEATURES + len(DISTANCE_FEATURE_NAMES), dtype=np.float32),
     "all+distance+length": np.ones(NUM_FEATURES + len(DISTANCE_FEATURE_NAMES) + len(LENGTH_FEATURE_NAMES), dtype=np.float32),
+    "all+distance+response": np.ones(NUM_FEATURES + len(DISTANCE_FEATURE_NAMES) + len(RESPONSE_FEATURE_NAMES), dtype=np.float32),
     "subramanian": np.array([name in SUBRAMANIAN_FEATURES for name in FEATURE_NAMES], dtype=np.float32),
 }
 
@@ -139,15 +162,54 @@ def window_from_features(features: np.ndarray, end: int, window: int, total_step
     out = np.zeros((window, len(columns)), dtype=np.float32)
     mask = np.zeros(window, dtype=np.float32)
     if filled:
-        out[window - filled :, :recorded] = features[start - first_step : end - first_step, :recorded] * columns[:recorded]
-        if len(columns) > recorded:  # the run's length (LENGTH_FEATURE_NAMES), in every real row
-            out[window - filled :, recorded] = np.clip(math.log(total_steps / RUN_LENGTH_REFERENCE), -FEATURE_CLIP, FEATURE_CLIP)
+        rows = features[start - first_step : end - first_step, :recorded]
+        out[window - filled :, :recorded] = rows * columns[:recorded]
+        for offset, name in enumerate(input_feature_names(inputs)[recorded:], start=recorded):  # derived, in every real row
+            if name == "log_run_length":
+                out[window - filled :, offset] = np.clip(math.log(total_steps / RUN_LENGTH_REFERENCE), -FEATURE_CLIP, FEATURE_CLIP)
+            else:
+                response_of = FEATURE_NAMES.index("log_train_loss" if name == "loss_lr_response" else "log_grad_norm")
+                out[window - filled :, offset] = response_slopes(rows[:, FEATURE_NAMES.index("log_lr_factor")], rows[:, response_of])
         mask[window - filled :] = 1.0
     remaining = (total_steps - end) / total_steps
     log_remaining = max(math.log(remaining), -FEATURE_CLIP) if remaining > 0 else -FEATURE_CLIP
     context = np.array([remaining, log_remaining, filled / window], dtype=np.float32)
     return out, mask, context
 
+
+
+def response_slopes(log_lr: np.ndarray, log_value: np.ndarray, lag: int = RESPONSE_LAG, span: int = RESPONSE_SPAN,
+                    ridge: float = RESPONSE_RIDGE) -> np.ndarray:
+    """Per row, the ridge slope of ``log_value``'s change over ``lag`` rows on ``log_lr``'s, over the last ``span`` rows.
+
+    Rows read only what came before them within the given rows (a window is its own history), so the
+    window a policy reads in deployment (its last W steps) gives the same numbers as in training.
+    Rows with fewer than two changes read 0. Why by hand: a rolling least-squares slope is four rolling
+    sums; numpy's cumulative sums give them for all rows at once (~30 us for a 512-row window).
+
+    >>> lr = np.repeat([0.0, 0.5, 0.0, 0.5], 8)          # the LR moves up and down in steps of 8
+    >>> [round(float(x), 2) for x in response_slopes(lr, 0.2 * lr)[[7, 15, 31]]]  # the value follows at 0.2 per log LR
+    [0.0, 0.0, 0.19]
+
+    (Row 15 has seen one rise only: every change alike, nothing to tell the LR's part from a trend.)
+    """
+    n = len(log_lr)
+    out = np.zeros(n, dtype=np.float32)
+    if n <= lag:
+        return out
+    # Recorded columns are finite and clipped already; an array from elsewhere is made so (one inf would poison every later sum).
+    log_lr, log_value = (np.clip(np.nan_to_num(np.asarray(v, dtype=np.float64), nan=FEATURE_CLIP, posinf=FEATURE_CLIP,
+                                               neginf=-FEATURE_CLIP), -FEATURE_CLIP, FEATURE_CLIP) for v in (log_lr, log_value))
+    x, y = log_lr[lag:] - log_lr[:-lag], log_value[lag:] - log_value[:-lag]
+    sums = [np.concatenate(([0.0], np.cumsum(v))) for v in (np.ones_like(x), x, y, x * x, x * y)]
+    last = np.arange(1, len(x) + 1)
+    first = np.maximum(last - span, 0)
+    count, sx, sy, sxx, sxy = (s[last] - s[first] for s in sums)
+    variance = sxx / count - (sx / count) ** 2
+    covariance = sxy / count - (sx / count) * (sy / count)
+    slope = np.where(count >= 2, covariance / (np.maximum(variance, 0.0) + ridge), 0.0)
+    out[lag:] = np.clip(np.nan_to_num(slope, nan=0.0), -FEATURE_CLIP, FEATURE_CLIP)
+    return out
 
 
 def stack_observations(observations: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

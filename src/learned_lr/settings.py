@@ -142,7 +142,8 @@ class ControlConfig:
     max_lr_factor: float = arg(4.0, "highest LR the policy can set, as a fraction of the base LR (>1 lets PPO raise a too-low base LR)")
     inputs: str = arg("all", "observed features: all, subramanian (remaining time, val loss, grad norms only), all+momentum "
                       "(all, plus each layer's gradient-momentum cosine), all+distance (all, plus each layer's distance from its "
-                      "initial weights) or all+distance+length (and the run's length)", choices=INPUT_CHOICES)
+                      "initial weights), all+distance+length (and the run's length) or all+distance+response (and how the loss and "
+                      "gradient norm followed the LR's own changes)", choices=INPUT_CHOICES)
     max_lr_rise: float = arg(0.0, "the most one decision may raise the LR, as a factor of the LR it starts from (e.g. 4: at most 4x "
                              "per K steps); 0: no limit. Cuts are never limited")
     start_decision_interval: int = arg(0, "decide every this many steps over the run's first start_steps steps, instead of every K "

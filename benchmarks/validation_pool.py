@@ -1,0 +1,68 @@
+"""Several `learned-lr validate` draws pooled into one paired comparison.
+
+One draw of 20 variants gives a paired interval of about +-12 points, too wide to tell a change of a
+few percent from none (docs/results.md section 7). Pooling two or more draws (different ``--seed``,
+the same policies and multipliers) resamples all their variants together: ``experiments.validate.
+summarize`` on the concatenated variants, so the numbers are computed as `validate` computes them.
+Each variant keeps its own draw's tuned expert and seed; names are prefixed with the draw's seed.
+
+    python benchmarks/validation_pool.py results/validation-60/validation.json results/validation-61/validation.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from learned_lr.experiments.validate import log_ratio_percent, summarize
+
+
+def pool(results: list[dict]) -> dict:
+    """One ``summarize`` result over the variants of every draw (same policies, in the same order, and multipliers).
+
+    >>> run = lambda s: {"score": s, "start": 1.0, "diverged": False}
+    >>> draw = lambda seed, new: {"setting": {"seed": seed}, "multipliers": [1.0], "variants": [{"name": "a", "family": "digits"}],
+    ...     "experts": [{"score": 0.0, "start": 1.0, "diverged": False}], "runs": {"ref": [[run(0.2)]], "new": [[run(new)]]}}
+    >>> pooled = pool([draw(60, 0.1), draw(61, 0.2)])
+    >>> [v["name"] for v in pooled["variants"]], round(pooled["policies"]["new"]["vs_reference"]["mean"], 3)
+    (['60/a', '61/a'], -0.05)
+    """
+    if not results:
+        raise ValueError("name at least one validation.json")
+    labels, multipliers = list(results[0]["runs"]), results[0]["multipliers"]
+    for result in results[1:]:
+        if list(result["runs"]) != labels or result["multipliers"] != multipliers:
+            raise ValueError(f"draws differ: policies {list(result['runs'])} x{result['multipliers']} against {labels} x{multipliers}; "
+                             "run every draw with the same --policies (in the same order) and --multipliers")
+    variants = [{**v, "name": f"{r['setting']['seed']}/{v['name']}"} for r in results for v in r["variants"]]
+    experts = [e for r in results for e in r["experts"]]
+    runs = {label: [row for r in results for row in r["runs"][label]] for label in labels}
+    return summarize(variants, experts, runs, multipliers)
+
+
+def report(pooled: dict) -> list[str]:
+    """Markdown rows: each policy's mean excess and failed runs, and its paired difference against the first."""
+    lines = [f"{len(pooled['variants'])} variants pooled; paired against `{pooled['reference']}` (95% bootstrap interval over variants)", "",
+             "| policy | mean excess | failed runs | vs reference | 95% interval | variants better / worse |", "|---|---|---|---|---|---|"]
+    for label, row in pooled["policies"].items():
+        paired = row["vs_reference"]
+        versus = ("", "", "") if label == pooled["reference"] else (
+            log_ratio_percent(paired["mean"]), f"{log_ratio_percent(paired['low'])} to {log_ratio_percent(paired['high'])}",
+            f"{paired['variants_better']} / {paired['variants_worse']}")
+        lines.append(f"| {label} | {log_ratio_percent(row['mean_excess'])} | {row['failed_runs']} | " + " | ".join(versus) + " |")
+    return lines
+
+
+def main(paths: list[str]) -> None:
+    if not paths:
+        raise SystemExit(__doc__)
+    results = []
+    for path in paths:
+        with open(path) as handle:
+            results.append(json.load(handle))
+    print(f"seeds {', '.join(str(r['setting']['seed']) for r in results)}:\n")
+    print("\n".join(report(pool(results))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
