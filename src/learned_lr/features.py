@@ -177,15 +177,14 @@ def window_from_features(features: np.ndarray, end: int, window: int, total_step
     return out, mask, context
 
 
-
 def response_slopes(log_lr: np.ndarray, log_value: np.ndarray, lag: int = RESPONSE_LAG, span: int = RESPONSE_SPAN,
                     ridge: float = RESPONSE_RIDGE) -> np.ndarray:
     """Per row, the ridge slope of ``log_value``'s change over ``lag`` rows on ``log_lr``'s, over the last ``span`` rows.
 
     Rows read only what came before them within the given rows (a window is its own history), so the
     window a policy reads in deployment (its last W steps) gives the same numbers as in training.
-    Rows with fewer than two changes read 0. Why by hand: a rolling least-squares slope is four rolling
-    sums; numpy's cumulative sums give them for all rows at once.
+    Rows with fewer than two changes read 0. Why by hand: a rolling least-squares slope is five rolling
+    sums (count, x, y, x*x, x*y); numpy's cumulative sums give them for all rows at once.
 
     >>> lr = np.repeat([0.0, 0.5, 0.0, 0.5], 8)          # the LR moves up and down in steps of 8
     >>> [round(float(x), 2) for x in response_slopes(lr, 0.2 * lr)[[7, 15, 31]]]  # the value follows at 0.2 per log LR

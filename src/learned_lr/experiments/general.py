@@ -73,7 +73,7 @@ class GeneralTrainConfig:
                                           "ControlConfig.start_decision_interval)")
     start_steps: int = arg(0, "how many of a run's first steps --start-decision-interval applies to")
     inputs: str = arg("all", "what the policy reads: all (losses, gradient norms, LRs, time left), all+momentum (and each layer's "
-                      "gradient-momentum cosine), all+distance (and each layer's distance from its initial weights) or "
+                      "gradient-momentum cosine), all+distance (and each layer's distance from its initial weights), "
                       "all+distance+length (and the run's length, log(T / 1000)) or all+distance+response (and the slopes of the loss's "
                       "and gradient norm's changes on the LR's own)",
                       choices=GENERAL_INPUTS)
