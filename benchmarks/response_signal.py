@@ -15,26 +15,27 @@ import sys
 
 import numpy as np
 
-from learned_lr.features import FEATURE_NAMES, response_slopes
+from learned_lr.features import FEATURE_NAMES, input_feature_names, window_from_features
 from learned_lr.training.bc import Demonstrations
 
-LR, LOSS, GRAD = (FEATURE_NAMES.index(n) for n in ("log_lr_factor", "log_train_loss", "log_grad_norm"))
+INPUTS = "all+distance+response"
+COLUMNS = {name: input_feature_names(INPUTS).index(column) for name, column in (
+    ("loss slope", "loss_lr_response"), ("grad slope", "grad_lr_response"), ("log train loss", "log_train_loss"),
+    ("log grad norm", "log_grad_norm"))}
+LR = FEATURE_NAMES.index("log_lr_factor")
 
 
 def readings(folder: str) -> dict[str, np.ndarray]:
     """Per decision: the slopes and raw columns at the last row read, and the oracle's asked-for change of log LR."""
     demos = Demonstrations.load(folder)
     out: dict[str, list[float]] = {"loss slope": [], "grad slope": [], "log train loss": [], "log grad norm": [], "asked change": []}
-    window = demos.control.window
     for run, step, label in zip(demos.decision_run, demos.decision_step, demos.labels):
         if step < 2:
             continue
-        rows = demos.features[run][max(0, step - window):step]
-        out["loss slope"].append(float(response_slopes(rows[:, LR], rows[:, LOSS])[-1]))
-        out["grad slope"].append(float(response_slopes(rows[:, LR], rows[:, GRAD])[-1]))
-        out["log train loss"].append(float(rows[-1, LOSS]))
-        out["log grad norm"].append(float(rows[-1, GRAD]))
-        out["asked change"].append(float(label) - float(rows[-1, LR]))
+        last = window_from_features(demos.features[run], int(step), demos.control.window, demos.runs[run]["total_steps"], INPUTS)[0][-1]
+        for name, column in COLUMNS.items():  # the row the decision read last, as the policy reads it
+            out[name].append(float(last[column]))
+        out["asked change"].append(float(label) - float(last[LR]))
     return {k: np.asarray(v) for k, v in out.items()}
 
 

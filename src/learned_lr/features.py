@@ -94,6 +94,8 @@ RUN_LENGTH_REFERENCE = 1000.0
 # RESPONSE_RIDGE added to the LR changes' variance (a spread of LR changes of ~0.1 in log, a 10% move,
 # weighs half; an LR held still reads 0, not noise over nothing).
 RESPONSE_LAG = 8
+# Each response column and the recorded column whose response it reads.
+_RESPONSE_OF = {"loss_lr_response": "log_train_loss", "grad_lr_response": "log_grad_norm"}
 RESPONSE_SPAN = 128
 RESPONSE_RIDGE = 0.01
 
@@ -168,7 +170,7 @@ def window_from_features(features: np.ndarray, end: int, window: int, total_step
             if name == "log_run_length":
                 out[window - filled :, offset] = np.clip(math.log(total_steps / RUN_LENGTH_REFERENCE), -FEATURE_CLIP, FEATURE_CLIP)
             else:
-                response_of = FEATURE_NAMES.index("log_train_loss" if name == "loss_lr_response" else "log_grad_norm")
+                response_of = FEATURE_NAMES.index(_RESPONSE_OF[name])
                 out[window - filled :, offset] = response_slopes(rows[:, FEATURE_NAMES.index("log_lr_factor")], rows[:, response_of])
         mask[window - filled :] = 1.0
     remaining = (total_steps - end) / total_steps
