@@ -8,7 +8,8 @@ from conftest import mse_steps, save_small_policy
 
 from learned_lr.checkpoint import CheckpointError
 from learned_lr.cli import main
-from learned_lr.policy import Actor, EnsembleActor, bundle_policy, load_policy, policy_sha256, save_policy
+from learned_lr.bundle import bundle_policy
+from learned_lr.policy import Actor, EnsembleActor, load_policy, policy_sha256, save_policy
 from learned_lr.scheduler import LearnedLR
 from learned_lr.settings import ConfigError
 
@@ -82,17 +83,21 @@ def test_learned_lr_runs_an_ensemble_and_its_first_lr_is_the_geometric_mean_of_t
 
 def test_members_that_differ_and_nested_ensembles_are_refused_clearly(tmp_path, capsys):
     members = _members(tmp_path, count=2)
-    other_k = save_small_policy(tmp_path / "k8.safetensors", window=64, decision_interval=8, seed=5)
+    other_window = save_small_policy(tmp_path / "w32.safetensors", window=32, decision_interval=4, seed=5)
     out = tmp_path / "ensemble.safetensors"
     capsys.readouterr()
-    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(other_k), "--destination", str(out)]) == 1
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(other_window), "--destination", str(out)]) == 1
     assert "other policy or control configs" in capsys.readouterr().err and not out.exists()
     assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(members[1]), "--destination", str(out)]) == 0
     nested = tmp_path / "nested.safetensors"
     assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(out), "--destination", str(nested)]) == 1
-    assert "an ensemble already" in capsys.readouterr().err and not nested.exists()
-    with pytest.raises(CheckpointError, match="an ensemble already"):
-        bundle_policy(out, nested, {}, ensemble_with=[members[0]])
+    assert "ensemble or length-gated already" in capsys.readouterr().err and not nested.exists()
+    with pytest.raises(CheckpointError, match="at most 16 actors"):  # 2 and 15 more
+        bundle_policy(out, nested, {}, ensemble_with=[members[0]] * 15)
+    # An actor trained at another K may join: the ensemble decides at the bundle's cadence.
+    other_k = save_small_policy(tmp_path / "k8.safetensors", window=64, decision_interval=8, seed=5)
+    bundle_policy(members[0], nested, {}, ensemble_with=[other_k])
+    assert load_policy(nested).control_config.decision_interval == 4
     with pytest.raises(ConfigError, match="2 or more actors"):
         EnsembleActor([load_policy(members[0]).actor])
     # PPO fine-tunes one actor: an ensemble as its start is refused before any run.
@@ -163,7 +168,7 @@ def test_a_length_gated_bundle_gives_short_runs_to_one_actor_and_the_rest_to_the
     assert main(["bundle", "--policy", str(members[0]), "--short-runs", str(members[2]), "--destination", str(tmp_path / "x.safetensors")]) == 2
     assert "together" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="length-gated already"):
-        bundle_policy(gated, tmp_path / "y.safetensors", {}, ensemble_with=[members[2]])
+        bundle_policy(members[0], tmp_path / "y.safetensors", {}, ensemble_with=[gated])
     # A gated source given a new short side keeps its long-run side and drops its old short one.
     regated = tmp_path / "regated.safetensors"
     assert main(["bundle", "--policy", str(gated), "--short-runs", str(members[0]), "--short-run-steps", "50", "--destination", str(regated)]) == 0
@@ -234,3 +239,37 @@ def test_a_gated_run_resumed_with_another_length_is_scheduled_by_the_actors_for_
     alone = LearnedLR(optimizer, total_steps=160, policy=main_only, model=model)
     alone.load_state_dict(gated_state_for)
     assert [row[0] for row in mse_steps(model, optimizer, alone, x, y, 20)] == extended
+
+
+def test_actors_added_to_a_bundled_policy_join_its_long_run_side_and_its_short_side_is_kept_bit_for_bit(tmp_path, capsys):
+    """`bundle --policy BUNDLE --ensemble-with NEW`: a bundled ensemble (or a gated bundle's long-run side) gets NEW as
+    a further member, the same policy as bundling all the actors at once; the short side and the cadence stay."""
+    from learned_lr.policy import LengthGatedActor
+
+    members = _members(tmp_path, count=4)
+    pair, gated, extended = (tmp_path / f"{name}.safetensors" for name in ("pair", "gated", "extended"))
+    cadence = ["--decision-interval", "8", "--start-decision-interval", "2", "--start-steps", "8"]
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", str(members[1]), "--destination", str(pair), *cadence]) == 0
+    assert main(["bundle", "--policy", str(pair), "--short-runs", str(members[2]), "--short-run-steps", "100", "--destination", str(gated)]) == 0
+    assert main(["bundle", "--policy", str(gated), "--ensemble-with", str(members[3]), "--destination", str(extended)]) == 0
+    assert "member3" in capsys.readouterr().out
+    grown, before = load_policy(extended), load_policy(gated)
+    assert isinstance(grown.actor, LengthGatedActor) and len(grown.actor.main.members) == 3
+    assert grown.meta["ensemble_members"] == 3 and grown.meta["ensemble_of"] == [str(members[0]), str(members[1]), str(members[3])]
+    assert grown.meta["short_run_steps"] == 100 and grown.meta["short_run_policy"] == str(members[2])
+    assert grown.control_config == before.control_config and grown.control_config.decision_interval == 8
+    assert grown.meta["trained_decision_interval"] == 4
+    # The kept actors are the same tensors, bit for bit, and the new one is member3's.
+    for name, tensor in before.actor.short.state_dict().items():
+        assert torch.equal(tensor, grown.actor.short.state_dict()[name])
+    for index, actor in enumerate([before.actor.main.members[0], before.actor.main.members[1], load_policy(members[3]).actor]):
+        assert all(torch.equal(v, grown.actor.main.members[index].state_dict()[k]) for k, v in actor.state_dict().items())
+    # Short runs are scheduled as before, LR for LR; long ones as by the three actors bundled at once.
+    at_once = tmp_path / "at-once.safetensors"
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", f"{members[1]},{members[3]}", "--destination", str(at_once), *cadence]) == 0
+    assert _run_lrs(grown, 99) == _run_lrs(before, 99)
+    assert _run_lrs(grown, 100) == _run_lrs(load_policy(at_once), 100) != _run_lrs(before, 100)
+    # A plain bundled ensemble grown by one member is the three-actor bundle itself (same hash).
+    grown_pair = tmp_path / "grown-pair.safetensors"
+    assert main(["bundle", "--policy", str(pair), "--ensemble-with", str(members[3]), "--destination", str(grown_pair)]) == 0
+    assert policy_sha256(load_policy(grown_pair)) == policy_sha256(load_policy(at_once))

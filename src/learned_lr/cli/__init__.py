@@ -163,7 +163,7 @@ def cmd_demo(config: DemoConfig) -> int:
 
 
 def cmd_bundle(config: BundleConfig) -> int:
-    from learned_lr.policy import bundle_policy
+    from learned_lr.bundle import bundle_policy
     from learned_lr.scheduler import BUNDLED_POLICIES, resolve_policy
 
     destination = Path(config.destination) if config.destination else BUNDLED_POLICIES[config.name]

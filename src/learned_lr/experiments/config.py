@@ -197,8 +197,9 @@ class BundleConfig:
     start_decision_interval: int = arg(-1, "decide every this many steps over a run's first --start-steps (0: none; -1: as trained)")
     start_steps: int = arg(-1, "how many of the run's first steps --start-decision-interval applies to (-1: as trained)")
     destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
-    ensemble_with: str = arg("", "comma-separated further policy checkpoints that decide together with --policy: the bundle's actor "
-                             "takes the mean of their log-LRs (each must read the same inputs under the same controls)")
+    ensemble_with: str = arg("", "comma-separated further policy checkpoints (single actors) that decide together with --policy: the "
+                             "bundle's actor takes the mean of their log-LRs (each must read the same inputs); a --policy that is an "
+                             "ensemble or length-gated already gets them as further members of its (long-run) side")
     short_runs: str = arg("", "a policy (checkpoint or bundled name; one actor or an ensemble) whose actor(s) alone schedule runs shorter than --short-run-steps; "
                           "longer runs get the actor(s) above, unchanged (empty: every run gets them)")
     short_run_steps: int = arg(0, "runs of fewer than this many steps go to --short-runs")
