@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from learned_lr.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from learned_lr.checkpoint import CheckpointError, save_checkpoint
 from learned_lr.policy import MAX_ENSEMBLE_MEMBERS, OBSERVATION_AND_ACTION_FIELDS, Actor, EnsembleActor, LengthGatedActor, LoadedPolicy, load_policy
 from learned_lr.settings import ControlConfig
 
@@ -55,8 +55,7 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     ``source`` keeps its long-run side and gets this short one instead of its own).
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
-    _, saved = load_checkpoint(source, kind="policy")
-    saved = {k: v for k, v in saved.items() if k not in ("format", "version", "kind")}
+    saved = {k: v for k, v in loaded.meta.items() if k not in ("format", "version", "kind")}
     gated = isinstance(loaded.actor, LengthGatedActor)
     main = loaded.actor.main if gated else loaded.actor
     tensors = {f"actor.{k}": v for k, v in main.state_dict().items()}
