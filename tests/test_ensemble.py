@@ -275,9 +275,9 @@ def test_actors_added_to_a_bundled_policy_join_its_long_run_side_and_its_short_s
     assert policy_sha256(load_policy(grown_pair)) == policy_sha256(load_policy(at_once))
 
 
-def test_default_plus_copies_is_the_default_with_a_third_long_run_actor_and_schedules_short_runs_as_it_does():
-    """policy="default-plus-copies" (docs/results.md section 7): the default's two long-run actors and the structure-copies
-    actor decide together on runs of 300 steps or more; shorter runs get the default's three actors, LR for LR."""
+def test_the_default_is_two_draws_with_a_third_long_run_actor_and_schedules_short_runs_as_it_does():
+    """The default since the nineteenth session (docs/results.md section 7): "two-draws"' two long-run actors and the
+    structure-copies actor decide together on runs of 300 steps or more; shorter runs get "two-draws"' three, LR for LR."""
     import json
 
     from learned_lr.policy import LengthGatedActor
@@ -286,14 +286,14 @@ def test_default_plus_copies_is_the_default_with_a_third_long_run_actor_and_sche
     def same(a, b) -> bool:
         return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
-    candidate, default = load_policy(BUNDLED_POLICIES["default-plus-copies"]), load_policy(BUNDLED_POLICIES["default"])
-    assert isinstance(candidate.actor, LengthGatedActor) and candidate.actor.short_run_steps == default.actor.short_run_steps == 300
-    assert candidate.control_config == default.control_config and candidate.control_config.decision_interval == 32
-    assert len(candidate.actor.main.members) == 3 and same(candidate.actor.short, default.actor.short)
-    assert same(candidate.actor.main.members[0], default.actor.main.members[0]) and same(candidate.actor.main.members[1], default.actor.main.members[1])
-    assert not same(candidate.actor.main.members[2], default.actor.main.members[0])
-    meta = json.loads(BUNDLED_POLICIES["default-plus-copies"].with_suffix(".json").read_text())
+    default, pair = load_policy(BUNDLED_POLICIES["default"]), load_policy(BUNDLED_POLICIES["two-draws"])
+    assert isinstance(default.actor, LengthGatedActor) and default.actor.short_run_steps == pair.actor.short_run_steps == 300
+    assert default.control_config == pair.control_config and default.control_config.decision_interval == 32
+    assert len(default.actor.main.members) == 3 and same(default.actor.short, pair.actor.short)
+    assert same(default.actor.main.members[0], pair.actor.main.members[0]) and same(default.actor.main.members[1], pair.actor.main.members[1])
+    assert not same(default.actor.main.members[2], pair.actor.main.members[0])
+    meta = json.loads(BUNDLED_POLICIES["default"].with_suffix(".json").read_text())
     assert "--structure-copies" in meta["produced_by"] and "--ensemble-with" in meta["produced_by"] and meta["ensemble_members"] == 3
     assert meta["ensemble_of"][2] == "runs/general-copies/dagger/round-2/bc/policy.safetensors"
-    assert _run_lrs("default-plus-copies", 299, steps=40) == _run_lrs("default", 299, steps=40)
-    assert _run_lrs("default-plus-copies", 300, steps=40) != _run_lrs("default", 300, steps=40)
+    assert _run_lrs("default", 299, steps=40) == _run_lrs("two-draws", 299, steps=40)
+    assert _run_lrs("default", 300, steps=40) != _run_lrs("two-draws", 300, steps=40)

@@ -135,10 +135,10 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
 def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_the_base_lr():
-    """No policy given: two BC draws of the cross-family recipe trained on variants of 300-3,000 steps (K = 16)
-    deciding together, joined by `general`'s actor on runs shorter than 300 steps, every 16 steps over a run's first
-    128, then every 32 (docs/results.md section 7). It reads the LR's scale: on the same problem (a 200-step run, so
-    the three actors decide), the higher the base LR, the smaller the fraction of it the policy uses."""
+    """No policy given: three draws of the cross-family recipe trained on variants of 300-3,000 steps (K = 16; the
+    third with structure copies) deciding together; on runs shorter than 300 steps the first two and `general`'s actor,
+    every 16 steps over a run's first 128, then every 32 (docs/results.md section 7). It reads the LR's scale: on the
+    same problem (a 200-step run), the higher the base LR, the smaller the fraction of it the policy uses."""
     import json
 
     from learned_lr.policy import EnsembleActor, LengthGatedActor, actor_for_run
@@ -155,26 +155,36 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
         mean_factors.append(factors.mean())
     assert mean_factors[0] > mean_factors[1] > mean_factors[2] and mean_factors[0] > 2.5 * mean_factors[2]
     meta = json.loads(BUNDLED_POLICY.with_suffix(".json").read_text())
-    assert "general-train" in meta["produced_by"] and "--decision-interval 32" in meta["produced_by"] and meta["bundled_from"]
+    assert "--structure-copies --work runs/general-copies" in meta["produced_by"] and meta["ensemble_members"] == 3
+    assert "learned-lr bundle --name default --policy two-draws --ensemble-with runs/general-copies/dagger/round-2" in meta["produced_by"]
     assert meta["trained_decision_interval"] == 16 and meta["control_config"]["decision_interval"] == 32
-    assert "--start-decision-interval 16 --start-steps 128" in meta["produced_by"]
     assert (meta["control_config"]["start_decision_interval"], meta["control_config"]["start_steps"]) == (16, 128)
-    assert "--min-steps 300 --max-steps 3000" in meta["produced_by"] and "runs/general-long/dagger/round-2" in meta["produced_by"]
-    assert "--ensemble-with runs/general-long-bc1/dagger/round-2" in meta["produced_by"] and meta["ensemble_members"] == 2
-    assert "--short-runs runs/rise/default-plus-general.safetensors --short-run-steps 300" in meta["produced_by"]
     assert scheduler.decisions()[1]["step"] == 1 and scheduler.decisions()[2]["step"] == 17  # the dense start
-    # Runs of 300 steps or more: two members, the first the default of 2026-12-04..05, bundled alone as "one-actor", the
-    # second another BC draw. Shorter runs: the same two and `general`'s actor, each weight for weight.
+    # The default until 2026-12-05's nineteenth session, bundled as "two-draws", and how it was made.
+    pair = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="two-draws").policy
+    before = pair.meta
+    assert "general-train" in before["produced_by"] and "--decision-interval 32" in before["produced_by"]
+    assert "--start-decision-interval 16 --start-steps 128" in before["produced_by"] and pair.control_config == scheduler.policy.control_config
+    assert "--min-steps 300 --max-steps 3000" in before["produced_by"] and "runs/general-long/dagger/round-2" in before["produced_by"]
+    assert "--ensemble-with runs/general-long-bc1/dagger/round-2" in before["produced_by"] and before["ensemble_members"] == 2
+    assert "--short-runs runs/rise/default-plus-general.safetensors --short-run-steps 300" in before["produced_by"]
+    # Runs of 300 steps or more: three members, the first the default of 2026-12-04..05, bundled alone as "one-actor", the
+    # second another BC draw (the two are "two-draws"), the third the structure-copies draw. Shorter runs: the first two
+    # and `general`'s actor, as "two-draws" has them, each weight for weight.
+    def same(a, b) -> bool:
+        return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
     gated = scheduler.policy.actor
     assert isinstance(gated, LengthGatedActor) and gated.short_run_steps == 300 and meta["short_run_members"] == 3
     actor, short = actor_for_run(gated, 300), actor_for_run(gated, 299)
-    assert isinstance(actor, EnsembleActor) and len(actor.members) == 2 and len(short.members) == 3
+    assert isinstance(actor, EnsembleActor) and len(actor.members) == 3 and len(short.members) == 3
     general = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="general").policy.actor
-    for member, same in zip(short.members, [*actor.members, general]):
-        assert all(torch.equal(v, same.state_dict()[k]) for k, v in member.state_dict().items())
+    assert all(same(member, other) for member, other in zip(short.members, [*actor.members[:2], general]))
+    assert same(short, actor_for_run(pair.actor, 299)) and all(same(m, o) for m, o in zip(actor.members, actor_for_run(pair.actor, 300).members))
+    assert not same(actor.members[2], actor.members[0]) and not same(actor.members[2], actor.members[1])
     one = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="one-actor")
     assert one.policy.policy_config == scheduler.policy.policy_config and one.policy.control_config == scheduler.policy.control_config
-    first, second = (member.state_dict() for member in actor.members)
+    first, second = (member.state_dict() for member in actor.members[:2])
     assert all(torch.equal(v, first[k]) for k, v in one.policy.actor.state_dict().items())
     assert not all(torch.equal(v, second[k]) for k, v in first.items())
     assert "runs/general-long/dagger/round-2" in one.policy.meta["produced_by"] and "ensemble_members" not in one.policy.meta

@@ -9,7 +9,7 @@ figure shows the LR it set with every decision marked, and the losses it read; t
 Example:
     >>> result = explain_run(TaskConfig(), steps=300, base_lr=0.1, seed=0, policy="bundled")   # doctest: +SKIP
     >>> len(result["decisions"]), result["cadence"], result["deciders"]   # doctest: +SKIP
-    (15, 'every 16 steps over the first 128, then every 32', "2 actors deciding together (the policy's part for runs of or over 300 steps)")
+    (15, 'every 16 steps over the first 128, then every 32', "3 actors deciding together (the policy's part for runs of or over 300 steps)")
 """
 
 from __future__ import annotations
