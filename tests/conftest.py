@@ -7,6 +7,12 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two modules hold equal tensors under every name of ``a``'s state dict."""
+    return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
 def mse_steps(model, optimizer, scheduler, x, y, steps: int) -> list[list[float]]:
     """``steps`` full-batch MSE steps under ``scheduler`` (fed the loss); every param group's LR after each step."""
     lrs = []

@@ -283,8 +283,7 @@ def test_the_default_is_two_draws_with_a_third_long_run_actor_and_schedules_shor
     from learned_lr.policy import LengthGatedActor
     from learned_lr.scheduler import BUNDLED_POLICIES
 
-    def same(a, b) -> bool:
-        return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    from conftest import same_weights as same
 
     default, pair = load_policy(BUNDLED_POLICIES["default"]), load_policy(BUNDLED_POLICIES["two-draws"])
     assert isinstance(default.actor, LengthGatedActor) and default.actor.short_run_steps == pair.actor.short_run_steps == 300

@@ -171,8 +171,7 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
     # Runs of 300 steps or more: three members, the first the default of 2026-12-04..05, bundled alone as "one-actor", the
     # second another BC draw (the two are "two-draws"), the third the structure-copies draw. Shorter runs: the first two
     # and `general`'s actor, as "two-draws" has them, each weight for weight.
-    def same(a, b) -> bool:
-        return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    from conftest import same_weights as same
 
     gated = scheduler.policy.actor
     assert isinstance(gated, LengthGatedActor) and gated.short_run_steps == 300 and meta["short_run_members"] == 3
