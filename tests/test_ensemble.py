@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import mse_steps, save_small_policy
@@ -275,24 +276,38 @@ def test_actors_added_to_a_bundled_policy_join_its_long_run_side_and_its_short_s
     assert policy_sha256(load_policy(grown_pair)) == policy_sha256(load_policy(at_once))
 
 
-def test_the_default_is_two_draws_with_a_third_long_run_actor_and_schedules_short_runs_as_it_does():
-    """The default since the nineteenth session (docs/results.md section 7): "two-draws"' two long-run actors and the
-    structure-copies actor decide together on runs of 300 steps or more; shorter runs get "two-draws"' three, LR for LR."""
+def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_two_draws_with_a_third_long_run_actor(tmp_path):
+    """The default since the twentieth session (docs/results.md section 7): "three-draws", the default before it, tensor
+    for tensor, with one decision raising the LR at most 4x. "three-draws": "two-draws"' two long-run actors and the
+    structure-copies actor decide together on runs of 300 steps or more; shorter runs get "two-draws"' three, LR for LR.
+    Rebundled without the limit, the default is "three-draws" hash for hash."""
+    import dataclasses
     import json
 
-    from learned_lr.policy import LengthGatedActor
+    from learned_lr.policy import LengthGatedActor, policy_sha256
     from learned_lr.scheduler import BUNDLED_POLICIES
 
     from conftest import same_weights as same
 
-    default, pair = load_policy(BUNDLED_POLICIES["default"]), load_policy(BUNDLED_POLICIES["two-draws"])
-    assert isinstance(default.actor, LengthGatedActor) and default.actor.short_run_steps == pair.actor.short_run_steps == 300
-    assert default.control_config == pair.control_config and default.control_config.decision_interval == 32
-    assert len(default.actor.main.members) == 3 and same(default.actor.short, pair.actor.short)
-    assert same(default.actor.main.members[0], pair.actor.main.members[0]) and same(default.actor.main.members[1], pair.actor.main.members[1])
-    assert not same(default.actor.main.members[2], pair.actor.main.members[0])
-    meta = json.loads(BUNDLED_POLICIES["default"].with_suffix(".json").read_text())
+    default, three, pair = (load_policy(BUNDLED_POLICIES[name]) for name in ("default", "three-draws", "two-draws"))
+    assert default.control_config.max_lr_rise == 4 and three.control_config.max_lr_rise == pair.control_config.max_lr_rise == 0
+    assert dataclasses.replace(default.control_config, max_lr_rise=0.0) == three.control_config == pair.control_config
+    assert same(default.actor, three.actor) and default.control_config.decision_interval == 32
+    assert isinstance(three.actor, LengthGatedActor) and three.actor.short_run_steps == pair.actor.short_run_steps == 300
+    assert len(three.actor.main.members) == 3 and same(three.actor.short, pair.actor.short)
+    assert same(three.actor.main.members[0], pair.actor.main.members[0]) and same(three.actor.main.members[1], pair.actor.main.members[1])
+    assert not same(three.actor.main.members[2], pair.actor.main.members[0])
+    meta = json.loads(BUNDLED_POLICIES["three-draws"].with_suffix(".json").read_text())
     assert "--structure-copies" in meta["produced_by"] and "--ensemble-with" in meta["produced_by"] and meta["ensemble_members"] == 3
     assert meta["ensemble_of"][2] == "runs/general-copies/dagger/round-2/bc/policy.safetensors"
-    assert _run_lrs("default", 299, steps=40) == _run_lrs("two-draws", 299, steps=40)
-    assert _run_lrs("default", 300, steps=40) != _run_lrs("two-draws", 300, steps=40)
+    assert "learned-lr bundle --name three-draws --policy default --max-lr-rise 0" in meta["produced_by"]
+    assert _run_lrs("three-draws", 299, steps=40) == _run_lrs("two-draws", 299, steps=40)
+    assert _run_lrs("three-draws", 300, steps=40) != _run_lrs("two-draws", 300, steps=40)
+    # The limit is the only difference: lifted, the default is "three-draws" (the policy hash LearnedLR's state keeps).
+    lifted, pair_r4 = tmp_path / "lifted.safetensors", tmp_path / "two-draws-r4.safetensors"
+    assert main(["bundle", "--policy", "default", "--max-lr-rise", "0", "--destination", str(lifted)]) == 0
+    assert policy_sha256(load_policy(lifted)) == policy_sha256(three) == "2aa078fa93c7c86fd3da700f93b8b89a3c125dcfe10a7e46a32772025b25dd41"
+    assert main(["bundle", "--policy", "two-draws", "--max-lr-rise", "4", "--destination", str(pair_r4)]) == 0
+    assert _run_lrs("default", 299, steps=40) == _run_lrs(load_policy(pair_r4), 299, steps=40)
+    limited, free = (np.diff(np.log(_run_lrs(name, 300, steps=40))).max() for name in ("default", "three-draws"))
+    assert limited <= math.log(4) / 32 + 1e-6 < free  # here the limit binds: unlimited, the LR rises faster

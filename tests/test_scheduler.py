@@ -137,8 +137,10 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
 def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_the_base_lr():
     """No policy given: three draws of the cross-family recipe trained on variants of 300-3,000 steps (K = 16; the
     third with structure copies) deciding together; on runs shorter than 300 steps the first two and `general`'s actor,
-    every 16 steps over a run's first 128, then every 32 (docs/results.md section 7). It reads the LR's scale: on the
-    same problem (a 200-step run), the higher the base LR, the smaller the fraction of it the policy uses."""
+    every 16 steps over a run's first 128, then every 32, one decision raising the LR at most 4x (docs/results.md
+    section 7). It reads the LR's scale: on the same problem (a 200-step run), the higher the base LR, the smaller the
+    fraction of it the policy uses."""
+    import dataclasses
     import json
 
     from learned_lr.policy import EnsembleActor, LengthGatedActor, actor_for_run
@@ -152,6 +154,7 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
         factors = np.array(train_steps(model, optimizer, scheduler, data, 200))[:, 0] / base_lr
         assert np.isfinite(factors).all() and 0.001 <= factors.min() and factors.max() <= 25
         assert factors[-1] < 0.2 * factors.max()  # it decays from its peak towards the end
+        assert np.diff(np.log(factors)).max() <= math.log(4) / 32 + 1e-6  # the rise limit: at most 4x per 32 steps
         mean_factors.append(factors.mean())
     assert mean_factors[0] > mean_factors[1] > mean_factors[2] and mean_factors[0] > 2.5 * mean_factors[2]
     meta = json.loads(BUNDLED_POLICY.with_suffix(".json").read_text())
@@ -159,12 +162,15 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
     assert "learned-lr bundle --name default --policy two-draws --ensemble-with runs/general-copies/dagger/round-2" in meta["produced_by"]
     assert meta["trained_decision_interval"] == 16 and meta["control_config"]["decision_interval"] == 32
     assert (meta["control_config"]["start_decision_interval"], meta["control_config"]["start_steps"]) == (16, 128)
+    assert meta["control_config"]["max_lr_rise"] == 4 and meta["trained_max_lr_rise"] == 0
+    assert "learned-lr bundle --name default --policy default --max-lr-rise 4" in meta["produced_by"]
     assert scheduler.decisions()[1]["step"] == 1 and scheduler.decisions()[2]["step"] == 17  # the dense start
+    unlimited = dataclasses.replace(scheduler.policy.control_config, max_lr_rise=0.0)  # the earlier defaults' control
     # The default until 2026-12-05's nineteenth session, bundled as "two-draws", and how it was made.
     pair = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="two-draws").policy
     before = pair.meta
     assert "general-train" in before["produced_by"] and "--decision-interval 32" in before["produced_by"]
-    assert "--start-decision-interval 16 --start-steps 128" in before["produced_by"] and pair.control_config == scheduler.policy.control_config
+    assert "--start-decision-interval 16 --start-steps 128" in before["produced_by"] and pair.control_config == unlimited
     assert "--min-steps 300 --max-steps 3000" in before["produced_by"] and "runs/general-long/dagger/round-2" in before["produced_by"]
     assert "--ensemble-with runs/general-long-bc1/dagger/round-2" in before["produced_by"] and before["ensemble_members"] == 2
     assert "--short-runs runs/rise/default-plus-general.safetensors --short-run-steps 300" in before["produced_by"]
@@ -182,7 +188,7 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
     assert same(short, actor_for_run(pair.actor, 299)) and all(same(m, o) for m, o in zip(actor.members, actor_for_run(pair.actor, 300).members))
     assert not same(actor.members[2], actor.members[0]) and not same(actor.members[2], actor.members[1])
     one = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="one-actor")
-    assert one.policy.policy_config == scheduler.policy.policy_config and one.policy.control_config == scheduler.policy.control_config
+    assert one.policy.policy_config == scheduler.policy.policy_config and one.policy.control_config == unlimited
     first, second = (member.state_dict() for member in actor.members[:2])
     assert all(torch.equal(v, first[k]) for k, v in one.policy.actor.state_dict().items())
     assert not all(torch.equal(v, second[k]) for k, v in first.items())

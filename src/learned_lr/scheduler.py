@@ -63,13 +63,11 @@ from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, policy_s
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
 # The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default": three draws
 # of the recipe on runs of 300-3,000 steps (one with structure copies) deciding together, two of them joined by "general"'s
-# actor on runs under 300 steps; "two-draws" it without the third, "one-actor" its first draw alone, "general" the recipe
-# on runs of 150-1,000 steps deciding every 16; "two-draws", "one-actor", "dagger-k32" and "mnist-bc" earlier defaults.
-BUNDLED_POLICIES = {"default": BUNDLED_POLICY, "one-actor": BUNDLED_POLICY.parent / "one-actor.safetensors",
-                    "general": BUNDLED_POLICY.parent / "general.safetensors",
-                    "dagger-k32": BUNDLED_POLICY.parent / "dagger-k32.safetensors",
-                    "mnist-bc": BUNDLED_POLICY.parent / "mnist-bc.safetensors",
-                    "two-draws": BUNDLED_POLICY.parent / "two-draws.safetensors"}
+# actor on runs under 300 steps, one decision raising the LR at most 4x; "three-draws" it without that limit, "two-draws"
+# without the third draw, "one-actor" its first draw alone, "general" the recipe on runs of 150-1,000 steps deciding
+# every 16; "three-draws", "two-draws", "one-actor", "dagger-k32" and "mnist-bc" earlier defaults.
+BUNDLED_POLICIES = {name: BUNDLED_POLICY.parent / f"{name}.safetensors"
+                    for name in ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws")}
 
 
 def resolve_policy(policy: str | Path | None) -> Path:
@@ -170,7 +168,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         optimizer: the wrapped optimizer; each group's ``lr`` now is its base (peak) LR.
         total_steps: how many times ``step()`` will be called in the run.
         policy: a path to a policy checkpoint, a ``LoadedPolicy``, the name of a bundled one
-            (``"two-draws"``, ``"one-actor"``, ``"general"``, ``"dagger-k32"``, ``"mnist-bc"``: see ``BUNDLED_POLICIES``), or None for the default
+            (``"three-draws"``, ``"two-draws"``, ``"one-actor"``, ``"general"``, ``"dagger-k32"``, ``"mnist-bc"``: see ``BUNDLED_POLICIES``), or None for the default
             bundled one. Its weights are copied when the scheduler is built.
         model: the model being trained; groups gradient norms by module, as during training.
 
