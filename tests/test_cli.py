@@ -177,8 +177,13 @@ def test_explain_plots_a_real_runs_decisions(tmp_path, capsys):
     assert steps == [0, 1, 17, 33, 49, 65] and result["cadence"] == "every 16 steps over the first 128, then every 32"
     # Who decided: an 80-step run is under the default's 300-step gate, so its three short-run actors did.
     assert result["deciders"] == "3 actors deciding together (the policy's part for runs under 300 steps)"
-    assert "6 decisions by 3 actors deciding together (the policy's part for runs under 300 steps) (every 16 steps over the first 128, then every 32)" \
-        in capsys.readouterr().out
+    # What the rise limit held back is counted in the summary (and marked in the figure).
+    from learned_lr.control import held_back
+
+    assert all(d["asked_factor"] >= d["lr_factor"] * (1 - 1e-9) for d in result["decisions"]) and result["max_lr_rise"] == 4
+    held = sum(map(held_back, result["decisions"]))
+    assert "6 decisions by 3 actors deciding together (the policy's part for runs under 300 steps) (every 16 steps over the first 128, " \
+        f"then every 32, {held} held back by the rise limit (at most 4x per 32 steps))" in capsys.readouterr().out
 
 
 def test_the_python_stages_take_the_same_lock_and_it_is_reentrant(tmp_path):

@@ -311,3 +311,24 @@ def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_t
     assert _run_lrs("default", 299, steps=40) == _run_lrs(load_policy(pair_r4), 299, steps=40)
     limited, free = (np.diff(np.log(_run_lrs(name, 300, steps=40))).max() for name in ("default", "three-draws"))
     assert limited <= math.log(4) / 32 + 1e-6 < free  # here the limit binds: unlimited, the LR rises faster
+
+
+def test_decisions_show_what_the_rise_limit_held_back():
+    """`decisions()` gives the factor each decision asked for beside the one it set: the default's limit holds some back
+    on this run (the LR it set is lower), the same actors without it (`three-draws`) set exactly what they ask."""
+    from learned_lr.control import held_back
+
+    decided = {}
+    for name in ("default", "three-draws"):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+        x, y = torch.randn(16, 3), torch.randn(16, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        scheduler = LearnedLR(optimizer, total_steps=300, policy=name, model=model)
+        mse_steps(model, optimizer, scheduler, x, y, 40)
+        decided[name] = scheduler.decisions()
+    limited, free = decided["default"], decided["three-draws"]
+    assert len(limited) == len(free) == 4 and all(d["asked_factor"] >= d["lr_factor"] * (1 - 1e-9) for d in limited)
+    assert any(map(held_back, limited)) and not any(map(held_back, free))
+    assert all(math.isclose(d["asked_factor"], d["lr_factor"], rel_tol=1e-9) for d in free)
+    assert not held_back(limited[0])  # the first decision has nothing to rise from

@@ -46,6 +46,12 @@ def clip_action(action: float, log_bounds: tuple[float, float]) -> float:
     return min(max(action, lo), hi)
 
 
+def held_back(decision: dict) -> bool:
+    """True when the rise limit held a decision (a ``LearnedLR.decisions()`` entry) back: it set a lower LR factor than
+    the policy asked for, beyond float rounding (decisions recorded before ``asked_factor`` existed: False)."""
+    return decision.get("asked_factor", 0.0) > decision["lr_factor"] * (1 + 1e-6)
+
+
 class LRRamp:
     """Turns a run's sequence of decisions into per-step LR factors."""
 

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from learned_lr.control import clip_action
 from learned_lr.features import reads_distance, reads_momentum, recorded_feature_names
 from learned_lr.layers import InitialWeights, layer_index, layer_init_distances, layer_momentum_cosines, sampled_elements
 from learned_lr.loop import DecisionLoop
@@ -61,11 +62,10 @@ from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
-# The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default": three draws
-# of the recipe on runs of 300-3,000 steps (one with structure copies) deciding together, two of them joined by "general"'s
-# actor on runs under 300 steps, one decision raising the LR at most 4x; "three-draws" it without that limit, "two-draws"
-# without the third draw, "one-actor" its first draw alone, "general" the recipe on runs of 150-1,000 steps deciding
-# every 16; "three-draws", "two-draws", "one-actor", "dagger-k32" and "mnist-bc" earlier defaults.
+# The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default": three draws of
+# the recipe on runs of 300-3,000 steps (one with structure copies), two of them and "general"'s actor on runs under 300
+# steps, raising the LR at most 4x per decision; "three-draws" it without that limit, "two-draws" without the third draw,
+# "one-actor" its first draw alone (those three and "dagger-k32", "mnist-bc": earlier defaults); "general" 150-1,000 steps.
 BUNDLED_POLICIES = {name: BUNDLED_POLICY.parent / f"{name}.safetensors"
                     for name in ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws")}
 
@@ -399,18 +399,20 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
 
         ``step``: the first step the decision controls; ``lr_factor`` and ``lr``: the LR it set
         (reached at the end of its block, ramping log-linearly from the one before) as a fraction
-        of the first group's base LR and absolute; ``seen``: the features of the last step it read,
-        by name (``features.FEATURE_NAMES``: remaining fraction, log LR factor, log train and
-        val loss and log gradient norms relative to the run's first ones), None for the decision
-        taken before any step.
+        of the first group's base LR and absolute; ``asked_factor``: the factor the policy asked for
+        (within its bounds), above ``lr_factor`` where the rise limit (``ControlConfig.max_lr_rise``)
+        held the decision back; ``seen``: the features of the last step it read, by name
+        (``features.FEATURE_NAMES``: remaining fraction, log LR factor, log train and val loss and
+        log gradient norms relative to the run's first ones), None for the decision before any step.
 
         Example:
             >>> scheduler.decisions()[-1]["lr_factor"]   # doctest: +SKIP
             0.42
         """
-        loop, names = self._loop, recorded_feature_names(self.history.inputs)
-        return [{"step": step, "lr_factor": factor, "lr": loop.base_lr * factor, "seen": None if seen is None else dict(zip(names, seen.tolist()))}
-                for step, factor, seen in zip(loop.decision_steps, loop.decision_factors, self._seen)]
+        loop, names, bounds = self._loop, recorded_feature_names(self.history.inputs), self.policy.control_config.log_bounds
+        return [{"step": step, "lr_factor": factor, "lr": loop.base_lr * factor, "asked_factor": math.exp(clip_action(action, bounds)),
+                 "seen": None if seen is None else dict(zip(names, seen.tolist()))}
+                for step, factor, action, seen in zip(loop.decision_steps, loop.decision_factors, loop.actions, self._seen)]
 
     @property
     def decision_interval(self) -> int:

@@ -53,7 +53,7 @@ def cmd_benchmark(config: BenchmarkConfig) -> int:
 
 
 def cmd_explain(config: ExplainConfig) -> int:
-    from learned_lr.experiments.explain import explain_run
+    from learned_lr.experiments.explain import explain_run, held_back_words
     from learned_lr.experiments.plots import plot_decisions
     from learned_lr.files import write_json
     from learned_lr.policy import load_policy
@@ -65,7 +65,8 @@ def cmd_explain(config: ExplainConfig) -> int:
     out = Path(config.out)
     plot_decisions(result, out / "decisions.png")
     write_json(out / "decisions.json", result)
-    print(f"{len(result['decisions'])} decisions by {result['deciders']} ({result['cadence']}); final LR {result['lrs'][-1]:.4g} "
+    limit = f", {held_back_words(result)}" if held_back_words(result) else ""
+    print(f"{len(result['decisions'])} decisions by {result['deciders']} ({result['cadence']}{limit}); final LR {result['lrs'][-1]:.4g} "
           f"({result['lrs'][-1] / config.base_lr:.3g}x base); test loss {result['test_loss']:.4f}")
     print(f"wrote {out}/decisions.png, decisions.json")
     return 0

@@ -3,8 +3,9 @@
 The run is the README's drop-in loop on a trainee of any task family (``tasks``): the user's
 order (forward, ``zero_grad``, ``backward``, ``optimizer.step()``, ``scheduler.step(...)``), with
 the training loss and the rotating validation batch's loss fed to the scheduler every step. The
-figure shows the LR it set with every decision marked, and the losses it read; the decisions
-(``LearnedLR.decisions()``: step, factor, LR and the features read) go to JSON.
+figure shows the LR it set with every decision marked (and what a decision asked for where the
+rise limit held it back), and the losses it read; the decisions (``LearnedLR.decisions()``: step,
+factor, LR, the factor asked for and the features read) go to JSON.
 
 Example:
     >>> result = explain_run(TaskConfig(), steps=300, base_lr=0.1, seed=0, policy="bundled")   # doctest: +SKIP
@@ -18,6 +19,7 @@ import math
 
 import torch
 
+from learned_lr.control import held_back
 from learned_lr.policy import Actor, EnsembleActor, LengthGatedActor, actor_for_run
 from learned_lr.scheduler import LearnedLR, resolve_policy
 from learned_lr.settings import ControlConfig
@@ -50,6 +52,20 @@ def deciders(actor: Actor | EnsembleActor | LengthGatedActor, total_steps: int) 
     return words
 
 
+def held_back_words(result: dict) -> str:
+    """How many of an ``explain_run``'s decisions the rise limit held back, in words ("" for a policy without one).
+
+    Example:
+        >>> held_back_words({"max_lr_rise": 4.0, "decision_interval": 32, "decisions": [{"asked_factor": 0.5, "lr_factor": 0.2}]})
+        '1 held back by the rise limit (at most 4x per 32 steps)'
+    """
+    rise = result.get("max_lr_rise", 0.0)  # (results saved before it was recorded: none)
+    if not rise:
+        return ""
+    count = sum(map(held_back, result["decisions"]))
+    return f"{count} held back by the rise limit (at most {rise:g}x per {result['decision_interval']} steps)"
+
+
 def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy: str = "bundled", feed_losses: bool = True) -> dict:
     """Train one run under ``LearnedLR`` (``policy``: a checkpoint path or ``bundled``); per-step curves and decisions."""
     run = TrainingRun(task, seed, total_steps=steps)  # the trainee's model, optimizer and data order
@@ -80,5 +96,6 @@ def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy:
     test_loss, test_accuracy = run.evaluate_test()
     return {"task": task.task, "optimizer": task.optimizer, "steps": steps, "base_lr": base_lr, "seed": seed, "policy": policy,
             "feed_losses": feed_losses, "decision_interval": scheduler.decision_interval, "cadence": cadence(scheduler.policy.control_config),
+            "max_lr_rise": scheduler.policy.control_config.max_lr_rise,
             "deciders": deciders(scheduler.policy.actor, steps), "lrs": lrs, "train_loss": train_losses,
             "val_loss": val_losses, "decisions": scheduler.decisions(), "test_loss": test_loss, "test_accuracy": test_accuracy}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
+from learned_lr.control import held_back  # noqa: E402
 from learned_lr.experiments.evaluate import RunRecord  # noqa: E402
 
 
@@ -378,7 +380,11 @@ def plot_decisions(result: dict, path: str | Path) -> None:
     cadence = result.get("cadence") or f"every {result['decision_interval']} steps"  # (results saved before "cadence" existed)
     by = f" by {result['deciders']}" if result.get("deciders") else ""  # (results saved before "deciders" existed)
     top.plot([d["step"] for d in decisions], [d["lr"] for d in decisions], "v", color="tab:red", ms=5,
-             label=f"decision{by} ({cadence}: the LR its block ramps to)")
+             label=textwrap.fill(f"decision{by} ({cadence}: the LR its block ramps to)", 72))  # wrapped, so the legend stays inside the axes
+    held = [d for d in decisions if held_back(d)]
+    if held:
+        top.plot([d["step"] for d in held], [result["base_lr"] * d["asked_factor"] for d in held], "v", mfc="none",
+                 color="tab:red", ms=5, label=f"what it asked for, where the rise limit held it back ({len(held)})")
     top.set(yscale="log", ylabel="learning rate",
             title=f"{result['task']} ({result['optimizer']}), policy {result['policy']}, seed {result['seed']}: "
                   f"test loss {result['test_loss']:.4f}")
