@@ -123,12 +123,17 @@ def test_an_ensemble_saved_again_after_training_loads_as_the_same_ensemble(tmp_p
     assert isinstance(load_policy(members[0]).actor, Actor)
 
 
-def _run_lrs(policy, total_steps: int, steps: int = 24) -> list[float]:
-    """The LRs LearnedLR sets over the first ``steps`` of a small MSE run of ``total_steps`` steps."""
+def _small_problem():
+    """A seeded small MSE problem: (model, x, y, SGD optimizer at LR 0.05), the same every call."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
     x, y = torch.randn(16, 3), torch.randn(16, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return model, x, y, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+
+def _run_lrs(policy, total_steps: int, steps: int = 24) -> list[float]:
+    """The LRs LearnedLR sets over the first ``steps`` of a small MSE run of ``total_steps`` steps."""
+    model, x, y, optimizer = _small_problem()
     scheduler = LearnedLR(optimizer, total_steps=total_steps, policy=policy, model=model)
     return [row[0] for row in mse_steps(model, optimizer, scheduler, x, y, steps)]
 
@@ -213,10 +218,7 @@ def test_a_gated_run_resumed_with_another_length_is_scheduled_by_the_actors_for_
     members = _members(tmp_path)
     gated = tmp_path / "gated.safetensors"
     bundle_policy(members[0], gated, {}, short_runs=(members[1], 100))
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
-    x, y = torch.randn(16, 3), torch.randn(16, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model, x, y, optimizer = _small_problem()
     scheduler = LearnedLR(optimizer, total_steps=80, policy=gated, model=model)
     mse_steps(model, optimizer, scheduler, x, y, 40)
     state, saved_model, saved_optimizer = scheduler.state_dict(), copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
@@ -320,10 +322,7 @@ def test_decisions_show_what_the_rise_limit_held_back():
 
     decided = {}
     for name in ("default", "three-draws"):
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
-        x, y = torch.randn(16, 3), torch.randn(16, 1)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        model, x, y, optimizer = _small_problem()
         scheduler = LearnedLR(optimizer, total_steps=300, policy=name, model=model)
         mse_steps(model, optimizer, scheduler, x, y, 40)
         decided[name] = scheduler.decisions()
