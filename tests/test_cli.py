@@ -311,6 +311,47 @@ def test_bundle_with_a_rise_limit_runs_the_same_actor_rising_at_most_that_much_p
     assert "--max-lr-rise" in capsys.readouterr().err
 
 
+def test_bundle_with_a_rise_span_lets_a_short_run_rise_faster_within_its_span(tmp_path, capsys):
+    """`learned-lr bundle --rise-span-fraction F`: a 100-step run under the default's limit of 4 may rise 4x per
+    100*F steps (and does, where the policy asks for it); lifting the limit drops the span with it."""
+    import numpy as np
+    import torch
+
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import LearnedLR
+
+    def decisions(policy: str) -> list[dict]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+        x, y = torch.randn(64, 5), torch.randn(64, 1)
+        scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9), total_steps=100, policy=policy, model=model)
+        for _ in range(100):
+            scheduler.optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            scheduler.optimizer.step()
+            scheduler.step(train_loss=loss.item())
+        return scheduler.decisions()
+
+    def log_rise_per_step(made: list[dict]) -> np.ndarray:
+        steps, factors = np.array([d["step"] for d in made]), np.array([d["lr_factor"] for d in made])
+        return np.log(factors[2:] / factors[1:-1]) / np.diff(steps[1:])  # from step 1 on: whole blocks
+
+    out = tmp_path / "span.safetensors"
+    assert main(["bundle", "--policy", "default", "--rise-span-fraction", "0.125", "--destination", str(out)]) == 0
+    spanned = load_policy(out)
+    assert (spanned.control_config.max_lr_rise, spanned.control_config.rise_span_fraction) == (4.0, 0.125)
+    assert log_rise_per_step(decisions("default")).max() <= np.log(4) / 32 + 1e-9  # per 32 steps
+    fast = log_rise_per_step(decisions(str(out)))
+    assert np.log(4) / 32 * 1.5 < fast.max() <= np.log(4) / 12.5 + 1e-9  # per 12.5 steps, and it used the room
+    lifted = tmp_path / "lifted.safetensors"
+    assert main(["bundle", "--policy", str(out), "--max-lr-rise", "0", "--destination", str(lifted)]) == 0
+    assert (load_policy(lifted).control_config.max_lr_rise, load_policy(lifted).control_config.rise_span_fraction) == (0.0, 0.0)
+    capsys.readouterr()
+    assert main(["bundle", "--policy", "default", "--rise-span-fraction", "2", "--destination", str(out)]) == 2
+    assert "--rise-span-fraction" in capsys.readouterr().err
+
+
 def test_bundle_with_a_dense_start_decides_every_few_steps_at_the_start_of_a_run_then_every_k(tmp_path, capsys):
     from learned_lr.policy import load_policy
 

@@ -47,6 +47,17 @@ def test_the_rise_limit_is_validated_and_kept_out_of_cache_settings_when_unset()
             GeneralTrainConfig(max_lr_rise=bad)
 
 
+def test_a_rise_span_needs_a_rise_limit_and_is_kept_out_of_cache_settings_when_unset():
+    from learned_lr.settings import ConfigError, ControlConfig
+
+    assert "rise_span_fraction" not in ControlConfig(max_lr_rise=4).setting()
+    assert ControlConfig(max_lr_rise=4, rise_span_fraction=0.125).setting()["rise_span_fraction"] == 0.125
+    for bad in ({"rise_span_fraction": 0.125}, {"max_lr_rise": 4, "rise_span_fraction": 1.5},
+                {"max_lr_rise": 4, "rise_span_fraction": -0.1}, {"max_lr_rise": 4, "rise_span_fraction": float("nan")}):
+        with pytest.raises(ConfigError, match="rise-span-fraction"):
+            ControlConfig(**bad)
+
+
 def test_a_dense_start_needs_both_of_its_settings_and_is_kept_out_of_cache_settings_when_unset():
     assert ControlConfig(start_decision_interval=16, start_steps=256).setting()["start_steps"] == 256
     assert not {"start_decision_interval", "start_steps"} & set(ControlConfig().setting())

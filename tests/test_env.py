@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -149,6 +150,23 @@ def test_a_rise_limit_caps_how_far_one_decision_raises_the_lr_and_never_a_cut():
     unlimited = LRRamp(total_steps=11, decision_interval=4, log_bounds=(-6.0, 3.0))
     unlimited.apply(0, -3.0)
     assert np.log(unlimited.apply(1, 3.0))[-1] == pytest.approx(3.0)
+
+
+def test_a_rise_span_fraction_lets_a_short_run_rise_faster_and_leaves_a_long_one_as_it_was():
+    """With rise_span_fraction f a T-step run shorter than K / f rises r-fold per f*T steps; a longer one per K, as without f."""
+    control = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
+    short = LRRamp.of(100, dataclasses.replace(control, rise_span_fraction=0.125))
+    assert short.rise_span == 12.5
+    short.apply(0, -3.0)
+    np.testing.assert_allclose(np.log(short.apply(1, 3.0)), -3.0 + math.log(4.0) * 16 / 12.5 * np.arange(1, 17) / 16)  # 4^(16/12.5)
+    same = LRRamp.of(100, control)
+    same.apply(0, -3.0)
+    np.testing.assert_allclose(np.log(same.apply(1, 3.0))[-1], -3.0 + math.log(4.0) / 2)  # per 32 steps: 2x over 16
+    for total in (256, 300, 3000):  # f*T >= K: the run's limit is the one without f, block for block
+        spanned, plain = LRRamp.of(total, dataclasses.replace(control, rise_span_fraction=0.125)), LRRamp.of(total, control)
+        for step, action in zip(plain.decision_steps(), [-3.0, 3.0, 3.0, -1.0, 3.0, 3.0, 3.0]):
+            np.testing.assert_array_equal(spanned.apply(step, action), plain.apply(step, action))
+    assert LRRamp.of(4, dataclasses.replace(control, rise_span_fraction=0.125)).rise_span == 1.0  # at least one step
 
 
 def test_a_dense_start_decides_more_often_over_the_first_steps_and_its_blocks_tile_the_run():

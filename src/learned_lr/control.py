@@ -17,7 +17,10 @@ A rise limit (``ControlConfig.max_lr_rise``, r > 1) caps how far one decision ma
 block ends at most r times above where it starts (r^(n/K) for a block of n steps: a dense start's, the last); a cut
 is never limited. Why: early in a run a policy has read almost nothing, and a decision that ramps
 the LR 25x over its first block can end a run whose base LR is already too high before the next
-decision could cut it (docs/results.md section 7, `mnist-cnn` at x10).
+decision could cut it (docs/results.md section 7, `mnist-cnn` at x10). With ``rise_span_fraction`` f, a run
+shorter than K / f steps gets its r-fold rise per f of its steps instead (r^(n/(f T)) for a block of n steps of a
+T-step run): a rise limit in steps is a slower climb, as a share of the run, the shorter the run, and a 60-300-step run
+that must climb from a base LR ten times too low ran out of steps under it (docs/results.md section 7).
 
 Example:
     >>> ramp = LRRamp(total_steps=20, decision_interval=8, log_bounds=(-6.9, 1.39))
@@ -52,15 +55,28 @@ def held_back(decision: dict) -> bool:
     return decision.get("asked_factor", 0.0) > decision["lr_factor"] * (1 + 1e-6)
 
 
+def rise_span(total_steps: int, decision_interval: int, rise_span_fraction: float = 0.0) -> float:
+    """The steps over which a rise limit allows its r-fold rise: K, or ``rise_span_fraction`` of a run shorter than
+    K / ``rise_span_fraction`` steps (at least one step).
+
+    Example:
+        >>> rise_span(1000, 32, 0.125), rise_span(100, 32, 0.125), rise_span(100, 32)
+        (32, 12.5, 32)
+    """
+    share = rise_span_fraction * total_steps
+    return max(1.0, share) if 0 < share < decision_interval else decision_interval
+
+
 class LRRamp:
     """Turns a run's sequence of decisions into per-step LR factors."""
 
     def __init__(self, total_steps: int, decision_interval: int, log_bounds: tuple[float, float], max_rise: float = 0.0,
-                 start_interval: int = 0, start_steps: int = 0):
+                 start_interval: int = 0, start_steps: int = 0, rise_span_fraction: float = 0.0):
         self.total_steps = total_steps
         self.decision_interval = decision_interval
         self.log_bounds = log_bounds
-        self.log_max_rise = math.log(max_rise) if max_rise > 0 else math.inf  # per K steps
+        self.log_max_rise = math.log(max_rise) if max_rise > 0 else math.inf  # per rise_span steps
+        self.rise_span = rise_span(total_steps, decision_interval, rise_span_fraction)
         # Over the run's first ``start_steps`` steps, decisions every ``start_interval`` steps instead of K.
         self.start_interval, self.start_steps = (start_interval, start_steps) if start_interval and start_steps else (0, 0)
         self.previous_action: float | None = None
@@ -70,7 +86,7 @@ class LRRamp:
     def of(cls, total_steps: int, control: ControlConfig) -> LRRamp:
         """The ramp a ``ControlConfig`` describes (every runner builds its ramp here, so they all agree)."""
         return cls(total_steps, control.decision_interval, control.log_bounds, control.max_lr_rise,
-                   control.start_decision_interval, control.start_steps)
+                   control.start_decision_interval, control.start_steps, control.rise_span_fraction)
 
     def decision_steps(self) -> list[int]:
         """The steps at which a decision is taken (before that step's update)."""
@@ -95,7 +111,7 @@ class LRRamp:
         action = clip_action(action, self.log_bounds)
         n = self.block_length(step)
         if self.previous_action is not None and self.log_max_rise < math.inf:
-            action = min(action, self.previous_action + self.log_max_rise * n / self.decision_interval)
+            action = min(action, self.previous_action + self.log_max_rise * n / self.rise_span)
         if self.previous_action is None:
             logs = np.full(n, action)
         else:

@@ -194,6 +194,8 @@ class BundleConfig:
     decision_interval: int = arg(0, "run the actor deciding every this many steps (0: the K it was trained at); a larger K costs "
                                  "the drop-in less, and how well the actor schedules at it is for the benchmark to say")
     max_lr_rise: float = arg(-1.0, "run the actor under this rise limit: the most one decision may raise the LR, as a factor (0: none; -1: as trained)")
+    rise_span_fraction: float = arg(-1.0, "with a rise limit, a run shorter than K / this fraction may rise r-fold per this share of its "
+                                    "steps instead of per K (0: per K whatever the length; -1: as the policy has it)")
     start_decision_interval: int = arg(-1, "decide every this many steps over a run's first --start-steps (0: none; -1: as trained)")
     start_steps: int = arg(-1, "how many of the run's first steps --start-decision-interval applies to (-1: as trained)")
     destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
@@ -211,6 +213,8 @@ class BundleConfig:
         require(min(self.start_decision_interval, self.start_steps) >= -1 and (self.start_decision_interval == -1) == (self.start_steps == -1),
                 "start_steps", "give --start-decision-interval and --start-steps together, each >= 0 (-1 for both: as trained)")
         require(self.max_lr_rise in (-1.0, 0.0) or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise", f"must be -1 (as trained), 0 (no limit) or > 1, got {self.max_lr_rise}")
+        require(self.rise_span_fraction == -1 or 0 <= self.rise_span_fraction <= 1, "rise_span_fraction",
+                f"must be -1 (as the policy has it), 0 (off) or in (0, 1], got {self.rise_span_fraction}")
         check_choice(self.name, BUNDLED_NAMES, "name")
         require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")
         require(not self.destination or self.destination.endswith(".safetensors"), "destination", f"must end in .safetensors, got {self.destination!r}")

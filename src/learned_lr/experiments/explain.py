@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from learned_lr.control import held_back
+from learned_lr.control import held_back, rise_span
 from learned_lr.policy import Actor, EnsembleActor, LengthGatedActor, actor_for_run
 from learned_lr.scheduler import LearnedLR, resolve_policy
 from learned_lr.settings import ControlConfig
@@ -63,7 +63,8 @@ def held_back_words(result: dict) -> str:
     if not rise:
         return ""
     count = sum(map(held_back, result["decisions"]))
-    return f"{count} held back by the rise limit (at most {rise:g}x per {result['decision_interval']} steps)"
+    span = result.get("rise_span", result["decision_interval"])  # (saved before it was recorded: K)
+    return f"{count} held back by the rise limit (at most {rise:g}x per {span:g} steps)"
 
 
 def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy: str = "bundled", feed_losses: bool = True) -> dict:
@@ -97,5 +98,6 @@ def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy:
     return {"task": task.task, "optimizer": task.optimizer, "steps": steps, "base_lr": base_lr, "seed": seed, "policy": policy,
             "feed_losses": feed_losses, "decision_interval": scheduler.decision_interval, "cadence": cadence(scheduler.policy.control_config),
             "max_lr_rise": scheduler.policy.control_config.max_lr_rise,
+            "rise_span": rise_span(steps, scheduler.decision_interval, scheduler.policy.control_config.rise_span_fraction),
             "deciders": deciders(scheduler.policy.actor, steps), "lrs": lrs, "train_loss": train_losses,
             "val_loss": val_losses, "decisions": scheduler.decisions(), "test_loss": test_loss, "test_accuracy": test_accuracy}
