@@ -56,6 +56,9 @@ def test_a_rise_span_needs_a_rise_limit_and_is_kept_out_of_cache_settings_when_u
                 {"max_lr_rise": 4, "rise_span_fraction": -0.1}, {"max_lr_rise": 4, "rise_span_fraction": float("nan")}):
         with pytest.raises(ConfigError, match="rise-span-fraction"):
             ControlConfig(**bad)
+    with pytest.raises(ConfigError, match="rise-span-while-falling"):
+        ControlConfig(max_lr_rise=4, rise_span_while_falling=True)
+    assert "rise_span_while_falling" not in ControlConfig(max_lr_rise=4, rise_span_fraction=0.25).setting()
 
 
 def test_a_dense_start_needs_both_of_its_settings_and_is_kept_out_of_cache_settings_when_unset():

@@ -169,6 +169,32 @@ def test_a_rise_span_fraction_lets_a_short_run_rise_faster_and_leaves_a_long_one
     assert LRRamp.of(4, dataclasses.replace(control, rise_span_fraction=0.125)).rise_span == 1.0  # at least one step
 
 
+def test_with_rise_span_while_falling_a_short_run_rises_faster_only_after_a_block_whose_loss_fell():
+    from learned_lr.loop import DecisionLoop
+
+    control = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128,
+                            rise_span_fraction=0.25, rise_span_while_falling=True)
+
+    def block_rises(losses) -> list[float]:
+        """Log-LR rise per step of each block (from step 17 on) when every decision asks for the highest LR."""
+        loop, rises = DecisionLoop(total_steps=100, base_lr=0.1, control=control), []
+        for step in range(100):
+            if loop.needs_decision():
+                before = math.log(loop.lr_factor()) if step else None
+                factors = loop.decide(-6.0 if step == 0 else 3.0)  # from 0.0025x: the climb stays under the bounds
+                if step >= 17:
+                    rises.append((math.log(factors[-1]) - before) / len(factors))
+            loop.record(train_loss=losses(step), val_loss=1.0, layer_grad_norms=(1.0,))
+        return rises
+
+    short, per_k = math.log(4.0) / 25, math.log(4.0) / 32   # 0.25 x 100 steps, and K
+    np.testing.assert_allclose(block_rises(lambda step: 2.0 - 0.01 * step), short)   # falling: the short span
+    np.testing.assert_allclose(block_rises(lambda step: 1.0 + 0.01 * step), per_k)   # rising: per K
+    np.testing.assert_allclose(block_rises(lambda step: float("nan")), per_k)        # no losses: per K
+    # falling, then rising from step 40 on: the block of steps 49-64 is the first whose mean is above the one before
+    np.testing.assert_allclose(block_rises(lambda step: 2.0 - 0.01 * step if step < 40 else 1.0 + 0.01 * step)[:4], [short] * 3 + [per_k])
+
+
 def test_a_dense_start_decides_more_often_over_the_first_steps_and_its_blocks_tile_the_run():
     ramp = LRRamp(total_steps=150, decision_interval=32, log_bounds=(-6.0, 3.0), max_rise=64.0, start_interval=16, start_steps=64)
     steps = ramp.decision_steps()

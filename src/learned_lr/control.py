@@ -20,7 +20,9 @@ the LR 25x over its first block can end a run whose base LR is already too high 
 decision could cut it (docs/results.md section 7, `mnist-cnn` at x10). With ``rise_span_fraction`` f, a run
 shorter than K / f steps gets its r-fold rise per f of its steps instead (r^(n/(f T)) for a block of n steps of a
 T-step run): a rise limit in steps is a slower climb, as a share of the run, the shorter the run, and a 60-300-step run
-that must climb from a base LR ten times too low ran out of steps under it (docs/results.md section 7).
+that must climb from a base LR ten times too low ran out of steps under it (docs/results.md section 7). With
+``rise_span_while_falling`` the short span applies only after a block whose training loss fell (``apply``'s
+``short_span``, the loop's to judge): a too-low LR keeps its loss falling, a too-high one stops it.
 
 Example:
     >>> ramp = LRRamp(total_steps=20, decision_interval=8, log_bounds=(-6.9, 1.39))
@@ -106,12 +108,14 @@ class LRRamp:
             return min(self.start_interval, self.total_steps - step)
         return min(self.decision_interval, self.total_steps - step)
 
-    def apply(self, step: int, action: float) -> np.ndarray:
-        """LR factors (fractions of the base LR) for the block starting at ``step``."""
+    def apply(self, step: int, action: float, short_span: bool = True) -> np.ndarray:
+        """LR factors (fractions of the base LR) for the block starting at ``step``; ``short_span`` False: the rise
+        limit per K steps, whatever ``rise_span_fraction`` says."""
         action = clip_action(action, self.log_bounds)
         n = self.block_length(step)
         if self.previous_action is not None and self.log_max_rise < math.inf:
-            action = min(action, self.previous_action + self.log_max_rise * n / self.rise_span)
+            span = self.rise_span if short_span else self.decision_interval
+            action = min(action, self.previous_action + self.log_max_rise * n / span)
         if self.previous_action is None:
             logs = np.full(n, action)
         else:

@@ -109,7 +109,7 @@ class DecisionLoop:
         step = self.history.steps
         if not self.needs_decision():
             raise RuntimeError(f"no decision is due at step {step} (the current one controls steps up to {self.block_end})")
-        factors = self.ramp.apply(step, float(action))
+        factors = self.ramp.apply(step, float(action), not self.control.rise_span_while_falling or self._loss_fell())
         self._block = factors.tolist()
         self._block_start = step
         self.block_end = step + len(self._block)
@@ -117,6 +117,15 @@ class DecisionLoop:
         self.actions.append(float(action))
         self.decision_factors.append(self._block[-1])
         return factors
+
+    def _loss_fell(self) -> bool:
+        """True if the last block's mean training loss is below the block's before it (False before two blocks, or
+        without losses: a run that shows nothing gets the tighter limit)."""
+        if len(self.decision_steps) < 2 or self.decision_steps[-2] < self.history.first_step:
+            return False
+        before, last = self.decision_steps[-2], self.decision_steps[-1]
+        train = self.history.normalized_losses(before, self.history.steps)[0]
+        return bool(np.mean(train[last - before:]) < np.mean(train[: last - before]))
 
     def measures_distance(self) -> bool:
         """True when the step about to be recorded needs each layer's distance from its initial weights.

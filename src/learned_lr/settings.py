@@ -129,7 +129,7 @@ MAX_LR_FACTOR_CEILING = 100.0
 MAX_WINDOW = 16_384  # steps of history; the observation's memory grows with it
 
 
-LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction")  # each off at 0
+LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling")  # each off at 0
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,9 @@ class ControlConfig:
     rise_span_fraction: float = arg(0.0, "with a rise limit, a run shorter than K / this fraction gets its r-fold rise per this "
                                     "fraction of its steps instead of per K (e.g. 0.125: a 100-step run may rise 4x per 12.5 "
                                     "steps); 0: per K steps whatever the run's length")
+    rise_span_while_falling: bool = arg(False, "the short span of rise_span_fraction applies to a decision only if the run's "
+                                        "training loss fell over the block before it (its mean below the previous block's); "
+                                        "otherwise the limit is per K steps")
     start_decision_interval: int = arg(0, "decide every this many steps over the run's first start_steps steps, instead of every K "
                                          "(0: every K throughout)")
     start_steps: int = arg(0, "how many of the run's first steps start_decision_interval applies to")
@@ -168,6 +171,8 @@ class ControlConfig:
         require(self.rise_span_fraction == 0 or (self.max_lr_rise > 1 and 0 < self.rise_span_fraction <= 1), "rise_span_fraction",
                 f"must be 0 (off) or in (0, 1], with a rise limit (max_lr_rise > 1), got {self.rise_span_fraction} "
                 f"(max_lr_rise {self.max_lr_rise})")
+        require(not self.rise_span_while_falling or self.rise_span_fraction > 0, "rise_span_while_falling",
+                "needs a rise_span_fraction (> 0) to loosen")
         require(min(self.start_decision_interval, self.start_steps) >= 0 and (self.start_decision_interval == 0) == (self.start_steps == 0),
                 "start_steps", f"give --start-decision-interval and --start-steps together, each >= 0 (got {self.start_decision_interval}, "
                 f"{self.start_steps})")
