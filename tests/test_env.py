@@ -191,6 +191,7 @@ def test_with_rise_span_while_falling_a_short_run_rises_faster_only_after_a_bloc
     np.testing.assert_allclose(block_rises(lambda step: 2.0 - 0.01 * step), short)   # falling: the short span
     np.testing.assert_allclose(block_rises(lambda step: 1.0 + 0.01 * step), per_k)   # rising: per K
     np.testing.assert_allclose(block_rises(lambda step: float("nan")), per_k)        # no losses: per K
+    np.testing.assert_allclose(block_rises(lambda step: -1.0 - 0.01 * step), short)  # a negative loss falling: the short span
     # falling, then rising from step 40 on: the block of steps 49-64 is the first whose mean is above the one before
     np.testing.assert_allclose(block_rises(lambda step: 2.0 - 0.01 * step if step < 40 else 1.0 + 0.01 * step)[:4], [short] * 3 + [per_k])
 

@@ -124,7 +124,7 @@ class DecisionLoop:
         if len(self.decision_steps) < 2 or self.decision_steps[-2] < self.history.first_step:
             return False
         before, last = self.decision_steps[-2], self.decision_steps[-1]
-        train = self.history.normalized_losses(before, self.history.steps)[0]
+        train = self.history.normalized_losses(before, self.history.steps)[0]  # over a positive first loss (or 1): order kept
         return bool(np.mean(train[last - before:]) < np.mean(train[: last - before]))
 
     def measures_distance(self) -> bool:
