@@ -11,7 +11,7 @@ from learned_lr.control import LRRamp, clip_action
 from learned_lr.features import FEATURE_CLIP
 from learned_lr.observation import RunHistory
 from learned_lr.reward import block_reward
-from learned_lr.settings import ControlConfig, RewardConfig
+from learned_lr.settings import ConfigError, ControlConfig, RewardConfig
 from learned_lr.training.config import EnvConfig
 from learned_lr.training.gym_env import LRScheduleEnv
 
@@ -194,6 +194,33 @@ def test_with_rise_span_while_falling_a_short_run_rises_faster_only_after_a_bloc
     np.testing.assert_allclose(block_rises(lambda step: -1.0 - 0.01 * step), short)  # a negative loss falling: the short span
     # falling, then rising from step 40 on: the block of steps 49-64 is the first whose mean is above the one before
     np.testing.assert_allclose(block_rises(lambda step: 2.0 - 0.01 * step if step < 40 else 1.0 + 0.01 * step)[:4], [short] * 3 + [per_k])
+
+
+def test_with_rise_span_distance_a_short_run_rises_faster_only_while_its_weights_are_near_their_start():
+    from learned_lr.loop import DecisionLoop
+
+    control = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128,
+                            rise_span_fraction=0.25, rise_span_distance=0.05, inputs="all+distance")
+
+    def block_rises(distance) -> list[float]:
+        loop, rises = DecisionLoop(total_steps=100, base_lr=0.1, control=control), []
+        for step in range(100):
+            if loop.needs_decision():
+                before = math.log(loop.lr_factor()) if step else None
+                factors = loop.decide(-6.0 if step == 0 else 3.0)
+                if step >= 1:
+                    rises.append((math.log(factors[-1]) - before) / len(factors))
+            d = distance(step)
+            loop.record(train_loss=1.0, val_loss=1.0, layer_grad_norms=(1.0, 1.0), layer_init_distance=(d / 2, d * 2))  # geometric mean d
+        return rises
+
+    short, per_k = math.log(4.0) / 25, math.log(4.0) / 32
+    np.testing.assert_allclose(block_rises(lambda step: 0.01), short)   # weights near their start: the short span
+    np.testing.assert_allclose(block_rises(lambda step: 0.2), per_k)    # moved far: per K
+    # moving: the decision at step 49 reads the distance after step 48, the first at or above 0.05
+    np.testing.assert_allclose(block_rises(lambda step: 0.001 * (step + 1) + 0.001)[:4], [short] * 3 + [per_k])
+    with pytest.raises(ConfigError, match="rise-span-distance"):
+        ControlConfig(max_lr_rise=4.0, rise_span_fraction=0.25, rise_span_distance=0.05)   # inputs that do not read it
 
 
 def test_a_dense_start_decides_more_often_over_the_first_steps_and_its_blocks_tile_the_run():

@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from learned_lr.control import LRRamp
+from learned_lr.features import recorded_feature_names
 from learned_lr.observation import RunHistory
 from learned_lr.reward import block_reward, final_reward, subramanian_reward
 from learned_lr.settings import ControlConfig, RewardConfig
@@ -109,7 +110,7 @@ class DecisionLoop:
         step = self.history.steps
         if not self.needs_decision():
             raise RuntimeError(f"no decision is due at step {step} (the current one controls steps up to {self.block_end})")
-        factors = self.ramp.apply(step, float(action), not self.control.rise_span_while_falling or self._loss_fell())
+        factors = self.ramp.apply(step, float(action), self._short_span_allowed())
         self._block = factors.tolist()
         self._block_start = step
         self.block_end = step + len(self._block)
@@ -117,6 +118,24 @@ class DecisionLoop:
         self.actions.append(float(action))
         self.decision_factors.append(self._block[-1])
         return factors
+
+    def _short_span_allowed(self) -> bool:
+        """Whether this decision may use the rise limit's short span (``rise_span_fraction``): always, unless a
+        condition on it is set and the run does not meet it."""
+        control = self.control
+        if control.rise_span_while_falling and not self._loss_fell():
+            return False
+        return not control.rise_span_distance or self._near_init(control.rise_span_distance)
+
+    def _near_init(self, distance: float) -> bool:
+        """True if the layers' distance from their initial weights, relative to them (the geometric mean over layers the
+        policy reads as ``init_distance_mean``, as last measured), is below ``distance`` (False before a measurement):
+        a run whose weights have hardly moved has an LR too low to move them, whatever its model (docs/results.md
+        section 7, `benchmarks/early_scale_signals.py`)."""
+        if not self.history.steps:
+            return False
+        column = recorded_feature_names(self.control.inputs).index("init_distance_mean")
+        return bool(self.history.features[-1][column] < math.log(distance))
 
     def _loss_fell(self) -> bool:
         """True if the last block's mean training loss is below the block's before it (False before two blocks, or

@@ -17,7 +17,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from learned_lr.features import INPUT_CHOICES
+from learned_lr.features import INPUT_CHOICES, reads_distance
 
 
 class MissingExtraError(ImportError):
@@ -129,7 +129,8 @@ MAX_LR_FACTOR_CEILING = 100.0
 MAX_WINDOW = 16_384  # steps of history; the observation's memory grows with it
 
 
-LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling")  # each off at 0
+LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling",
+                        "rise_span_distance")  # each off at 0
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,9 @@ class ControlConfig:
     rise_span_while_falling: bool = arg(False, "the short span of rise_span_fraction applies to a decision only if the run's "
                                         "training loss fell over the block before it (its mean below the previous block's); "
                                         "otherwise the limit is per K steps")
+    rise_span_distance: float = arg(0.0, "the short span of rise_span_fraction applies to a decision only while the layers' "
+                                    "distance from their initial weights, relative to those weights (geometric mean over layers, as "
+                                    "last measured), is below this (e.g. 0.05); needs inputs that read it (all+distance). 0: off")
     start_decision_interval: int = arg(0, "decide every this many steps over the run's first start_steps steps, instead of every K "
                                          "(0: every K throughout)")
     start_steps: int = arg(0, "how many of the run's first steps start_decision_interval applies to")
@@ -173,6 +177,10 @@ class ControlConfig:
                 f"(max_lr_rise {self.max_lr_rise})")
         require(not self.rise_span_while_falling or self.rise_span_fraction > 0, "rise_span_while_falling",
                 "needs a rise_span_fraction (> 0) to loosen")
+        require(self.rise_span_distance == 0 or (self.rise_span_fraction > 0 and self.rise_span_distance > 0
+                                                    and math.isfinite(self.rise_span_distance) and reads_distance(self.inputs)),
+                "rise_span_distance", f"must be 0 (off) or a finite distance > 0, with a rise_span_fraction and inputs that read the "
+                f"distance (all+distance...), got {self.rise_span_distance} (rise_span_fraction {self.rise_span_fraction}, inputs {self.inputs})")
         require(min(self.start_decision_interval, self.start_steps) >= 0 and (self.start_decision_interval == 0) == (self.start_steps == 0),
                 "start_steps", f"give --start-decision-interval and --start-steps together, each >= 0 (got {self.start_decision_interval}, "
                 f"{self.start_steps})")

@@ -198,6 +198,8 @@ class BundleConfig:
                                     "steps instead of per K (0: per K whatever the length; -1: as the policy has it)")
     rise_span_while_falling: int = arg(-1, "1: the short span only after a block whose training loss fell (else per K); 0: always; "
                                        "-1: as the policy has it")
+    rise_span_distance: float = arg(-1.0, "the short span only while the weights' distance from their initial ones, relative to "
+                                    "them, is below this (e.g. 0.05; 0: always; -1: as the policy has it)")
     start_decision_interval: int = arg(-1, "decide every this many steps over a run's first --start-steps (0: none; -1: as trained)")
     start_steps: int = arg(-1, "how many of the run's first steps --start-decision-interval applies to (-1: as trained)")
     destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
@@ -217,6 +219,8 @@ class BundleConfig:
         require(self.max_lr_rise in (-1.0, 0.0) or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise", f"must be -1 (as trained), 0 (no limit) or > 1, got {self.max_lr_rise}")
         require(self.rise_span_fraction == -1 or 0 <= self.rise_span_fraction <= 1, "rise_span_fraction",
                 f"must be -1 (as the policy has it), 0 (off) or in (0, 1], got {self.rise_span_fraction}")
+        require(self.rise_span_distance == -1 or (math.isfinite(self.rise_span_distance) and self.rise_span_distance >= 0), "rise_span_distance",
+                f"must be -1 (as the policy has it), 0 (off) or a distance > 0, got {self.rise_span_distance}")
         require(self.rise_span_while_falling in (-1, 0, 1), "rise_span_while_falling", f"must be -1, 0 or 1, got {self.rise_span_while_falling}")
         check_choice(self.name, BUNDLED_NAMES, "name")
         require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")
