@@ -221,6 +221,11 @@ def test_with_rise_span_distance_a_short_run_rises_faster_only_while_its_weights
     np.testing.assert_allclose(block_rises(lambda step: 0.001 * (step + 1) + 0.001)[:4], [short] * 3 + [per_k])
     with pytest.raises(ConfigError, match="rise-span-distance"):
         ControlConfig(max_lr_rise=4.0, rise_span_fraction=0.25, rise_span_distance=0.05)   # inputs that do not read it
+    # from step 17 on: the first block (decided at step 1, after one step) is per K whatever the distance
+    control = dataclasses.replace(control, rise_span_from_step=17)
+    np.testing.assert_allclose(block_rises(lambda step: 0.01), [per_k] + [short] * 6)
+    with pytest.raises(ConfigError, match="rise-span-from-step"):
+        ControlConfig(max_lr_rise=4.0, rise_span_from_step=17)   # nothing to apply it to
 
 
 def test_a_dense_start_decides_more_often_over_the_first_steps_and_its_blocks_tile_the_run():

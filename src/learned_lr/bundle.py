@@ -33,7 +33,8 @@ _SHORT_SIDE_KEYS = ("short_run_steps", "short_run_policy", "short_run_members")
 
 def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decision_interval: int | None = None,
                   max_lr_rise: float | None = None, start: tuple[int, int] | None = None, rise_span_fraction: float | None = None,
-                  rise_span_while_falling: bool | None = None, rise_span_distance: float | None = None, ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None) -> None:
+                  rise_span_while_falling: bool | None = None, rise_span_distance: float | None = None,
+                  rise_span_from_step: int | None = None, ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None) -> None:
     """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
     training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored).
 
@@ -44,7 +45,7 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     same actor under that rise limit (``ControlConfig.max_lr_rise``; 0 lifts one, and its ``rise_span_fraction``
     with it), judged the same way; ``rise_span_fraction``: a short run's rise limit per that share of its steps
     (``rise_span_while_falling``: only after a block whose training loss fell; ``rise_span_distance``: only while the
-    weights are that close to their initial ones, relative to them);
+    weights are that close to their initial ones, relative to them; ``rise_span_from_step``: only from that step on);
     ``start``: (interval, steps), its decisions every ``interval`` steps over the run's first ``steps``
     (``ControlConfig.start_decision_interval``, ``start_steps``; (0, 0): none).
     ``ensemble_with``: further single actors that decide with ``source``'s, as an ``EnsembleActor`` (the
@@ -89,8 +90,10 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     if rise_span_fraction == 0:  # nor its conditions without a span
         rise_span_while_falling = False if rise_span_while_falling is None else rise_span_while_falling
         rise_span_distance = 0.0 if rise_span_distance is None else rise_span_distance
+        rise_span_from_step = 0 if rise_span_from_step is None else rise_span_from_step
     asked = {"decision_interval": decision_interval, "max_lr_rise": max_lr_rise, "rise_span_fraction": rise_span_fraction,
              "rise_span_while_falling": rise_span_while_falling, "rise_span_distance": rise_span_distance,
+             "rise_span_from_step": rise_span_from_step,
              **({} if start is None else {"start_decision_interval": start[0], "start_steps": start[1]})}
     changes = {name: value for name, value in asked.items() if value is not None and value != getattr(trained, name)}
     if changes:

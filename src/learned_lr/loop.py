@@ -123,6 +123,8 @@ class DecisionLoop:
         """Whether this decision may use the rise limit's short span (``rise_span_fraction``): always, unless a
         condition on it is set and the run does not meet it."""
         control = self.control
+        if self.history.steps < control.rise_span_from_step:
+            return False
         if control.rise_span_while_falling and not self._loss_fell():
             return False
         return not control.rise_span_distance or self._near_init(control.rise_span_distance)

@@ -130,7 +130,7 @@ MAX_WINDOW = 16_384  # steps of history; the observation's memory grows with it
 
 
 LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling",
-                        "rise_span_distance")  # each off at 0
+                        "rise_span_distance", "rise_span_from_step")  # each off at 0
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,8 @@ class ControlConfig:
     rise_span_distance: float = arg(0.0, "the short span of rise_span_fraction applies to a decision only while the layers' "
                                     "distance from their initial weights, relative to those weights (geometric mean over layers, as "
                                     "last measured), is below this (e.g. 0.05); needs inputs that read it (all+distance). 0: off")
+    rise_span_from_step: int = arg(0, "the short span of rise_span_fraction applies only to decisions at or after this step (e.g. "
+                                   "17: not the first block's, which has read one step); 0: any")
     start_decision_interval: int = arg(0, "decide every this many steps over the run's first start_steps steps, instead of every K "
                                          "(0: every K throughout)")
     start_steps: int = arg(0, "how many of the run's first steps start_decision_interval applies to")
@@ -181,6 +183,8 @@ class ControlConfig:
                                                     and math.isfinite(self.rise_span_distance) and reads_distance(self.inputs)),
                 "rise_span_distance", f"must be 0 (off) or a finite distance > 0, with a rise_span_fraction and inputs that read the "
                 f"distance (all+distance...), got {self.rise_span_distance} (rise_span_fraction {self.rise_span_fraction}, inputs {self.inputs})")
+        require(self.rise_span_from_step == 0 or (self.rise_span_fraction > 0 and self.rise_span_from_step > 0), "rise_span_from_step",
+                f"must be 0 (any step) or a step > 0, with a rise_span_fraction, got {self.rise_span_from_step}")
         require(min(self.start_decision_interval, self.start_steps) >= 0 and (self.start_decision_interval == 0) == (self.start_steps == 0),
                 "start_steps", f"give --start-decision-interval and --start-steps together, each >= 0 (got {self.start_decision_interval}, "
                 f"{self.start_steps})")

@@ -179,7 +179,8 @@ def cmd_bundle(config: BundleConfig) -> int:
     bundle_policy(source, destination, meta, config.decision_interval or None, None if config.max_lr_rise < 0 else config.max_lr_rise, start,
                   None if config.rise_span_fraction < 0 else config.rise_span_fraction,
                   None if config.rise_span_while_falling < 0 else bool(config.rise_span_while_falling),
-                  None if config.rise_span_distance < 0 else config.rise_span_distance, ensemble_with=members, short_runs=short)
+                  None if config.rise_span_distance < 0 else config.rise_span_distance,
+                  None if config.rise_span_from_step < 0 else config.rise_span_from_step, ensemble_with=members, short_runs=short)
     gate = f" (runs shorter than {short[1]} steps: {short[0]})" if short else ""
     print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {', '.join(map(str, [source, *members]))}{gate}")
     return 0
