@@ -123,6 +123,8 @@ class DecisionLoop:
         """Whether this decision may use the rise limit's short span (``rise_span_fraction``): always, unless a
         condition on it is set and the run does not meet it."""
         control = self.control
+        if self.ramp.rise_span == control.decision_interval:  # this run has no short span (long, or none set): nothing to read
+            return True
         if self.history.steps < control.rise_span_from_step:
             return False
         if control.rise_span_while_falling and not self._loss_fell():
