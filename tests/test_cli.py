@@ -312,7 +312,7 @@ def test_bundle_with_a_rise_limit_runs_the_same_actor_rising_at_most_that_much_p
 
 
 def test_bundle_with_a_rise_span_lets_a_short_run_rise_faster_within_its_span(tmp_path, capsys):
-    """`learned-lr bundle --rise-span-fraction F`: a 100-step run under the default's limit of 4 may rise 4x per
+    """`learned-lr bundle --rise-span-fraction F`: a 100-step run under "rise-limit-4"'s limit of 4 may rise 4x per
     100*F steps (and does, where the policy asks for it); lifting the limit drops the span with it."""
     import numpy as np
     import torch
@@ -338,10 +338,10 @@ def test_bundle_with_a_rise_span_lets_a_short_run_rise_faster_within_its_span(tm
         return np.log(factors[2:] / factors[1:-1]) / np.diff(steps[1:])  # from step 1 on: whole blocks
 
     out = tmp_path / "span.safetensors"
-    assert main(["bundle", "--policy", "default", "--rise-span-fraction", "0.125", "--destination", str(out)]) == 0
+    assert main(["bundle", "--policy", "rise-limit-4", "--rise-span-fraction", "0.125", "--destination", str(out)]) == 0
     spanned = load_policy(out)
     assert (spanned.control_config.max_lr_rise, spanned.control_config.rise_span_fraction) == (4.0, 0.125)
-    assert log_rise_per_step(decisions("default")).max() <= np.log(4) / 32 + 1e-9  # per 32 steps
+    assert log_rise_per_step(decisions("rise-limit-4")).max() <= np.log(4) / 32 + 1e-9  # per 32 steps
     fast = log_rise_per_step(decisions(str(out)))
     assert np.log(4) / 32 * 1.5 < fast.max() <= np.log(4) / 12.5 + 1e-9  # per 12.5 steps, and it used the room
     lifted = tmp_path / "lifted.safetensors"

@@ -279,10 +279,11 @@ def test_actors_added_to_a_bundled_policy_join_its_long_run_side_and_its_short_s
 
 
 def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_two_draws_with_a_third_long_run_actor(tmp_path):
-    """The default since the twentieth session (docs/results.md section 7): "three-draws", the default before it, tensor
-    for tensor, with one decision raising the LR at most 4x. "three-draws": "two-draws"' two long-run actors and the
-    structure-copies actor decide together on runs of 300 steps or more; shorter runs get "two-draws"' three, LR for LR.
-    Rebundled without the limit, the default is "three-draws" hash for hash."""
+    """The default since the twenty-first session (docs/results.md section 7): "rise-limit-4", the default before it,
+    with the limit's short span added; "rise-limit-4": "three-draws", tensor for tensor, with one decision raising the
+    LR at most 4x per 32 steps. "three-draws": "two-draws"' two long-run actors and the structure-copies actor decide
+    together on runs of 300 steps or more; shorter runs get "two-draws"' three, LR for LR. Rebundled without the limit,
+    the default is "three-draws" hash for hash; "rise-limit-4" keeps the hash the default had before."""
     import dataclasses
     import json
 
@@ -291,10 +292,13 @@ def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_t
 
     from conftest import same_weights as same
 
-    default, three, pair = (load_policy(BUNDLED_POLICIES[name]) for name in ("default", "three-draws", "two-draws"))
-    assert default.control_config.max_lr_rise == 4 and three.control_config.max_lr_rise == pair.control_config.max_lr_rise == 0
-    assert dataclasses.replace(default.control_config, max_lr_rise=0.0) == three.control_config == pair.control_config
-    assert same(default.actor, three.actor) and default.control_config.decision_interval == 32
+    default, limit4, three, pair = (load_policy(BUNDLED_POLICIES[name]) for name in ("default", "rise-limit-4", "three-draws", "two-draws"))
+    assert limit4.control_config.max_lr_rise == 4 and three.control_config.max_lr_rise == pair.control_config.max_lr_rise == 0
+    assert dataclasses.replace(limit4.control_config, max_lr_rise=0.0) == three.control_config == pair.control_config
+    no_span = {"rise_span_fraction": 0.0, "rise_span_distance": 0.0, "rise_span_from_step": 0}
+    assert dataclasses.replace(default.control_config, **no_span) == limit4.control_config
+    assert policy_sha256(limit4) == "700db1e55609e439598ebdf35f07aafea2fd43c3097f419972994dc8186d19a2"  # the default's before
+    assert same(default.actor, three.actor) and same(limit4.actor, three.actor) and default.control_config.decision_interval == 32
     assert isinstance(three.actor, LengthGatedActor) and three.actor.short_run_steps == pair.actor.short_run_steps == 300
     assert len(three.actor.main.members) == 3 and same(three.actor.short, pair.actor.short)
     assert same(three.actor.main.members[0], pair.actor.main.members[0]) and same(three.actor.main.members[1], pair.actor.main.members[1])
@@ -310,7 +314,7 @@ def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_t
     assert main(["bundle", "--policy", "default", "--max-lr-rise", "0", "--destination", str(lifted)]) == 0
     assert policy_sha256(load_policy(lifted)) == policy_sha256(three) == "2aa078fa93c7c86fd3da700f93b8b89a3c125dcfe10a7e46a32772025b25dd41"
     assert main(["bundle", "--policy", "two-draws", "--max-lr-rise", "4", "--destination", str(pair_r4)]) == 0
-    assert _run_lrs("default", 299, steps=40) == _run_lrs(load_policy(pair_r4), 299, steps=40)
+    assert _run_lrs("default", 299, steps=40) == _run_lrs("rise-limit-4", 299, steps=40) == _run_lrs(load_policy(pair_r4), 299, steps=40)
     limited, free = (np.diff(np.log(_run_lrs(name, 300, steps=40))).max() for name in ("default", "three-draws"))
     assert limited <= math.log(4) / 32 + 1e-6 < free  # here the limit binds: unlimited, the LR rises faster
 
