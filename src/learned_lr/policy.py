@@ -270,7 +270,7 @@ def policy_sha256(policy: LoadedPolicy) -> str:
     Unlike a file hash it also identifies a policy that was never saved (one being trained).
     """
     digest = hashlib.sha256()
-    configs = {"policy_config": dataclasses.asdict(policy.policy_config), "control_config": dataclasses.asdict(policy.control_config)}
+    configs = {"policy_config": dataclasses.asdict(policy.policy_config), "control_config": policy.control_config.identity()}
     if isinstance(policy.actor, LengthGatedActor):  # (only then, so the hashes of the other policies stay as they were)
         configs["short_run_steps"] = policy.actor.short_run_steps
     digest.update(json.dumps(configs, sort_keys=True).encode())

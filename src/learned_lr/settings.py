@@ -131,6 +131,9 @@ MAX_WINDOW = 16_384  # steps of history; the observation's memory grows with it
 
 LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling",
                         "rise_span_distance", "rise_span_from_step")  # each off at 0
+# Added after policies' hashes were recorded (``policy.policy_sha256``): left out of ``ControlConfig.identity`` while off,
+# so every earlier policy keeps its hash and a run saved under it still resumes.
+UNHASHED_WHEN_OFF = ("rise_span_fraction", "rise_span_while_falling", "rise_span_distance", "rise_span_from_step")
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,10 @@ class ControlConfig:
         require(min(self.start_decision_interval, self.start_steps) >= 0 and (self.start_decision_interval == 0) == (self.start_steps == 0),
                 "start_steps", f"give --start-decision-interval and --start-steps together, each >= 0 (got {self.start_decision_interval}, "
                 f"{self.start_steps})")
+
+    def identity(self) -> dict:
+        """The fields as a dict, for a policy's hash: those of ``UNHASHED_WHEN_OFF`` only when set."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if not (k in UNHASHED_WHEN_OFF and not v)}
 
     def setting(self) -> dict:
         """The fields as a dict, for result caches' settings: those added after results were cached (``LATER_CONTROL_FIELDS``)

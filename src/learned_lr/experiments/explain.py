@@ -63,8 +63,29 @@ def held_back_words(result: dict) -> str:
     if not rise:
         return ""
     count = sum(map(held_back, result["decisions"]))
-    span = result.get("rise_span", result["decision_interval"])  # (saved before it was recorded: K)
-    return f"{count} held back by the rise limit (at most {rise:g}x per {span:g} steps)"
+    limit = result.get("rise_limit") or f"at most {rise:g}x per {result['decision_interval']} steps"  # (saved before it was recorded)
+    return f"{count} held back by the rise limit ({limit})"
+
+
+def rise_limit_words(control: ControlConfig, total_steps: int) -> str:
+    """A rise limit on a ``total_steps``-step run, in words ("" without one).
+
+    Example:
+        >>> c = ControlConfig(decision_interval=32, max_lr_rise=4, rise_span_fraction=0.125, rise_span_distance=0.05,
+        ...                   rise_span_from_step=17, inputs="all+distance")
+        >>> rise_limit_words(c, 1000), rise_limit_words(c, 80)
+        ('at most 4x per 32 steps', 'at most 4x per 32 steps; per 10 steps from step 17, while the weights are within 0.05 of their start')
+    """
+    if not control.max_lr_rise:
+        return ""
+    words = f"at most {control.max_lr_rise:g}x per {control.decision_interval} steps"
+    span = rise_span(total_steps, control.decision_interval, control.rise_span_fraction)
+    if span == control.decision_interval:
+        return words
+    conditions = [f"from step {control.rise_span_from_step}"] if control.rise_span_from_step else []
+    conditions += ["after a block whose loss fell"] if control.rise_span_while_falling else []
+    conditions += [f"while the weights are within {control.rise_span_distance:g} of their start"] if control.rise_span_distance else []
+    return f"{words}; per {span:g} steps" + (" " + ", ".join(conditions) if conditions else "")
 
 
 def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy: str = "bundled", feed_losses: bool = True) -> dict:
@@ -98,6 +119,6 @@ def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy:
     return {"task": task.task, "optimizer": task.optimizer, "steps": steps, "base_lr": base_lr, "seed": seed, "policy": policy,
             "feed_losses": feed_losses, "decision_interval": scheduler.decision_interval, "cadence": cadence(scheduler.policy.control_config),
             "max_lr_rise": scheduler.policy.control_config.max_lr_rise,
-            "rise_span": rise_span(steps, scheduler.decision_interval, scheduler.policy.control_config.rise_span_fraction),
+            "rise_limit": rise_limit_words(scheduler.policy.control_config, steps),
             "deciders": deciders(scheduler.policy.actor, steps), "lrs": lrs, "train_loss": train_losses,
             "val_loss": val_losses, "decisions": scheduler.decisions(), "test_loss": test_loss, "test_accuracy": test_accuracy}
