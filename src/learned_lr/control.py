@@ -20,9 +20,10 @@ the LR 25x over its first block can end a run whose base LR is already too high 
 decision could cut it (docs/results.md section 7, `mnist-cnn` at x10). With ``rise_span_fraction`` f, a run
 shorter than K / f steps gets its r-fold rise per f of its steps instead (r^(n/(f T)) for a block of n steps of a
 T-step run): a rise limit in steps is a slower climb, as a share of the run, the shorter the run, and a 60-300-step run
-that must climb from a base LR ten times too low ran out of steps under it (docs/results.md section 7). With
-``rise_span_while_falling`` the short span applies only after a block whose training loss fell (``apply``'s
-``short_span``, the loop's to judge): a too-low LR keeps its loss falling, a too-high one stops it.
+that must climb from a base LR ten times too low ran out of steps under it (docs/results.md section 7). Conditions on
+the short span (``rise_span_from_step``, ``rise_span_distance``, ``rise_span_while_falling``) read the run, so the
+loop judges them (``DecisionLoop._short_span_allowed``) and tells ``apply`` through its ``short_span`` argument. The
+default's: from step 17, while the weights have moved less than 5% from their start (a too-low LR hardly moves them).
 
 Example:
     >>> ramp = LRRamp(total_steps=20, decision_interval=8, log_bounds=(-6.9, 1.39))
