@@ -34,7 +34,8 @@ _SHORT_SIDE_KEYS = ("short_run_steps", "short_run_policy", "short_run_members")
 def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decision_interval: int | None = None,
                   max_lr_rise: float | None = None, start: tuple[int, int] | None = None, rise_span_fraction: float | None = None,
                   rise_span_while_falling: bool | None = None, rise_span_distance: float | None = None,
-                  rise_span_from_step: int | None = None, ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None) -> None:
+                  rise_span_from_step: int | None = None, ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None,
+                  cooldown: tuple[float, int] | None = None) -> None:
     """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
     training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored).
 
@@ -46,6 +47,8 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     with it), judged the same way; ``rise_span_fraction``: a short run's rise limit per that share of its steps
     (``rise_span_while_falling``: only after a block whose training loss fell; ``rise_span_distance``: only while the
     weights are that close to their initial ones, relative to them; ``rise_span_from_step``: only from that step on);
+    ``cooldown``: (fraction, max steps), the LR of a run's last ``fraction`` of its steps decayed linearly to zero, on
+    runs shorter than ``max steps`` (0: every run) (``ControlConfig.cooldown_fraction``, ``cooldown_max_steps``; (0, 0): none);
     ``start``: (interval, steps), its decisions every ``interval`` steps over the run's first ``steps``
     (``ControlConfig.start_decision_interval``, ``start_steps``; (0, 0): none).
     ``ensemble_with``: further single actors that decide with ``source``'s, as an ``EnsembleActor`` (the
@@ -94,7 +97,8 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     asked = {"decision_interval": decision_interval, "max_lr_rise": max_lr_rise, "rise_span_fraction": rise_span_fraction,
              "rise_span_while_falling": rise_span_while_falling, "rise_span_distance": rise_span_distance,
              "rise_span_from_step": rise_span_from_step,
-             **({} if start is None else {"start_decision_interval": start[0], "start_steps": start[1]})}
+             **({} if start is None else {"start_decision_interval": start[0], "start_steps": start[1]}),
+             **({} if cooldown is None else {"cooldown_fraction": cooldown[0], "cooldown_max_steps": cooldown[1]})}
     changes = {name: value for name, value in asked.items() if value is not None and value != getattr(trained, name)}
     if changes:
         saved["control_config"] = dataclasses.asdict(dataclasses.replace(trained, **changes))  # validates them

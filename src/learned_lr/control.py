@@ -25,6 +25,12 @@ the short span (``rise_span_from_step``, ``rise_span_distance``, ``rise_span_whi
 loop judges them (``DecisionLoop._short_span_allowed``) and tells ``apply`` through its ``short_span`` argument. The
 default's: from step 17, while the weights have moved less than 5% from their start (a too-low LR hardly moves them).
 
+A cooldown (``ControlConfig.cooldown_fraction`` c) multiplies the LR of a run's last c of its steps by a linear decay
+to zero (the policy's factor times (T - t) / (c T) at step t, never below the lower bound), as warm-up-stable-decay
+schedules end: on runs under 300 steps the default's actors mostly end well above their own peak's tenth (a policy
+that already decays is decayed further, which a run's end rarely minds). ``cooldown_max_steps`` N keeps it to runs
+shorter than N steps. The policy's own action, and so the rise limit, are unchanged by it.
+
 Example:
     >>> ramp = LRRamp(total_steps=20, decision_interval=8, log_bounds=(-6.9, 1.39))
     >>> ramp.decision_steps()
@@ -70,16 +76,29 @@ def rise_span(total_steps: int, decision_interval: int, rise_span_fraction: floa
     return max(1.0, share) if 0 < share < decision_interval else decision_interval
 
 
+def cooldown_steps(total_steps: int, cooldown_fraction: float = 0.0, cooldown_max_steps: int = 0) -> int:
+    """How many of a run's last steps the cooldown decays (0: none).
+
+    Example:
+        >>> cooldown_steps(100, 0.2), cooldown_steps(100, 0.2, cooldown_max_steps=100), cooldown_steps(3, 0.1)
+        (20, 0, 1)
+    """
+    if cooldown_fraction <= 0 or (cooldown_max_steps and total_steps >= cooldown_max_steps):
+        return 0
+    return max(1, round(cooldown_fraction * total_steps))
+
+
 class LRRamp:
     """Turns a run's sequence of decisions into per-step LR factors."""
 
     def __init__(self, total_steps: int, decision_interval: int, log_bounds: tuple[float, float], max_rise: float = 0.0,
-                 start_interval: int = 0, start_steps: int = 0, rise_span_fraction: float = 0.0):
+                 start_interval: int = 0, start_steps: int = 0, rise_span_fraction: float = 0.0, cooldown: int = 0):
         self.total_steps = total_steps
         self.decision_interval = decision_interval
         self.log_bounds = log_bounds
         self.log_max_rise = math.log(max_rise) if max_rise > 0 else math.inf  # per rise_span steps
         self.rise_span = rise_span(total_steps, decision_interval, rise_span_fraction)
+        self.cooldown = cooldown  # the last steps that decay linearly to zero (``cooldown_steps``)
         # Over the run's first ``start_steps`` steps, decisions every ``start_interval`` steps instead of K.
         self.start_interval, self.start_steps = (start_interval, start_steps) if start_interval and start_steps else (0, 0)
         self.previous_action: float | None = None
@@ -89,7 +108,8 @@ class LRRamp:
     def of(cls, total_steps: int, control: ControlConfig) -> LRRamp:
         """The ramp a ``ControlConfig`` describes (every runner builds its ramp here, so they all agree)."""
         return cls(total_steps, control.decision_interval, control.log_bounds, control.max_lr_rise,
-                   control.start_decision_interval, control.start_steps, control.rise_span_fraction)
+                   control.start_decision_interval, control.start_steps, control.rise_span_fraction,
+                   cooldown_steps(total_steps, control.cooldown_fraction, control.cooldown_max_steps))
 
     def decision_steps(self) -> list[int]:
         """The steps at which a decision is taken (before that step's update)."""
@@ -121,8 +141,16 @@ class LRRamp:
             logs = np.full(n, action)
         else:
             logs = self.previous_action + (action - self.previous_action) * np.arange(1, n + 1) / n
-        self.previous_action = action
-        return np.exp(logs)
+        self.previous_action = action  # the policy's own (rise-limited) level: the cooldown only scales what it sets
+        if not self.cooldown:
+            return np.exp(logs)
+        return np.maximum(np.exp(logs) * self.cooldown_multiplier(np.arange(step, step + n)), math.exp(self.log_bounds[0]))
+
+    def cooldown_multiplier(self, steps: np.ndarray | int) -> np.ndarray | float:
+        """The cooldown's factor at ``steps``: 1 before its last ``cooldown`` steps, then (T - t) / cooldown."""
+        if not self.cooldown:
+            return np.ones_like(steps, dtype=float) if isinstance(steps, np.ndarray) else 1.0
+        return np.minimum(1.0, (self.total_steps - np.asarray(steps, dtype=float)) / self.cooldown)
 
     def state(self) -> dict:
         return {"previous_action": self.previous_action}

@@ -20,12 +20,11 @@ What it observes at each step: the training loss and validation loss given to ``
 to ``step(train_loss=..., val_loss=...)``); the gradient norm of every layer, read from the
 optimizer's parameters just before ``optimizer.step()`` runs (an optimizer step pre-hook), so
 every usual loop order (``zero_grad`` first or last, ``set_to_none`` or not) gives the same LRs;
-and its own LRs. A step the optimizer skipped (AMP's ``GradScaler`` on an overflow) repeats the
-last gradient norms it saw. A "layer" is a module owning parameters, as in
-training (``learned_lr.layers``): pass ``model=`` so the scheduler can see the modules. Without
-it the layers are guessed from the order of the parameters (a weight and the bias after it),
-which is right for plain Linear/Conv stacks; where it cannot be (normalization layers), the
-scheduler warns once. Missing values are handled:
+and its own LRs. A step the optimizer skipped (AMP's ``GradScaler`` on an overflow) repeats the last gradient
+norms it saw. A "layer" is a module owning parameters, as in training (``learned_lr.layers``): pass ``model=``
+so the scheduler can see the modules. Without it the layers are guessed from the order of the parameters (a
+weight and the bias after it), which is right for plain Linear/Conv stacks; where it cannot be (normalization
+layers), the scheduler warns once. Missing values are handled:
 
 * no validation loss: the latest training loss stands in for it;
 * no loss at all in a step: the last known loss is carried forward (before the first one,
@@ -397,20 +396,21 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
     def decisions(self) -> list[dict[str, Any]]:
         """What the policy decided so far, one dict per decision, with what it had read.
 
-        ``step``: the first step the decision controls; ``lr_factor`` and ``lr``: the LR it set
-        (reached at the end of its block, ramping log-linearly from the one before) as a fraction
-        of the first group's base LR and absolute; ``asked_factor``: the factor the policy asked for
-        (within its bounds), above ``lr_factor`` where the rise limit (``ControlConfig.max_lr_rise``)
-        held the decision back; ``seen``: the features of the last step it read, by name
-        (``features.FEATURE_NAMES``: remaining fraction, log LR factor, log train and val loss and
-        log gradient norms relative to the run's first ones), None for the decision before any step.
+        ``step``: the first step the decision controls; ``lr_factor`` and ``lr``: the LR it set (reached at the end of
+        its block, ramping log-linearly from the one before) as a fraction of the first group's base LR and absolute;
+        ``asked_factor``: the factor the policy asked for (within its bounds; times the cooldown's decay where one
+        applies, ``ControlConfig.cooldown_fraction``), above ``lr_factor`` where the rise limit (``max_lr_rise``) held
+        the decision back; ``seen``: the features of the last step it read, by name (``features.FEATURE_NAMES``:
+        remaining fraction, log LR factor, log train and val loss and log gradient norms relative to the run's first
+        ones), None for the decision before any step.
 
         Example:
             >>> scheduler.decisions()[-1]["lr_factor"]   # doctest: +SKIP
             0.42
         """
         loop, names, bounds = self._loop, recorded_feature_names(self.history.inputs), self.policy.control_config.log_bounds
-        return [{"step": step, "lr_factor": factor, "lr": loop.base_lr * factor, "asked_factor": math.exp(clip_action(action, bounds)),
+        return [{"step": step, "lr_factor": factor, "lr": loop.base_lr * factor, "asked_factor": math.exp(clip_action(action, bounds))
+                 * loop.ramp.cooldown_multiplier(step + loop.ramp.block_length(step) - 1),
                  "seen": None if seen is None else dict(zip(names, seen.tolist()))}
                 for step, factor, action, seen in zip(loop.decision_steps, loop.decision_factors, loop.actions, self._seen)]
 

@@ -65,8 +65,7 @@ def cmd_explain(config: ExplainConfig) -> int:
     out = Path(config.out)
     plot_decisions(result, out / "decisions.png")
     write_json(out / "decisions.json", result)
-    limit = held_back_words(result)
-    limit = f", {limit}" if limit else ""
+    limit = "".join(f", {words}" for words in (held_back_words(result), result["cooldown"]) if words)
     print(f"{len(result['decisions'])} decisions by {result['deciders']} ({result['cadence']}{limit}); final LR {result['lrs'][-1]:.4g} "
           f"({result['lrs'][-1] / config.base_lr:.3g}x base); test loss {result['test_loss']:.4f}")
     print(f"wrote {out}/decisions.png, decisions.json")

@@ -201,6 +201,9 @@ class BundleConfig:
     rise_span_distance: float = arg(-1.0, "the short span only while the weights' distance from their initial ones, relative to "
                                     "them, is below this (e.g. 0.05; 0: always; -1: as the policy has it)")
     rise_span_from_step: int = arg(-1, "the short span only for decisions at or after this step (0: any; -1: as the policy has it)")
+    cooldown_fraction: float = arg(-1.0, "decay the LR of a run's last this share of its steps linearly to zero (e.g. 0.2; 0: none; "
+                                   "-1: as the policy has it)")
+    cooldown_max_steps: int = arg(-1, "the cooldown only on runs shorter than this many steps (0: every run; -1: as the policy has it)")
     start_decision_interval: int = arg(-1, "decide every this many steps over a run's first --start-steps (0: none; -1: as trained)")
     start_steps: int = arg(-1, "how many of the run's first steps --start-decision-interval applies to (-1: as trained)")
     destination: str = arg("", "write the bundle to this .safetensors file instead of the package (to score it with `learned-lr benchmark` first)")
@@ -223,6 +226,11 @@ class BundleConfig:
         require(self.rise_span_distance == -1 or (math.isfinite(self.rise_span_distance) and self.rise_span_distance >= 0), "rise_span_distance",
                 f"must be -1 (as the policy has it), 0 (off) or a distance > 0, got {self.rise_span_distance}")
         require(self.rise_span_from_step >= -1, "rise_span_from_step", f"must be -1 (as the policy has it) or a step >= 0, got {self.rise_span_from_step}")
+        require(self.cooldown_fraction == -1 or 0 <= self.cooldown_fraction < 1, "cooldown_fraction",
+                f"must be -1 (as the policy has it), 0 (none) or in (0, 1), got {self.cooldown_fraction}")
+        require((self.cooldown_fraction == -1) == (self.cooldown_max_steps == -1) and self.cooldown_max_steps >= -1, "cooldown_max_steps",
+                f"give --cooldown-fraction and --cooldown-max-steps together (-1 for both: as the policy has it), got "
+                f"{self.cooldown_fraction} and {self.cooldown_max_steps}")
         require(self.rise_span_while_falling in (-1, 0, 1), "rise_span_while_falling", f"must be -1, 0 or 1, got {self.rise_span_while_falling}")
         check_choice(self.name, BUNDLED_NAMES, "name")
         require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from learned_lr.control import held_back, rise_span
+from learned_lr.control import cooldown_steps, held_back, rise_span
 from learned_lr.policy import Actor, EnsembleActor, LengthGatedActor, actor_for_run
 from learned_lr.scheduler import LearnedLR, resolve_policy
 from learned_lr.settings import ControlConfig
@@ -88,6 +88,18 @@ def rise_limit_words(control: ControlConfig, total_steps: int) -> str:
     return f"{words}; per {span:g} steps" + (" " + ", ".join(conditions) if conditions else "")
 
 
+def cooldown_words(control: ControlConfig, total_steps: int) -> str:
+    """A cooldown on a ``total_steps``-step run, in words ("" without one).
+
+    Example:
+        >>> c = ControlConfig(cooldown_fraction=0.2, cooldown_max_steps=300)
+        >>> cooldown_words(c, 100), cooldown_words(c, 1000)
+        ('the last 20 steps decayed linearly to zero', '')
+    """
+    steps = cooldown_steps(total_steps, control.cooldown_fraction, control.cooldown_max_steps)
+    return f"the last {steps} steps decayed linearly to zero" if steps else ""
+
+
 def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy: str = "bundled", feed_losses: bool = True) -> dict:
     """Train one run under ``LearnedLR`` (``policy``: a checkpoint path or ``bundled``); per-step curves and decisions."""
     run = TrainingRun(task, seed, total_steps=steps)  # the trainee's model, optimizer and data order
@@ -120,5 +132,6 @@ def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy:
             "feed_losses": feed_losses, "decision_interval": scheduler.decision_interval, "cadence": cadence(scheduler.policy.control_config),
             "max_lr_rise": scheduler.policy.control_config.max_lr_rise,
             "rise_limit": rise_limit_words(scheduler.policy.control_config, steps),
+            "cooldown": cooldown_words(scheduler.policy.control_config, steps),
             "deciders": deciders(scheduler.policy.actor, steps), "lrs": lrs, "train_loss": train_losses,
             "val_loss": val_losses, "decisions": scheduler.decisions(), "test_loss": test_loss, "test_accuracy": test_accuracy}
