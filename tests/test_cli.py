@@ -348,6 +348,35 @@ def test_bundle_with_a_rise_span_lets_a_short_run_rise_faster_within_its_span(tm
     assert "--rise-span-fraction" in capsys.readouterr().err
 
 
+def test_bundle_with_a_cooldown_decays_a_short_runs_end_without_calling_it_held_back(tmp_path, capsys):
+    """`learned-lr bundle --cooldown-fraction C --cooldown-max-steps N`: the default's decisions on a 100-step run are
+    the same until its last C of steps, then decayed towards zero (and not counted as held back by the rise limit); a
+    run of N steps or more is untouched; the two flags go together."""
+    import numpy as np
+
+    from learned_lr.control import held_back
+    from learned_lr.policy import load_policy
+
+    out = tmp_path / "cool.safetensors"
+    assert main(["bundle", "--policy", "default", "--cooldown-fraction", "0.2", "--cooldown-max-steps", "300", "--destination", str(out)]) == 0
+    control = load_policy(out).control_config
+    assert (control.cooldown_fraction, control.cooldown_max_steps, control.max_lr_rise) == (0.2, 300, 4.0)
+    plain, cooled = _small_mse_run_decisions("default", lr=0.01, steps=100), _small_mse_run_decisions(str(out), lr=0.01, steps=100)
+    steps = [d["step"] for d in plain]
+    assert steps == [d["step"] for d in cooled] == [0, 1, 17, 33, 49, 65, 81, 97]
+    # up to the decision at step 81 (which has read steps 0-80, all at the policy's own LR) each sets what the policy did,
+    # times the cooldown at its block's last step: 1 up to step 80, then (100 - t) / 20
+    decay = [min(1.0, (100 - (end - 1)) / 20) for end in steps[1:8]]
+    np.testing.assert_allclose([d["lr_factor"] for d in cooled[:7]], [d["lr_factor"] * m for d, m in zip(plain[:7], decay)])
+    assert decay[-2:] == [1.0, 0.2] and cooled[-1]["lr_factor"] < plain[-1]["lr_factor"] / 5
+    assert [held_back(d) for d in cooled[:7]] == [held_back(d) for d in plain[:7]]   # the decay is not the rise limit
+    long_plain, long_cooled = (_small_mse_run_decisions(p, lr=0.01, steps=300) for p in ("default", str(out)))
+    assert [d["lr_factor"] for d in long_cooled] == [d["lr_factor"] for d in long_plain]
+    capsys.readouterr()
+    assert main(["bundle", "--policy", "default", "--cooldown-fraction", "0.2", "--destination", str(out)]) == 2
+    assert "--cooldown-max-steps" in capsys.readouterr().err
+
+
 def test_bundle_with_a_dense_start_decides_every_few_steps_at_the_start_of_a_run_then_every_k(tmp_path, capsys):
     from learned_lr.policy import load_policy
 

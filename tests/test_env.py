@@ -228,6 +228,32 @@ def test_with_rise_span_distance_a_short_run_rises_faster_only_while_its_weights
         ControlConfig(max_lr_rise=4.0, rise_span_from_step=17)   # nothing to apply it to
 
 
+def test_a_cooldown_decays_a_short_runs_end_linearly_to_zero_and_leaves_a_long_run_as_it_was():
+    from learned_lr.control import cooldown_steps
+
+    plain = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
+    cooled = dataclasses.replace(plain, cooldown_fraction=0.2, cooldown_max_steps=300)
+    assert (cooldown_steps(100, 0.2, 300), cooldown_steps(299, 0.2, 300), cooldown_steps(300, 0.2, 300), cooldown_steps(300, 0.2)) == (20, 60, 0, 60)
+
+    def factors(control: ControlConfig, steps: int) -> np.ndarray:
+        ramp, out = LRRamp.of(steps, control), []
+        for index, step in enumerate(ramp.decision_steps()):
+            out.extend(ramp.apply(step, [-2.3, -1.0, 1.0, 0.5, -0.5][index % 5]))   # climbs, then cuts: the policy's own level
+        return np.array(out)
+
+    base, cool = factors(plain, 100), factors(cooled, 100)
+    np.testing.assert_array_equal(cool[:80], base[:80])                       # before its last 20 steps: untouched
+    np.testing.assert_allclose(cool[80:], np.maximum(base[80:] * (100 - np.arange(80, 100)) / 20, 1e-3))  # then times (T - t) / 20
+    assert cool[-1] == pytest.approx(max(base[-1] / 20, 1e-3)) and cool[-1] < base[-1] / 10
+    for steps in (300, 1000):                                                 # 300 steps or more: exactly as before
+        np.testing.assert_array_equal(factors(cooled, steps), factors(plain, steps))
+    np.testing.assert_allclose(factors(dataclasses.replace(cooled, cooldown_max_steps=0), 1000)[-1], max(factors(plain, 1000)[-1] / 200, 1e-3))
+    for bad, flag in (({"cooldown_fraction": 1.0}, "cooldown-fraction"), ({"cooldown_fraction": math.nan}, "cooldown-fraction"),
+                      ({"cooldown_max_steps": 300}, "cooldown-max-steps")):   # a whole run, NaN, a length with nothing to apply
+        with pytest.raises(ConfigError, match=flag):
+            ControlConfig(**bad)
+
+
 def test_a_dense_start_decides_more_often_over_the_first_steps_and_its_blocks_tile_the_run():
     ramp = LRRamp(total_steps=150, decision_interval=32, log_bounds=(-6.0, 3.0), max_rise=64.0, start_interval=16, start_steps=64)
     steps = ramp.decision_steps()
@@ -241,10 +267,10 @@ def test_a_dense_start_decides_more_often_over_the_first_steps_and_its_blocks_ti
 
 @settings(max_examples=200, deadline=None)
 @given(actions=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-20, 20)), min_size=1, max_size=12),
-       rise=st.sampled_from([0.0, 1.5, 4.0, 100.0]))
-def test_a_rise_limited_ramp_stays_finite_in_bounds_and_rises_at_most_the_limit(actions, rise):
+       rise=st.sampled_from([0.0, 1.5, 4.0, 100.0]), cooldown=st.sampled_from([0, 1, 7, 60]))
+def test_a_rise_limited_ramp_stays_finite_in_bounds_and_rises_at_most_the_limit(actions, rise, cooldown):
     lo, hi = math.log(1e-3), math.log(25.0)
-    ramp = LRRamp(total_steps=60, decision_interval=5, log_bounds=(lo, hi), max_rise=rise)
+    ramp = LRRamp(total_steps=60, decision_interval=5, log_bounds=(lo, hi), max_rise=rise, cooldown=cooldown)
     previous = None
     for step, action in zip(ramp.decision_steps(), actions):
         logs = np.log(ramp.apply(step, action))
