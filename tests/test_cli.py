@@ -368,7 +368,7 @@ def test_bundle_with_a_cooldown_decays_a_short_runs_end_without_calling_it_held_
     # times the cooldown at its block's last step: 1 up to step 80, then (100 - t) / 20
     decay = [min(1.0, (100 - (end - 1)) / 20) for end in steps[1:8]]
     np.testing.assert_allclose([d["lr_factor"] for d in cooled[:7]], [d["lr_factor"] * m for d, m in zip(plain[:7], decay)])
-    assert decay[-2:] == [1.0, 0.2] and cooled[-1]["lr_factor"] < plain[-1]["lr_factor"] / 5
+    assert decay[-2:] == [1.0, 0.2] and cooled[-1]["lr_factor"] < plain[-1]["lr_factor"] / 2   # the last block ends at 1/20 (or the bound)
     assert [held_back(d) for d in cooled[:7]] == [held_back(d) for d in plain[:7]]   # the decay is not the rise limit
     long_plain, long_cooled = (_small_mse_run_decisions(p, lr=0.01, steps=300) for p in ("default", str(out)))
     assert [d["lr_factor"] for d in long_cooled] == [d["lr_factor"] for d in long_plain]
