@@ -31,6 +31,10 @@ schedules end: on runs under 300 steps the default's actors mostly end well abov
 that already decays is decayed further, which a run's end rarely minds). ``cooldown_max_steps`` N keeps it to runs
 shorter than N steps. The policy's own action, and so the rise limit, are unchanged by it.
 
+After a block whose mean training loss rose above the block's before it (``ControlConfig.after_loss_rise`` r), a
+decision may set at most r times the LR it starts from: r = 1 holds the LR, r < 1 cuts it. A rising loss is what a
+too-high LR shows first, on any model; the loop reads it (``DecisionLoop._block_loss_change``).
+
 Example:
     >>> ramp = LRRamp(total_steps=20, decision_interval=8, log_bounds=(-6.9, 1.39))
     >>> ramp.decision_steps()
@@ -129,14 +133,17 @@ class LRRamp:
             return min(self.start_interval, self.total_steps - step)
         return min(self.decision_interval, self.total_steps - step)
 
-    def apply(self, step: int, action: float, short_span: bool = True) -> np.ndarray:
+    def apply(self, step: int, action: float, short_span: bool = True, most_log_rise: float = math.inf) -> np.ndarray:
         """LR factors (fractions of the base LR) for the block starting at ``step``; ``short_span`` False: the rise
-        limit per K steps, whatever ``rise_span_fraction`` says."""
+        limit per K steps, whatever ``rise_span_fraction`` says; ``most_log_rise``: a further cap on this decision's
+        log-change from where the LR is (``ControlConfig.after_loss_rise``; <= 0 forces a hold or a cut)."""
         action = clip_action(action, self.log_bounds)
         n = self.block_length(step)
         if self.previous_action is not None and self.log_max_rise < math.inf:
             span = self.rise_span if short_span else self.decision_interval
             action = min(action, self.previous_action + self.log_max_rise * n / span)
+        if self.previous_action is not None and most_log_rise < math.inf:
+            action = max(min(action, self.previous_action + most_log_rise), self.log_bounds[0])
         if self.previous_action is None:
             logs = np.full(n, action)
         else:

@@ -110,7 +110,8 @@ class DecisionLoop:
         step = self.history.steps
         if not self.needs_decision():
             raise RuntimeError(f"no decision is due at step {step} (the current one controls steps up to {self.block_end})")
-        factors = self.ramp.apply(step, float(action), self._short_span_allowed())
+        rose = self.control.after_loss_rise and self._block_loss_change() > 0
+        factors = self.ramp.apply(step, float(action), self._short_span_allowed(), math.log(self.control.after_loss_rise) if rose else math.inf)
         self._block = factors.tolist()
         self._block_start = step
         self.block_end = step + len(self._block)
@@ -127,7 +128,7 @@ class DecisionLoop:
             return True
         if self.history.steps < control.rise_span_from_step:
             return False
-        if control.rise_span_while_falling and not self._loss_fell():
+        if control.rise_span_while_falling and not self._block_loss_change() < 0:
             return False
         return not control.rise_span_distance or self._near_init(control.rise_span_distance)
 
@@ -141,14 +142,14 @@ class DecisionLoop:
         column = recorded_feature_names(self.control.inputs).index("init_distance_mean")
         return bool(self.history.features[-1][column] < math.log(distance))
 
-    def _loss_fell(self) -> bool:
-        """True if the last block's mean training loss is below the block's before it (False before two blocks, or
-        without losses: a run that shows nothing gets the tighter limit)."""
+    def _block_loss_change(self) -> float:
+        """The last block's mean training loss minus the block's before it, over the run's first loss (NaN before two
+        blocks, or without losses: neither fell nor rose, so a run that shows nothing gets neither condition)."""
         if len(self.decision_steps) < 2 or self.decision_steps[-2] < self.history.first_step:
-            return False
+            return math.nan
         before, last = self.decision_steps[-2], self.decision_steps[-1]
         train = self.history.normalized_losses(before, self.history.steps)[0]  # over a positive first loss (or 1): order kept
-        return bool(np.mean(train[last - before:]) < np.mean(train[: last - before]))
+        return float(np.mean(train[last - before:]) - np.mean(train[: last - before]))
 
     def measures_distance(self) -> bool:
         """True when the step about to be recorded needs each layer's distance from its initial weights.

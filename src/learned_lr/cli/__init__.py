@@ -171,8 +171,8 @@ def cmd_bundle(config: BundleConfig) -> int:
     meta = {"produced_by": config.produced_by, "scored": config.scored}
     if config.policy in BUNDLED_POLICIES:  # not this machine's absolute path to the package
         meta["bundled_from"] = f"the bundled policy {config.policy!r} (src/learned_lr/policies/{source.name})"
-    start = None if config.start_steps < 0 else (config.start_decision_interval, config.start_steps)
-    cooldown = None if config.cooldown_fraction < 0 else (config.cooldown_fraction, config.cooldown_max_steps)
+    start, cooldown = (None if config.start_steps < 0 else (config.start_decision_interval, config.start_steps),
+                       None if config.cooldown_fraction < 0 else (config.cooldown_fraction, config.cooldown_max_steps))
     members = [resolve_policy(p) for p in config.ensemble_members]
     short = (resolve_policy(config.short_runs), config.short_run_steps) if config.short_runs else None
     if config.short_runs in BUNDLED_POLICIES:
@@ -180,7 +180,7 @@ def cmd_bundle(config: BundleConfig) -> int:
     as_set = lambda value, cast=float: None if value < 0 else cast(value)  # noqa: E731 - -1: as the policy has it
     bundle_policy(source, destination, meta, config.decision_interval or None, as_set(config.max_lr_rise), start,
                   as_set(config.rise_span_fraction), as_set(config.rise_span_while_falling, bool), as_set(config.rise_span_distance),
-                  as_set(config.rise_span_from_step, int), ensemble_with=members, short_runs=short, cooldown=cooldown)
+                  as_set(config.rise_span_from_step, int), members, short, cooldown, as_set(config.after_loss_rise))
     gate = f" (runs shorter than {short[1]} steps: {short[0]})" if short else ""
     print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {', '.join(map(str, [source, *members]))}{gate}")
     return 0

@@ -60,7 +60,7 @@ def held_back_words(result: dict) -> str:
         '1 held back by the rise limit (at most 4x per 32 steps)'
     """
     rise = result.get("max_lr_rise", 0.0)  # (results saved before it was recorded: none)
-    if not rise:
+    if not (rise or result.get("rise_limit")):
         return ""
     count = sum(map(held_back, result["decisions"]))
     limit = result.get("rise_limit") or f"at most {rise:g}x per {result['decision_interval']} steps"  # (saved before it was recorded)
@@ -75,17 +75,21 @@ def rise_limit_words(control: ControlConfig, total_steps: int) -> str:
         ...                   rise_span_from_step=17, inputs="all+distance")
         >>> rise_limit_words(c, 1000), rise_limit_words(c, 80)
         ('at most 4x per 32 steps', 'at most 4x per 32 steps; per 10 steps from step 17, while the weights are within 0.05 of their start')
+        >>> rise_limit_words(ControlConfig(decision_interval=32, max_lr_rise=4, after_loss_rise=0.5), 1000)
+        'at most 4x per 32 steps; after a block whose loss rose, at most 0.5x'
     """
+    after_rise = control.after_loss_rise
+    after_words = (f"after a block whose loss rose, {'no rise' if after_rise == 1 else f'at most {after_rise:g}x'}" if after_rise else "")
     if not control.max_lr_rise:
-        return ""
+        return after_words
     words = f"at most {control.max_lr_rise:g}x per {control.decision_interval} steps"
     span = rise_span(total_steps, control.decision_interval, control.rise_span_fraction)
-    if span == control.decision_interval:
-        return words
-    conditions = [f"from step {control.rise_span_from_step}"] if control.rise_span_from_step else []
-    conditions += ["after a block whose loss fell"] if control.rise_span_while_falling else []
-    conditions += [f"while the weights are within {control.rise_span_distance:g} of their start"] if control.rise_span_distance else []
-    return f"{words}; per {span:g} steps" + (" " + ", ".join(conditions) if conditions else "")
+    if span != control.decision_interval:
+        conditions = [f"from step {control.rise_span_from_step}"] if control.rise_span_from_step else []
+        conditions += ["after a block whose loss fell"] if control.rise_span_while_falling else []
+        conditions += [f"while the weights are within {control.rise_span_distance:g} of their start"] if control.rise_span_distance else []
+        words = f"{words}; per {span:g} steps" + (" " + ", ".join(conditions) if conditions else "")
+    return "; ".join(filter(None, (words, after_words)))
 
 
 def cooldown_words(control: ControlConfig, total_steps: int) -> str:
