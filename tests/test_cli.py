@@ -377,6 +377,25 @@ def test_bundle_with_a_cooldown_decays_a_short_runs_end_without_calling_it_held_
     assert "--cooldown-max-steps" in capsys.readouterr().err
 
 
+def test_bundle_after_loss_rise_sets_the_hold_keeps_the_rest_and_refuses_a_rise(tmp_path, capsys):
+    """`learned-lr bundle --after-loss-rise R`: recorded in the bundle's control with everything else as the policy had it,
+    worded by `explain`; a value above 1 (a rise) is refused with the flag named."""
+    import dataclasses
+
+    from learned_lr.experiments.explain import rise_limit_words
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import resolve_policy
+
+    out = tmp_path / "hold.safetensors"
+    assert main(["bundle", "--policy", "default", "--after-loss-rise", "1", "--destination", str(out)]) == 0
+    held, default = load_policy(out).control_config, load_policy(resolve_policy("default")).control_config
+    assert held == dataclasses.replace(default, after_loss_rise=1.0)
+    assert rise_limit_words(held, 1000) == "at most 4x per 32 steps; after a block whose loss rose, no rise"
+    capsys.readouterr()
+    assert main(["bundle", "--policy", "default", "--after-loss-rise", "2", "--destination", str(out)]) == 2
+    assert "--after-loss-rise" in capsys.readouterr().err
+
+
 def test_bundle_with_a_dense_start_decides_every_few_steps_at_the_start_of_a_run_then_every_k(tmp_path, capsys):
     from learned_lr.policy import load_policy
 

@@ -196,6 +196,40 @@ def test_with_rise_span_while_falling_a_short_run_rises_faster_only_after_a_bloc
     np.testing.assert_allclose(block_rises(lambda step: 2.0 - 0.01 * step if step < 40 else 1.0 + 0.01 * step)[:4], [short] * 3 + [per_k])
 
 
+def test_after_a_block_whose_loss_rose_a_decision_holds_or_cuts_the_lr_whatever_the_policy_asks():
+    from learned_lr.loop import DecisionLoop
+
+    plain = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
+
+    def block_changes(after_loss_rise: float, losses, total: int = 200) -> list[float]:
+        """Log-LR change over each block from step 17 on, when every decision asks for the highest LR."""
+        control = dataclasses.replace(plain, after_loss_rise=after_loss_rise)
+        loop, changes = DecisionLoop(total_steps=total, base_lr=0.1, control=control), []
+        for step in range(total):
+            if loop.needs_decision():
+                before = math.log(loop.lr_factor()) if step else None
+                factors = loop.decide(-6.0 if step == 0 else 3.0)
+                if step >= 17:
+                    changes.append(math.log(factors[-1]) - before)
+            loop.record(train_loss=losses(step), val_loss=1.0, layer_grad_norms=(1.0,))
+        return changes
+
+    limit = [math.log(4.0) * n / 32 for n in (16,) * 7 + (32,)]   # blocks of 16 steps to step 129, then 32: the rise limit
+    falling = lambda step: 2.0 - 0.005 * step  # noqa: E731
+    rising_from_40 = lambda step: 2.0 - 0.005 * step if step < 40 else 1.8 + 0.01 * (step - 40)  # noqa: E731
+    np.testing.assert_allclose(block_changes(1.0, falling)[:8], limit)             # a falling loss: the rise limit alone
+    np.testing.assert_allclose(block_changes(0.0, rising_from_40)[:8], limit)      # off: the same, whatever the loss does
+    np.testing.assert_allclose(block_changes(1.0, lambda step: math.nan)[:8], limit)  # no losses: nothing read, nothing held
+    # rising from step 40: the block of steps 49-64 is the first whose mean is above the one before; the decision at 65 reads it
+    np.testing.assert_allclose(block_changes(1.0, rising_from_40)[:8], limit[:3] + [0.0] * 5)             # held
+    np.testing.assert_allclose(block_changes(0.5, rising_from_40)[:8], limit[:3] + [math.log(0.5)] * 5)   # halved, block after block
+    cuts = block_changes(0.5, lambda step: 1.0 + 0.01 * step, total=60)   # rising from the start: halved down to the lower bound
+    level = -6.0 + math.log(4.0) / 2 + 2 * math.log(0.5)
+    np.testing.assert_allclose(cuts, [math.log(0.5)] * 2 + [math.log(1e-3) - level])
+    with pytest.raises(ConfigError, match="after-loss-rise"):
+        ControlConfig(after_loss_rise=2.0)   # a rise is the rise limit's to allow
+
+
 def test_with_rise_span_distance_a_short_run_rises_faster_only_while_its_weights_are_near_their_start():
     from learned_lr.loop import DecisionLoop
 
