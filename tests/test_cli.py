@@ -396,6 +396,44 @@ def test_bundle_after_loss_rise_sets_the_hold_keeps_the_rest_and_refuses_a_rise(
     assert "--after-loss-rise" in capsys.readouterr().err
 
 
+def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_distance_not_a_blow_up(tmp_path, capsys):
+    """`learned-lr bundle --distance-skips-zero-start 1`: on a model whose last layer starts at zero (as LoRA's B), the
+    default reads that layer as blown up (+10) from the first step; the bundle reads the other layer alone. A policy
+    that does not read the distance is refused with the flag named."""
+    import torch
+
+    from learned_lr.policy import load_policy, policy_sha256
+    from learned_lr.scheduler import LearnedLR, resolve_policy
+
+    out = tmp_path / "skip.safetensors"
+    assert main(["bundle", "--policy", "default", "--distance-skips-zero-start", "1", "--destination", str(out)]) == 0
+    assert load_policy(out).control_config.distance_skips_zero_start
+    assert policy_sha256(load_policy(out)) != policy_sha256(load_policy(resolve_policy("default")))
+
+    def seen_at_step_17(policy: str) -> dict:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+        torch.nn.init.zeros_(model[2].weight), torch.nn.init.zeros_(model[2].bias)
+        x, y = torch.randn(64, 5), torch.randn(64, 1)
+        scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), total_steps=100, policy=policy, model=model)
+        for _ in range(18):
+            scheduler.optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            scheduler.optimizer.step()
+            scheduler.step(train_loss=loss.item())
+        return next(d["seen"] for d in scheduler.decisions() if d["step"] == 17)
+
+    as_blow_up, skipped = seen_at_step_17("default"), seen_at_step_17(str(out))
+    assert skipped["init_distance_min"] == skipped["init_distance_mean"] == skipped["init_distance_max"] < -3.0  # the first layer's
+    # (the two runs' LRs differ from the first decision on, which read step 0's distances: compare within a run)
+    assert as_blow_up["init_distance_max"] == 10.0 and as_blow_up["init_distance_min"] < -3.0
+    assert as_blow_up["init_distance_mean"] == pytest.approx((as_blow_up["init_distance_min"] + 10.0) / 2, rel=1e-5)  # two layers
+    capsys.readouterr()
+    assert main(["bundle", "--policy", "mnist-bc", "--distance-skips-zero-start", "1", "--destination", str(out)]) == 1   # (the policy's)
+    assert "--distance-skips-zero-start" in capsys.readouterr().err
+
+
 def test_bundle_with_a_dense_start_decides_every_few_steps_at_the_start_of_a_run_then_every_k(tmp_path, capsys):
     from learned_lr.policy import load_policy
 

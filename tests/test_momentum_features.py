@@ -233,19 +233,57 @@ def test_distances_measured_once_per_decision_read_close_to_per_step_ones_on_a_r
     assert error[measured].max() == 0 and 1e-3 < error.max() < 0.1
 
 
-def test_a_layer_that_started_at_zero_reads_as_far_moved_on_every_step_without_a_warning():
-    """LoRA's B matrices start at zero, so their distance is inf once they move; the steps between two
-    measurements read it as the top of the range, as the measured ones do, and numpy does not warn (a user's log)."""
+def test_a_layer_that_started_at_zero_has_no_distance_and_reads_as_a_blow_up_unless_skipped():
+    """LoRA's B matrices start at zero: relative to that their distance is undefined (NaN from
+    ``layer_init_distances``; weights that blew up are inf). A history that does not skip them reads them as the top of
+    the range on every step, measured or between two measurements, as every policy before
+    ``ControlConfig.distance_skips_zero_start`` did; one that skips them summarizes the other layers; neither warns."""
     import warnings
 
-    history = RunHistory(total_steps=10, base_lr=0.1, window=16, inputs="all+distance")
-    given = {0: (0.1, math.inf), 1: (0.1, math.inf), 5: (0.3, math.inf)}  # steps 2-4: between two measurements
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for step in range(6):
-            history.record(0.1, 1.0, 1.0, (1.0, 2.0), layer_init_distance=given.get(step))
-        features = history.features[:, 8:11]
-    np.testing.assert_allclose(features[:, 2], 10.0)  # max over layers: the zero-started layer, every step
+    from learned_lr.layers import InitialWeights, layer_init_distances
+
+    a, b = torch.nn.Parameter(torch.tensor([3.0, 4.0])), torch.nn.Parameter(torch.zeros(2))
+    start = InitialWeights.of([a, b])
+    assert math.isnan(layer_init_distances([a, b], start, [0, 1], 2)[1])          # not moved: still none
+    with torch.no_grad():
+        a += torch.tensor([0.3, 0.4])
+        b += 1.0
+    distances = layer_init_distances([a, b], start, [0, 1], 2)
+    assert distances[0] == pytest.approx(0.1) and math.isnan(distances[1])       # moved: none
+    with torch.no_grad():
+        a[0] = math.nan
+    assert layer_init_distances([a, b], start, [0, 1], 2)[0] == math.inf           # a blow-up: inf, not "none"
+
+    def features(skip: bool) -> np.ndarray:
+        history = RunHistory(total_steps=10, base_lr=0.1, window=16, inputs="all+distance", skip_zero_start=skip)
+        given = {0: (0.1, math.nan), 1: (0.1, math.nan), 5: (0.3, math.nan)}  # steps 2-4: between two measurements
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for step in range(6):
+                history.record(0.1, 1.0, 1.0, (1.0, 2.0), layer_init_distance=given.get(step))
+            return history.features[:, 8:11]
+
     expected = np.log([0.1, 0.1, 0.15, 0.2, 0.25, 0.3])  # the other layer: measured, then on the line
-    np.testing.assert_allclose(features[:, 1], expected, rtol=1e-5)
-    np.testing.assert_allclose(features[:, 0], (expected + 10.0) / 2, rtol=1e-5)
+    read_as_blow_up = features(skip=False)
+    np.testing.assert_allclose(read_as_blow_up[:, 2], 10.0)  # max over layers: the zero-started layer, every step
+    np.testing.assert_allclose(read_as_blow_up[:, 1], expected, rtol=1e-5)
+    np.testing.assert_allclose(read_as_blow_up[:, 0], (expected + 10.0) / 2, rtol=1e-5)
+    np.testing.assert_allclose(features(skip=True), np.stack([expected] * 3, axis=1), rtol=1e-5)   # the other layer alone
+
+
+def test_skipping_zero_start_layers_changes_nothing_without_one_and_a_step_with_no_distance_reads_as_before():
+    rng = np.random.default_rng(0)
+    rows = [tuple(rng.uniform(1e-4, 3.0, size=3)) for _ in range(40)]
+    rows[20] = (0.5, math.inf, 0.2)  # a blow-up in one layer: +10 either way
+
+    def features(skip: bool, layers_at_step_30: int = 3) -> np.ndarray:
+        history = RunHistory(total_steps=40, base_lr=0.1, window=16, inputs="all+distance", skip_zero_start=skip)
+        for step, row in enumerate(rows):
+            given = row if step != 30 else (row + (0.1,))[:layers_at_step_30]
+            history.record(0.1, 1.0, 1.0, (1.0, 2.0, 3.0), layer_init_distance=given)
+        return history.features
+
+    np.testing.assert_array_equal(features(skip=True), features(skip=False))
+    np.testing.assert_array_equal(features(skip=True, layers_at_step_30=4), features(skip=False, layers_at_step_30=4))
+    rows[:] = [(math.nan,) * 3] * 40   # every layer started at zero: no distance anywhere, read as before
+    np.testing.assert_array_equal(features(skip=True), features(skip=False))

@@ -172,8 +172,9 @@ class InitialWeights:
 def layer_init_distances(params: Sequence[torch.Tensor], initial: InitialWeights, layer_of: Sequence[int],
                          num_layers: int) -> tuple[float, ...]:
     """Per layer, how far its weights have moved from where the run started, relative to their size there:
-    |w_l - w_l,init| / |w_l,init| (inf for a layer that started at zero and moved, 0 if it has not moved),
-    measured on each tensor's sampled elements (``DISTANCE_SAMPLE``; exact for smaller tensors).
+    |w_l - w_l,init| / |w_l,init| (NaN for a layer that started at zero, LoRA's B matrices: relative to a size of
+    zero it is undefined; inf for weights that blew up), measured on each tensor's sampled elements
+    (``DISTANCE_SAMPLE``; exact for smaller tensors).
 
     What DoG and D-Adaptation estimate a step size from: a run whose LR is too low for its model
     has barely left its initialization after many steps, one whose LR is too high has left it far
@@ -195,4 +196,4 @@ def layer_init_distances(params: Sequence[torch.Tensor], initial: InitialWeights
             diff = diff if diff.dtype in (torch.float32, torch.float64) else diff.float()
             moved[layer] += scale * torch.dot(diff, diff).item()
             start[layer] += square
-    return tuple(math.sqrt(m / s) if s > 0 else (0.0 if m == 0 else math.inf) for m, s in zip(moved, start))
+    return tuple((math.sqrt(m / s) if math.isfinite(m) else math.inf) if s > 0 else math.nan for m, s in zip(moved, start))

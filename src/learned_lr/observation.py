@@ -33,7 +33,8 @@ class RunHistory:
     ``keep``: how many of the latest steps to hold (None: all). The policy reads only its window,
     so ``LearnedLR`` keeps ``window`` steps and its memory stays the same however long the run;
     training keeps every step (demonstrations and PPO read them all). The per-step properties
-    hold the steps from ``first_step`` on.
+    hold the steps from ``first_step`` on. ``skip_zero_start`` (``ControlConfig.distance_skips_zero_start``): the distance
+    features summarize only the layers that have a distance (a layer that started at zero has none, NaN).
     """
 
     # Per-step arrays and what an unwritten row holds ("features" is float32, "layers_match" bool;
@@ -41,7 +42,8 @@ class RunHistory:
     _FILL = {"train_loss": np.nan, "val_loss": np.nan, "lrs": np.nan, "total_norm": np.nan, "layers_match": False, "features": 0.0,
              "layer_norms": 0.0, "momentum_cos": np.nan, "init_distance": np.nan}
 
-    def __init__(self, total_steps: int, base_lr: float, window: int, inputs: str = "all", keep: int | None = None):
+    def __init__(self, total_steps: int, base_lr: float, window: int, inputs: str = "all", keep: int | None = None,
+                 skip_zero_start: bool = False):
         if total_steps <= 0:
             raise ValueError(f"total_steps must be > 0, got {total_steps}")
         if not (math.isfinite(base_lr) and base_lr > 0):
@@ -55,6 +57,7 @@ class RunHistory:
         self.keep = keep
         self.reads_momentum = reads_momentum(inputs)
         self.reads_distance = reads_distance(inputs)
+        self.skip_zero_start = skip_zero_start  # ``ControlConfig.distance_skips_zero_start``
         self._clear(layers=None)
         # Steps recorded but not yet written into the arrays: (lr, train, val, norms, cosines) tuples.
         self._pending: list[tuple] = []
@@ -197,8 +200,8 @@ class RunHistory:
             first = max(self._distance_step + 1, self.first_step)  # (steps already dropped by ``keep`` stay dropped)
             if first < step:
                 weights = (np.arange(first, step) - self._distance_step)[:, None] / gap
-                # A layer that started at zero (LoRA's B matrices) is at distance inf once it moves: the line
-                # between inf and inf is NaN, which reads as the same blow-up (+FEATURE_CLIP), without a warning.
+                # A layer that started at zero (LoRA's B matrices) has no distance (NaN) and the line through it none
+                # either; weights that blew up are at inf, and the line from there is inf or NaN: no warning.
                 with np.errstate(invalid="ignore"):
                     distance[first - self.first_step : row] = last + weights * (value - last)
             distance[row] = value
@@ -274,8 +277,7 @@ class RunHistory:
         if "init_distance" in rows and rows["init_distance"].shape[1]:
             with np.errstate(divide="ignore", invalid="ignore"):
                 logs = np.log(np.maximum(rows["init_distance"], _TINY))
-            logs = np.where(np.isnan(logs), FEATURE_CLIP, np.clip(logs, -FEATURE_CLIP, FEATURE_CLIP))  # NaN weights: a blow-up
-            out[:, 8:11] = np.stack([logs.mean(1), logs.min(1), logs.max(1)], axis=1)
+            out[:, 8:11] = _distance_summary(logs, self.skip_zero_start)
         return out
 
     def state(self) -> dict:
@@ -358,6 +360,23 @@ def _as_tuple(values: Sequence[float] | np.ndarray | None) -> tuple[float, ...] 
     if values is None or type(values) is tuple:  # noqa: E721
         return values
     return tuple(np.asarray(values, dtype=np.float64).reshape(-1).tolist())
+
+
+def _distance_summary(logs: np.ndarray, skip_undefined: bool) -> np.ndarray:
+    """(rows, 3) mean, min and max over layers of log distances from the start (NaN: a layer that started at zero).
+
+    Without ``skip_undefined`` a NaN reads as a blow-up (+FEATURE_CLIP), as every policy before
+    ``ControlConfig.distance_skips_zero_start`` read it; with it, the summary is over the layers that have a distance,
+    and a row where none has one reads as a blow-up still (a history row never measured).
+    """
+    clipped = np.where(np.isnan(logs), FEATURE_CLIP, np.clip(logs, -FEATURE_CLIP, FEATURE_CLIP))
+    if not skip_undefined:
+        return np.stack([clipped.mean(1), clipped.min(1), clipped.max(1)], axis=1)
+    defined = ~np.isnan(logs)
+    count = defined.sum(1)
+    mean = np.where(defined, clipped, 0.0).sum(1) / np.maximum(count, 1)
+    low, high = np.where(defined, clipped, np.inf).min(1), np.where(defined, clipped, -np.inf).max(1)
+    return np.where((count > 0)[:, None], np.stack([mean, low, high], axis=1), FEATURE_CLIP)
 
 
 def _cosine_summary(cosines: np.ndarray) -> np.ndarray:

@@ -131,11 +131,11 @@ MAX_WINDOW = 16_384  # steps of history; the observation's memory grows with it
 
 LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling",
                         "rise_span_distance", "rise_span_from_step", "cooldown_fraction", "cooldown_max_steps",
-                        "after_loss_rise")  # each off at 0
+                        "after_loss_rise", "distance_skips_zero_start")  # each off at 0
 # Added after policies' hashes were recorded (``policy.policy_sha256``): left out of ``ControlConfig.identity`` while off,
 # so every earlier policy keeps its hash and a run saved under it still resumes.
 UNHASHED_WHEN_OFF = ("rise_span_fraction", "rise_span_while_falling", "rise_span_distance", "rise_span_from_step", "cooldown_fraction",
-                     "cooldown_max_steps", "after_loss_rise")
+                     "cooldown_max_steps", "after_loss_rise", "distance_skips_zero_start")
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,9 @@ class ControlConfig:
                                     "last measured), is below this (e.g. 0.05); needs inputs that read it (all+distance). 0: off")
     rise_span_from_step: int = arg(0, "the short span of rise_span_fraction applies only to decisions at or after this step (e.g. "
                                    "17: not the first block's, which has read one step); 0: any")
+    distance_skips_zero_start: bool = arg(False, "the distance features (all+distance) summarize only the layers whose weights "
+                                          "started away from zero: a layer that started at zero (LoRA's B matrices) has no "
+                                          "distance relative to its start, and without this it reads as a blow-up")
     after_loss_rise: float = arg(0.0, "after a block whose mean training loss rose above the block's before it, a decision may set "
                                  "at most this times the LR it starts from (1: no rise; 0.5: at least a halving); 0: off")
     cooldown_fraction: float = arg(0.0, "the LR of a run's last this share of its steps is the policy's times a linear decay to zero "
@@ -195,6 +198,8 @@ class ControlConfig:
                 f"distance (all+distance...), got {self.rise_span_distance} (rise_span_fraction {self.rise_span_fraction}, inputs {self.inputs})")
         require(self.rise_span_from_step == 0 or (self.rise_span_fraction > 0 and self.rise_span_from_step > 0), "rise_span_from_step",
                 f"must be 0 (any step) or a step > 0, with a rise_span_fraction, got {self.rise_span_from_step}")
+        require(not self.distance_skips_zero_start or reads_distance(self.inputs), "distance_skips_zero_start",
+                f"needs inputs that read the distance (all+distance...), got {self.inputs}")
         require(self.after_loss_rise == 0 or 0 < self.after_loss_rise <= 1, "after_loss_rise",
                 f"must be 0 (off) or in (0, 1], got {self.after_loss_rise}")
         require(0 <= self.cooldown_fraction < 1, "cooldown_fraction", f"must be in [0, 1) (0: none), got {self.cooldown_fraction}")

@@ -180,7 +180,7 @@ def cmd_bundle(config: BundleConfig) -> int:
     as_set = lambda value, cast=float: None if value < 0 else cast(value)  # noqa: E731 - -1: as the policy has it
     bundle_policy(source, destination, meta, config.decision_interval or None, as_set(config.max_lr_rise), start,
                   as_set(config.rise_span_fraction), as_set(config.rise_span_while_falling, bool), as_set(config.rise_span_distance),
-                  as_set(config.rise_span_from_step, int), members, short, cooldown, as_set(config.after_loss_rise))
+                  as_set(config.rise_span_from_step, int), members, short, cooldown, as_set(config.after_loss_rise), as_set(config.distance_skips_zero_start, bool))
     gate = f" (runs shorter than {short[1]} steps: {short[0]})" if short else ""
     print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {', '.join(map(str, [source, *members]))}{gate}")
     return 0

@@ -201,6 +201,8 @@ class BundleConfig:
     rise_span_distance: float = arg(-1.0, "the short span only while the weights' distance from their initial ones, relative to "
                                     "them, is below this (e.g. 0.05; 0: always; -1: as the policy has it)")
     rise_span_from_step: int = arg(-1, "the short span only for decisions at or after this step (0: any; -1: as the policy has it)")
+    distance_skips_zero_start: int = arg(-1, "1: the distance features over the layers that started away from zero only (a layer "
+                                         "that started at zero, LoRA's B, has no relative distance); 0: every layer; -1: as the policy has it")
     after_loss_rise: float = arg(-1.0, "after a block whose training loss rose, a decision sets at most this times the LR it starts "
                                  "from (1: no rise; 0.5: at least a halving; 0: off; -1: as the policy has it)")
     cooldown_fraction: float = arg(-1.0, "decay the LR of a run's last this share of its steps linearly to zero (e.g. 0.2; 0: none; "
@@ -228,6 +230,7 @@ class BundleConfig:
         require(self.rise_span_distance == -1 or (math.isfinite(self.rise_span_distance) and self.rise_span_distance >= 0), "rise_span_distance",
                 f"must be -1 (as the policy has it), 0 (off) or a distance > 0, got {self.rise_span_distance}")
         require(self.rise_span_from_step >= -1, "rise_span_from_step", f"must be -1 (as the policy has it) or a step >= 0, got {self.rise_span_from_step}")
+        require(self.distance_skips_zero_start in (-1, 0, 1), "distance_skips_zero_start", f"must be -1, 0 or 1, got {self.distance_skips_zero_start}")
         require(self.after_loss_rise == -1 or 0 <= self.after_loss_rise <= 1, "after_loss_rise",
                 f"must be -1 (as the policy has it), 0 (off) or in (0, 1], got {self.after_loss_rise}")
         require(self.cooldown_fraction == -1 or 0 <= self.cooldown_fraction < 1, "cooldown_fraction",

@@ -57,7 +57,7 @@ def stacked_init_distances(params: Sequence[torch.Tensor], initial: InitialWeigh
             moved[:, layer] += scale * (sampled_elements(p, index, stacked=True) - p0).double().square().sum(1)
             start[:, layer] += square
         ratio = (moved / start).sqrt()
-        return torch.where(start > 0, ratio, torch.where(moved > 0, torch.inf, 0.0)).float().cpu()
+        return torch.where(start > 0, torch.nan_to_num(ratio, nan=torch.inf), torch.nan).float().cpu()
 
 
 def transposed_sample(rows: int, cols: int) -> torch.Tensor | None:
