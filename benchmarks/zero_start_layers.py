@@ -18,7 +18,8 @@ import torch
 
 from learned_lr.experiments.suites import SUITES
 from learned_lr.layers import layer_init_distances
-from learned_lr.tasks.run import TrainingRun, initial_weights
+from learned_lr.tasks.models import build_model
+from learned_lr.tasks.run import initial_weights, layer_groups
 
 
 def main() -> None:
@@ -30,10 +31,10 @@ def main() -> None:
         if family.task.task in ("mnist-mlp", "digits", "diabetes"):
             variants += [dataclasses.replace(family.task, mlp_layers=3, init_scale=0.5), dataclasses.replace(family.task, batch_norm=True)]
         for task in variants:
-            run = TrainingRun(task, 0, total_steps=3)
-            distances = layer_init_distances(run.params, initial_weights(run.params, 0), run._layer_list, run.num_layers)
-            zero_start = [index for index, value in enumerate(distances) if math.isnan(value)]
-            print(f"{name:16s} {task.optimizer:6s} {run.num_layers:3d} layers; started at zero: {zero_start or 'none'}")
+            params, layer_of, names = layer_groups(build_model(task, seed=0))  # the layers as training and LearnedLR group them
+            distances = layer_init_distances(params, initial_weights(params, 0), layer_of.tolist(), len(names))
+            zero_start = [names[index] for index, value in enumerate(distances) if math.isnan(value)]
+            print(f"{name:16s} {task.optimizer:6s} {len(names):3d} layers; started at zero: {', '.join(zero_start) or 'none'}")
 
 
 if __name__ == "__main__":
