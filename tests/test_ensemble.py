@@ -279,11 +279,13 @@ def test_actors_added_to_a_bundled_policy_join_its_long_run_side_and_its_short_s
 
 
 def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_two_draws_with_a_third_long_run_actor(tmp_path):
-    """The default since the twenty-first session (docs/results.md section 7): "rise-limit-4", the default before it,
-    with the limit's short span added; "rise-limit-4": "three-draws", tensor for tensor, with one decision raising the
-    LR at most 4x per 32 steps. "three-draws": "two-draws"' two long-run actors and the structure-copies actor decide
-    together on runs of 300 steps or more; shorter runs get "two-draws"' three, LR for LR. Rebundled without the limit,
-    the default is "three-draws" hash for hash; "rise-limit-4" keeps the hash the default had before."""
+    """The default since the twenty-second session (docs/results.md section 7): "short-span", the default before it,
+    reading its distance features over the layers that started away from zero; "short-span" (the twenty-first
+    session's default): "rise-limit-4" with the limit's short span added; "rise-limit-4": "three-draws", tensor for
+    tensor, with one decision raising the LR at most 4x per 32 steps. "three-draws": "two-draws"' two long-run actors and
+    the structure-copies actor decide together on runs of 300 steps or more; shorter runs get "two-draws"' three, LR for
+    LR. Rebundled without the limit and the skip, the default is "three-draws" hash for hash; "short-span" and
+    "rise-limit-4" keep the hashes the defaults before had."""
     import dataclasses
     import json
 
@@ -292,11 +294,15 @@ def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_t
 
     from conftest import same_weights as same
 
-    default, limit4, three, pair = (load_policy(BUNDLED_POLICIES[name]) for name in ("default", "rise-limit-4", "three-draws", "two-draws"))
+    default, short, limit4, three, pair = (load_policy(BUNDLED_POLICIES[name])
+                                           for name in ("default", "short-span", "rise-limit-4", "three-draws", "two-draws"))
+    assert dataclasses.replace(default.control_config, distance_skips_zero_start=False) == short.control_config
+    assert default.control_config.distance_skips_zero_start and same(default.actor, short.actor)
+    assert policy_sha256(short) == "114973b9863a7c3be486dbacf483a198abebf7c015afe0952f3562ee6fb0c99a"  # the default's before
     assert limit4.control_config.max_lr_rise == 4 and three.control_config.max_lr_rise == pair.control_config.max_lr_rise == 0
     assert dataclasses.replace(limit4.control_config, max_lr_rise=0.0) == three.control_config == pair.control_config
     no_span = {"rise_span_fraction": 0.0, "rise_span_distance": 0.0, "rise_span_from_step": 0}
-    assert dataclasses.replace(default.control_config, **no_span) == limit4.control_config
+    assert dataclasses.replace(short.control_config, **no_span) == limit4.control_config
     assert policy_sha256(limit4) == "dbdd92dcae0e4e6fe535419d1367e75f22f94ebe1037fe8037d29295c3590a19"  # the default's before
     assert same(default.actor, three.actor) and same(limit4.actor, three.actor) and default.control_config.decision_interval == 32
     assert isinstance(three.actor, LengthGatedActor) and three.actor.short_run_steps == pair.actor.short_run_steps == 300
@@ -309,9 +315,9 @@ def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_t
     assert "learned-lr bundle --name three-draws --policy default --max-lr-rise 0" in meta["produced_by"]
     assert _run_lrs("three-draws", 299, steps=40) == _run_lrs("two-draws", 299, steps=40)
     assert _run_lrs("three-draws", 300, steps=40) != _run_lrs("two-draws", 300, steps=40)
-    # The limit is the only difference: lifted, the default is "three-draws" (the policy hash LearnedLR's state keeps).
+    # The limit and the skip are the only differences: both lifted, the default is "three-draws" (the hash LearnedLR's state keeps).
     lifted, pair_r4 = tmp_path / "lifted.safetensors", tmp_path / "two-draws-r4.safetensors"
-    assert main(["bundle", "--policy", "default", "--max-lr-rise", "0", "--destination", str(lifted)]) == 0
+    assert main(["bundle", "--policy", "default", "--max-lr-rise", "0", "--distance-skips-zero-start", "0", "--destination", str(lifted)]) == 0
     assert policy_sha256(load_policy(lifted)) == policy_sha256(three) == "2aa078fa93c7c86fd3da700f93b8b89a3c125dcfe10a7e46a32772025b25dd41"
     assert main(["bundle", "--policy", "two-draws", "--max-lr-rise", "4", "--destination", str(pair_r4)]) == 0
     assert _run_lrs("default", 299, steps=40) == _run_lrs("rise-limit-4", 299, steps=40) == _run_lrs(load_policy(pair_r4), 299, steps=40)
