@@ -398,17 +398,18 @@ def test_bundle_after_loss_rise_sets_the_hold_keeps_the_rest_and_refuses_a_rise(
 
 def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_distance_not_a_blow_up(tmp_path, capsys):
     """`learned-lr bundle --distance-skips-zero-start 1`: on a model whose last layer starts at zero (as LoRA's B), the
-    default reads that layer as blown up (+10) from the first step; the bundle reads the other layer alone. A policy
-    that does not read the distance is refused with the flag named."""
+    default before the twenty-second session ("short-span") reads that layer as blown up (+10) from the first step;
+    bundled with the skip it is today's default, hash for hash, which reads the other layer alone. A policy that does
+    not read the distance is refused with the flag named."""
     import torch
 
     from learned_lr.policy import load_policy, policy_sha256
     from learned_lr.scheduler import LearnedLR, resolve_policy
 
     out = tmp_path / "skip.safetensors"
-    assert main(["bundle", "--policy", "default", "--distance-skips-zero-start", "1", "--destination", str(out)]) == 0
+    assert main(["bundle", "--policy", "short-span", "--distance-skips-zero-start", "1", "--destination", str(out)]) == 0
     assert load_policy(out).control_config.distance_skips_zero_start
-    assert policy_sha256(load_policy(out)) != policy_sha256(load_policy(resolve_policy("default")))
+    assert policy_sha256(load_policy(out)) == policy_sha256(load_policy(resolve_policy("default"))) != policy_sha256(load_policy(resolve_policy("short-span")))
 
     def seen_at_step_17(policy: str) -> dict:
         torch.manual_seed(0)
@@ -424,7 +425,7 @@ def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_d
             scheduler.step(train_loss=loss.item())
         return next(d["seen"] for d in scheduler.decisions() if d["step"] == 17)
 
-    as_blow_up, skipped = seen_at_step_17("default"), seen_at_step_17(str(out))
+    as_blow_up, skipped = seen_at_step_17("short-span"), seen_at_step_17("default")
     assert skipped["init_distance_min"] == skipped["init_distance_mean"] == skipped["init_distance_max"] < -3.0  # the first layer's
     # (the two runs' LRs differ from the first decision on, which read step 0's distances: compare within a run)
     assert as_blow_up["init_distance_max"] == 10.0 and as_blow_up["init_distance_min"] < -3.0
