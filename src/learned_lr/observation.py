@@ -366,8 +366,10 @@ def _distance_summary(logs: np.ndarray, skip_undefined: bool) -> np.ndarray:
     """(rows, 3) mean, min and max over layers of log distances from the start (NaN: a layer that started at zero).
 
     Without ``skip_undefined`` a NaN reads as a blow-up (+FEATURE_CLIP), as every policy before
-    ``ControlConfig.distance_skips_zero_start`` read it; with it, the summary is over the layers that have a distance,
-    and a row where none has one reads as a blow-up still (a history row never measured).
+    ``ControlConfig.distance_skips_zero_start`` read a zero-start layer that had moved (one that had not moved read
+    -FEATURE_CLIP then; its gradient is zero, rare: LoRA's B moves at the first step, and a policy without the skip
+    repeats its LoRA runs to the digit, docs/results.md section 7); with it, the summary is over the layers that have a
+    distance, and a row where none has one reads as a blow-up still (a history row never measured).
     """
     clipped = np.where(np.isnan(logs), FEATURE_CLIP, np.clip(logs, -FEATURE_CLIP, FEATURE_CLIP))
     if not skip_undefined:
