@@ -65,6 +65,11 @@ def test_learned_policy_sets_the_lrs_of_a_real_lora_run(model_cache):
     # It read the layer-wise gradient norms of the LoRA modules (A and B of q and v in 30 blocks).
     assert history.state()["layer_norms"].shape[1] == 4 * 30
     assert np.all(np.isfinite(history.features[: settings.steps]))
+    # The B matrices start at zero: no distance from their start (NaN), and the default leaves them out of its
+    # distance features instead of reading them as blown up (+10), as the default before 2026-12-06's twenty-second did.
+    assert scheduler.policy.control_config.distance_skips_zero_start
+    assert (np.isnan(history.layer_init_distances).sum(axis=1) == 2 * 30).all()
+    assert np.all(history.features[: settings.steps, 8:11] < 0)  # log distances of the A matrices: moved a little
 
 
 @pytest.mark.llm
