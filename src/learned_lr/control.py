@@ -29,11 +29,13 @@ A cooldown (``ControlConfig.cooldown_fraction`` c) multiplies the LR of a run's 
 to zero (the policy's factor times (T - t) / (c T) at step t, never below the lower bound), as warm-up-stable-decay
 schedules end: on runs under 300 steps the default's actors mostly end well above their own peak's tenth (a policy
 that already decays is decayed further, which a run's end rarely minds). ``cooldown_max_steps`` N keeps it to runs
-shorter than N steps. The policy's own action, and so the rise limit, are unchanged by it.
+shorter than N steps. The policy's own action, and so the rise limit, are unchanged by it. (Tried on the default,
+not shipped: docs/results.md section 7, "A cooldown at the end of short runs".)
 
 After a block whose mean training loss rose above the block's before it (``ControlConfig.after_loss_rise`` r), a
 decision may set at most r times the LR it starts from: r = 1 holds the LR, r < 1 cuts it. A rising loss is what a
-too-high LR shows first, on any model; the loop reads it (``DecisionLoop._block_loss_change``).
+too-high LR shows first, on any model; the loop reads it (``DecisionLoop._block_loss_change``). (Tried on the default,
+not shipped: a noisy loss rises block to block at too low an LR too; section 7, "No rise after a block whose loss rose".)
 
 Example:
     >>> ramp = LRRamp(total_steps=20, decision_interval=8, log_bounds=(-6.9, 1.39))
