@@ -435,6 +435,24 @@ def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_d
     assert "--distance-skips-zero-start" in capsys.readouterr().err
 
 
+def test_bundle_grad_norms_from_first_nonzero_is_recorded_and_a_bad_value_refused(tmp_path, capsys):
+    """`learned-lr bundle --grad-norms-from-first-nonzero 1`: in the bundle's control, everything else as the policy had it
+    (not shipped: the option exists to be judged, docs/results.md section 7)."""
+    import dataclasses
+
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import resolve_policy
+
+    out = tmp_path / "norms.safetensors"
+    assert main(["bundle", "--policy", "default", "--grad-norms-from-first-nonzero", "1", "--destination", str(out)]) == 0
+    default = load_policy(resolve_policy("default")).control_config
+    assert load_policy(out).control_config == dataclasses.replace(default, grad_norms_from_first_nonzero=True)
+    assert not default.grad_norms_from_first_nonzero
+    capsys.readouterr()
+    assert main(["bundle", "--policy", "default", "--grad-norms-from-first-nonzero", "2", "--destination", str(out)]) == 2
+    assert "--grad-norms-from-first-nonzero" in capsys.readouterr().err
+
+
 def test_bundle_with_a_dense_start_decides_every_few_steps_at_the_start_of_a_run_then_every_k(tmp_path, capsys):
     from learned_lr.policy import load_policy
 

@@ -287,3 +287,28 @@ def test_skipping_zero_start_layers_changes_nothing_without_one_and_a_step_with_
     np.testing.assert_array_equal(features(skip=True, layers_at_step_30=4), features(skip=False, layers_at_step_30=4))
     rows[:] = [(math.nan,) * 3] * 40   # every layer started at zero: no distance anywhere, read as before
     np.testing.assert_array_equal(features(skip=True), features(skip=False))
+
+
+def test_a_layer_whose_first_gradient_is_zero_reads_its_norms_from_its_first_non_zero_one_with_the_option():
+    """LoRA's A matrices get no gradient while B is zero: relative to that first norm of zero their norms are undefined.
+    Without ``norms_from_first_nonzero`` the reference is 1.0 (their features are absolute norms); with it, the first
+    non-zero norm, through a resume before it arrived; a run whose layers all start with a gradient is unchanged."""
+    second = [0.0, 0.0, 0.0, 0.5, 0.25, 0.125]
+
+    def min_over_layers(option: bool, norms=second, resume_at: int | None = None) -> np.ndarray:
+        history = RunHistory(total_steps=6, base_lr=0.1, window=16, norms_from_first_nonzero=option)
+        for step, norm in enumerate(norms):
+            if step == resume_at:
+                resumed = RunHistory(total_steps=6, base_lr=0.1, window=16, norms_from_first_nonzero=option)
+                resumed.load_state(history.state())
+                history = resumed
+            history.record(0.1, 1.0, 1.0, (2.0, norm))
+        return history.features[:, 6]  # the min over layers of log(norm / reference)
+
+    np.testing.assert_allclose(min_over_layers(False), [-10, -10, -10, math.log(0.5), math.log(0.25), math.log(0.125)], rtol=1e-6)
+    expected = [-10, -10, -10, 0.0, math.log(0.5), math.log(0.25)]
+    np.testing.assert_allclose(min_over_layers(True), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(min_over_layers(True, resume_at=2), expected, rtol=1e-6, atol=1e-7)   # saved before the reference
+    np.testing.assert_allclose(min_over_layers(True, resume_at=5), expected, rtol=1e-6, atol=1e-7)   # ... and after
+    every_layer = [1.0, 0.5, 2.0, 0.25, 0.5, 1.0]
+    np.testing.assert_array_equal(min_over_layers(True, every_layer), min_over_layers(False, every_layer))

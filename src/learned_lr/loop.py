@@ -66,7 +66,8 @@ class DecisionLoop:
         self.control = control
         self.reward_config = reward
         self.history = RunHistory(total_steps, base_lr, control.window, control.inputs, keep=keep_steps,
-                                  skip_zero_start=control.distance_skips_zero_start)
+                                  skip_zero_start=control.distance_skips_zero_start,
+                                  norms_from_first_nonzero=control.grad_norms_from_first_nonzero)
         self.ramp = LRRamp.of(total_steps, control)
         self.decision_steps: list[int] = []
         self.actions: list[float] = []  # as the controller gave them (before clipping)

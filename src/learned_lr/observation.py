@@ -35,6 +35,8 @@ class RunHistory:
     training keeps every step (demonstrations and PPO read them all). The per-step properties
     hold the steps from ``first_step`` on. ``skip_zero_start`` (``ControlConfig.distance_skips_zero_start``): the distance
     features summarize only the layers that have a distance (a layer that started at zero has none, NaN).
+    ``norms_from_first_nonzero`` (``ControlConfig.grad_norms_from_first_nonzero``): a layer whose first gradient is
+    zero reads its norms relative to its first non-zero one, not to 1.0.
     """
 
     # Per-step arrays and what an unwritten row holds ("features" is float32, "layers_match" bool;
@@ -43,7 +45,7 @@ class RunHistory:
              "layer_norms": 0.0, "momentum_cos": np.nan, "init_distance": np.nan}
 
     def __init__(self, total_steps: int, base_lr: float, window: int, inputs: str = "all", keep: int | None = None,
-                 skip_zero_start: bool = False):
+                 skip_zero_start: bool = False, norms_from_first_nonzero: bool = False):
         if total_steps <= 0:
             raise ValueError(f"total_steps must be > 0, got {total_steps}")
         if not (math.isfinite(base_lr) and base_lr > 0):
@@ -58,6 +60,8 @@ class RunHistory:
         self.reads_momentum = reads_momentum(inputs)
         self.reads_distance = reads_distance(inputs)
         self.skip_zero_start = skip_zero_start  # ``ControlConfig.distance_skips_zero_start``
+        self.norms_from_first_nonzero = norms_from_first_nonzero  # ``ControlConfig.grad_norms_from_first_nonzero``
+        self._reference_pending: np.ndarray | None = None  # layers still without a gradient-norm reference
         self._clear(layers=None)
         # Steps recorded but not yet written into the arrays: (lr, train, val, norms, cosines) tuples.
         self._pending: list[tuple] = []
@@ -123,7 +127,11 @@ class RunHistory:
             total_norm = float(np.sqrt(np.sum(np.square(finite_norms)))) if norms.size else math.nan
         self._first_train_loss = train_loss if math.isfinite(train_loss) and train_loss > 0 else 1.0
         self._first_grad_norm = total_norm if math.isfinite(total_norm) and total_norm > 0 else 1.0
-        self._first_layer_norms = np.where(np.isfinite(finite_norms) & (finite_norms > 0), finite_norms, 1.0)
+        usable = np.isfinite(finite_norms) & (finite_norms > 0)
+        self._first_layer_norms = np.where(usable, finite_norms, 1.0)
+        # A layer whose first gradient is zero (LoRA's A while B is zero) has no reference yet: with the option it takes
+        # its first non-zero norm (``_adopt_references``); without it, 1.0, and its features are absolute norms.
+        self._reference_pending = ~usable if self.norms_from_first_nonzero else None
         self._clear(layers=norms.size)
 
     def _reserve(self, end: int) -> None:
@@ -170,15 +178,27 @@ class RunHistory:
         if layers and all(len(row) == layers for row in norm_rows):
             layer_norms[start:stop] = norm_rows
             rows["layers_match"][start:stop] = True
-            return
-        for t, row in enumerate(norm_rows, start):
-            if layers and len(row) == layers:
-                layer_norms[t] = row
-                rows["layers_match"][t] = True
-            else:  # a step with another number of layers (or none): only its total norm is used
-                norms = np.array(row, dtype=np.float64)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    rows["total_norm"][t] = float(np.sqrt(np.sum(np.square(np.nan_to_num(norms, nan=np.inf))))) if norms.size else math.nan
+        else:
+            for t, row in enumerate(norm_rows, start):
+                if layers and len(row) == layers:
+                    layer_norms[t] = row
+                    rows["layers_match"][t] = True
+                else:  # a step with another number of layers (or none): only its total norm is used
+                    norms = np.array(row, dtype=np.float64)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        rows["total_norm"][t] = float(np.sqrt(np.sum(np.square(np.nan_to_num(norms, nan=np.inf))))) if norms.size else math.nan
+        if self._reference_pending is not None and self._reference_pending.any():
+            self._adopt_references(start, stop)
+
+    def _adopt_references(self, start: int, stop: int) -> None:
+        """Give each layer still without a gradient-norm reference its first positive, finite norm in rows [start, stop)
+        (before it, its norm was zero: those rows read the bottom of the range with any reference)."""
+        norms = self._rows["layer_norms"][start:stop]
+        usable = np.isfinite(norms) & (norms > 0) & self._rows["layers_match"][start:stop, None]
+        found = self._reference_pending & usable.any(axis=0)
+        columns = np.flatnonzero(found)
+        self._first_layer_norms[columns] = norms[usable.argmax(axis=0)[columns], columns]
+        self._reference_pending = self._reference_pending & ~found
 
     def _fill_distances(self, start: int, distance_rows: Sequence[tuple | None]) -> None:
         """Write the distances given to the steps from row ``start`` on, and fill the steps given none.
@@ -300,6 +320,7 @@ class RunHistory:
             "first_grad_norm": self._first_grad_norm,
             "distance_step": self._distance_step,
             "first_layer_norms": np.zeros(layers) if self._first_layer_norms is None else self._first_layer_norms.copy(),
+            "layer_reference_pending": np.zeros(layers, dtype=bool) if self._reference_pending is None else self._reference_pending.copy(),
         }
 
     def load_state(self, state: dict) -> None:
@@ -323,6 +344,9 @@ class RunHistory:
             if name in saved and saved[name].shape[1:] == array.shape[1:]:  # a plain history's state has no cosines: unknown
                 array[: steps - first] = saved[name][: steps - first]
         self._first_layer_norms = as_array(state["first_layer_norms"]).astype(np.float64).copy() if has_layers else None
+        pending = state.get("layer_reference_pending")  # (a state saved before it: every layer has its reference)
+        self._reference_pending = (as_array(pending).astype(bool).copy() if pending is not None and has_layers else
+                                   np.zeros(len(self._first_layer_norms), dtype=bool)) if self.norms_from_first_nonzero and has_layers else None
         self._first_train_loss = float(state["first_train_loss"])
         self._first_grad_norm = float(state["first_grad_norm"])
         held_distances = self._rows.get("init_distance")

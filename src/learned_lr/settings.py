@@ -131,11 +131,11 @@ MAX_WINDOW = 16_384  # steps of history; the observation's memory grows with it
 
 LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling",
                         "rise_span_distance", "rise_span_from_step", "cooldown_fraction", "cooldown_max_steps",
-                        "after_loss_rise", "distance_skips_zero_start")  # each off at 0
+                        "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero")  # each off at 0
 # Added after policies' hashes were recorded (``policy.policy_sha256``): left out of ``ControlConfig.identity`` while off,
 # so every earlier policy keeps its hash and a run saved under it still resumes.
 UNHASHED_WHEN_OFF = ("rise_span_fraction", "rise_span_while_falling", "rise_span_distance", "rise_span_from_step", "cooldown_fraction",
-                     "cooldown_max_steps", "after_loss_rise", "distance_skips_zero_start")
+                     "cooldown_max_steps", "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero")
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,9 @@ class ControlConfig:
     distance_skips_zero_start: bool = arg(False, "the distance features (all+distance) summarize only the layers whose weights "
                                           "started away from zero: a layer that started at zero (LoRA's B matrices) has no "
                                           "distance relative to its start, and without this it reads as a blow-up")
+    grad_norms_from_first_nonzero: bool = arg(False, "a layer whose first gradient is zero (LoRA's A while B is zero) reads its "
+                                              "gradient norms relative to its first non-zero one; without this, relative to 1.0 "
+                                              "(absolute norms, on the model's own scale)")
     after_loss_rise: float = arg(0.0, "after a block whose mean training loss rose above the block's before it, a decision may set "
                                  "at most this times the LR it starts from (1: no rise; 0.5: at least a halving); 0: off")
     cooldown_fraction: float = arg(0.0, "the LR of a run's last this share of its steps is the policy's times a linear decay to zero "

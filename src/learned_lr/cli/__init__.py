@@ -166,8 +166,7 @@ def cmd_bundle(config: BundleConfig) -> int:
     from learned_lr.bundle import bundle_policy
     from learned_lr.scheduler import BUNDLED_POLICIES, resolve_policy
 
-    destination = Path(config.destination) if config.destination else BUNDLED_POLICIES[config.name]
-    source = resolve_policy(config.policy)  # a path, or a bundled policy's name
+    destination, source = Path(config.destination) if config.destination else BUNDLED_POLICIES[config.name], resolve_policy(config.policy)
     meta = {"produced_by": config.produced_by, "scored": config.scored}
     if config.policy in BUNDLED_POLICIES:  # not this machine's absolute path to the package
         meta["bundled_from"] = f"the bundled policy {config.policy!r} (src/learned_lr/policies/{source.name})"
@@ -180,7 +179,8 @@ def cmd_bundle(config: BundleConfig) -> int:
     as_set = lambda value, cast=float: None if value < 0 else cast(value)  # noqa: E731 - -1: as the policy has it
     bundle_policy(source, destination, meta, config.decision_interval or None, as_set(config.max_lr_rise), start,
                   as_set(config.rise_span_fraction), as_set(config.rise_span_while_falling, bool), as_set(config.rise_span_distance),
-                  as_set(config.rise_span_from_step, int), members, short, cooldown, as_set(config.after_loss_rise), as_set(config.distance_skips_zero_start, bool))
+                  as_set(config.rise_span_from_step, int), members, short, cooldown, as_set(config.after_loss_rise),
+                  as_set(config.distance_skips_zero_start, bool), as_set(config.grad_norms_from_first_nonzero, bool))
     gate = f" (runs shorter than {short[1]} steps: {short[0]})" if short else ""
     print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {', '.join(map(str, [source, *members]))}{gate}")
     return 0

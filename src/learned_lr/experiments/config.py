@@ -203,6 +203,8 @@ class BundleConfig:
     rise_span_from_step: int = arg(-1, "the short span only for decisions at or after this step (0: any; -1: as the policy has it)")
     distance_skips_zero_start: int = arg(-1, "1: the distance features over the layers that started away from zero only (a layer "
                                          "that started at zero, LoRA's B, has no relative distance); 0: every layer; -1: as the policy has it")
+    grad_norms_from_first_nonzero: int = arg(-1, "1: a layer whose first gradient is zero (LoRA's A) reads its norms relative to its "
+                                             "first non-zero one, not to 1.0; 0: as before; -1: as the policy has it")
     after_loss_rise: float = arg(-1.0, "after a block whose training loss rose, a decision sets at most this times the LR it starts "
                                  "from (1: no rise; 0.5: at least a halving; 0: off; -1: as the policy has it)")
     cooldown_fraction: float = arg(-1.0, "decay the LR of a run's last this share of its steps linearly to zero (e.g. 0.2; 0: none; "
@@ -231,6 +233,7 @@ class BundleConfig:
                 f"must be -1 (as the policy has it), 0 (off) or a distance > 0, got {self.rise_span_distance}")
         require(self.rise_span_from_step >= -1, "rise_span_from_step", f"must be -1 (as the policy has it) or a step >= 0, got {self.rise_span_from_step}")
         require(self.distance_skips_zero_start in (-1, 0, 1), "distance_skips_zero_start", f"must be -1, 0 or 1, got {self.distance_skips_zero_start}")
+        require(self.grad_norms_from_first_nonzero in (-1, 0, 1), "grad_norms_from_first_nonzero", f"must be -1, 0 or 1, got {self.grad_norms_from_first_nonzero}")
         require(self.after_loss_rise == -1 or 0 <= self.after_loss_rise <= 1, "after_loss_rise",
                 f"must be -1 (as the policy has it), 0 (off) or in (0, 1], got {self.after_loss_rise}")
         require(self.cooldown_fraction == -1 or 0 <= self.cooldown_fraction < 1, "cooldown_fraction",
