@@ -399,7 +399,7 @@ def test_bundle_after_loss_rise_sets_the_hold_keeps_the_rest_and_refuses_a_rise(
 def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_distance_not_a_blow_up(tmp_path, capsys):
     """`learned-lr bundle --distance-skips-zero-start 1`: on a model whose last layer starts at zero (as LoRA's B), the
     default before the twenty-second session ("short-span") reads that layer as blown up (+10) from the first step;
-    bundled with the skip it is today's default, hash for hash, which reads the other layer alone. A policy that does
+    bundled with the skip it is "zero-start", hash for hash, which reads the other layer alone, as today's default does. A policy that does
     not read the distance is refused with the flag named."""
     import torch
 
@@ -409,7 +409,7 @@ def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_d
     out = tmp_path / "skip.safetensors"
     assert main(["bundle", "--policy", "short-span", "--distance-skips-zero-start", "1", "--destination", str(out)]) == 0
     assert load_policy(out).control_config.distance_skips_zero_start
-    assert policy_sha256(load_policy(out)) == policy_sha256(load_policy(resolve_policy("default"))) != policy_sha256(load_policy(resolve_policy("short-span")))
+    assert policy_sha256(load_policy(out)) == policy_sha256(load_policy(resolve_policy("zero-start"))) != policy_sha256(load_policy(resolve_policy("short-span")))
 
     def seen_at_step_17(policy: str) -> dict:
         torch.manual_seed(0)
@@ -437,17 +437,17 @@ def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_d
 
 def test_bundle_grad_norms_from_first_nonzero_is_recorded_and_a_bad_value_refused(tmp_path, capsys):
     """`learned-lr bundle --grad-norms-from-first-nonzero 1`: in the bundle's control, everything else as the policy had it
-    (not shipped: the option exists to be judged, docs/results.md section 7)."""
+    ("zero-start" with it is today's default's control)."""
     import dataclasses
 
     from learned_lr.policy import load_policy
     from learned_lr.scheduler import resolve_policy
 
     out = tmp_path / "norms.safetensors"
-    assert main(["bundle", "--policy", "default", "--grad-norms-from-first-nonzero", "1", "--destination", str(out)]) == 0
-    default = load_policy(resolve_policy("default")).control_config
-    assert load_policy(out).control_config == dataclasses.replace(default, grad_norms_from_first_nonzero=True)
-    assert not default.grad_norms_from_first_nonzero
+    assert main(["bundle", "--policy", "zero-start", "--grad-norms-from-first-nonzero", "1", "--destination", str(out)]) == 0
+    before, default = (load_policy(resolve_policy(name)).control_config for name in ("zero-start", "default"))
+    assert load_policy(out).control_config == dataclasses.replace(before, grad_norms_from_first_nonzero=True) == default
+    assert default.grad_norms_from_first_nonzero   # (the default's since the twenty-second session)
     capsys.readouterr()
     assert main(["bundle", "--policy", "default", "--grad-norms-from-first-nonzero", "2", "--destination", str(out)]) == 2
     assert "--grad-norms-from-first-nonzero" in capsys.readouterr().err

@@ -70,6 +70,9 @@ def test_learned_policy_sets_the_lrs_of_a_real_lora_run(model_cache):
     assert scheduler.policy.control_config.distance_skips_zero_start
     assert (np.isnan(history.layer_init_distances).sum(axis=1) == 2 * 30).all()
     assert np.all(history.features[: settings.steps, 8:11] < 0)  # log distances of the A matrices: moved a little
+    # The A matrices get no gradient at the first step (B is zero): each takes its first non-zero norm as its reference.
+    assert scheduler.policy.control_config.grad_norms_from_first_nonzero
+    assert not history.state()["layer_reference_pending"].any()
 
 
 @pytest.mark.llm

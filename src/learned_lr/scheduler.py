@@ -62,11 +62,11 @@ from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, policy_s
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
 # The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default": three draws of
 # the recipe on runs of 300-3,000 steps (one with structure copies), two of them and "general"'s actor on runs under 300
-# steps, raising the LR at most 4x per 32 steps (faster on a short run with its weights near their start), its distances over the
-# layers that started away from zero: "short-span" without the last, "rise-limit-4" without the faster rise either, "three-draws"
-# without the limit, "two-draws" without the third draw, "one-actor" the first draw; "general" 150-1,000 steps.
+# steps, raising the LR at most 4x per 32 steps (faster on a short run with its weights near their start), its distances and norms
+# defined on zero-start layers: "zero-start" without the norms', "short-span" without either, "rise-limit-4" without the faster
+# rise too, "three-draws" without the limit, "two-draws" without the third draw, "one-actor" the first draw; "general" 150-1,000 steps.
 BUNDLED_POLICIES = {name: BUNDLED_POLICY.parent / f"{name}.safetensors" for name in
-                    ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span")}
+                    ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start")}
 
 
 def resolve_policy(policy: str | Path | None) -> Path:
@@ -167,7 +167,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         optimizer: the wrapped optimizer; each group's ``lr`` now is its base (peak) LR.
         total_steps: how many times ``step()`` will be called in the run.
         policy: a path to a policy checkpoint, a ``LoadedPolicy``, the name of a bundled one
-            (``"short-span"``, ``"rise-limit-4"``, ``"three-draws"``, ... : see ``BUNDLED_POLICIES``), or None for the default
+            (``"zero-start"``, ``"short-span"``, ``"rise-limit-4"``, ... : see ``BUNDLED_POLICIES``), or None for the default
             bundled one. Its weights are copied when the scheduler is built.
         model: the model being trained; groups gradient norms by module, as during training.
 

@@ -179,7 +179,7 @@ class DemoConfig:
 
 
 # The names of ``scheduler.BUNDLED_POLICIES`` (not imported: that would load torch for the CLI's --help).
-BUNDLED_NAMES = ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span")
+BUNDLED_NAMES = ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start")
 
 
 @dataclass(frozen=True)
