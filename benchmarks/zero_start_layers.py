@@ -20,7 +20,6 @@ import torch
 
 from learned_lr.experiments.suites import SUITES
 from learned_lr.layers import layer_init_distances
-from learned_lr.tasks.models import build_model
 from learned_lr.tasks.run import TrainingRun, initial_weights, layer_groups
 
 
@@ -33,12 +32,12 @@ def main() -> None:
         if family.task.task in ("mnist-mlp", "digits", "diabetes"):
             variants += [dataclasses.replace(family.task, mlp_layers=3, init_scale=0.5), dataclasses.replace(family.task, batch_norm=True)]
         for task in variants:
-            params, layer_of, names = layer_groups(build_model(task, seed=0))  # the layers as training and LearnedLR group them
+            run = TrainingRun(task, seed=0, total_steps=2)
+            params, layer_of, names = layer_groups(run.model)  # the layers as training and LearnedLR group them
             distances = layer_init_distances(params, initial_weights(params, 0), layer_of.tolist(), len(names))
             zero_start = [names[index] for index, value in enumerate(distances) if math.isnan(value)]
-            run = TrainingRun(task, seed=0, total_steps=2)
             first = run.step(1e-3).layer_grad_norms  # measured before the update: any LR gives the same
-            zero_gradient = [run.layer_names[index] for index, value in enumerate(first.tolist()) if not value > 0]
+            zero_gradient = [names[index] for index, value in enumerate(first.tolist()) if not value > 0]
             print(f"{name:16s} {task.optimizer:6s} {len(names):3d} layers; started at zero: {', '.join(zero_start) or 'none'}; "
                   f"zero first gradient: {', '.join(zero_gradient) or 'none'}")
 

@@ -158,7 +158,7 @@ class LRRamp:
     def cooldown_multiplier(self, steps: np.ndarray | int) -> np.ndarray | float:
         """The cooldown's factor at ``steps``: 1 before its last ``cooldown`` steps, then (T - t) / cooldown."""
         if not self.cooldown:
-            return np.ones_like(steps, dtype=float) if isinstance(steps, np.ndarray) else 1.0
+            return 1.0
         return np.minimum(1.0, (self.total_steps - np.asarray(steps, dtype=float)) / self.cooldown)
 
     def state(self) -> dict:
