@@ -250,7 +250,7 @@ def test_bundle_out_writes_the_actor_at_another_decision_interval_and_leaves_the
     from learned_lr.scheduler import BUNDLED_POLICIES
 
     source = save_small_policy(tmp_path / "policy.safetensors", window=64, decision_interval=4)
-    from learned_lr.experiments.config import BUNDLED_NAMES
+    from learned_lr.experiments.bundle_config import BUNDLED_NAMES
 
     assert BUNDLED_NAMES == tuple(BUNDLED_POLICIES)  # the bundle command can write every bundled policy
     shipped = {name: path.read_bytes() for name, path in BUNDLED_POLICIES.items()}

@@ -36,7 +36,8 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
                   rise_span_while_falling: bool | None = None, rise_span_distance: float | None = None,
                   rise_span_from_step: int | None = None, ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None,
                   cooldown: tuple[float, int] | None = None, after_loss_rise: float | None = None,
-                  distance_skips_zero_start: bool | None = None, grad_norms_from_first_nonzero: bool | None = None) -> None:
+                  distance_skips_zero_start: bool | None = None, grad_norms_from_first_nonzero: bool | None = None,
+                  layer_groups: int | None = None) -> None:
     """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
     training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored).
 
@@ -53,7 +54,8 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
     ``after_loss_rise``: r, after a block whose training loss rose a decision sets at most r times the LR it starts from
     (``ControlConfig.after_loss_rise``; 0: off); ``distance_skips_zero_start``: its distance features over the layers
     that started away from zero only (``ControlConfig.distance_skips_zero_start``); ``grad_norms_from_first_nonzero``:
-    a layer whose first gradient is zero reads its norms relative to its first non-zero one;
+    a layer whose first gradient is zero reads its norms relative to its first non-zero one; ``layer_groups``: the min
+    and max over layers over that many depth groups of a deeper model (``ControlConfig.layer_groups``; 0: off);
     ``start``: (interval, steps), its decisions every ``interval`` steps over the run's first ``steps``
     (``ControlConfig.start_decision_interval``, ``start_steps``; (0, 0): none).
     ``ensemble_with``: further single actors that decide with ``source``'s, as an ``EnsembleActor`` (the
@@ -104,7 +106,7 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
              "rise_span_from_step": rise_span_from_step,
              **({} if start is None else {"start_decision_interval": start[0], "start_steps": start[1]}),
              "after_loss_rise": after_loss_rise, "distance_skips_zero_start": distance_skips_zero_start,
-             "grad_norms_from_first_nonzero": grad_norms_from_first_nonzero,
+             "grad_norms_from_first_nonzero": grad_norms_from_first_nonzero, "layer_groups": layer_groups,
              **({} if cooldown is None else {"cooldown_fraction": cooldown[0], "cooldown_max_steps": cooldown[1]})}
     changes = {name: value for name, value in asked.items() if value is not None and value != getattr(trained, name)}
     if changes:

@@ -65,9 +65,7 @@ class DecisionLoop:
                  keep_steps: int | None = None):
         self.control = control
         self.reward_config = reward
-        self.history = RunHistory(total_steps, base_lr, control.window, control.inputs, keep=keep_steps,
-                                  skip_zero_start=control.distance_skips_zero_start,
-                                  norms_from_first_nonzero=control.grad_norms_from_first_nonzero)
+        self.history = RunHistory.of(total_steps, base_lr, control, keep=keep_steps)
         self.ramp = LRRamp.of(total_steps, control)
         self.decision_steps: list[int] = []
         self.actions: list[float] = []  # as the controller gave them (before clipping)

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from learned_lr.features import FEATURE_CLIP, reads_distance, reads_momentum, recorded_feature_names, window_from_features
+from learned_lr.layer_summary import cosine_summary, distance_summary, grad_norm_summary
 
 _TINY = 1e-12
 
@@ -36,7 +37,9 @@ class RunHistory:
     hold the steps from ``first_step`` on. ``skip_zero_start`` (``ControlConfig.distance_skips_zero_start``): the distance
     features summarize only the layers that have a distance (a layer that started at zero has none, NaN).
     ``norms_from_first_nonzero`` (``ControlConfig.grad_norms_from_first_nonzero``): a layer whose first gradient is
-    zero reads its norms relative to its first non-zero one, not to 1.0.
+    zero reads its norms relative to its first non-zero one, not to 1.0. ``layer_groups``
+    (``ControlConfig.layer_groups``): the min and max over layers are over that many depth groups of a deeper model
+    (``layer_summary``).
     """
 
     # Per-step arrays and what an unwritten row holds ("features" is float32, "layers_match" bool;
@@ -45,7 +48,7 @@ class RunHistory:
              "layer_norms": 0.0, "momentum_cos": np.nan, "init_distance": np.nan}
 
     def __init__(self, total_steps: int, base_lr: float, window: int, inputs: str = "all", keep: int | None = None,
-                 skip_zero_start: bool = False, norms_from_first_nonzero: bool = False):
+                 skip_zero_start: bool = False, norms_from_first_nonzero: bool = False, layer_groups: int = 0):
         if total_steps <= 0:
             raise ValueError(f"total_steps must be > 0, got {total_steps}")
         if not (math.isfinite(base_lr) and base_lr > 0):
@@ -61,6 +64,7 @@ class RunHistory:
         self.reads_distance = reads_distance(inputs)
         self.skip_zero_start = skip_zero_start  # ``ControlConfig.distance_skips_zero_start``
         self.norms_from_first_nonzero = norms_from_first_nonzero  # ``ControlConfig.grad_norms_from_first_nonzero``
+        self.layer_groups = layer_groups  # ``ControlConfig.layer_groups``
         self._reference_pending: np.ndarray | None = None  # layers still without a gradient-norm reference
         self._clear(layers=None)
         # Steps recorded but not yet written into the arrays: (lr, train, val, norms, cosines) tuples.
@@ -73,6 +77,12 @@ class RunHistory:
         # and the next one given (``_fill_distances``); before any, the start (distance 0).
         self._distance_step = -1
         self._distance_value: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, total_steps: int, base_lr: float, control, keep: int | None = None) -> "RunHistory":
+        """The history a policy run under ``control`` (a ``settings.ControlConfig``) reads."""
+        return cls(total_steps, base_lr, control.window, control.inputs, keep=keep, skip_zero_start=control.distance_skips_zero_start,
+                   norms_from_first_nonzero=control.grad_norms_from_first_nonzero, layer_groups=control.layer_groups)
 
     def _clear(self, layers: int | None) -> None:
         """Empty arrays; the per-layer ones ("layer_norms", "momentum_cos") once the number of layers is known."""
@@ -291,13 +301,13 @@ class RunHistory:
         ratios = np.where(np.isnan(ratios), FEATURE_CLIP, np.clip(ratios, -FEATURE_CLIP, FEATURE_CLIP))
         out[:, 5:] = 0.0
         if ratios.shape[1] and match.any():
-            out[match, 5:8] = np.stack([ratios.mean(1), ratios.min(1), ratios.max(1)], axis=1)[match]
+            out[match, 5:8] = grad_norm_summary(ratios, self.layer_groups)[match]
         if "momentum_cos" in rows and rows["momentum_cos"].shape[1]:
-            out[:, 8:11] = _cosine_summary(rows["momentum_cos"])
+            out[:, 8:11] = cosine_summary(rows["momentum_cos"], self.layer_groups)
         if "init_distance" in rows and rows["init_distance"].shape[1]:
             with np.errstate(divide="ignore", invalid="ignore"):
                 logs = np.log(np.maximum(rows["init_distance"], _TINY))
-            out[:, 8:11] = _distance_summary(logs, self.skip_zero_start)
+            out[:, 8:11] = distance_summary(logs, self.skip_zero_start, FEATURE_CLIP, self.layer_groups)
         return out
 
     def state(self) -> dict:
@@ -384,33 +394,3 @@ def _as_tuple(values: Sequence[float] | np.ndarray | None) -> tuple[float, ...] 
     if values is None or type(values) is tuple:  # noqa: E721
         return values
     return tuple(np.asarray(values, dtype=np.float64).reshape(-1).tolist())
-
-
-def _distance_summary(logs: np.ndarray, skip_undefined: bool) -> np.ndarray:
-    """(rows, 3) mean, min and max over layers of log distances from the start (NaN: a layer that started at zero).
-
-    Without ``skip_undefined`` a NaN reads as a blow-up (+FEATURE_CLIP), as every policy before
-    ``ControlConfig.distance_skips_zero_start`` read a zero-start layer that had moved (one that had not moved read
-    -FEATURE_CLIP then; its gradient is zero, rare: LoRA's B moves at the first step, and a policy without the skip
-    repeats its LoRA runs to the digit, docs/results.md section 7); with it, the summary is over the layers that have a
-    distance, and a row where none has one reads as a blow-up still (a history row never measured).
-    """
-    clipped = np.where(np.isnan(logs), FEATURE_CLIP, np.clip(logs, -FEATURE_CLIP, FEATURE_CLIP))
-    if not skip_undefined:
-        return np.stack([clipped.mean(1), clipped.min(1), clipped.max(1)], axis=1)
-    defined = ~np.isnan(logs)
-    count = defined.sum(1)
-    mean = np.where(defined, clipped, 0.0).sum(1) / np.maximum(count, 1)
-    low, high = np.where(defined, clipped, np.inf).min(1), np.where(defined, clipped, -np.inf).max(1)
-    return np.where((count > 0)[:, None], np.stack([mean, low, high], axis=1), FEATURE_CLIP)
-
-
-def _cosine_summary(cosines: np.ndarray) -> np.ndarray:
-    """(steps, layers) cosines -> (steps, 3) mean, min, max over the layers that have one; 0 where none."""
-    known = np.isfinite(cosines)
-    count = known.sum(1)
-    safe = np.where(known, np.clip(cosines, -1.0, 1.0), 0.0)
-    mean = np.divide(safe.sum(1), count, out=np.zeros(len(count)), where=count > 0)
-    low = np.where(count > 0, np.where(known, safe, np.inf).min(1), 0.0)
-    high = np.where(count > 0, np.where(known, safe, -np.inf).max(1), 0.0)
-    return np.stack([mean, low, high], axis=1)

@@ -127,15 +127,16 @@ def labeled_paths(text: str, field_name: str) -> list[tuple[str, str]]:
 MIN_LR_FACTOR_FLOOR = 1e-8
 MAX_LR_FACTOR_CEILING = 100.0
 MAX_WINDOW = 16_384  # steps of history; the observation's memory grows with it
+MAX_LAYER_GROUPS = 1024
 
 
 LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling",
                         "rise_span_distance", "rise_span_from_step", "cooldown_fraction", "cooldown_max_steps",
-                        "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero")  # each off at 0
+                        "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero", "layer_groups")  # each off at 0
 # Added after policies' hashes were recorded (``policy.policy_sha256``): left out of ``ControlConfig.identity`` while off,
 # so every earlier policy keeps its hash and a run saved under it still resumes.
 UNHASHED_WHEN_OFF = ("rise_span_fraction", "rise_span_while_falling", "rise_span_distance", "rise_span_from_step", "cooldown_fraction",
-                     "cooldown_max_steps", "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero")
+                     "cooldown_max_steps", "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero", "layer_groups")
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,9 @@ class ControlConfig:
     grad_norms_from_first_nonzero: bool = arg(False, "a layer whose first gradient is zero (LoRA's A while B is zero) reads its "
                                               "gradient norms relative to its first non-zero one; without this, relative to 1.0 "
                                               "(absolute norms, on the model's own scale)")
+    layer_groups: int = arg(0, "the min and max over layers of each per-layer feature are over this many groups of consecutive "
+                            "layers (each their mean) on a model with more layers (e.g. 4: the most the policy trained on); 0: "
+                            "over the layers themselves")
     after_loss_rise: float = arg(0.0, "after a block whose mean training loss rose above the block's before it, a decision may set "
                                  "at most this times the LR it starts from (1: no rise; 0.5: at least a halving); 0: off")
     cooldown_fraction: float = arg(0.0, "the LR of a run's last this share of its steps is the policy's times a linear decay to zero "
@@ -203,6 +207,7 @@ class ControlConfig:
                 f"must be 0 (any step) or a step > 0, with a rise_span_fraction, got {self.rise_span_from_step}")
         require(not self.distance_skips_zero_start or reads_distance(self.inputs), "distance_skips_zero_start",
                 f"needs inputs that read the distance (all+distance...), got {self.inputs}")
+        require(0 <= self.layer_groups <= MAX_LAYER_GROUPS, "layer_groups", f"must be in 0..{MAX_LAYER_GROUPS} (0: off), got {self.layer_groups}")
         require(self.after_loss_rise == 0 or 0 < self.after_loss_rise <= 1, "after_loss_rise",
                 f"must be 0 (off) or in (0, 1], got {self.after_loss_rise}")
         require(0 <= self.cooldown_fraction < 1, "cooldown_fraction", f"must be in [0, 1) (0: none), got {self.cooldown_fraction}")

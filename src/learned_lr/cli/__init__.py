@@ -29,8 +29,9 @@ except MissingExtraError as exc:
     sys.exit(f"learned-lr: error: {exc}")
 
 from learned_lr.cli.ruler import cmd_benchmark, cmd_claims, cmd_distill, cmd_explain, cmd_general_train, cmd_validate
+from learned_lr.experiments.bundle_config import BundleConfig
 from learned_lr.experiments.claims import ClaimsConfig
-from learned_lr.experiments.config import (AblationConfig, BCReportConfig, BundleConfig, CompareConfig, DemoConfig, EvaluateConfig,
+from learned_lr.experiments.config import (AblationConfig, BCReportConfig, CompareConfig, DemoConfig, EvaluateConfig,
                                            ExplainConfig, ImitateConfig, RobustnessConfig, RobustTrainConfig, SweepConfig, TrainConfig)
 from learned_lr.experiments.general import GeneralTrainConfig
 from learned_lr.experiments.llm.config import AdaptLLMConfig, CompareLLMConfig, FinetuneLLMConfig, LoRASettings
@@ -180,7 +181,7 @@ def cmd_bundle(config: BundleConfig) -> int:
     bundle_policy(source, destination, meta, config.decision_interval or None, as_set(config.max_lr_rise), start,
                   as_set(config.rise_span_fraction), as_set(config.rise_span_while_falling, bool), as_set(config.rise_span_distance),
                   as_set(config.rise_span_from_step, int), members, short, cooldown, as_set(config.after_loss_rise),
-                  as_set(config.distance_skips_zero_start, bool), as_set(config.grad_norms_from_first_nonzero, bool))
+                  as_set(config.distance_skips_zero_start, bool), as_set(config.grad_norms_from_first_nonzero, bool), as_set(config.layer_groups, int))
     gate = f" (runs shorter than {short[1]} steps: {short[0]})" if short else ""
     print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {', '.join(map(str, [source, *members]))}{gate}")
     return 0

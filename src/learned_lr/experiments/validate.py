@@ -35,6 +35,7 @@ from learned_lr.settings import arg, labeled_paths, parse_list, require
 BOOTSTRAP_RESAMPLES = 2000
 # The validation set's seed offset inside the validation range: PPO's validation runs use its start.
 SET_SEED_OFFSET = 5_000
+MAX_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,10 @@ class ValidateConfig:
     variants_per_family: int = arg(4, "variants drawn per training family")
     min_steps: int = arg(300, "variant run lengths are drawn log-uniformly from [min_steps, max_steps]")
     max_steps: int = arg(3000, "upper end of the run lengths")
-    depths: str = arg("1,2,3", "hidden-layer counts the MLP-family variants draw from (empty: 1)")
+    depths: str = arg("1,2,3", "hidden-layer counts the MLP-family variants draw from (empty: 1; up to 16, deeper than any "
+                      "policy trained on, to ask how one reads a deep model)")
+    families: str = arg("", "comma-separated training families to keep of the draw (empty: all); each kept variant keeps the name "
+                        "and seed it has in the whole draw")
     init_scales: str = arg("0.5,1,2", "initial-weight scales the variants draw from (empty: 1)")
     train_fractions: str = arg("0.1,0.3,1", "fractions of the training split the variants draw from (empty: 1)")
     multipliers: str = arg("0.1,0.3,1,3,10", "base LR = the variant's tuned LR x each of these")
@@ -65,7 +69,8 @@ class ValidateConfig:
         require(len(set(labels)) == len(labels), "policies", f"labels must be unique, got {', '.join(labels)}")
         require(len(self.multiplier_list) >= 1 and all(math.isfinite(m) and m > 0 for m in self.multiplier_list), "multipliers",
                 f"need finite multipliers > 0, got {self.multipliers!r}")
-        require(all(1 <= d <= 8 for d in self.depth_list), "depths", f"every depth must be in 1..8, got {self.depths}")
+        require(all(1 <= d <= MAX_DEPTH for d in self.depth_list), "depths", f"every depth must be in 1..{MAX_DEPTH}, got {self.depths}")
+        self.family_list  # a held-out or unknown family fails here
         require(all(math.isfinite(x) and x > 0 for x in self.init_scale_list), "init_scales", f"every scale must be finite and > 0, got {self.init_scales}")
         require(all(0 < x <= 1 for x in self.train_fraction_list), "train_fractions", f"every fraction must be in (0, 1], got {self.train_fractions}")
 
@@ -76,6 +81,14 @@ class ValidateConfig:
     @property
     def multiplier_list(self) -> list[float]:
         return parse_list(self.multipliers, "multipliers", float)
+
+    @property
+    def family_list(self) -> list[str]:
+        from learned_lr.training.distribution import HELD_OUT_FAMILIES, TRAINING_FAMILIES  # (no torch)
+
+        held_out = [f for f in HELD_OUT_FAMILIES if f in {x.strip() for x in self.families.split(",")}]
+        require(not held_out, "families", f"{', '.join(held_out)} held out: validation runs training families only (choices must not see held-out ones)")
+        return parse_list(self.families, "families", str, TRAINING_FAMILIES, optional=True) or list(TRAINING_FAMILIES)
 
     @property
     def depth_list(self) -> list[int]:
@@ -90,20 +103,23 @@ class ValidateConfig:
         return parse_list(self.train_fractions, "train_fractions", float, optional=True)
 
 
-def validation_set(config: ValidateConfig, progress: bool = True) -> list[dict]:
-    """The drawn variants with their tuned expert (shape, LR), each sweep cached under ``work/sweeps``."""
+def validation_set(config: ValidateConfig, progress: bool = True) -> tuple[list[dict], list[int]]:
+    """The drawn variants of ``config.families`` with their tuned expert (shape, LR), each sweep cached under ``work/sweeps``,
+    and each one's validation seed (its place in the whole draw sets it, so a family's runs are the same drawn alone)."""
     from tqdm.auto import tqdm
 
+    from learned_lr.tasks.seeds import VALIDATION_SEED_START
     from learned_lr.training.distribution import sample_variants, tune_variant
 
-    variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed, config.init_scale_list,
-                               config.train_fraction_list, depths=config.depth_list)
+    drawn = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed, config.init_scale_list,
+                            config.train_fraction_list, depths=config.depth_list)
+    kept = [(index, variant) for index, variant in enumerate(drawn) if variant.task.task in config.family_list]
     out = []
-    for variant in tqdm(variants, desc="tuning sweeps", disable=not progress):
+    for _, variant in tqdm(kept, desc="tuning sweeps", disable=not progress):
         oracle = tune_variant(variant, Path(config.work) / "sweeps", config.sweep_points)
         out.append({"name": variant.name, "family": variant.task.task, "task": variant.task.setting(), "steps": variant.steps,
                     "oracle_shape": oracle["shape"], "oracle_lr": oracle["lr"]})
-    return out
+    return out, [VALIDATION_SEED_START + SET_SEED_OFFSET + index for index, _ in kept]
 
 
 def run_validation(config: ValidateConfig, progress: bool = True) -> dict:
@@ -113,13 +129,11 @@ def run_validation(config: ValidateConfig, progress: bool = True) -> dict:
     from learned_lr.files import saved_or_computed
     from learned_lr.policy import load_policy, policy_sha256
     from learned_lr.scheduler import resolve_policy
-    from learned_lr.tasks.seeds import VALIDATION_SEED_START
     from learned_lr.training.validation import policy_runs, tuned_expert_run
 
     policies = {label: load_policy(resolve_policy(path)) for label, path in config.policy_list}  # a bad file fails before any run
-    variants = validation_set(config, progress)
+    variants, seeds = validation_set(config, progress)
     work, multipliers = Path(config.work), config.multiplier_list
-    seeds = [VALIDATION_SEED_START + SET_SEED_OFFSET + i for i in range(len(variants))]
     experts = [saved_or_computed(work / "expert" / f"{v['name']}.json", {"variant": v, "seed": s}, lambda v=v, s=s: tuned_expert_run(v, s))
                for v, s in zip(tqdm(variants, desc="tuned experts", disable=not progress), seeds)]
     runs: dict[str, list[list[dict]]] = {}

@@ -147,7 +147,7 @@ class TaskConfig:
         require(self.test_examples >= 0, "test_examples", f"must be >= 0 (0: the whole test split), got {self.test_examples}")
         require(0 < self.val_batch_size <= val_size, "val_batch_size", f"must be in 1..{val_size} (the validation split), got {self.val_batch_size}")
         require(math.isfinite(self.init_scale) and self.init_scale > 0, "init_scale", f"must be finite and > 0, got {self.init_scale}")
-        require(1 <= self.mlp_layers <= 8, "mlp_layers", f"must be in 1..8, got {self.mlp_layers}")
+        require(1 <= self.mlp_layers <= 16, "mlp_layers", f"must be in 1..16, got {self.mlp_layers}")
         require(self.mlp_layers == 1 or self.task in MLP_TASKS, "mlp_layers",
                 f"only the MLP tasks ({', '.join(MLP_TASKS)}) have a depth to set, not {self.task}")
         require(not self.batch_norm or self.task in BATCH_NORM_TASKS, "batch_norm",

@@ -228,9 +228,7 @@ def rollout_exact_schedule(
     n = group.num_runs
     base = np.asarray(base_lrs, dtype=np.float64)
     factors = schedule.factors(total_steps)
-    episodes = [Episode(seed, float(b), RunHistory(total_steps, float(b), control.window, control.inputs,
-                                                   skip_zero_start=control.distance_skips_zero_start,
-                                                   norms_from_first_nonzero=control.grad_norms_from_first_nonzero)) for seed, b in zip(group.seeds, base)]
+    episodes = [Episode(seed, float(b), RunHistory.of(total_steps, float(b), control)) for seed, b in zip(group.seeds, base)]
     active = np.ones(n, dtype=bool)
     first_loss = np.full(n, np.nan)
     bar = tqdm(range(total_steps), desc=f"{schedule.name} (exact)", disable=not progress, leave=False)

@@ -57,9 +57,7 @@ def examples_from_run(folder: Path, policy: LoadedPolicy, base_lr: float) -> tup
         state = {k: saved[k] for k in saved.files}
     steps = int(state["steps"])
     control = policy.control_config
-    history = RunHistory(int(state["total_steps"]) if "total_steps" in state else len(state["lrs"]), base_lr=base_lr, window=control.window,
-                         inputs=control.inputs, skip_zero_start=control.distance_skips_zero_start,
-                         norms_from_first_nonzero=control.grad_norms_from_first_nonzero)
+    history = RunHistory.of(int(state["total_steps"]) if "total_steps" in state else len(state["lrs"]), base_lr, control)
     history.load_state(state)
     factors = history.lrs[:steps] / base_lr
     ramp = LRRamp.of(history.total_steps, control)
