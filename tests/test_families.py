@@ -132,7 +132,7 @@ def test_mlp_depth_adds_hidden_layers_and_keeps_the_one_layer_mlp_as_it_was(mnis
     assert torch.equal(deep.fc1.weight, build_model(TaskConfig(task="digits", hidden=16), seed=3).fc1.weight)  # created first, same draw
     with pytest.raises(ConfigError, match="--mlp-layers: only the MLP tasks"):
         TaskConfig(task="mnist-cnn", mlp_layers=2)
-    with pytest.raises(ConfigError, match="--mlp-layers: must be in 1..8"):
+    with pytest.raises(ConfigError, match="--mlp-layers: must be in 1..16"):
         TaskConfig(task="digits", mlp_layers=0)
     # A 2-hidden-layer MNIST MLP with SGD runs as torch.func runs (the stacked runner has one hidden layer) and
     # reports what TrainingRun does; it learns.
@@ -261,3 +261,26 @@ def test_resnet18_keeps_its_initial_weights_since_basic_block_took_1d():
     with torch.no_grad():
         total = sum(float(p.double().abs().sum()) for p in model.parameters())
     assert len(list(model.parameters())) == 62 and total == pytest.approx(751.2895203408789, rel=1e-9)
+
+
+def test_a_zero_head_starts_the_output_layer_at_zero_and_no_gradient_reaches_the_layers_before_it_at_first(mnist):
+    """`TaskConfig.zero_head` (validate --zero-head): the last linear layer at zero, every other weight as without it; the
+    first step's gradient is zero in every layer but the head, the second is not; the head has no distance from its start."""
+    from learned_lr.tasks.config import ZERO_HEAD_TASKS
+    from learned_lr.tasks.models import build_model
+
+    for family in ZERO_HEAD_TASKS:
+        task = TaskConfig(task=family, zero_head=True, **TINY[family])
+        plain = dict(build_model(TaskConfig(task=family, **TINY[family]), seed=3).named_parameters())
+        zeroed = dict(build_model(task, seed=3).named_parameters())
+        changed = [name for name in plain if not torch.equal(plain[name], zeroed[name])]
+        assert len(changed) == 2 and all(not zeroed[name].any() for name in changed), (family, changed)
+        run = TrainingRun(task, seed=3, data=mnist if family.startswith("mnist") else None, total_steps=3)
+        first, second = run.step(0.05, init_distances=True), run.step(0.05, init_distances=True)
+        assert first.layer_grad_norms[:-1].abs().max() == 0 < first.layer_grad_norms[-1], family
+        assert (second.layer_grad_norms > 0).all(), family
+        assert math.isnan(first.layer_init_distance[-1]) and (first.layer_init_distance[:-1] == 0).all(), family  # only the head moved
+        assert math.isnan(second.layer_init_distance[-1]) and (second.layer_init_distance[:-1] > 0).all(), family
+    assert "zero_head" not in TaskConfig().setting() and TaskConfig(zero_head=True).setting()["zero_head"] is True
+    with pytest.raises(ConfigError, match="--zero-head"):
+        TaskConfig(task="char-lm", zero_head=True)

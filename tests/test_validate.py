@@ -104,3 +104,25 @@ def test_pooling_two_draws_pairs_every_variant_of_both_and_refuses_draws_of_othe
     fewer = {**other, "runs": {k: v for k, v in result["runs"].items() if k != "general"}}
     with pytest.raises(ValueError, match="same --policies"):
         pool_module.pool([as_read, fewer])
+
+
+def test_a_family_subset_keeps_each_variants_seed_and_runs_and_a_held_out_family_is_refused(small_result):
+    """`--families`: the kept variants are the whole draw's, on the same seeds, so their saved runs are reused as they are."""
+    import dataclasses
+    import json
+
+    config, result = small_result
+    part = run_validation(dataclasses.replace(config, families="digits,diabetes", policies="default=bundled"), progress=False)
+    assert [v["family"] for v in part["variants"]] == ["digits", "diabetes"]
+    where = {v["name"]: i for i, v in enumerate(result["variants"])}
+    same = lambda x: json.loads(json.dumps(x))  # noqa: E731 - computed runs against the ones read back from disk
+    for j, variant in enumerate(part["variants"]):
+        assert same(part["runs"]["default"][j]) == same(result["runs"]["default"][where[variant["name"]]])
+        assert same(part["experts"][j]) == same(result["experts"][where[variant["name"]]])
+    zero = run_validation(dataclasses.replace(config, families="diabetes", policies="default=bundled", zero_head=True), progress=False)
+    assert [v["name"] for v in zero["variants"]] == [part["variants"][1]["name"] + "-z"] and zero["variants"][0]["task"]["zero_head"]
+    assert zero["runs"]["default"] != part["runs"]["default"][1:]  # another model: other runs
+    with pytest.raises(ConfigError, match="held out"):
+        ValidateConfig(families="mnist-mlp,llm-lora")
+    with pytest.raises(ConfigError, match="depths"):
+        ValidateConfig(depths="17")

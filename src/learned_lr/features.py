@@ -48,7 +48,9 @@ trained on both ranges without the length learned neither well.
 
 Why this layer summary: the number of layers differs by architecture (2 for the MLP, 41 for
 ResNet-18); the mean, min and max over layers of each layer's value is fixed-size and
-layer-order-free, yet shows layers that part ways (the spread) and the trend (the mean).
+layer-order-free, yet shows layers that part ways (the spread) and the trend (the mean). The extremes of
+many layers lie further out than those of few; ``ControlConfig.layer_groups`` reads a model deeper than K layers
+as K blocks of consecutive layers for the min and max (``learned_lr.layer_summary``).
 
 Every feature is made finite and clipped to [-FEATURE_CLIP, FEATURE_CLIP]; a NaN or inf loss
 (a diverging run) reads as the top of the range, so the policy sees "very bad", never NaN.

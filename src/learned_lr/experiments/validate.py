@@ -49,6 +49,8 @@ class ValidateConfig:
     max_steps: int = arg(3000, "upper end of the run lengths")
     depths: str = arg("1,2,3", "hidden-layer counts the MLP-family variants draw from (empty: 1; up to 16, deeper than any "
                       "policy trained on, to ask how one reads a deep model)")
+    zero_head: bool = arg(False, "every drawn variant's output layer starts at zero (TaskConfig.zero_head; name suffix -z): "
+                          "layers that start at zero, or get a zero first gradient, on the training families")
     families: str = arg("", "comma-separated training families to keep of the draw (empty: all); each kept variant keeps the name "
                         "and seed it has in the whole draw")
     init_scales: str = arg("0.5,1,2", "initial-weight scales the variants draw from (empty: 1)")
@@ -109,10 +111,12 @@ def validation_set(config: ValidateConfig, progress: bool = True) -> tuple[list[
     from tqdm.auto import tqdm
 
     from learned_lr.tasks.seeds import VALIDATION_SEED_START
-    from learned_lr.training.distribution import sample_variants, tune_variant
+    from learned_lr.training.distribution import Variant, sample_variants, tune_variant
 
     drawn = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed, config.init_scale_list,
                             config.train_fraction_list, depths=config.depth_list)
+    if config.zero_head:
+        drawn = [Variant(f"{v.name}-z", v.ordinal, dataclasses.replace(v.task, zero_head=True), v.steps) for v in drawn]
     kept = [(index, variant) for index, variant in enumerate(drawn) if variant.task.task in config.family_list]
     out = []
     for _, variant in tqdm(kept, desc="tuning sweeps", disable=not progress):

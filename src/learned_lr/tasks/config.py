@@ -84,11 +84,13 @@ def lr_grid_neighbor(lr: float, up: bool) -> float:
 
 
 # TaskConfig fields added after results were cached, with their defaults (``TaskConfig.setting``).
-LATER_FIELDS = {"init_scale": 1.0, "train_fraction": 1.0, "mlp_layers": 1, "batch_norm": False}
+LATER_FIELDS = {"init_scale": 1.0, "train_fraction": 1.0, "mlp_layers": 1, "batch_norm": False, "zero_head": False}
 
 # The tasks whose model takes batch norm on request, and those whose model always has it.
 BATCH_NORM_TASKS = MLP_TASKS + ("mnist-cnn", "mnist1d")
 ALWAYS_BATCH_NORM_TASKS = ("mnist-resnet18", "mnist1d-resnet")
+# The tasks whose output layer may start at zero (TaskConfig.zero_head): the training families' models.
+ZERO_HEAD_TASKS = MLP_TASKS + ("mnist-cnn", "mnist1d")
 
 # MNIST's splits here: the 60,000 training images as 55,000 for training and 5,000 for validation, and the test set.
 TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 55_000, 5_000, 10_000
@@ -126,6 +128,9 @@ class TaskConfig:
     mlp_layers: int = arg(1, "hidden layers of the MLPs (mnist-mlp, digits, diabetes), each of --hidden units")
     batch_norm: bool = arg(False, "batch norm after each hidden layer or convolution, before its ReLU (the MLPs, mnist-cnn, "
                            "mnist1d; the ResNets always have it)")
+    zero_head: bool = arg(False, "the model's output layer (its last linear layer) starts at zero, weights and bias, as zero-"
+                          "initialised heads, residual branches and LoRA's B matrices do; the first gradient of every layer before "
+                          "it is then zero (the MLPs, mnist-cnn, mnist1d)")
 
     def __post_init__(self) -> None:
         check_choice(self.task, TASK_NAMES, "task")
@@ -154,6 +159,8 @@ class TaskConfig:
                 f"only {', '.join(BATCH_NORM_TASKS)} take batch norm on request, not {self.task}")
         require(not self.batch_norm or self.batch_size >= 2, "batch_size", f"batch norm needs batches of 2 or more, got {self.batch_size}")
         require(0 < self.train_fraction <= 1, "train_fraction", f"must be in (0, 1], got {self.train_fraction}")
+        require(not self.zero_head or self.task in ZERO_HEAD_TASKS, "zero_head",
+                f"only {', '.join(ZERO_HEAD_TASKS)} take a zero-initialised head, not {self.task}")
         require(self.train_fraction == 1 or self.task not in ("char-lm", "llm-lora"), "train_fraction",
                 f"{self.task} trains on a text stream, not examples: only 1 is allowed")
 

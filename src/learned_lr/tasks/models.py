@@ -192,13 +192,18 @@ MLP_SHAPES = {"mnist-mlp": (784, 10), "digits": (64, 10), "diabetes": (10, 1)}
 
 def build_model(task: TaskConfig, seed: int) -> nn.Module:
     """The task's model with weights initialized from ``seed`` (the global RNG is left untouched), its weight
-    matrices and kernels times ``task.init_scale``."""
+    matrices and kernels times ``task.init_scale``, its last linear layer at zero if ``task.zero_head``."""
     model = _initialized_model(task, seed)
     if task.init_scale != 1.0:
         with torch.no_grad():
             for param in model.parameters():
                 if param.dim() >= 2 and param.requires_grad:  # not biases or norm gains; not llm-lora's frozen base
                     param.mul_(task.init_scale)
+    if task.zero_head:
+        head = [module for module in model.modules() if isinstance(module, nn.Linear)][-1]
+        with torch.no_grad():
+            for param in head.parameters():
+                param.zero_()
     return model
 
 
