@@ -312,3 +312,35 @@ def test_a_layer_whose_first_gradient_is_zero_reads_its_norms_from_its_first_non
     np.testing.assert_allclose(min_over_layers(True, resume_at=5), expected, rtol=1e-6, atol=1e-7)   # ... and after
     every_layer = [1.0, 0.5, 2.0, 0.25, 0.5, 1.0]
     np.testing.assert_array_equal(min_over_layers(True, every_layer), min_over_layers(False, every_layer))
+
+
+def test_a_layer_whose_first_gradient_is_zero_is_left_out_of_the_layer_gradient_inputs_with_the_skip():
+    """``norms_skip_zero_start`` (``ControlConfig.grad_norms_skip_zero_start``): that layer is out of the layer-gradient
+    mean, min and max for the whole run, through a resume; the total norm keeps it; a run without such a layer is unchanged."""
+    from learned_lr.features import FEATURE_NAMES
+
+    def features(option: bool, second=(0.0, 0.0, 0.5, 4.0, 0.25, 8.0), resume_at: int | None = None) -> dict:
+        history = RunHistory(total_steps=6, base_lr=0.1, window=16, norms_skip_zero_start=option)
+        for step, norm in enumerate(second):
+            if step == resume_at:
+                resumed = RunHistory(total_steps=6, base_lr=0.1, window=16, norms_skip_zero_start=option)
+                resumed.load_state(history.state())
+                history = resumed
+            history.record(0.1, 1.0, 1.0, (2.0 * 2.0 ** -step, norm))
+        return dict(zip(FEATURE_NAMES, history.features.T))
+
+    first_layer = np.log(2.0 ** -np.arange(6))  # its norm halves every step, from its own first one
+    for resume_at in (None, 1, 4):
+        got = features(True, resume_at=resume_at)
+        for name in ("layer_grad_mean", "layer_grad_min", "layer_grad_max"):
+            np.testing.assert_allclose(got[name], first_layer, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(got["log_grad_norm"], features(False)["log_grad_norm"])  # the total keeps both layers
+    assert features(False)["layer_grad_max"][3] == pytest.approx(math.log(4.0), rel=1e-6)  # reference 1.0 without it
+    every_layer = (1.0, 0.5, 2.0, 0.25, 0.5, 1.0)
+    np.testing.assert_array_equal(features(True, every_layer)["layer_grad_min"], features(False, every_layer)["layer_grad_min"])
+    with pytest.raises(ValueError, match="not both"):
+        RunHistory(total_steps=6, base_lr=0.1, window=16, norms_skip_zero_start=True, norms_from_first_nonzero=True)
+    from learned_lr.settings import ConfigError, ControlConfig
+
+    with pytest.raises(ConfigError, match="not both"):
+        ControlConfig(inputs="all+distance", grad_norms_skip_zero_start=True, grad_norms_from_first_nonzero=True)

@@ -10,7 +10,7 @@ Example:
     ...     _ = torch.manual_seed(seed)
     ...     save_policy(folder / f"draw{seed}.safetensors", Actor(PolicyConfig(), ControlConfig()), Critic(PolicyConfig(), ControlConfig()))
     >>> bundle_policy(folder / "draw0.safetensors", folder / "pair.safetensors", {"produced_by": "a doctest"},
-    ...               decision_interval=32, ensemble_with=[folder / "draw1.safetensors"])
+    ...               control={"decision_interval": 32}, ensemble_with=[folder / "draw1.safetensors"])
     >>> pair = load_policy(folder / "pair.safetensors")
     >>> len(pair.actor.members), pair.control_config.decision_interval, pair.meta["trained_decision_interval"]
     (2, 32, 8)
@@ -31,33 +31,21 @@ from learned_lr.settings import ControlConfig
 _SHORT_SIDE_KEYS = ("short_run_steps", "short_run_policy", "short_run_members")
 
 
-def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decision_interval: int | None = None,
-                  max_lr_rise: float | None = None, start: tuple[int, int] | None = None, rise_span_fraction: float | None = None,
-                  rise_span_while_falling: bool | None = None, rise_span_distance: float | None = None,
-                  rise_span_from_step: int | None = None, ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None,
-                  cooldown: tuple[float, int] | None = None, after_loss_rise: float | None = None,
-                  distance_skips_zero_start: bool | None = None, grad_norms_from_first_nonzero: bool | None = None,
-                  layer_groups: int | None = None) -> None:
+def bundle_policy(source: str | Path, destination: str | Path, meta: dict, control: dict | None = None,
+                  ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None) -> None:
     """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
     training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored).
 
-    ``decision_interval``: run the same actor deciding every this many steps instead of the K it was
-    trained at (a decision is most of what the drop-in costs a small model, so a larger K is cheaper);
-    the K it was trained at is kept as ``trained_decision_interval``. Whether the actor still schedules
-    well at the new K is a question for the benchmark, not something this checks. ``max_lr_rise``: the
-    same actor under that rise limit (``ControlConfig.max_lr_rise``; 0 lifts one, and its ``rise_span_fraction``
-    with it), judged the same way; ``rise_span_fraction``: a short run's rise limit per that share of its steps
-    (``rise_span_while_falling``: only after a block whose training loss fell; ``rise_span_distance``: only while the
-    weights are that close to their initial ones, relative to them; ``rise_span_from_step``: only from that step on);
-    ``cooldown``: (fraction, max steps), the LR of a run's last ``fraction`` of its steps decayed linearly to zero, on
-    runs shorter than ``max steps`` (0: every run) (``ControlConfig.cooldown_fraction``, ``cooldown_max_steps``; (0, 0): none);
-    ``after_loss_rise``: r, after a block whose training loss rose a decision sets at most r times the LR it starts from
-    (``ControlConfig.after_loss_rise``; 0: off); ``distance_skips_zero_start``: its distance features over the layers
-    that started away from zero only (``ControlConfig.distance_skips_zero_start``); ``grad_norms_from_first_nonzero``:
-    a layer whose first gradient is zero reads its norms relative to its first non-zero one; ``layer_groups``: the min
-    and max over layers over that many depth groups of a deeper model (``ControlConfig.layer_groups``; 0: off);
-    ``start``: (interval, steps), its decisions every ``interval`` steps over the run's first ``steps``
-    (``ControlConfig.start_decision_interval``, ``start_steps``; (0, 0): none).
+    ``control``: ``ControlConfig`` fields to run the same actor under, by name (a value of None: as the policy has
+    it); anything else is kept as trained. What each does is ``ControlConfig``'s to say: how the actor sees a run
+    (``inputs`` and the action's bounds cannot change: ``OBSERVATION_AND_ACTION_FIELDS``) and what the loop does
+    with its decisions, e.g. ``decision_interval`` (a larger K costs the drop-in less; whether the actor still
+    schedules well at it is for the benchmark to say, not something this checks), ``max_lr_rise`` (0 lifts a limit,
+    and its ``rise_span_fraction`` with it; a span of 0 drops the span's conditions), ``start_decision_interval``
+    with ``start_steps``, ``cooldown_fraction`` with ``cooldown_max_steps``, ``after_loss_rise``,
+    ``distance_skips_zero_start``, ``grad_norms_from_first_nonzero``, ``grad_norms_skip_zero_start``,
+    ``layer_groups``. A changed K is recorded as ``trained_decision_interval``, a changed limit as
+    ``trained_max_lr_rise``.
     ``ensemble_with``: further single actors that decide with ``source``'s, as an ``EnsembleActor`` (the
     mean of their log-LRs), at the bundle's cadence; each must have ``source``'s network and
     ``OBSERVATION_AND_ACTION_FIELDS`` (the K each was trained at may differ, as the short side's may). A ``source``
@@ -95,19 +83,15 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, decis
         tensors = {"actor.main." + k[len("actor."):]: v for k, v in tensors.items()}
         tensors.update({f"actor.short.{k}": v for k, v in short_actor.state_dict().items()})
     trained = loaded.control_config
-    if max_lr_rise == 0 and rise_span_fraction is None:
-        rise_span_fraction = 0.0  # a span means nothing without a limit
-    if rise_span_fraction == 0:  # nor its conditions without a span
-        rise_span_while_falling = False if rise_span_while_falling is None else rise_span_while_falling
-        rise_span_distance = 0.0 if rise_span_distance is None else rise_span_distance
-        rise_span_from_step = 0 if rise_span_from_step is None else rise_span_from_step
-    asked = {"decision_interval": decision_interval, "max_lr_rise": max_lr_rise, "rise_span_fraction": rise_span_fraction,
-             "rise_span_while_falling": rise_span_while_falling, "rise_span_distance": rise_span_distance,
-             "rise_span_from_step": rise_span_from_step,
-             **({} if start is None else {"start_decision_interval": start[0], "start_steps": start[1]}),
-             "after_loss_rise": after_loss_rise, "distance_skips_zero_start": distance_skips_zero_start,
-             "grad_norms_from_first_nonzero": grad_norms_from_first_nonzero, "layer_groups": layer_groups,
-             **({} if cooldown is None else {"cooldown_fraction": cooldown[0], "cooldown_max_steps": cooldown[1]})}
+    asked = {name: value for name, value in (control or {}).items() if value is not None}
+    unknown = sorted(set(asked) - {f.name for f in dataclasses.fields(ControlConfig)} | set(OBSERVATION_AND_ACTION_FIELDS) & set(asked))
+    if unknown:
+        raise ValueError(f"a bundle cannot set {', '.join(unknown)}: not a ControlConfig field, or what the actor was trained to read")
+    if asked.get("max_lr_rise") == 0:
+        asked.setdefault("rise_span_fraction", 0.0)  # a span means nothing without a limit
+    if asked.get("rise_span_fraction") == 0:  # nor its conditions without a span
+        for name, off in (("rise_span_while_falling", False), ("rise_span_distance", 0.0), ("rise_span_from_step", 0)):
+            asked.setdefault(name, off)
     changes = {name: value for name, value in asked.items() if value is not None and value != getattr(trained, name)}
     if changes:
         saved["control_config"] = dataclasses.asdict(dataclasses.replace(trained, **changes))  # validates them

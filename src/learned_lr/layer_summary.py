@@ -50,8 +50,12 @@ def summarize(values: np.ndarray, groups: int, empty: float) -> np.ndarray:
     return np.where((count > 0)[:, None], np.stack([mean, low, high], axis=1), empty)
 
 
-def grad_norm_summary(log_ratios: np.ndarray, groups: int) -> np.ndarray:
-    """(rows, layers) log gradient-norm ratios, finite and clipped -> (rows, 3) mean, min, max."""
+def grad_norm_summary(log_ratios: np.ndarray, groups: int, skipped: np.ndarray | None = None) -> np.ndarray:
+    """(rows, layers) log gradient-norm ratios, finite and clipped -> (rows, 3) mean, min, max; over the layers not
+    ``skipped`` (a (layers,) mask: those whose first gradient was zero, ``ControlConfig.grad_norms_skip_zero_start``;
+    0 in every column if every layer is)."""
+    if skipped is not None and skipped.any():
+        return summarize(np.where(skipped, np.nan, log_ratios), groups, empty=0.0)
     pooled = depth_pooled(log_ratios, groups)
     return np.stack([log_ratios.mean(1), pooled.min(1), pooled.max(1)], axis=1)
 

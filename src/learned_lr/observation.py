@@ -37,7 +37,8 @@ class RunHistory:
     hold the steps from ``first_step`` on. ``skip_zero_start`` (``ControlConfig.distance_skips_zero_start``): the distance
     features summarize only the layers that have a distance (a layer that started at zero has none, NaN).
     ``norms_from_first_nonzero`` (``ControlConfig.grad_norms_from_first_nonzero``): a layer whose first gradient is
-    zero reads its norms relative to its first non-zero one, not to 1.0. ``layer_groups``
+    zero reads its norms relative to its first non-zero one, not to 1.0; ``norms_skip_zero_start``
+    (``ControlConfig.grad_norms_skip_zero_start``): such a layer is left out of the layer-gradient summaries. ``layer_groups``
     (``ControlConfig.layer_groups``): the min and max over layers are over that many depth groups of a deeper model
     (``layer_summary``).
     """
@@ -48,7 +49,8 @@ class RunHistory:
              "layer_norms": 0.0, "momentum_cos": np.nan, "init_distance": np.nan}
 
     def __init__(self, total_steps: int, base_lr: float, window: int, inputs: str = "all", keep: int | None = None,
-                 skip_zero_start: bool = False, norms_from_first_nonzero: bool = False, layer_groups: int = 0):
+                 skip_zero_start: bool = False, norms_from_first_nonzero: bool = False, layer_groups: int = 0,
+                 norms_skip_zero_start: bool = False):
         if total_steps <= 0:
             raise ValueError(f"total_steps must be > 0, got {total_steps}")
         if not (math.isfinite(base_lr) and base_lr > 0):
@@ -64,8 +66,11 @@ class RunHistory:
         self.reads_distance = reads_distance(inputs)
         self.skip_zero_start = skip_zero_start  # ``ControlConfig.distance_skips_zero_start``
         self.norms_from_first_nonzero = norms_from_first_nonzero  # ``ControlConfig.grad_norms_from_first_nonzero``
+        self.norms_skip_zero_start = norms_skip_zero_start  # ``ControlConfig.grad_norms_skip_zero_start``
+        if norms_from_first_nonzero and norms_skip_zero_start:
+            raise ValueError("a layer whose first gradient is zero either takes its first non-zero norm as reference or is left out, not both")
         self.layer_groups = layer_groups  # ``ControlConfig.layer_groups``
-        self._reference_pending: np.ndarray | None = None  # layers still without a gradient-norm reference
+        self._reference_pending: np.ndarray | None = None  # layers still without a gradient-norm reference (skipped: for good)
         self._clear(layers=None)
         # Steps recorded but not yet written into the arrays: (lr, train, val, norms, cosines) tuples.
         self._pending: list[tuple] = []
@@ -78,11 +83,17 @@ class RunHistory:
         self._distance_step = -1
         self._distance_value: np.ndarray | None = None
 
+    @property
+    def _tracks_zero_start(self) -> bool:
+        """Whether the layers whose first gradient is zero are kept track of (``_reference_pending``)."""
+        return self.norms_from_first_nonzero or self.norms_skip_zero_start
+
     @classmethod
     def of(cls, total_steps: int, base_lr: float, control, keep: int | None = None) -> "RunHistory":
         """The history a policy run under ``control`` (a ``settings.ControlConfig``) reads."""
         return cls(total_steps, base_lr, control.window, control.inputs, keep=keep, skip_zero_start=control.distance_skips_zero_start,
-                   norms_from_first_nonzero=control.grad_norms_from_first_nonzero, layer_groups=control.layer_groups)
+                   norms_from_first_nonzero=control.grad_norms_from_first_nonzero, layer_groups=control.layer_groups,
+                   norms_skip_zero_start=control.grad_norms_skip_zero_start)
 
     def _clear(self, layers: int | None) -> None:
         """Empty arrays; the per-layer ones ("layer_norms", "momentum_cos") once the number of layers is known."""
@@ -141,7 +152,7 @@ class RunHistory:
         self._first_layer_norms = np.where(usable, finite_norms, 1.0)
         # A layer whose first gradient is zero (LoRA's A while B is zero) has no reference yet: with the option it takes
         # its first non-zero norm (``_adopt_references``); without it, 1.0, and its features are absolute norms.
-        self._reference_pending = ~usable if self.norms_from_first_nonzero else None
+        self._reference_pending = ~usable if self._tracks_zero_start else None
         self._clear(layers=norms.size)
 
     def _reserve(self, end: int) -> None:
@@ -197,7 +208,7 @@ class RunHistory:
                     norms = np.array(row, dtype=np.float64)
                     with np.errstate(over="ignore", invalid="ignore"):
                         rows["total_norm"][t] = float(np.sqrt(np.sum(np.square(np.nan_to_num(norms, nan=np.inf))))) if norms.size else math.nan
-        if self._reference_pending is not None and self._reference_pending.any():
+        if self.norms_from_first_nonzero and self._reference_pending is not None and self._reference_pending.any():
             self._adopt_references(start, stop)
 
     def _adopt_references(self, start: int, stop: int) -> None:
@@ -301,7 +312,8 @@ class RunHistory:
         ratios = np.where(np.isnan(ratios), FEATURE_CLIP, np.clip(ratios, -FEATURE_CLIP, FEATURE_CLIP))
         out[:, 5:] = 0.0
         if ratios.shape[1] and match.any():
-            out[match, 5:8] = grad_norm_summary(ratios, self.layer_groups)[match]
+            skipped = self._reference_pending if self.norms_skip_zero_start else None
+            out[match, 5:8] = grad_norm_summary(ratios, self.layer_groups, skipped)[match]
         if "momentum_cos" in rows and rows["momentum_cos"].shape[1]:
             out[:, 8:11] = cosine_summary(rows["momentum_cos"], self.layer_groups)
         if "init_distance" in rows and rows["init_distance"].shape[1]:
@@ -356,7 +368,7 @@ class RunHistory:
         self._first_layer_norms = as_array(state["first_layer_norms"]).astype(np.float64).copy() if has_layers else None
         pending = state.get("layer_reference_pending")  # (a state saved before it: every layer has its reference)
         self._reference_pending = (as_array(pending).astype(bool).copy() if pending is not None and has_layers else
-                                   np.zeros(len(self._first_layer_norms), dtype=bool)) if self.norms_from_first_nonzero and has_layers else None
+                                   np.zeros(len(self._first_layer_norms), dtype=bool)) if self._tracks_zero_start and has_layers else None
         self._first_train_loss = float(state["first_train_loss"])
         self._first_grad_norm = float(state["first_grad_norm"])
         held_distances = self._rows.get("init_distance")

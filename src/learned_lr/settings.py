@@ -132,11 +132,13 @@ MAX_LAYER_GROUPS = 1024
 
 LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling",
                         "rise_span_distance", "rise_span_from_step", "cooldown_fraction", "cooldown_max_steps",
-                        "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero", "layer_groups")  # each off at 0
+                        "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero", "layer_groups",
+                        "grad_norms_skip_zero_start")  # each off at 0
 # Added after policies' hashes were recorded (``policy.policy_sha256``): left out of ``ControlConfig.identity`` while off,
 # so every earlier policy keeps its hash and a run saved under it still resumes.
 UNHASHED_WHEN_OFF = ("rise_span_fraction", "rise_span_while_falling", "rise_span_distance", "rise_span_from_step", "cooldown_fraction",
-                     "cooldown_max_steps", "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero", "layer_groups")
+                     "cooldown_max_steps", "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero", "layer_groups",
+                     "grad_norms_skip_zero_start")
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,8 @@ class ControlConfig:
     grad_norms_from_first_nonzero: bool = arg(False, "a layer whose first gradient is zero (LoRA's A while B is zero) reads its "
                                               "gradient norms relative to its first non-zero one; without this, relative to 1.0 "
                                               "(absolute norms, on the model's own scale)")
+    grad_norms_skip_zero_start: bool = arg(False, "a layer whose first gradient is zero is left out of the layer-gradient "
+                                           "inputs (its norms have no reference at the start); the total norm keeps it")
     layer_groups: int = arg(0, "the min and max over layers of each per-layer feature are over this many groups of consecutive "
                             "layers (each their mean) on a model with more layers (e.g. 4: the most the policy trained on); 0: "
                             "over the layers themselves")
@@ -207,6 +211,9 @@ class ControlConfig:
                 f"must be 0 (any step) or a step > 0, with a rise_span_fraction, got {self.rise_span_from_step}")
         require(not self.distance_skips_zero_start or reads_distance(self.inputs), "distance_skips_zero_start",
                 f"needs inputs that read the distance (all+distance...), got {self.inputs}")
+        require(not (self.grad_norms_skip_zero_start and self.grad_norms_from_first_nonzero), "grad_norms_skip_zero_start",
+                "a layer whose first gradient is zero is either left out or read from its first non-zero norm: not both "
+                "(set grad_norms_from_first_nonzero off)")
         require(0 <= self.layer_groups <= MAX_LAYER_GROUPS, "layer_groups", f"must be in 0..{MAX_LAYER_GROUPS} (0: off), got {self.layer_groups}")
         require(self.after_loss_rise == 0 or 0 < self.after_loss_rise <= 1, "after_loss_rise",
                 f"must be 0 (off) or in (0, 1], got {self.after_loss_rise}")

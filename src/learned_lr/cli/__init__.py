@@ -171,17 +171,11 @@ def cmd_bundle(config: BundleConfig) -> int:
     meta = {"produced_by": config.produced_by, "scored": config.scored}
     if config.policy in BUNDLED_POLICIES:  # not this machine's absolute path to the package
         meta["bundled_from"] = f"the bundled policy {config.policy!r} (src/learned_lr/policies/{source.name})"
-    start, cooldown = (None if config.start_steps < 0 else (config.start_decision_interval, config.start_steps),
-                       None if config.cooldown_fraction < 0 else (config.cooldown_fraction, config.cooldown_max_steps))
     members = [resolve_policy(p) for p in config.ensemble_members]
     short = (resolve_policy(config.short_runs), config.short_run_steps) if config.short_runs else None
     if config.short_runs in BUNDLED_POLICIES:
         meta["short_run_policy"] = f"the bundled policy {config.short_runs!r} (src/learned_lr/policies/{short[0].name})"
-    as_set = lambda value, cast=float: None if value < 0 else cast(value)  # noqa: E731 - -1: as the policy has it
-    bundle_policy(source, destination, meta, config.decision_interval or None, as_set(config.max_lr_rise), start,
-                  as_set(config.rise_span_fraction), as_set(config.rise_span_while_falling, bool), as_set(config.rise_span_distance),
-                  as_set(config.rise_span_from_step, int), members, short, cooldown, as_set(config.after_loss_rise),
-                  as_set(config.distance_skips_zero_start, bool), as_set(config.grad_norms_from_first_nonzero, bool), as_set(config.layer_groups, int))
+    bundle_policy(source, destination, meta, config.control_changes, members, short)
     gate = f" (runs shorter than {short[1]} steps: {short[0]})" if short else ""
     print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {', '.join(map(str, [source, *members]))}{gate}")
     return 0

@@ -11,6 +11,12 @@ from learned_lr.settings import arg, check_choice, parse_list, require
 BUNDLED_NAMES = ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start")
 
 
+# The flags that set a ControlConfig field of the same name (-1: as the policy has it), with its type.
+CONTROL_FLAGS = {"max_lr_rise": float, "rise_span_fraction": float, "rise_span_while_falling": bool, "rise_span_distance": float,
+                 "rise_span_from_step": int, "after_loss_rise": float, "distance_skips_zero_start": bool,
+                 "grad_norms_from_first_nonzero": bool, "grad_norms_skip_zero_start": bool, "layer_groups": int}
+
+
 @dataclass(frozen=True)
 class BundleConfig:
     """`learned-lr bundle`: make a trained policy the one shipped in the package (LearnedLR's default)."""
@@ -34,6 +40,8 @@ class BundleConfig:
                                          "that started at zero, LoRA's B, has no relative distance); 0: every layer; -1: as the policy has it")
     grad_norms_from_first_nonzero: int = arg(-1, "1: a layer whose first gradient is zero (LoRA's A) reads its norms relative to its "
                                              "first non-zero one, not to 1.0; 0: as before; -1: as the policy has it")
+    grad_norms_skip_zero_start: int = arg(-1, "1: a layer whose first gradient is zero (LoRA's A) is left out of the layer-gradient "
+                                          "inputs (give --grad-norms-from-first-nonzero 0 with it); 0: kept; -1: as the policy has it")
     layer_groups: int = arg(-1, "the min and max over layers over this many groups of consecutive layers of a deeper model (0: over "
                             "the layers; -1: as the policy has it)")
     after_loss_rise: float = arg(-1.0, "after a block whose training loss rose, a decision sets at most this times the LR it starts "
@@ -65,6 +73,7 @@ class BundleConfig:
         require(self.rise_span_from_step >= -1, "rise_span_from_step", f"must be -1 (as the policy has it) or a step >= 0, got {self.rise_span_from_step}")
         require(self.distance_skips_zero_start in (-1, 0, 1), "distance_skips_zero_start", f"must be -1, 0 or 1, got {self.distance_skips_zero_start}")
         require(self.grad_norms_from_first_nonzero in (-1, 0, 1), "grad_norms_from_first_nonzero", f"must be -1, 0 or 1, got {self.grad_norms_from_first_nonzero}")
+        require(self.grad_norms_skip_zero_start in (-1, 0, 1), "grad_norms_skip_zero_start", f"must be -1, 0 or 1, got {self.grad_norms_skip_zero_start}")
         require(self.layer_groups >= -1, "layer_groups", f"must be -1 (as the policy has it), 0 (off) or a count >= 1, got {self.layer_groups}")
         require(self.after_loss_rise == -1 or 0 <= self.after_loss_rise <= 1, "after_loss_rise",
                 f"must be -1 (as the policy has it), 0 (off) or in (0, 1], got {self.after_loss_rise}")
@@ -78,6 +87,18 @@ class BundleConfig:
         require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")
         require(not self.destination or self.destination.endswith(".safetensors"), "destination", f"must end in .safetensors, got {self.destination!r}")
         require(len(self.ensemble_members) <= 15, "ensemble_with", f"at most 15 further policies, got {len(self.ensemble_members)}")
+
+    @property
+    def control_changes(self) -> dict:
+        """The ``ControlConfig`` fields this bundle sets, by name (-1, or a K of 0: as the policy has it)."""
+        as_set = lambda value, cast: None if value < 0 else cast(value)  # noqa: E731
+        changes = {name: as_set(getattr(self, name), cast) for name, cast in CONTROL_FLAGS.items()}
+        changes["decision_interval"] = self.decision_interval or None
+        if self.start_steps >= 0:
+            changes.update(start_decision_interval=self.start_decision_interval, start_steps=self.start_steps)
+        if self.cooldown_fraction >= 0:
+            changes.update(cooldown_fraction=self.cooldown_fraction, cooldown_max_steps=self.cooldown_max_steps)
+        return changes
 
     @property
     def ensemble_members(self) -> list[str]:
