@@ -7,6 +7,7 @@ summarize`` on the concatenated variants, so the numbers are computed as `valida
 Each variant keeps its own draw's tuned expert and seed; names are prefixed with the draw's seed.
 
     python benchmarks/validation_pool.py results/validation-60/validation.json results/validation-61/validation.json
+    python benchmarks/validation_pool.py --only default,skip A/validation.json B/validation.json   # the policies every draw ran
 """
 
 from __future__ import annotations
@@ -53,13 +54,23 @@ def report(pooled: dict) -> list[str]:
     return lines
 
 
-def main(paths: list[str]) -> None:
+def only(result: dict, labels: list[str]) -> dict:
+    """``result`` with the runs of ``labels`` alone, in that order (the first is the reference)."""
+    missing = [label for label in labels if label not in result["runs"]]
+    if missing:
+        raise ValueError(f"draw of seed {result['setting']['seed']} has no runs of {', '.join(missing)}")
+    return {**result, "runs": {label: result["runs"][label] for label in labels}}
+
+
+def main(args: list[str]) -> None:
+    labels = args[1].split(",") if args[:1] == ["--only"] and len(args) > 1 else None
+    paths = args[2:] if labels else args
     if not paths:
         raise SystemExit(__doc__)
     results = []
     for path in paths:
         with open(path) as handle:
-            results.append(json.load(handle))
+            results.append(json.load(handle) if labels is None else only(json.load(handle), labels))
     print(f"seeds {', '.join(str(r['setting']['seed']) for r in results)}:\n")
     print("\n".join(report(pool(results))))
 

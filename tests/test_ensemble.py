@@ -279,9 +279,10 @@ def test_actors_added_to_a_bundled_policy_join_its_long_run_side_and_its_short_s
 
 
 def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_two_draws_with_a_third_long_run_actor(tmp_path):
-    """The default since the twenty-second session (docs/results.md section 7): "short-span", the twenty-first session's
-    default, reading its distance features over the layers that started away from zero and a layer's gradient norms
-    from its first non-zero one ("zero-start": the first of the two alone); "short-span": "rise-limit-4" with the limit's short span added; "rise-limit-4": "three-draws", tensor for
+    """The default since the twenty-third session (docs/results.md section 7): "short-span", the twenty-first session's
+    default, reading its distance features over the layers that started away from zero and leaving a layer whose first
+    gradient is zero out of the gradient inputs ("zero-start": the first of the two alone; "first-nonzero", the
+    twenty-second session's default: that layer's norms read from its first non-zero one instead); "short-span": "rise-limit-4" with the limit's short span added; "rise-limit-4": "three-draws", tensor for
     tensor, with one decision raising the LR at most 4x per 32 steps. "three-draws": "two-draws"' two long-run actors and
     the structure-copies actor decide together on runs of 300 steps or more; shorter runs get "two-draws"' three, LR for
     LR. Rebundled without the limit and the skip, the default is "three-draws" hash for hash; "short-span" and
@@ -294,11 +295,13 @@ def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_t
 
     from conftest import same_weights as same
 
-    default, zero, short, limit4, three, pair = (load_policy(BUNDLED_POLICIES[name])
-                                                 for name in ("default", "zero-start", "short-span", "rise-limit-4", "three-draws", "two-draws"))
-    assert dataclasses.replace(default.control_config, grad_norms_from_first_nonzero=False) == zero.control_config
+    default, first, zero, short, limit4, three, pair = (load_policy(BUNDLED_POLICIES[name]) for name in
+                                                        ("default", "first-nonzero", "zero-start", "short-span", "rise-limit-4", "three-draws", "two-draws"))
+    assert dataclasses.replace(default.control_config, grad_norms_skip_zero_start=False) == zero.control_config
+    assert dataclasses.replace(first.control_config, grad_norms_from_first_nonzero=False) == zero.control_config
+    assert policy_sha256(first) == "c1849aea8a5d29cca2d0102581dc6cfd390a624d00b17b336f8197287d04065d" and same(first.actor, default.actor)
     assert dataclasses.replace(zero.control_config, distance_skips_zero_start=False) == short.control_config
-    assert default.control_config.grad_norms_from_first_nonzero and zero.control_config.distance_skips_zero_start
+    assert default.control_config.grad_norms_skip_zero_start and zero.control_config.distance_skips_zero_start
     assert same(default.actor, short.actor) and same(zero.actor, short.actor)
     assert policy_sha256(zero) == "e7a094e391adc23fac22324d506d9fcab011a06f6cea3d3d4b024b5adcc78fff"
     assert policy_sha256(short) == "114973b9863a7c3be486dbacf483a198abebf7c015afe0952f3562ee6fb0c99a"  # the default's before
@@ -320,7 +323,7 @@ def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_t
     assert _run_lrs("three-draws", 300, steps=40) != _run_lrs("two-draws", 300, steps=40)
     # The limit and the two zero-start readings are the only differences: all lifted, the default is "three-draws" (the hash LearnedLR's state keeps).
     lifted, pair_r4 = tmp_path / "lifted.safetensors", tmp_path / "two-draws-r4.safetensors"
-    assert main(["bundle", "--policy", "default", "--max-lr-rise", "0", "--distance-skips-zero-start", "0", "--grad-norms-from-first-nonzero", "0",
+    assert main(["bundle", "--policy", "default", "--max-lr-rise", "0", "--distance-skips-zero-start", "0", "--grad-norms-skip-zero-start", "0",
                  "--destination", str(lifted)]) == 0
     assert policy_sha256(load_policy(lifted)) == policy_sha256(three) == "2aa078fa93c7c86fd3da700f93b8b89a3c125dcfe10a7e46a32772025b25dd41"
     assert main(["bundle", "--policy", "two-draws", "--max-lr-rise", "4", "--destination", str(pair_r4)]) == 0

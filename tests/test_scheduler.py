@@ -170,9 +170,10 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
     assert {k: meta["control_config"][k] for k in span} == span
     assert "--rise-span-fraction 0.125 --rise-span-distance 0.05 --rise-span-from-step 17" in meta["produced_by"]
     assert meta["control_config"]["distance_skips_zero_start"] and "--distance-skips-zero-start 1" in meta["produced_by"]
-    assert meta["control_config"]["grad_norms_from_first_nonzero"] and "--grad-norms-from-first-nonzero 1" in meta["produced_by"]
+    assert not meta["control_config"]["grad_norms_from_first_nonzero"] and "--grad-norms-from-first-nonzero 1" in meta["produced_by"]
+    assert meta["control_config"]["grad_norms_skip_zero_start"] and "--grad-norms-skip-zero-start 1" in meta["produced_by"]
     assert scheduler.decisions()[1]["step"] == 1 and scheduler.decisions()[2]["step"] == 17  # the dense start
-    unlimited = dataclasses.replace(scheduler.policy.control_config, max_lr_rise=0.0, distance_skips_zero_start=False, grad_norms_from_first_nonzero=False,
+    unlimited = dataclasses.replace(scheduler.policy.control_config, max_lr_rise=0.0, distance_skips_zero_start=False, grad_norms_skip_zero_start=False,
                                     **dict.fromkeys(span, 0))  # earlier defaults'
     # The default until 2026-12-05's nineteenth session, bundled as "two-draws", and how it was made.
     pair = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="two-draws").policy

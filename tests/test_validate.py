@@ -104,6 +104,10 @@ def test_pooling_two_draws_pairs_every_variant_of_both_and_refuses_draws_of_othe
     fewer = {**other, "runs": {k: v for k, v in result["runs"].items() if k != "general"}}
     with pytest.raises(ValueError, match="same --policies"):
         pool_module.pool([as_read, fewer])
+    kept = pool_module.pool([pool_module.only(as_read, ["default", "again"]), pool_module.only(fewer, ["default", "again"])])
+    assert list(kept["policies"]) == ["default", "again"] and kept["policies"]["again"]["vs_reference"]["mean"] == 0.0  # --only
+    with pytest.raises(ValueError, match="no runs of general"):
+        pool_module.only(fewer, ["default", "general"])
 
 
 def test_a_family_subset_keeps_each_variants_seed_and_runs_and_a_held_out_family_is_refused(small_result):

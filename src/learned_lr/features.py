@@ -8,7 +8,9 @@ log_lr_factor         log(lr_t / base_lr): the LR as a fraction of the optimizer
 log_train_loss        log(train_loss_t / train_loss_0)
 log_val_loss          log(val_loss_t / train_loss_0) (same reference, so train/val gap is visible)
 log_grad_norm         log(|g_t| / |g_0|), |g| the global gradient norm
-layer_grad_mean/min/max  mean, min and max over layers l of log(|g_l,t| / |g_l,0|)
+layer_grad_mean/min/max  mean, min and max over layers l of log(|g_l,t| / |g_l,0|) (a layer with |g_l,0| = 0 has
+                      no ratio: 1.0 stands for it, its first non-zero norm, or it is left out, by
+                      ``ControlConfig.grad_norms_from_first_nonzero`` / ``grad_norms_skip_zero_start``)
 momentum_cos_mean/min/max  (``inputs="all+momentum"`` only) mean, min and max over layers of
                       cos(g_l,t, m_l,t-1), the gradient against the optimizer's momentum
                       (``layers.layer_momentum_cosines``); 0 where unknown (first step)

@@ -60,13 +60,13 @@ from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
-# The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default": three draws of
-# the recipe on runs of 300-3,000 steps (one with structure copies), two of them and "general"'s actor on runs under 300
-# steps, raising the LR at most 4x per 32 steps (faster on a short run with its weights near their start), its distances and norms
-# defined on zero-start layers: "zero-start" without the norms', "short-span" without either, "rise-limit-4" without the faster
-# rise too, "three-draws" without the limit, "two-draws" without the third draw, "one-actor" the first draw; "general" 150-1,000 steps.
+# The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default": three draws of the
+# recipe on runs of 300-3,000 steps (one with structure copies), two of them and "general"'s actor on runs under 300 steps, the LR
+# rising at most 4x per 32 steps (faster on a short run near its start), zero-start layers out of its distance and gradient inputs
+# ("first-nonzero": the latter from their first non-zero norm; "zero-start": from 1.0; "short-span": the distance as a blow-up too);
+# "rise-limit-4" without the faster rise, "three-draws" without the limit, "two-draws" without the third draw, "one-actor" its first, "general" 150-1,000 steps.
 BUNDLED_POLICIES = {name: BUNDLED_POLICY.parent / f"{name}.safetensors" for name in
-                    ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start")}
+                    ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start", "first-nonzero")}
 
 
 def resolve_policy(policy: str | Path | None) -> Path:
