@@ -454,7 +454,7 @@ def test_bundle_grad_norms_from_first_nonzero_is_recorded_and_a_bad_value_refuse
     assert policy_sha256(load_policy(out)) == policy_sha256(default) and default.control_config.grad_norms_skip_zero_start
     assert dataclasses.replace(before, grad_norms_skip_zero_start=True) == default.control_config   # (since the twenty-third session)
     capsys.readouterr()
-    assert main(["bundle", "--policy", "first-nonzero", "--grad-norms-skip-zero-start", "1", "--destination", str(out)]) == 2
+    assert main(["bundle", "--policy", "first-nonzero", "--grad-norms-skip-zero-start", "1", "--destination", str(out)]) == 1  # (with the policy's)
     assert "--grad-norms-skip-zero-start" in capsys.readouterr().err
     assert main(["bundle", "--policy", "default", "--grad-norms-from-first-nonzero", "2", "--destination", str(out)]) == 2
     assert "--grad-norms-from-first-nonzero" in capsys.readouterr().err

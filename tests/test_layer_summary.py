@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import mse_steps
 
 from learned_lr.features import FEATURE_NAMES, input_feature_names
 from learned_lr.layer_summary import depth_pooled
@@ -90,12 +91,7 @@ def test_layer_groups_is_checked_and_left_out_of_the_policy_hash_while_off(tmp_p
     model = torch.nn.Sequential(*[m for a, b in zip(widths, widths[1:]) for m in (torch.nn.Linear(a, b), torch.nn.Tanh())][:-1])
     x, y = torch.randn(64, 6), torch.randn(64, 1)
     scheduler = LearnedLR(torch.optim.SGD(model.parameters(), lr=0.05), total_steps=100, policy=str(out), model=model)
-    for _ in range(18):
-        scheduler.optimizer.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        scheduler.optimizer.step()
-        scheduler.step(train_loss=loss.item())
+    mse_steps(model, scheduler.optimizer, scheduler, x, y, 18)
     norms = scheduler.history.layer_grad_norms
     logs = np.log(norms[16] / norms[0])
     blocks = [logs[0:2].mean(), logs[2:4].mean(), logs[4:6].mean(), logs[6:9].mean()]

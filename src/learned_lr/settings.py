@@ -213,7 +213,7 @@ class ControlConfig:
                 f"needs inputs that read the distance (all+distance...), got {self.inputs}")
         require(not (self.grad_norms_skip_zero_start and self.grad_norms_from_first_nonzero), "grad_norms_skip_zero_start",
                 "a layer whose first gradient is zero is either left out or read from its first non-zero norm: not both "
-                "(set grad_norms_from_first_nonzero off)")
+                "(turn grad_norms_from_first_nonzero off: bundle --grad-norms-from-first-nonzero 0)")
         require(0 <= self.layer_groups <= MAX_LAYER_GROUPS, "layer_groups", f"must be in 0..{MAX_LAYER_GROUPS} (0: off), got {self.layer_groups}")
         require(self.after_loss_rise == 0 or 0 < self.after_loss_rise <= 1, "after_loss_rise",
                 f"must be 0 (off) or in (0, 1], got {self.after_loss_rise}")
