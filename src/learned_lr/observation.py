@@ -13,12 +13,15 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from learned_lr.features import FEATURE_CLIP, reads_distance, reads_momentum, recorded_feature_names, window_from_features
 from learned_lr.layer_summary import cosine_summary, distance_summary, grad_norm_summary
+
+if TYPE_CHECKING:
+    from learned_lr.settings import ControlConfig
 
 _TINY = 1e-12
 
@@ -89,7 +92,7 @@ class RunHistory:
         return self.norms_from_first_nonzero or self.norms_skip_zero_start
 
     @classmethod
-    def of(cls, total_steps: int, base_lr: float, control, keep: int | None = None) -> "RunHistory":
+    def of(cls, total_steps: int, base_lr: float, control: "ControlConfig", keep: int | None = None) -> "RunHistory":
         """The history a policy run under ``control`` (a ``settings.ControlConfig``) reads."""
         return cls(total_steps, base_lr, control.window, control.inputs, keep=keep, skip_zero_start=control.distance_skips_zero_start,
                    norms_from_first_nonzero=control.grad_norms_from_first_nonzero, layer_groups=control.layer_groups,
@@ -150,8 +153,9 @@ class RunHistory:
         self._first_grad_norm = total_norm if math.isfinite(total_norm) and total_norm > 0 else 1.0
         usable = np.isfinite(finite_norms) & (finite_norms > 0)
         self._first_layer_norms = np.where(usable, finite_norms, 1.0)
-        # A layer whose first gradient is zero (LoRA's A while B is zero) has no reference yet: with the option it takes
-        # its first non-zero norm (``_adopt_references``); without it, 1.0, and its features are absolute norms.
+        # A layer whose first gradient is zero (LoRA's A while B is zero) has no reference: with norms_from_first_nonzero it
+        # takes its first non-zero norm (``_adopt_references``); with norms_skip_zero_start it stays pending for good and is
+        # left out of the layer-gradient summary; with neither, 1.0, and its features are absolute norms.
         self._reference_pending = ~usable if self._tracks_zero_start else None
         self._clear(layers=norms.size)
 
