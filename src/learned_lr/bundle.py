@@ -92,7 +92,7 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, contr
     if asked.get("rise_span_fraction") == 0:  # nor its conditions without a span
         for name, off in (("rise_span_while_falling", False), ("rise_span_distance", 0.0), ("rise_span_from_step", 0)):
             asked.setdefault(name, off)
-    changes = {name: value for name, value in asked.items() if value is not None and value != getattr(trained, name)}
+    changes = {name: value for name, value in asked.items() if value != getattr(trained, name)}
     if changes:
         saved["control_config"] = dataclasses.asdict(dataclasses.replace(trained, **changes))  # validates them
     if "decision_interval" in changes:

@@ -167,7 +167,8 @@ def cmd_bundle(config: BundleConfig) -> int:
     from learned_lr.bundle import bundle_policy
     from learned_lr.scheduler import BUNDLED_POLICIES, resolve_policy
 
-    destination, source = Path(config.destination) if config.destination else BUNDLED_POLICIES[config.name], resolve_policy(config.policy)
+    destination = Path(config.destination) if config.destination else BUNDLED_POLICIES[config.name]
+    source = resolve_policy(config.policy)  # a path, or a bundled policy's name
     meta = {"produced_by": config.produced_by, "scored": config.scored}
     if config.policy in BUNDLED_POLICIES:  # not this machine's absolute path to the package
         meta["bundled_from"] = f"the bundled policy {config.policy!r} (src/learned_lr/policies/{source.name})"

@@ -72,9 +72,8 @@ class BundleConfig:
         require(self.rise_span_distance == -1 or (math.isfinite(self.rise_span_distance) and self.rise_span_distance >= 0), "rise_span_distance",
                 f"must be -1 (as the policy has it), 0 (off) or a distance > 0, got {self.rise_span_distance}")
         require(self.rise_span_from_step >= -1, "rise_span_from_step", f"must be -1 (as the policy has it) or a step >= 0, got {self.rise_span_from_step}")
-        require(self.distance_skips_zero_start in (-1, 0, 1), "distance_skips_zero_start", f"must be -1, 0 or 1, got {self.distance_skips_zero_start}")
-        require(self.grad_norms_from_first_nonzero in (-1, 0, 1), "grad_norms_from_first_nonzero", f"must be -1, 0 or 1, got {self.grad_norms_from_first_nonzero}")
-        require(self.grad_norms_skip_zero_start in (-1, 0, 1), "grad_norms_skip_zero_start", f"must be -1, 0 or 1, got {self.grad_norms_skip_zero_start}")
+        for name in (name for name, cast in CONTROL_FLAGS.items() if cast is bool):  # -1: as the policy has it; 0 / 1: off / on
+            require(getattr(self, name) in (-1, 0, 1), name, f"must be -1, 0 or 1, got {getattr(self, name)}")
         require(self.layer_groups >= -1, "layer_groups", f"must be -1 (as the policy has it), 0 (off) or a count >= 1, got {self.layer_groups}")
         require(self.after_loss_rise == -1 or 0 <= self.after_loss_rise <= 1, "after_loss_rise",
                 f"must be -1 (as the policy has it), 0 (off) or in (0, 1], got {self.after_loss_rise}")
@@ -83,7 +82,6 @@ class BundleConfig:
         require((self.cooldown_fraction == -1) == (self.cooldown_max_steps == -1) and self.cooldown_max_steps >= -1, "cooldown_max_steps",
                 f"give --cooldown-fraction and --cooldown-max-steps together (-1 for both: as the policy has it), got "
                 f"{self.cooldown_fraction} and {self.cooldown_max_steps}")
-        require(self.rise_span_while_falling in (-1, 0, 1), "rise_span_while_falling", f"must be -1, 0 or 1, got {self.rise_span_while_falling}")
         check_choice(self.name, BUNDLED_NAMES, "name")
         require(self.decision_interval >= 0, "decision_interval", f"must be >= 0 (0: as trained), got {self.decision_interval}")
         require(not self.destination or self.destination.endswith(".safetensors"), "destination", f"must end in .safetensors, got {self.destination!r}")

@@ -117,7 +117,8 @@ def validation_set(config: ValidateConfig, progress: bool = True) -> tuple[list[
                             config.train_fraction_list, depths=config.depth_list)
     if config.zero_head:
         drawn = [Variant(f"{v.name}-z", v.ordinal, dataclasses.replace(v.task, zero_head=True), v.steps) for v in drawn]
-    kept = [(index, variant) for index, variant in enumerate(drawn) if variant.task.task in config.family_list]
+    families = config.family_list
+    kept = [(index, variant) for index, variant in enumerate(drawn) if variant.task.task in families]
     out = []
     for _, variant in tqdm(kept, desc="tuning sweeps", disable=not progress):
         oracle = tune_variant(variant, Path(config.work) / "sweeps", config.sweep_points)

@@ -89,8 +89,8 @@ LATER_FIELDS = {"init_scale": 1.0, "train_fraction": 1.0, "mlp_layers": 1, "batc
 # The tasks whose model takes batch norm on request, and those whose model always has it.
 BATCH_NORM_TASKS = MLP_TASKS + ("mnist-cnn", "mnist1d")
 ALWAYS_BATCH_NORM_TASKS = ("mnist-resnet18", "mnist1d-resnet")
-# The tasks whose output layer may start at zero (TaskConfig.zero_head): the training families' models.
-ZERO_HEAD_TASKS = MLP_TASKS + ("mnist-cnn", "mnist1d")
+# The tasks whose output layer may start at zero (TaskConfig.zero_head): the same models, the training families'.
+ZERO_HEAD_TASKS = BATCH_NORM_TASKS
 
 # MNIST's splits here: the 60,000 training images as 55,000 for training and 5,000 for validation, and the test set.
 TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 55_000, 5_000, 10_000
