@@ -126,6 +126,34 @@ def test_structure_copies_keep_every_plain_variant_and_add_one_changed_twin_of_e
         GeneralTrainConfig(structure_copies=True, init_scales="0.5,1")
 
 
+def test_copy_kinds_deep_and_zero_head_add_those_twins_and_keep_the_plain_variants():
+    from learned_lr.training.distribution import COPY_KINDS
+
+    plain = sample_variants(4, 300, 3000, seed=0)
+    doubled = sample_variants(4, 300, 3000, seed=0, structure_copies=True, copy_kinds=("deep", "zero-head"))
+    assert doubled[0::2] == plain
+    deep = [v for v in doubled[1::2] if v.task.mlp_layers > 1]
+    zero = [v for v in doubled[1::2] if v.task.zero_head]
+    assert len(deep) + len(zero) == 20 and not {v.name for v in deep} & {v.name for v in zero}
+    assert all(v.task.task in ("mnist-mlp", "digits", "diabetes") and v.task.mlp_layers in COPY_KINDS["deep"][1] for v in deep)
+    assert all(v.name.endswith(f"-d{v.task.mlp_layers}") for v in deep) and all(v.name.endswith("-z") for v in zero)
+    # The CNN families have no depth to change: all their twins have a zero head; an MLP family's alternate.
+    assert sum(v.task.task in ("mnist-cnn", "mnist1d") for v in zero) == 8
+    assert sorted(v.task.zero_head for v in doubled[1::2] if v.task.task == "digits") == [False, False, True, True]
+    # The default kinds are the named default: the same draw as before copy_kinds existed.
+    assert sample_variants(4, 300, 3000, seed=0, structure_copies=True, copy_kinds=("depth", "init-scale", "data")) == \
+        sample_variants(4, 300, 3000, seed=0, structure_copies=True)
+    with pytest.raises(ValueError, match="copy_kinds must be distinct names"):
+        sample_variants(4, 300, 3000, seed=0, structure_copies=True, copy_kinds=("wide",))
+    with pytest.raises(ConfigError, match="--copy-kinds: needs --structure-copies"):
+        GeneralTrainConfig(copy_kinds="deep")
+    with pytest.raises(ConfigError, match="--copy-kinds: unknown value"):
+        GeneralTrainConfig(structure_copies=True, copy_kinds="deep,wide")
+    with pytest.raises(ConfigError, match="--copy-kinds: names a kind twice"):
+        GeneralTrainConfig(structure_copies=True, copy_kinds="deep,deep")
+    assert GeneralTrainConfig(structure_copies=True).copy_kind_list == ["depth", "init-scale", "data"]
+
+
 def test_stratified_optimizers_give_every_family_each_optimizer_and_keep_the_other_draws():
     from learned_lr.training.distribution import ADAMW_WEIGHT_DECAY, VARIANT_OPTIMIZERS
 

@@ -36,6 +36,7 @@ from learned_lr.features import INPUT_CHOICES
 from learned_lr.files import write_json
 from learned_lr.settings import ConfigError, ControlConfig, arg, check_choice, parse_list, require, same_as
 from learned_lr.training.config import BCConfig
+from learned_lr.training.distribution import COPY_KINDS, DEFAULT_COPY_KINDS
 
 # Every input set but Subramanian et al.'s, which is the PPO ablation arm of `ablations` and `claims` (window 1), not a recipe.
 GENERAL_INPUTS = tuple(choice for choice in INPUT_CHOICES if choice != "subramanian")
@@ -59,6 +60,9 @@ class GeneralTrainConfig:
     structure_copies: bool = arg(False, "keep every variant and add a copy of it with one change of structure: 2-3 hidden layers "
                                  "(MLP families), initial scale 0.5 or 2, or a 0.1 or 0.3 fraction of its data, each family's variants taking "
                                  "the kinds in turn (twice the variants; the plain ones stay those of the same recipe without this flag)")
+    copy_kinds: str = arg("", "with --structure-copies, the kinds of copy the variants take in turn, comma-separated: depth (2-3 "
+                          "hidden layers), init-scale (0.5 or 2), data (0.1 or 0.3 of it), deep (6, 8, 12 or 16 hidden layers), zero-head "
+                          "(the output layer starts at zero); the depth kinds in the MLP families only; empty: depth,init-scale,data")
     stratify_optimizers: bool = arg(False, "each family's variants take SGD, Adam and AdamW in turn (in an order drawn per family) "
                                     "instead of drawing each variant's optimizer independently")
     sweep_points: int = arg(5, "LRs of each variant's oracle sweep (the middle ones of the optimizer's grid; extended at an edge)")
@@ -128,6 +132,8 @@ class GeneralTrainConfig:
         require(all(1 <= x <= 8 for x in self.depth_list), "depths", f"every depth must be in 1..8, got {self.depths}")
         require(not self.structure_copies or not (self.init_scale_list or self.train_fraction_list or self.depth_list), "structure_copies",
                 "copies are made of variants at init scale 1, all data and one hidden layer: drop --init-scales, --train-fractions and --depths")
+        require(not self.copy_kinds or self.structure_copies, "copy_kinds", "needs --structure-copies (the kinds of its copies)")
+        require(len(set(self.copy_kind_list)) == len(self.copy_kind_list), "copy_kinds", f"names a kind twice: {self.copy_kinds}")
         require(all(math.isfinite(x) and x > 0 for x in self.demo_length_factor_list), "demo_length_factors",
                 f"every factor must be finite and > 0, got {self.demo_length_factors}")
 
@@ -140,6 +146,10 @@ class GeneralTrainConfig:
     @property
     def init_scale_list(self) -> list[float]:
         return parse_list(self.init_scales, "init_scales", float, optional=True)
+
+    @property
+    def copy_kind_list(self) -> list[str]:
+        return parse_list(self.copy_kinds, "copy_kinds", str, tuple(COPY_KINDS), optional=True) or list(DEFAULT_COPY_KINDS)
 
     @property
     def depth_list(self) -> list[int]:
@@ -198,7 +208,8 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
     check_same_recipe(recipe, work / "general_train.json", defaults={k: v for k, v in dataclasses.asdict(GeneralTrainConfig()).items() if k in recipe})
     variants = sample_variants(config.variants_per_family, config.min_steps, config.max_steps, config.seed,
                                config.init_scale_list, config.train_fraction_list, config.stratify_optimizers, config.depth_list,
-                               config.batch_norm_fraction, config.batch_norm_copies, config.structure_copies)
+                               config.batch_norm_fraction, config.batch_norm_copies, config.structure_copies,
+                               config.copy_kind_list)
     oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
     write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])

@@ -41,7 +41,7 @@ import numpy as np
 
 from learned_lr.files import saved_or_computed
 from learned_lr.settings import ControlConfig
-from learned_lr.tasks.config import MLP_TASKS, TaskConfig, lr_grid_neighbor, sweep_grid
+from learned_lr.tasks.config import MLP_TASKS, ZERO_HEAD_TASKS, TaskConfig, lr_grid_neighbor, sweep_grid
 
 TRAINING_FAMILIES = ("mnist-mlp", "mnist-cnn", "mnist1d", "digits", "diabetes")
 # mnist1d-resnet (a 1-D ResNet with batch norm on MNIST-1D) was added on 2026-12-04 (ninth session), before any run of it:
@@ -69,6 +69,13 @@ FINAL_VAL_FRACTION = 0.1
 # structure_copies: the field each kind of copy changes and the values it draws from (the unusual ends of the
 # validation sets' draws, `learned-lr validate`: depths 1-3, initial scales 0.5-2, data fractions 0.1-1).
 STRUCTURE_COPIES = {"mlp_layers": (2, 3), "init_scale": (0.5, 2.0), "train_fraction": (0.1, 0.3)}
+# Every kind of copy by name (``copy_kinds``): the field it changes, the values it draws from and the name suffix. The
+# first three are STRUCTURE_COPIES (the default); "deep" and "zero-head" are the models the default was weakest on in
+# the twenty-third session's validation draws (`validate --depths 6,8,12,16`, `validate --zero-head`).
+COPY_KINDS = {"depth": ("mlp_layers", STRUCTURE_COPIES["mlp_layers"], "-d"), "init-scale": ("init_scale", STRUCTURE_COPIES["init_scale"], "-s"),
+              "data": ("train_fraction", STRUCTURE_COPIES["train_fraction"], "-f"), "deep": ("mlp_layers", (6, 8, 12, 16), "-d"),
+              "zero-head": ("zero_head", (True,), "-z")}
+DEFAULT_COPY_KINDS = ("depth", "init-scale", "data")
 MAX_VARIANTS_PER_FAMILY = 9  # seed blocks of 1,000 per variant inside the demonstration range
 
 
@@ -93,7 +100,8 @@ class Variant:
 
 def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, init_scales: Sequence[float] = (),
                     train_fractions: Sequence[float] = (), stratify_optimizers: bool = False, depths: Sequence[int] = (),
-                    batch_norm_fraction: float = 0.0, batch_norm_copies: bool = False, structure_copies: bool = False) -> list[Variant]:
+                    batch_norm_fraction: float = 0.0, batch_norm_copies: bool = False, structure_copies: bool = False,
+                    copy_kinds: Sequence[str] = DEFAULT_COPY_KINDS) -> list[Variant]:
     """``per_family`` random variants of every training family (family-major order), reproducible from ``seed``.
 
     ``init_scales`` / ``train_fractions``: if given, each variant also draws its initial-weight scale and
@@ -112,6 +120,8 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
     per family, the value drawn from the kind's choices (a generator of its own; same sizes, seeds and
     run length, the name suffixed as the draws above suffix it). The unusual models are added beside
     the ordinary ones instead of replacing most of them, as drawing all three for every variant does.
+    ``copy_kinds``: the kinds of copy (``COPY_KINDS`` names) the variants take in turn instead of the
+    default three (a kind that changes the depth only in the MLP families).
     ``stratify_optimizers``: a family's variants take the optimizers in turn, in an order drawn per
     family (so 3 or more variants include each one), in place of independent draws (which leave a
     family without SGD, say, in (2/3)^4 of the draws of 4); the other draws are unchanged.
@@ -125,10 +135,13 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
                          "it cannot be combined with init_scales, train_fractions or depths")
     if not 1 < min_steps <= max_steps:
         raise ValueError(f"need 1 < min_steps <= max_steps, got {min_steps}, {max_steps}")
+    unknown = sorted(set(copy_kinds) - set(COPY_KINDS))
+    if unknown or not copy_kinds or len(set(copy_kinds)) < len(copy_kinds):
+        raise ValueError(f"copy_kinds must be distinct names among {', '.join(COPY_KINDS)}, got {', '.join(copy_kinds) or 'none'}")
     rng, extra_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     order_rng, depth_rng = np.random.default_rng([seed, 2]), np.random.default_rng([seed, 3])
     norm_rng, copy_rng = np.random.default_rng([seed, 4]), np.random.default_rng([seed, 5])
-    copy_order = {family: [str(kind) for kind in copy_rng.permutation(_copy_kinds(family))] for family in TRAINING_FAMILIES}
+    copy_order = {family: [str(kind) for kind in copy_rng.permutation(_copy_kinds(family, copy_kinds))] for family in TRAINING_FAMILIES}
     optimizer_order = {family: [str(o) for o in order_rng.permutation(VARIANT_OPTIMIZERS)] for family in TRAINING_FAMILIES}
     variants = []
     for ordinal in range(per_family):
@@ -160,16 +173,19 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
     return sorted(variants, key=lambda v: (TRAINING_FAMILIES.index(v.task.task), v.ordinal, v.task.batch_norm))
 
 
-def _copy_kinds(family: str) -> tuple[str, ...]:
-    """The kinds of ``structure_copies`` a family's variants take in turn (depth only where the family's depth varies)."""
-    return tuple(kind for kind in STRUCTURE_COPIES if kind != "mlp_layers" or family in MLP_TASKS)
+def _copy_kinds(family: str, kinds: Sequence[str]) -> tuple[str, ...]:
+    """The kinds of ``structure_copies`` a family's variants take in turn (depth only where the family's depth varies,
+    a zero head only where the family has one)."""
+    return tuple(kind for kind in kinds if (COPY_KINDS[kind][0] != "mlp_layers" or family in MLP_TASKS)
+                 and (kind != "zero-head" or family in ZERO_HEAD_TASKS))
 
 
 def _structure_copy(variant: Variant, kind: str, rng: np.random.Generator) -> Variant:
-    """``variant`` with its ``kind`` of structure (a ``TaskConfig`` field) set to a value drawn from ``STRUCTURE_COPIES``."""
-    value = STRUCTURE_COPIES[kind][int(rng.integers(len(STRUCTURE_COPIES[kind])))]
-    suffix = {"mlp_layers": "d", "init_scale": "s", "train_fraction": "f"}[kind]
-    return Variant(f"{variant.name}-{suffix}{value:g}", variant.ordinal, dataclasses.replace(variant.task, **{kind: value}), variant.steps)
+    """``variant`` with the ``TaskConfig`` field of its ``kind`` of copy (``COPY_KINDS``) set to a value drawn from the kind's."""
+    field, values, suffix = COPY_KINDS[kind]
+    value = values[int(rng.integers(len(values)))]
+    name = variant.name + suffix + ("" if isinstance(value, bool) else f"{value:g}")
+    return Variant(name, variant.ordinal, dataclasses.replace(variant.task, **{field: value}), variant.steps)
 
 
 def _final_val_losses(variant: Variant, shape: str, lrs: list[float]) -> list[float]:
