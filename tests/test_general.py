@@ -276,6 +276,29 @@ def test_general_train_is_bit_reproducible_from_its_command(tmp_path):
     assert all(torch.equal(weights_a[k], same[k]) for k in weights_a)
 
 
+def test_general_train_reads_zero_start_layers_as_the_default_does_when_asked(tmp_path, capsys):
+    """--distance-skips-zero-start / --grad-norms-skip-zero-start: the actor trains reading the layers that start at zero (a
+    zero head's) as the default reads them when it is bundled, and carries that reading; without distance inputs the
+    distance one is refused, the flag named."""
+    config = GeneralTrainConfig(variants_per_family=1, min_steps=20, max_steps=20, sweep_points=2, demo_runs=1, bc_epochs=1,
+                                dagger_rounds=0, inputs="all+distance", structure_copies=True, copy_kinds="zero-head",
+                                distance_skips_zero_start=True, grad_norms_skip_zero_start=True, work=str(tmp_path / "g"))
+    control = load_policy(run_general_training(config, progress=False)["bc"]).control_config
+    assert control.distance_skips_zero_start and control.grad_norms_skip_zero_start and control.inputs == "all+distance"
+    names = [v["name"] for v in json.loads((tmp_path / "g" / "variants.json").read_text())]
+    assert len(names) == 10 and sum(name.endswith("-z") for name in names) == 5
+    plain = dataclasses.replace(config, distance_skips_zero_start=False, grad_norms_skip_zero_start=False, work=str(tmp_path / "p"))
+    assert not load_policy(run_general_training(plain, progress=False)["bc"]).control_config.grad_norms_skip_zero_start
+    # On a zero-head variant the recorded features differ with the readings; on its plain twin they do not.
+    for name, differs in ((names[1], True), (names[0], False)):
+        skipped, _ = load_checkpoint(tmp_path / "g" / "demos" / name / "demos.safetensors", kind="demonstrations")
+        read, _ = load_checkpoint(tmp_path / "p" / "demos" / name / "demos.safetensors", kind="demonstrations")
+        features = [k for k in skipped if k.endswith(".features")]
+        assert features and any(not np.array_equal(skipped[k].numpy(), read[k].numpy(), equal_nan=True) for k in features) == differs, name
+    assert main(["general-train", "--distance-skips-zero-start", "--inputs", "all"]) == 2
+    assert "--distance-skips-zero-start: needs inputs that read the distance" in capsys.readouterr().err
+
+
 def test_general_train_refuses_bad_settings_in_one_line(capsys):
     assert main(["general-train", "--min-multiplier", "2"]) == 2
     assert "min_multiplier" in capsys.readouterr().err

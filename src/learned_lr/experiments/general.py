@@ -73,6 +73,11 @@ class GeneralTrainConfig:
     decision_interval: int = arg(16, "steps between decisions (K)")
     max_lr_factor: float = arg(25.0, "highest LR the policy may set, as a multiple of the base LR (20 rescues a base LR 20x too low)")
     max_lr_rise: float = arg(0.0, "the most one decision may raise the LR, as a factor (0: no limit; ControlConfig.max_lr_rise)")
+    distance_skips_zero_start: bool = arg(False, "the distance features summarize only the layers whose weights started away from "
+                                          "zero, as the default policy reads them (ControlConfig.distance_skips_zero_start; needs "
+                                          "all+distance inputs)")
+    grad_norms_skip_zero_start: bool = arg(False, "a layer whose first gradient is zero is left out of the layer-gradient inputs, as "
+                                           "the default policy reads them (ControlConfig.grad_norms_skip_zero_start)")
     start_decision_interval: int = arg(0, "decide every this many steps over a run's first --start-steps (0: every K throughout; "
                                           "ControlConfig.start_decision_interval)")
     start_steps: int = arg(0, "how many of a run's first steps --start-decision-interval applies to")
@@ -141,7 +146,8 @@ class GeneralTrainConfig:
     def control(self) -> ControlConfig:
         """How every stage's policy sees a run and acts on it."""
         return ControlConfig(decision_interval=self.decision_interval, max_lr_factor=self.max_lr_factor, inputs=self.inputs,
-                             max_lr_rise=self.max_lr_rise, start_decision_interval=self.start_decision_interval, start_steps=self.start_steps)
+                             max_lr_rise=self.max_lr_rise, start_decision_interval=self.start_decision_interval, start_steps=self.start_steps,
+                             distance_skips_zero_start=self.distance_skips_zero_start, grad_norms_skip_zero_start=self.grad_norms_skip_zero_start)
 
     @property
     def init_scale_list(self) -> list[float]:
