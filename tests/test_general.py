@@ -143,6 +143,9 @@ def test_copy_kinds_deep_and_zero_head_add_those_twins_and_keep_the_plain_varian
     # The default kinds are the named default: the same draw as before copy_kinds existed.
     assert sample_variants(4, 300, 3000, seed=0, structure_copies=True, copy_kinds=("depth", "init-scale", "data")) == \
         sample_variants(4, 300, 3000, seed=0, structure_copies=True)
+    # A kind that applies to no variant of a family leaves that family's variants without twins, not a crash.
+    deep_only = sample_variants(4, 300, 3000, seed=0, structure_copies=True, copy_kinds=("deep",))
+    assert len(deep_only) == 32 and {v.task.task for v in deep_only if v.task.mlp_layers > 1} == {"mnist-mlp", "digits", "diabetes"}
     with pytest.raises(ValueError, match="copy_kinds must be distinct names"):
         sample_variants(4, 300, 3000, seed=0, structure_copies=True, copy_kinds=("wide",))
     with pytest.raises(ConfigError, match="--copy-kinds: needs --structure-copies"):

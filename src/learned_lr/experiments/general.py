@@ -57,7 +57,7 @@ class GeneralTrainConfig:
                                      "(drawn per variant; 0: none)")
     batch_norm_copies: bool = arg(False, "keep every variant drawn without batch norm and add a copy of it with batch norm (twice the "
                                   "variants; the plain ones stay those of the same recipe without this flag)")
-    structure_copies: bool = arg(False, "keep every variant and add a copy of it with one change of structure: 2-3 hidden layers "
+    structure_copies: bool = arg(False, "keep every variant and add a copy of it with one change of structure (by default; --copy-kinds names others): 2-3 hidden layers "
                                  "(MLP families), initial scale 0.5 or 2, or a 0.1 or 0.3 fraction of its data, each family's variants taking "
                                  "the kinds in turn (twice the variants; the plain ones stay those of the same recipe without this flag)")
     copy_kinds: str = arg("", "with --structure-copies, the kinds of copy the variants take in turn, comma-separated: depth (2-3 "

@@ -121,7 +121,8 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
     run length, the name suffixed as the draws above suffix it). The unusual models are added beside
     the ordinary ones instead of replacing most of them, as drawing all three for every variant does.
     ``copy_kinds``: the kinds of copy (``COPY_KINDS`` names) the variants take in turn instead of the
-    default three (a kind that changes the depth only in the MLP families).
+    default three (a kind that changes the depth only in the MLP families; a family that no kind
+    applies to gets no copies).
     ``stratify_optimizers``: a family's variants take the optimizers in turn, in an order drawn per
     family (so 3 or more variants include each one), in place of independent draws (which leave a
     family without SGD, say, in (2/3)^4 of the draws of 4); the other draws are unchanged.
@@ -166,7 +167,7 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
             name += f"-d{depth}" if len(depths) and family in MLP_TASKS else ""
             name += "-bn" if batch_norm else ""
             variants.append(Variant(name, ordinal, task, steps))
-            if structure_copies:
+            if structure_copies and copy_order[family]:  # a family no kind applies to ("deep" alone on a CNN) keeps its plain variants
                 variants.append(_structure_copy(variants[-1], copy_order[family][ordinal % len(copy_order[family])], copy_rng))
             if batch_norm_copies and not batch_norm:
                 variants.append(Variant(name + "-bn", ordinal, dataclasses.replace(task, batch_norm=True), steps))
