@@ -177,8 +177,9 @@ def sample_variants(per_family: int, min_steps: int, max_steps: int, seed: int, 
 def _copy_kinds(family: str, kinds: Sequence[str]) -> tuple[str, ...]:
     """The kinds of ``structure_copies`` a family's variants take in turn (depth only where the family's depth varies,
     a zero head only where the family has one)."""
-    return tuple(kind for kind in kinds if (COPY_KINDS[kind][0] != "mlp_layers" or family in MLP_TASKS)
-                 and (kind != "zero-head" or family in ZERO_HEAD_TASKS))
+    field = {kind: COPY_KINDS[kind][0] for kind in kinds}
+    return tuple(kind for kind in kinds if (field[kind] != "mlp_layers" or family in MLP_TASKS)
+                 and (field[kind] != "zero_head" or family in ZERO_HEAD_TASKS))
 
 
 def _structure_copy(variant: Variant, kind: str, rng: np.random.Generator) -> Variant:
