@@ -46,6 +46,12 @@ def test_every_policy_runs_every_variant_at_every_multiplier_against_a_tuned_exp
     assert result["policy_sha256"]["default"] == result["policy_sha256"]["again"] != result["policy_sha256"]["general"]
     report = markdown_report(result)
     assert "| general |" in report and "Paired against `default`" in report and "| again | +0.0% |" in report
+    # the LR each run spent, against its tuned expert's: recorded per run, summarized per multiplier
+    assert all(0 < e["mean_lr"] <= v["oracle_lr"] for e, v in zip(result["experts"], result["variants"]))  # a schedule under its peak
+    spent = [[r["mean_lr"] / e["mean_lr"] for r in row] for row, e in zip(result["runs"]["general"], result["experts"])]
+    assert row["lr_vs_tuned"]["3"] == pytest.approx(math.exp(np.mean([math.log(x[1]) for x in spent])))
+    assert result["policies"]["again"]["lr_vs_tuned"] == result["policies"]["default"]["lr_vs_tuned"]
+    assert "The LR each policy spent" in report and f"| general | {row['lr_vs_tuned']['0.3']:.2f} |" in report
 
 
 def test_a_rerun_reuses_every_run_and_another_setting_runs_again(small_result, monkeypatch):
@@ -71,6 +77,16 @@ def test_a_failed_run_counts_and_its_start_stands_for_its_score():
     assert out["ref"]["failed_runs"] == 1 and out["flat"]["failed_runs"] == 1  # diverged; no lower than where it started
     assert out["ref"]["mean_excess"] == pytest.approx(0.75) and out["ref"]["worst_run"] == pytest.approx(1.0)
     assert out["flat"]["vs_reference"]["mean"] == pytest.approx(-0.5) and out["flat"]["vs_reference"]["variants_better"] == 1
+    assert "lr_vs_tuned" not in out["ref"]  # runs saved before the LR was recorded: no comparison, no error
+
+
+def test_the_lr_spent_is_the_geometric_mean_over_variants_of_each_runs_ratio_to_its_tuned_expert():
+    variants = [{"name": "a", "family": "digits"}, {"name": "b", "family": "digits"}]
+    experts = [{"score": 0.0, "start": 1.0, "diverged": False, "mean_lr": 0.1}, {"score": 0.0, "start": 1.0, "diverged": False, "mean_lr": 0.01}]
+    run = lambda lr: {"score": 0.0, "start": 1.0, "diverged": False, "mean_lr": lr}
+    out = validate.summarize(variants, experts, {"p": [[run(0.05), run(0.4)], [run(0.02), run(0.01)]]}, [0.1, 10.0])["policies"]["p"]
+    assert out["lr_vs_tuned"]["0.1"] == pytest.approx(1.0)  # 0.5x on one variant, 2x on the other
+    assert out["lr_vs_tuned"]["10"] == pytest.approx(2.0)  # 4x and 1x
 
 
 def test_bad_input_is_refused_in_one_line(tmp_path, capsys):

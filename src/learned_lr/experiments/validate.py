@@ -199,9 +199,23 @@ def summarize(variants: list[dict], experts: list[dict], runs: dict[str, list[li
                              "variants_better": int((per_variant < 0).sum()), "variants_worse": int((per_variant > 0).sum()),
                              "per_family": {f: float(diff[[v["family"] == f for v in variants]].mean()) for f in families}},
         }
+        lr_ratio = _lr_vs_tuned(runs[label], experts)
+        if lr_ratio is not None:  # runs saved before ``mean_lr`` was recorded have none to compare
+            out[label]["lr_vs_tuned"] = {f"{m:g}": float(np.exp(lr_ratio[:, j].mean())) for j, m in enumerate(multipliers)}
     expert_failed = sum(_failed(e) for e in experts)
     return {"reference": reference, "families": families, "multipliers": multipliers, "variants": variants, "experts": experts,
             "expert_failed_runs": expert_failed, "runs": runs, "policies": out}
+
+
+def _lr_vs_tuned(rows: list[list[dict]], experts: list[dict]) -> np.ndarray | None:
+    """log(run's mean LR / its tuned expert's), variants x multipliers; None if any run or expert has no ``mean_lr``.
+
+    The oracle the policies imitate runs the tuned expert's schedule whatever the base LR, so a policy that read every
+    run's LR scale right would be at 0 here at every multiplier: above, it spent more LR than the tuned user did.
+    """
+    if not all("mean_lr" in r for row in rows for r in row) or not all("mean_lr" in e for e in experts):
+        return None
+    return np.array([[math.log(r["mean_lr"] / e["mean_lr"]) for r in row] for row, e in zip(rows, experts)], dtype=np.float64)
 
 
 def _where(variants: list[dict], multipliers: list[float], index: tuple) -> str:
@@ -236,6 +250,12 @@ def markdown_report(result: dict) -> str:
         d = row["vs_reference"]
         lines.append(f"| {label} | {log_ratio_percent(d['mean'])} | {log_ratio_percent(d['low'])} to {log_ratio_percent(d['high'])} | {d['variants_better']} / {d['variants_worse']} | "
                      + " | ".join(log_ratio_percent(d["per_family"][f]) for f in families) + " |")
+    lr_rows = [(label, row["lr_vs_tuned"]) for label, row in result["policies"].items() if "lr_vs_tuned" in row]
+    if lr_rows:
+        lines += ["", "The LR each policy spent: a run's mean LR over its tuned expert's on the same variant (geometric mean over "
+                  "variants). The oracle it imitates would read 1.00 at every multiplier; above 1, more LR than the tuned user:", "",
+                  "| policy | " + " | ".join(f"x{m:g}" for m in multipliers) + " |", "|---" * (1 + len(multipliers)) + "|"]
+        lines += [f"| {label} | " + " | ".join(f"{ratio[f'{m:g}']:.2f}" for m in multipliers) + " |" for label, ratio in lr_rows]
     if result["expert_failed_runs"]:
         lines += ["", f"The tuned experts failed {result['expert_failed_runs']} run(s) (their sweep seed differs from the validation seed)."]
     return "\n".join(lines) + "\n"

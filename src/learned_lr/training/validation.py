@@ -61,7 +61,7 @@ def run_score(val_loss: np.ndarray, steps_run: int, total_steps: int, diverged: 
 def policy_runs(actor: torch.nn.Module, variant: dict, seed: int, multipliers: Sequence[float]) -> list[dict]:
     """The deterministic actor's runs of one variant at its tuned LR x each multiplier, all on ``seed`` (paired).
 
-    Each run gives ``score`` (``run_score``), ``start`` (log of its first validation loss) and ``diverged``.
+    Each run gives ``score`` (``run_score``), ``start`` (log of its first validation loss), ``diverged`` and ``mean_lr``.
     """
     task, steps = TaskConfig(**variant["task"]), int(variant["steps"])
     group = make_run_group(task, [seed] * len(multipliers), total_steps=steps)
@@ -81,9 +81,11 @@ def tuned_expert_run(variant: dict, seed: int) -> dict:
 
 
 def _record(episode, steps: int) -> dict:
-    val_loss = episode.history.val_loss
-    return {"score": run_score(val_loss, episode.history.steps, steps, episode.diverged), "start": float(np.log(val_loss[0])),
-            "diverged": bool(episode.diverged)}
+    """A run's score, start and divergence, and ``mean_lr``: the mean LR over the steps it ran (its LR budget, which
+    ``experiments.validate`` sets against the tuned expert's to say whether a policy ran too hot or too cold)."""
+    history = episode.history
+    return {"score": run_score(history.val_loss, history.steps, steps, episode.diverged), "start": float(np.log(history.val_loss[0])),
+            "diverged": bool(episode.diverged), "mean_lr": float(np.mean(history.lrs[: history.steps]))}
 
 
 def validation_scores(actor: torch.nn.Module, variants: list[dict]) -> np.ndarray:
