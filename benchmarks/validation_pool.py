@@ -42,7 +42,7 @@ def pool(results: list[dict]) -> dict:
 
 
 def report(pooled: dict) -> list[str]:
-    """Markdown rows: each policy's mean excess and failed runs, and its paired difference against the first."""
+    """Markdown rows: each policy's mean excess and failed runs, its paired difference against the first, and the LR it spent."""
     lines = [f"{len(pooled['variants'])} variants pooled; paired against `{pooled['reference']}` (95% bootstrap interval over variants)", "",
              "| policy | mean excess | failed runs | vs reference | 95% interval | variants better / worse |", "|---|---|---|---|---|---|"]
     for label, row in pooled["policies"].items():
@@ -51,6 +51,12 @@ def report(pooled: dict) -> list[str]:
             log_ratio_percent(paired["mean"]), f"{log_ratio_percent(paired['low'])} to {log_ratio_percent(paired['high'])}",
             f"{paired['variants_better']} / {paired['variants_worse']}")
         lines.append(f"| {label} | {log_ratio_percent(row['mean_excess'])} | {row['failed_runs']} | " + " | ".join(versus) + " |")
+    spent = [(label, row["lr_vs_tuned"]) for label, row in pooled["policies"].items() if "lr_vs_tuned" in row]
+    if spent:  # every draw's runs recorded their mean LR (`validate` since the twenty-fifth session)
+        multipliers = [f"{m:g}" for m in pooled["multipliers"]]
+        lines += ["", "The LR each policy spent over the tuned expert's (geometric mean over variants; the oracle: 1.00):", "",
+                  "| policy | " + " | ".join(f"x{m}" for m in multipliers) + " |", "|---" * (1 + len(multipliers)) + "|"]
+        lines += [f"| {label} | " + " | ".join(f"{ratio[m]:.2f}" for m in multipliers) + " |" for label, ratio in spent]
     return lines
 
 

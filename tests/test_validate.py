@@ -115,8 +115,10 @@ def test_pooling_two_draws_pairs_every_variant_of_both_and_refuses_draws_of_othe
     for label in result["runs"]:  # the same draw twice: every mean is the draw's own, the failures count twice
         assert pooled["policies"][label]["mean_excess"] == pytest.approx(result["policies"][label]["mean_excess"])
         assert pooled["policies"][label]["failed_runs"] == 2 * result["policies"][label]["failed_runs"]
+        assert pooled["policies"][label]["lr_vs_tuned"] == pytest.approx(result["policies"][label]["lr_vs_tuned"])
     assert pooled["policies"]["again"]["vs_reference"]["mean"] == 0.0
     assert "policy | mean excess" in "\n".join(pool_module.report(pooled))
+    assert f"| general | {result['policies']['general']['lr_vs_tuned']['0.3']:.2f} |" in "\n".join(pool_module.report(pooled))
     fewer = {**other, "runs": {k: v for k, v in result["runs"].items() if k != "general"}}
     with pytest.raises(ValueError, match="same --policies"):
         pool_module.pool([as_read, fewer])
