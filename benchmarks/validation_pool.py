@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
-from learned_lr.experiments.validate import log_ratio_percent, summarize
+from learned_lr.experiments.validate import log_ratio_percent, lr_spent_table, summarize
 
 
 def pool(results: list[dict]) -> dict:
@@ -51,13 +51,7 @@ def report(pooled: dict) -> list[str]:
             log_ratio_percent(paired["mean"]), f"{log_ratio_percent(paired['low'])} to {log_ratio_percent(paired['high'])}",
             f"{paired['variants_better']} / {paired['variants_worse']}")
         lines.append(f"| {label} | {log_ratio_percent(row['mean_excess'])} | {row['failed_runs']} | " + " | ".join(versus) + " |")
-    spent = [(label, row["lr_vs_tuned"]) for label, row in pooled["policies"].items() if "lr_vs_tuned" in row]
-    if spent:  # every draw's runs recorded their mean LR (`validate` since the twenty-fifth session)
-        multipliers = [f"{m:g}" for m in pooled["multipliers"]]
-        lines += ["", "The LR each policy spent over the tuned expert's (geometric mean over variants; the oracle: 1.00):", "",
-                  "| policy | " + " | ".join(f"x{m}" for m in multipliers) + " |", "|---" * (1 + len(multipliers)) + "|"]
-        lines += [f"| {label} | " + " | ".join(f"{ratio[m]:.2f}" for m in multipliers) + " |" for label, ratio in spent]
-    return lines
+    return lines + lr_spent_table(pooled)  # where every draw's runs recorded their mean LR (`validate` since the twenty-fifth session)
 
 
 def only(result: dict, labels: list[str]) -> dict:

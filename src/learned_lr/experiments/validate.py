@@ -227,6 +227,18 @@ def log_ratio_percent(log_ratio: float) -> str:
     return f"{100 * math.expm1(log_ratio):+.1f}%"
 
 
+def lr_spent_table(result: dict) -> list[str]:
+    """Markdown lines: the LR each policy spent per multiplier (``lr_vs_tuned``); none if no policy's runs recorded it."""
+    rows = [(label, row["lr_vs_tuned"]) for label, row in result["policies"].items() if "lr_vs_tuned" in row]
+    if not rows:
+        return []
+    keys = [f"{m:g}" for m in result["multipliers"]]
+    return (["", "The LR each policy spent: a run's mean LR over its tuned expert's on the same variant (geometric mean over "
+             "variants). The oracle it imitates would read 1.00 at every multiplier; above 1, more LR than the tuned user:", "",
+             "| policy | " + " | ".join(f"x{k}" for k in keys) + " |", "|---" * (1 + len(keys)) + "|"]
+            + [f"| {label} | " + " | ".join(f"{ratio[k]:.2f}" for k in keys) + " |" for label, ratio in rows])
+
+
 def markdown_report(result: dict) -> str:
     """The validation tables: excess over the tuned experts, and paired differences against the reference."""
     families, multipliers, reference = result["families"], result["multipliers"], result["reference"]
@@ -250,12 +262,7 @@ def markdown_report(result: dict) -> str:
         d = row["vs_reference"]
         lines.append(f"| {label} | {log_ratio_percent(d['mean'])} | {log_ratio_percent(d['low'])} to {log_ratio_percent(d['high'])} | {d['variants_better']} / {d['variants_worse']} | "
                      + " | ".join(log_ratio_percent(d["per_family"][f]) for f in families) + " |")
-    lr_rows = [(label, row["lr_vs_tuned"]) for label, row in result["policies"].items() if "lr_vs_tuned" in row]
-    if lr_rows:
-        lines += ["", "The LR each policy spent: a run's mean LR over its tuned expert's on the same variant (geometric mean over "
-                  "variants). The oracle it imitates would read 1.00 at every multiplier; above 1, more LR than the tuned user:", "",
-                  "| policy | " + " | ".join(f"x{m:g}" for m in multipliers) + " |", "|---" * (1 + len(multipliers)) + "|"]
-        lines += [f"| {label} | " + " | ".join(f"{ratio[f'{m:g}']:.2f}" for m in multipliers) + " |" for label, ratio in lr_rows]
+    lines += lr_spent_table(result)
     if result["expert_failed_runs"]:
         lines += ["", f"The tuned experts failed {result['expert_failed_runs']} run(s) (their sweep seed differs from the validation seed)."]
     return "\n".join(lines) + "\n"
