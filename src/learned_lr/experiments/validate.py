@@ -201,7 +201,7 @@ def summarize(variants: list[dict], experts: list[dict], runs: dict[str, list[li
         }
         lr_ratio = _lr_vs_tuned(runs[label], experts)
         if lr_ratio is not None:  # runs saved before ``mean_lr`` was recorded have none to compare
-            out[label]["lr_vs_tuned"] = {f"{m:g}": float(np.exp(lr_ratio[:, j].mean())) for j, m in enumerate(multipliers)}
+            out[label]["lr_vs_tuned"] = {f"{m:g}": float(r) for m, r in zip(multipliers, np.exp(lr_ratio.mean(axis=0)))}
     expert_failed = sum(_failed(e) for e in experts)
     return {"reference": reference, "families": families, "multipliers": multipliers, "variants": variants, "experts": experts,
             "expert_failed_runs": expert_failed, "runs": runs, "policies": out}
