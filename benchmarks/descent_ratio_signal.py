@@ -2,9 +2,9 @@
 
 The default spends more LR the higher the base LR, 2x the tuned user's at x1 and 4x at x10 pooled, and a rise limit
 does not change the level it settles at (docs/results.md section 7, "A slower rise"): what it reads late in a run
-does not say that the LR it holds is too high. Its distance input is a record of the whole run so far; it separates
-a too-low base LR from a too-high one early (AUC 0.95 at step 17, ``benchmarks/early_scale_signals.py``) but not the
-LR of now. The descent ratio reads the LR of now, on any model and optimizer, as an Armijo line search does:
+does not say that the LR it holds is too high. Its distance input separates a too-low base LR from a too-high one
+early (AUC 0.95 at step 17, ``benchmarks/early_scale_signals.py``), but it records the whole run so far rather than
+the LR of now. The descent ratio reads the LR of now, on any model and optimizer, as an Armijo line search does:
 
     descent ratio = (loss on the step's batch after the step - loss on it before) / (gradient . update)
 
@@ -25,7 +25,8 @@ fit that predicts each variant from the others (``lr_scale_signals.held_out_vari
 up (a non-finite loss) before a window ends has no value there.
 
     python benchmarks/descent_ratio_signal.py results/validation-95-rise/validation.json \\
-        results/validation-zero-head-94-rise/validation.json --steps 300 --windows 10-60,240-300
+        results/validation-zero-head-94-rise/validation.json results/validation-deep-93-rise/validation.json \\
+        --steps 300 --windows 10-60,240-300
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import math
 
 import numpy as np
 import torch
+from early_scale_signals import auc
 from lr_scale_signals import held_out_variant_r_squared, layer_norms, r_squared
 from tqdm.auto import tqdm
 
@@ -98,12 +100,9 @@ def windows_of_run(task: TaskConfig, seed: int, steps: int, lr: float, windows: 
     return out
 
 
-def auc(low: list[float], high: list[float]) -> float:
-    """P(a high-multiplier value > a low-multiplier value), ties counted half (NaN when either side is empty)."""
-    if not low or not high:
-        return math.nan
-    low_a, high_a = np.asarray(low)[:, None], np.asarray(high)[None, :]
-    return float((high_a > low_a).mean() + 0.5 * (high_a == low_a).mean())
+def separation(low: list[float], high: list[float]) -> float:
+    """``early_scale_signals.auc`` of two groups of runs, NaN where either is empty (every run of a multiplier blew up)."""
+    return auc(low, high) if low and high else math.nan
 
 
 def report(table: list[dict], windows: list[tuple[int, int]]) -> list[str]:
@@ -125,7 +124,7 @@ def report(table: list[dict], windows: list[tuple[int, int]]) -> list[str]:
             low, high = by_m[0.1] + by_m[0.3], by_m[3.0] + by_m[10.0]
             alone = r_squared(x_all[:, i], y) if x_all[:, i].std() > 0 else math.nan
             lines.append(f"| {signal} | {window[0]}-{window[1]} | " + " | ".join(medians)
-                         + f" | {auc(low, high):.2f} | {auc(by_m[1.0], by_m[3.0]):.2f} | {alone:.2f} | "
+                         + f" | {separation(low, high):.2f} | {separation(by_m[1.0], by_m[3.0]):.2f} | {alone:.2f} | "
                          + (f"{together:.2f}" if i == 0 else "") + f" | {len(rows)} |")
     return lines
 

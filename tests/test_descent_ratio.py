@@ -42,4 +42,4 @@ def test_the_ratio_of_sums_clips_and_a_zero_prediction_says_nothing(signal_modul
     assert signal_module.descent_ratio([-0.2, -0.1], [-0.1, -0.2]) == pytest.approx(1.0)
     assert signal_module.descent_ratio([5.0], [-0.1]) == -10.0
     assert math.isnan(signal_module.descent_ratio([0.1], [0.0]))
-    assert signal_module.auc([0.0, 0.1], [0.5, 0.6]) == 1.0 and math.isnan(signal_module.auc([], [1.0]))
+    assert signal_module.separation([0.0, 0.1], [0.5, 0.6]) == 1.0 and math.isnan(signal_module.separation([], [1.0]))
