@@ -149,8 +149,8 @@ def main() -> None:
         seed = draw * 1000 + index  # one seed per variant, the same for every multiplier
         for m in MULTIPLIERS:
             steps = min(args.steps, variant["steps"])
-            found = windows_of_run(TaskConfig(**variant["task"]), seed, steps, variant["oracle_lr"] * m,
-                                   [w for w in windows if w[1] <= steps])
+            reached = [w for w in windows if w[1] <= steps]  # a variant shorter than a window has no value there
+            found = windows_of_run(TaskConfig(**variant["task"]), seed, steps, variant["oracle_lr"] * m, reached) if reached else {}
             table.append({"variant": f"{draw}/{variant['name']}", "m": m, "windows": found})
     print(f"{len(variants)} variants x {len(MULTIPLIERS)} multipliers, constant LR, at most {args.steps} steps\n")
     print("\n".join(report(table, windows)))
