@@ -79,11 +79,11 @@ def windows_of_run(task: TaskConfig, seed: int, steps: int, lr: float, windows: 
         optimizer.zero_grad()
         loss.backward()
         before = [p.detach().clone() for p in params]
-        grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
-        optimizer.step()
+        optimizer.step()  # (it leaves .grad as it was: SGD's, Adam's and AdamW's steps read the gradient out of place)
         with torch.no_grad():  # the same batch after the step (batch norm's running statistics move once more: a benchmark's cost)
             after = float(task_loss(run.data.loss, model(x), y))
-            change = sum(float((g.double() * (p.detach().double() - b.double())).sum()) for g, p, b in zip(grads, params, before))
+            change = sum(float((p.grad.double() * (p.detach().double() - b.double())).sum())
+                         for p, b in zip(params, before) if p.grad is not None)
         value = float(loss.detach())
         if not (math.isfinite(value) and math.isfinite(after)):
             break
