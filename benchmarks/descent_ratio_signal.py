@@ -1,10 +1,12 @@
-"""Does a step's loss fall, against its first-order prediction, tell whether the LR in use now is too high?
+"""Does a step's loss fall against its first-order prediction, or how straight the weights' path runs, tell whether
+the LR in use now is too high?
 
 The default spends more LR the higher the base LR, 2x the tuned user's at x1 and 4x at x10 pooled, and a rise limit
 does not change the level it settles at (docs/results.md section 7, "A slower rise"): what it reads late in a run
 does not say that the LR it holds is too high. Its distance input separates a too-low base LR from a too-high one
 early (AUC 0.95 at step 17, ``benchmarks/early_scale_signals.py``), but it records the whole run so far rather than
-the LR of now. The descent ratio reads the LR of now, on any model and optimizer, as an Armijo line search does:
+the LR of now. Two signals read the LR of now, on any model and optimizer. The descent ratio, as an Armijo line
+search does:
 
     descent ratio = (loss on the step's batch after the step - loss on it before) / (gradient . update)
 
@@ -14,13 +16,19 @@ quadratic, for an update -eta*d, the ratio is 1 - eta * d'Hd / (2 g'd): the LR a
 Its cost, were the scheduler to read it on decision steps only: one forward pass of that step's batch and the
 update's dot product with the gradient.
 
+The path's straightness over a window, per layer: how far the weights moved from the window's start over the sum of
+the lengths of its steps (log10, mean over layers). An LR too high for the curvature makes the weights bounce across a
+valley (far below 1); gradient noise bends the path at any LR, by about the same fraction whatever the LR while the
+LR is small, so it should read a too-high LR rather than a too-low one. Its cost in the drop-in: the weights at the
+last decision (one copy, as the distance input's initial weights) and each step's update norm.
+
 Each variant of `learned-lr validate` results (training families only: their ``validation.json``; the tuned LR is
 their ``oracle_lr``) runs at its tuned LR times each multiplier, held constant, for ``--steps`` steps (a variant
 shorter than that runs its own length), on one seed per variant. Per window of steps (early and late), the
-descent ratio, the mean log train loss over its first and the weights' log10 distance from their start relative to
-their size there (mean over layers, at the window's end). Reported per signal and window: the median per
+descent ratio, the path's straightness, the mean log train loss over its first and the weights' log10 distance from
+their start relative to their size there (mean over layers, at the window's end). Reported per signal and window: the median per
 multiplier; the AUC of telling x0.1 and x0.3 from x3 and x10 (0.5 says nothing; 1 or 0 separates them) and x1 from
-x3; the R^2 of log10 of the multiplier from the signal (one-feature line) and, with the other two, from a quadratic
+x3; the R^2 of log10 of the multiplier from the signal (one-feature line) and, with the others, from a quadratic
 fit that predicts each variant from the others (``lr_scale_signals.held_out_variant_r_squared``). A run that blew
 up (a non-finite loss) before a window ends has no value there.
 
@@ -45,7 +53,7 @@ from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.run import TrainingRun, layer_groups, task_loss
 
 MULTIPLIERS = (0.1, 0.3, 1.0, 3.0, 10.0)
-SIGNALS = ("descent_ratio", "log_train_loss", "init_distance")
+SIGNALS = ("descent_ratio", "path_straightness", "log_train_loss", "init_distance")
 
 
 def descent_ratio(observed: list[float], predicted: list[float]) -> float:
@@ -61,6 +69,18 @@ def descent_ratio(observed: list[float], predicted: list[float]) -> float:
     return float(np.clip(np.sum(observed) / total, -10.0, 10.0))
 
 
+def path_straightness(displacement: np.ndarray, path_length: np.ndarray) -> float:
+    """Mean over layers of log10(displacement / path length); a layer that did not move is left out (NaN if none did).
+
+    >>> round(path_straightness(np.array([1.0, 0.1, 0.0]), np.array([1.0, 1.0, 0.0])), 3)
+    -0.5
+    """
+    moved = path_length > 0
+    if not moved.any():
+        return math.nan
+    return float(np.mean(np.log10(np.maximum(displacement[moved], 1e-30) / path_length[moved])))
+
+
 def windows_of_run(task: TaskConfig, seed: int, steps: int, lr: float, windows: list[tuple[int, int]]) -> dict[tuple[int, int], dict[str, float]]:
     """Each window's signals on one constant-LR run (a window the run did not reach, or reached blown up, is left out)."""
     run = TrainingRun(task, seed, total_steps=steps)
@@ -71,8 +91,12 @@ def windows_of_run(task: TaskConfig, seed: int, steps: int, lr: float, windows: 
     initial = [p.detach().clone() for p in params]
     init_norms = layer_norms(initial, layer_of, layers)
     observed, predicted, log_losses, first_loss = [], [], [], None
+    step_lengths: list[np.ndarray] = []  # per step, each layer's update norm
+    window_start: dict[int, list[torch.Tensor]] = {}  # the weights at each window's first step
     out: dict[tuple[int, int], dict[str, float]] = {}
     for step in range(max(end for _, end in windows)):
+        if any(start == step for start, _ in windows):
+            window_start[step] = [p.detach().clone() for p in params]
         x, y = (t.to(run.device) for t in run.stream.next_train_batch())
         model.train()
         loss = task_loss(run.data.loss, model(x), y)
@@ -89,13 +113,16 @@ def windows_of_run(task: TaskConfig, seed: int, steps: int, lr: float, windows: 
             break
         first_loss = value if first_loss is None else first_loss
         observed.append(after - value)
+        step_lengths.append(layer_norms([p.detach() - b for p, b in zip(params, before)], layer_of, layers))
         predicted.append(change)
         log_losses.append(math.log(max(value, 1e-12) / max(first_loss, 1e-12)))
         for start, end in windows:
             if step + 1 == end:
                 distance = layer_norms([p.detach() - w0 for p, w0 in zip(params, initial)], layer_of, layers)
                 moved = np.log10(np.maximum(distance, 1e-30) / np.maximum(init_norms, 1e-30))[init_norms > 0]  # zero-start layers: no size
+                moved_in_window = layer_norms([p.detach() - w for p, w in zip(params, window_start[start])], layer_of, layers)
                 out[(start, end)] = {"descent_ratio": descent_ratio(observed[start:end], predicted[start:end]),
+                                     "path_straightness": path_straightness(moved_in_window, np.sum(step_lengths[start:end], axis=0)),
                                      "log_train_loss": float(np.mean(log_losses[start:end])), "init_distance": float(np.mean(moved))}
     return out
 
@@ -108,7 +135,7 @@ def separation(low: list[float], high: list[float]) -> float:
 def report(table: list[dict], windows: list[tuple[int, int]]) -> list[str]:
     """Markdown rows: per signal and window, the medians per multiplier, the AUCs and the R^2 of log10 m."""
     lines = ["| signal | steps | " + " | ".join(f"x{m:g} median" for m in MULTIPLIERS)
-             + " | AUC x0.1-0.3 vs x3-10 | AUC x1 vs x3 | R^2 alone | R^2 with the other two (held-out variant) | runs |",
+             + " | AUC x0.1-0.3 vs x3-10 | AUC x1 vs x3 | R^2 alone | R^2 with the others (held-out variant) | runs |",
              "|---|---|" + "---|" * (len(MULTIPLIERS) + 5)]
     for window in windows:
         rows = [r for r in table if window in r["windows"] and all(np.isfinite(r["windows"][window][s]) for s in SIGNALS)]

@@ -36,6 +36,8 @@ def test_the_ratio_falls_from_one_as_the_lr_rises_and_turns_negative_where_the_l
     assert (10, 30) not in runs[10.0]  # the run blew up: no later window
     distances = [runs[lr][(10, 30)]["init_distance"] for lr in (1e-3, 0.1, 1.0)]
     assert distances == sorted(distances) and distances[0] < -1.0  # log10: a small LR has hardly moved the weights
+    straightness = [runs[lr][w]["path_straightness"] for lr in (1e-3, 0.1, 1.0) for w in windows]
+    assert all(math.isfinite(v) and v <= 1e-9 for v in straightness)  # the displacement is at most the path (triangle inequality)
 
 
 def test_the_ratio_of_sums_clips_and_a_zero_prediction_says_nothing(signal_module):
@@ -43,3 +45,10 @@ def test_the_ratio_of_sums_clips_and_a_zero_prediction_says_nothing(signal_modul
     assert signal_module.descent_ratio([5.0], [-0.1]) == -10.0
     assert math.isnan(signal_module.descent_ratio([0.1], [0.0]))
     assert signal_module.separation([0.0, 0.1], [0.5, 0.6]) == 1.0 and math.isnan(signal_module.separation([], [1.0]))
+
+
+def test_the_path_straightness_is_displacement_over_path_length_and_skips_layers_that_did_not_move(signal_module):
+    import numpy as np
+
+    assert signal_module.path_straightness(np.array([1.0, 0.1, 0.0]), np.array([1.0, 1.0, 0.0])) == pytest.approx(-0.5)
+    assert math.isnan(signal_module.path_straightness(np.zeros(2), np.zeros(2)))

@@ -348,3 +348,23 @@ def test_decisions_show_what_the_rise_limit_held_back():
     assert any(map(held_back, limited)) and not any(map(held_back, free))
     assert all(math.isclose(d["asked_factor"], d["lr_factor"], rel_tol=1e-9) for d in free)
     assert not held_back(limited[0])  # the first decision has nothing to rise from
+
+
+def test_cautious_is_the_default_with_a_fourth_long_run_actor_and_the_defaults_short_side():
+    """"cautious" (docs/results.md section 7, twenty-seventh session): the default's three long-run actors, tensor for
+    tensor, and a fourth trained with BC at the 0.25-quantile, under the default's control; runs under 300 steps get
+    the default's short side, LR for LR; longer runs differ."""
+    import json
+
+    from learned_lr.scheduler import BUNDLED_POLICIES
+
+    from conftest import same_weights as same
+
+    default, cautious = (load_policy(BUNDLED_POLICIES[name]) for name in ("default", "cautious"))
+    assert cautious.control_config == default.control_config
+    assert len(cautious.actor.main.members) == 4 and same(cautious.actor.short, default.actor.short)
+    assert all(same(c, d) for c, d in zip(cautious.actor.main.members, default.actor.main.members))
+    meta = json.loads(BUNDLED_POLICIES["cautious"].with_suffix(".json").read_text())
+    assert "--bc-quantile 0.25" in meta["produced_by"] and meta["ensemble_of"][-1] == "runs/general-hard-q/dagger/round-2/bc/policy.safetensors"
+    assert _run_lrs("cautious", 299, steps=40) == _run_lrs("default", 299, steps=40)
+    assert _run_lrs("cautious", 300, steps=40) != _run_lrs("default", 300, steps=40)
