@@ -64,11 +64,9 @@ BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
 # recipe on runs of 300-3,000 steps (one with structure copies), two of them and "general"'s actor on runs under 300 steps, the LR
 # rising at most 4x per 32 steps (faster on a short run near its start), zero-start layers out of its distance and gradient inputs
 # ("first-nonzero": the latter from their first non-zero norm; "zero-start": from 1.0; "short-span": the distance as a blow-up too);
-# "cautious": the default with a fourth long-run actor fitted to a low quantile (the next default by docs/results.md's rule);
-# "rise-limit-4" without the faster rise, "three-draws" without the limit, "two-draws" without the third draw, "one-actor" its first, "general" 150-1,000 steps.
+# "cautious" with a fourth long-run actor fitted to a low quantile; "rise-limit-4" without the faster rise, "three-draws" without the limit, "two-draws" without the third draw, "one-actor" its first, "general" 150-1,000 steps.
 BUNDLED_POLICIES = {name: BUNDLED_POLICY.parent / f"{name}.safetensors" for name in
-                    ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start", "first-nonzero",
-                     "cautious")}
+                    ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start", "first-nonzero", "cautious")}
 
 
 def resolve_policy(policy: str | Path | None) -> Path:
