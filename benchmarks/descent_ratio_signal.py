@@ -26,8 +26,8 @@ Each variant of `learned-lr validate` results (training families only: their ``v
 their ``oracle_lr``) runs at its tuned LR times each multiplier, held constant, for ``--steps`` steps (a variant
 shorter than that runs its own length), on one seed per variant. Per window of steps (early and late), the
 descent ratio, the path's straightness, the mean log train loss over its first and the weights' log10 distance from
-their start relative to their size there (mean over layers, at the window's end). Reported per signal and window: the median per
-multiplier; the AUC of telling x0.1 and x0.3 from x3 and x10 (0.5 says nothing; 1 or 0 separates them) and x1 from
+their start relative to their size there (mean over layers, at the window's end). Reported per signal and window:
+the median per multiplier; the AUC of telling x0.1 and x0.3 from x3 and x10 (0.5 says nothing; 1 or 0 separates them) and x1 from
 x3; the R^2 of log10 of the multiplier from the signal (one-feature line) and, with the others, from a quadratic
 fit that predicts each variant from the others (``lr_scale_signals.held_out_variant_r_squared``). A run that blew
 up (a non-finite loss) before a window ends has no value there.
