@@ -438,7 +438,8 @@ def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_d
 def test_bundle_grad_norms_from_first_nonzero_is_recorded_and_a_bad_value_refused(tmp_path, capsys):
     """`learned-lr bundle --grad-norms-from-first-nonzero 1`: in the bundle's control, everything else as the policy had it
     ("zero-start" with it is "first-nonzero", the twenty-second session's default); `--grad-norms-skip-zero-start 1` in its
-    place makes today's default, hash for hash, and with it still on is refused, the flag named."""
+    place makes "grad-skip" (the default of the twenty-third to twenty-seventh sessions), hash for hash, and with it still
+    on is refused, the flag named."""
     import dataclasses
 
     from learned_lr.policy import load_policy, policy_sha256
@@ -450,9 +451,9 @@ def test_bundle_grad_norms_from_first_nonzero_is_recorded_and_a_bad_value_refuse
     assert load_policy(out).control_config == dataclasses.replace(before, grad_norms_from_first_nonzero=True) == first
     assert main(["bundle", "--policy", "first-nonzero", "--grad-norms-from-first-nonzero", "0", "--grad-norms-skip-zero-start", "1",
                  "--destination", str(out)]) == 0
-    default = load_policy(resolve_policy("default"))
-    assert policy_sha256(load_policy(out)) == policy_sha256(default) and default.control_config.grad_norms_skip_zero_start
-    assert dataclasses.replace(before, grad_norms_skip_zero_start=True) == default.control_config   # (since the twenty-third session)
+    skip = load_policy(resolve_policy("grad-skip"))
+    assert policy_sha256(load_policy(out)) == policy_sha256(skip) and skip.control_config.grad_norms_skip_zero_start
+    assert dataclasses.replace(before, grad_norms_skip_zero_start=True) == skip.control_config == load_policy(resolve_policy("default")).control_config
     capsys.readouterr()
     assert main(["bundle", "--policy", "first-nonzero", "--grad-norms-skip-zero-start", "1", "--destination", str(out)]) == 1  # (with the policy's)
     assert "--grad-norms-skip-zero-start" in capsys.readouterr().err

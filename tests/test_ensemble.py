@@ -278,14 +278,14 @@ def test_actors_added_to_a_bundled_policy_join_its_long_run_side_and_its_short_s
     assert policy_sha256(load_policy(grown_pair)) == policy_sha256(load_policy(at_once))
 
 
-def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_two_draws_with_a_third_long_run_actor(tmp_path):
-    """The default since the twenty-third session (docs/results.md section 7): "short-span", the twenty-first session's
+def test_grad_skip_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_two_draws_with_a_third_long_run_actor(tmp_path):
+    """"grad-skip", the default of the twenty-third to twenty-seventh sessions (docs/results.md section 7): "short-span", the twenty-first session's
     default, reading its distance features over the layers that started away from zero and leaving a layer whose first
     gradient is zero out of the gradient inputs ("zero-start": the first of the two alone; "first-nonzero", the
     twenty-second session's default: that layer's norms read from its first non-zero one instead); "short-span": "rise-limit-4" with the limit's short span added; "rise-limit-4": "three-draws", tensor for
     tensor, with one decision raising the LR at most 4x per 32 steps. "three-draws": "two-draws"' two long-run actors and
     the structure-copies actor decide together on runs of 300 steps or more; shorter runs get "two-draws"' three, LR for
-    LR. Rebundled without the limit and the skip, the default is "three-draws" hash for hash; "short-span" and
+    LR. Rebundled without the limit and the skip, "grad-skip" is "three-draws" hash for hash; "short-span" and
     "rise-limit-4" keep the hashes the defaults before had."""
     import dataclasses
     import json
@@ -295,14 +295,14 @@ def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_t
 
     from conftest import same_weights as same
 
-    default, first, zero, short, limit4, three, pair = (load_policy(BUNDLED_POLICIES[name]) for name in
-                                                        ("default", "first-nonzero", "zero-start", "short-span", "rise-limit-4", "three-draws", "two-draws"))
-    assert dataclasses.replace(default.control_config, grad_norms_skip_zero_start=False) == zero.control_config
+    skip, first, zero, short, limit4, three, pair = (load_policy(BUNDLED_POLICIES[name]) for name in
+                                                     ("grad-skip", "first-nonzero", "zero-start", "short-span", "rise-limit-4", "three-draws", "two-draws"))
+    assert dataclasses.replace(skip.control_config, grad_norms_skip_zero_start=False) == zero.control_config
     assert dataclasses.replace(first.control_config, grad_norms_from_first_nonzero=False) == zero.control_config
-    assert policy_sha256(first) == "c1849aea8a5d29cca2d0102581dc6cfd390a624d00b17b336f8197287d04065d" and same(first.actor, default.actor)
+    assert policy_sha256(first) == "c1849aea8a5d29cca2d0102581dc6cfd390a624d00b17b336f8197287d04065d" and same(first.actor, skip.actor)
     assert dataclasses.replace(zero.control_config, distance_skips_zero_start=False) == short.control_config
-    assert default.control_config.grad_norms_skip_zero_start and zero.control_config.distance_skips_zero_start
-    assert same(default.actor, short.actor) and same(zero.actor, short.actor)
+    assert skip.control_config.grad_norms_skip_zero_start and zero.control_config.distance_skips_zero_start
+    assert same(skip.actor, short.actor) and same(zero.actor, short.actor)
     assert policy_sha256(zero) == "e7a094e391adc23fac22324d506d9fcab011a06f6cea3d3d4b024b5adcc78fff"
     assert policy_sha256(short) == "114973b9863a7c3be486dbacf483a198abebf7c015afe0952f3562ee6fb0c99a"  # the default's before
     assert limit4.control_config.max_lr_rise == 4 and three.control_config.max_lr_rise == pair.control_config.max_lr_rise == 0
@@ -310,7 +310,7 @@ def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_t
     no_span = {"rise_span_fraction": 0.0, "rise_span_distance": 0.0, "rise_span_from_step": 0}
     assert dataclasses.replace(short.control_config, **no_span) == limit4.control_config
     assert policy_sha256(limit4) == "dbdd92dcae0e4e6fe535419d1367e75f22f94ebe1037fe8037d29295c3590a19"  # the default's before
-    assert same(default.actor, three.actor) and same(limit4.actor, three.actor) and default.control_config.decision_interval == 32
+    assert same(skip.actor, three.actor) and same(limit4.actor, three.actor) and skip.control_config.decision_interval == 32
     assert isinstance(three.actor, LengthGatedActor) and three.actor.short_run_steps == pair.actor.short_run_steps == 300
     assert len(three.actor.main.members) == 3 and same(three.actor.short, pair.actor.short)
     assert same(three.actor.main.members[0], pair.actor.main.members[0]) and same(three.actor.main.members[1], pair.actor.main.members[1])
@@ -321,14 +321,15 @@ def test_the_default_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_t
     assert "learned-lr bundle --name three-draws --policy default --max-lr-rise 0" in meta["produced_by"]
     assert _run_lrs("three-draws", 299, steps=40) == _run_lrs("two-draws", 299, steps=40)
     assert _run_lrs("three-draws", 300, steps=40) != _run_lrs("two-draws", 300, steps=40)
-    # The limit and the two zero-start readings are the only differences: all lifted, the default is "three-draws" (the hash LearnedLR's state keeps).
+    # The limit and the two zero-start readings are the only differences: all lifted, "grad-skip" is "three-draws" (the hash LearnedLR's state keeps).
     lifted, pair_r4 = tmp_path / "lifted.safetensors", tmp_path / "two-draws-r4.safetensors"
-    assert main(["bundle", "--policy", "default", "--max-lr-rise", "0", "--distance-skips-zero-start", "0", "--grad-norms-skip-zero-start", "0",
+    assert policy_sha256(skip) == "32281ebfe68d79a16c571756f69953ce1fd8aadb0e5d220608ec5cb4f6710990"  # the default's before
+    assert main(["bundle", "--policy", "grad-skip", "--max-lr-rise", "0", "--distance-skips-zero-start", "0", "--grad-norms-skip-zero-start", "0",
                  "--destination", str(lifted)]) == 0
     assert policy_sha256(load_policy(lifted)) == policy_sha256(three) == "2aa078fa93c7c86fd3da700f93b8b89a3c125dcfe10a7e46a32772025b25dd41"
     assert main(["bundle", "--policy", "two-draws", "--max-lr-rise", "4", "--destination", str(pair_r4)]) == 0
-    assert _run_lrs("default", 299, steps=40) == _run_lrs("rise-limit-4", 299, steps=40) == _run_lrs(load_policy(pair_r4), 299, steps=40)
-    limited, free = (np.diff(np.log(_run_lrs(name, 300, steps=40))).max() for name in ("default", "three-draws"))
+    assert _run_lrs("grad-skip", 299, steps=40) == _run_lrs("rise-limit-4", 299, steps=40) == _run_lrs(load_policy(pair_r4), 299, steps=40)
+    limited, free = (np.diff(np.log(_run_lrs(name, 300, steps=40))).max() for name in ("grad-skip", "three-draws"))
     assert limited <= math.log(4) / 32 + 1e-6 < free  # here the limit binds: unlimited, the LR rises faster
 
 
@@ -350,21 +351,25 @@ def test_decisions_show_what_the_rise_limit_held_back():
     assert not held_back(limited[0])  # the first decision has nothing to rise from
 
 
-def test_cautious_is_the_default_with_a_fourth_long_run_actor_and_the_defaults_short_side():
-    """"cautious" (docs/results.md section 7, twenty-seventh session): the default's three long-run actors, tensor for
-    tensor, and a fourth trained with BC at the 0.25-quantile, under the default's control; runs under 300 steps get
-    the default's short side, LR for LR; longer runs differ."""
+def test_the_default_is_cautious_grad_skip_with_a_fourth_long_run_actor_and_its_short_side():
+    """The default since the twenty-eighth session is "cautious" (docs/results.md section 7), tensor for tensor and hash
+    for hash: "grad-skip"'s (the default before it) three long-run actors and a fourth trained with BC at the
+    0.25-quantile, under "grad-skip"'s control; runs under 300 steps get "grad-skip"'s short side, LR for LR; longer
+    runs differ."""
     import json
 
+    from learned_lr.policy import policy_sha256
     from learned_lr.scheduler import BUNDLED_POLICIES
 
     from conftest import same_weights as same
 
-    default, cautious = (load_policy(BUNDLED_POLICIES[name]) for name in ("default", "cautious"))
-    assert cautious.control_config == default.control_config
-    assert len(cautious.actor.main.members) == 4 and same(cautious.actor.short, default.actor.short)
-    assert all(same(c, d) for c, d in zip(cautious.actor.main.members, default.actor.main.members))
-    meta = json.loads(BUNDLED_POLICIES["cautious"].with_suffix(".json").read_text())
+    default, cautious, before = (load_policy(BUNDLED_POLICIES[name]) for name in ("default", "cautious", "grad-skip"))
+    assert policy_sha256(default) == policy_sha256(cautious) == "f553d3e2402d729b953fd143c1a18077feb5a41b692575611fa2795e8f99f6b5"
+    assert same(default.actor, cautious.actor) and default.control_config == cautious.control_config == before.control_config
+    assert len(cautious.actor.main.members) == 4 and same(cautious.actor.short, before.actor.short)
+    assert all(same(c, d) for c, d in zip(cautious.actor.main.members, before.actor.main.members))
+    meta = json.loads(BUNDLED_POLICIES["default"].with_suffix(".json").read_text())
     assert "--bc-quantile 0.25" in meta["produced_by"] and meta["ensemble_of"][-1] == "runs/general-hard-q/dagger/round-2/bc/policy.safetensors"
-    assert _run_lrs("cautious", 299, steps=40) == _run_lrs("default", 299, steps=40)
-    assert _run_lrs("cautious", 300, steps=40) != _run_lrs("default", 300, steps=40)
+    assert "learned-lr bundle --name default --policy cautious" in meta["produced_by"]
+    assert _run_lrs("default", 299, steps=40) == _run_lrs("grad-skip", 299, steps=40)
+    assert _run_lrs("default", 300, steps=40) != _run_lrs("grad-skip", 300, steps=40)

@@ -60,13 +60,13 @@ from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
-# The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default": three draws of the
-# recipe on runs of 300-3,000 steps (one with structure copies), two of them and "general"'s actor on runs under 300 steps, the LR
-# rising at most 4x per 32 steps (faster on a short run near its start), zero-start layers out of its distance and gradient inputs
-# ("first-nonzero": the latter from their first non-zero norm; "zero-start": from 1.0; "short-span": the distance as a blow-up too);
-# "cautious" with a fourth long-run actor fitted to a low quantile; "rise-limit-4" without the faster rise, "three-draws" without the limit, "two-draws" without the third draw, "one-actor" its first, "general" 150-1,000 steps.
-BUNDLED_POLICIES = {name: BUNDLED_POLICY.parent / f"{name}.safetensors" for name in
-                    ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start", "first-nonzero", "cautious")}
+# The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default" ("cautious"): four
+# actors on runs of 300-3,000 steps (three draws, one with structure copies, one fitted to a low quantile), two and "general"'s under
+# 300, the LR rising at most 4x per 32 steps (faster on a short run near its start), zero-start layers out of its distance and gradient
+# inputs; "grad-skip" without the fourth actor ("first-nonzero": those norms from their first non-zero one; "zero-start": from 1.0;
+# "short-span": the distance too); "rise-limit-4" no faster rise, "three-draws" no limit, "two-draws" no third draw, "one-actor" its first.
+BUNDLED_POLICIES = {name: BUNDLED_POLICY.parent / f"{name}.safetensors" for name in ("default", "one-actor", "general", "dagger-k32", "mnist-bc",
+                    "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start", "first-nonzero", "cautious", "grad-skip")}
 
 
 def resolve_policy(policy: str | Path | None) -> Path:
