@@ -177,6 +177,14 @@ def test_explain_plots_a_real_runs_decisions(tmp_path, capsys):
     assert steps == [0, 1, 17, 33, 49, 65] and result["cadence"] == "every 16 steps over the first 128, then every 32"
     # Who decided: an 80-step run is under the default's 300-step gate, so its three short-run actors did.
     assert result["deciders"] == "3 actors deciding together (the policy's part for runs under 300 steps)"
+    # A run of 300 steps or more: its four long-run actors, the cautious one listed three times (one module, said once).
+    from learned_lr.experiments.explain import deciders
+    from learned_lr.policy import load_policy
+    from learned_lr.scheduler import BUNDLED_POLICIES
+
+    long_side = "(the policy's part for runs of or over 300 steps)"
+    assert deciders(load_policy(BUNDLED_POLICIES["default"]).actor, 300) == f"4 actors deciding together, one counted 3 times {long_side}"
+    assert deciders(load_policy(BUNDLED_POLICIES["cautious"]).actor, 300) == f"4 actors deciding together {long_side}"
     # What the rise limit held back is counted in the summary (and marked in the figure).
     from learned_lr.control import held_back
 

@@ -43,6 +43,36 @@ def test_a_bundled_ensemble_decides_with_the_mean_of_its_members_log_lrs(tmp_pat
     assert policy_sha256(ensemble) not in {policy_sha256(load_policy(p)) for p in members}
 
 
+def test_a_member_listed_twice_runs_once_per_decision_with_the_same_numbers(tmp_path):
+    """`--ensemble-with A,A` weighs A by listing it again (the default does so): loaded, the copies are one module, so A's
+    forward runs once per decision; the state dict (and so the hash) keeps every copy, and the means, eager and traced,
+    are bit for bit those of running each copy."""
+    from learned_lr.policy import single_decision_fn
+
+    members = _members(tmp_path, count=2)
+    out = tmp_path / "weighted.safetensors"
+    assert main(["bundle", "--policy", str(members[0]), "--ensemble-with", f"{members[1]},{members[1]}", "--destination", str(out)]) == 0
+    tied = load_policy(out).actor
+    assert tied.members[1] is tied.members[2] and tied.members[0] is not tied.members[1]
+    untied = EnsembleActor([load_policy(members[0]).actor, load_policy(members[1]).actor, load_policy(members[1]).actor])
+    state, untied_state = tied.state_dict(), untied.state_dict()
+    assert list(state) == list(untied_state) and all(torch.equal(v, untied_state[k]) for k, v in state.items())
+    calls = []
+    hooks = [member.register_forward_hook(lambda *_: calls.append(1)) for member in dict.fromkeys(tied.members)]
+    window, mask, context = _observations(64)
+    with torch.no_grad():
+        mean = tied(window, mask, context)[0]
+        assert len(calls) == 2 and torch.equal(mean, untied(window, mask, context)[0])
+    for hook in hooks:
+        hook.remove()
+    with torch.no_grad():
+        assert not torch.equal(mean, EnsembleActor([load_policy(p).actor for p in members])(window, mask, context)[0])
+    fast_tied, fast_untied = single_decision_fn(tied), single_decision_fn(untied)
+    assert fast_tied.__name__ == fast_untied.__name__ == "fast"  # traced, not the eager fallback
+    one = tuple(t[:1] for t in (window, mask, context))
+    assert torch.equal(fast_tied(*one), fast_untied(*one))
+
+
 def test_an_ensemble_stays_in_bounds_and_finite_on_hostile_inputs(tmp_path):
     members = _members(tmp_path, count=2)
     out = tmp_path / "ensemble.safetensors"
@@ -351,11 +381,11 @@ def test_decisions_show_what_the_rise_limit_held_back():
     assert not held_back(limited[0])  # the first decision has nothing to rise from
 
 
-def test_the_default_is_cautious_grad_skip_with_a_fourth_long_run_actor_and_its_short_side():
-    """The default since the twenty-eighth session is "cautious" (docs/results.md section 7), tensor for tensor and hash
-    for hash: "grad-skip"'s (the default before it) three long-run actors and a fourth trained with BC at the
-    0.25-quantile, under "grad-skip"'s control; runs under 300 steps get "grad-skip"'s short side, LR for LR; longer
-    runs differ."""
+def test_the_default_counts_the_cautious_actor_three_times_and_keeps_cautious_short_side():
+    """The default since the twenty-ninth session (docs/results.md section 7) is the file judged as "cautious x3", hash
+    for hash: "cautious"'s (the default before it) four long-run actors and its fourth, the cautious one, twice more, so
+    it weighs 1/2 in the mean of their log-LRs; "cautious" is "grad-skip"'s three and that actor once. Both keep
+    "grad-skip"'s control and short side: runs under 300 steps get the same LRs from all three; longer runs differ."""
     import json
 
     from learned_lr.policy import policy_sha256
@@ -364,12 +394,18 @@ def test_the_default_is_cautious_grad_skip_with_a_fourth_long_run_actor_and_its_
     from conftest import same_weights as same
 
     default, cautious, before = (load_policy(BUNDLED_POLICIES[name]) for name in ("default", "cautious", "grad-skip"))
-    assert policy_sha256(default) == policy_sha256(cautious) == "f553d3e2402d729b953fd143c1a18077feb5a41b692575611fa2795e8f99f6b5"
-    assert same(default.actor, cautious.actor) and default.control_config == cautious.control_config == before.control_config
-    assert len(cautious.actor.main.members) == 4 and same(cautious.actor.short, before.actor.short)
-    assert all(same(c, d) for c, d in zip(cautious.actor.main.members, before.actor.main.members))
+    assert policy_sha256(default) == "e2dfd791f32d8e5e2962d6973d6a66f73fb7784861fa3555bfe9c2d11057d86d"
+    assert policy_sha256(cautious) == "f553d3e2402d729b953fd143c1a18077feb5a41b692575611fa2795e8f99f6b5"
+    assert default.control_config == cautious.control_config == before.control_config
+    members, four = default.actor.main.members, cautious.actor.main.members
+    assert len(members) == 6 and len(four) == 4 and all(same(m, c) for m, c in zip(members, four))
+    assert same(members[4], four[3]) and same(members[5], four[3]) and not any(same(four[3], c) for c in four[:3])
+    assert all(same(c, b) for c, b in zip(four, before.actor.main.members))
+    assert same(default.actor.short, cautious.actor.short) and same(cautious.actor.short, before.actor.short)
     meta = json.loads(BUNDLED_POLICIES["default"].with_suffix(".json").read_text())
-    assert "--bc-quantile 0.25" in meta["produced_by"] and meta["ensemble_of"][-1] == "runs/general-hard-q/dagger/round-2/bc/policy.safetensors"
-    assert "learned-lr bundle --name default --policy cautious" in meta["produced_by"]
-    assert _run_lrs("default", 299, steps=40) == _run_lrs("grad-skip", 299, steps=40)
-    assert _run_lrs("default", 300, steps=40) != _run_lrs("grad-skip", 300, steps=40)
+    hard_q = "runs/general-hard-q/dagger/round-2/bc/policy.safetensors"
+    assert "--bc-quantile 0.25" in meta["produced_by"] and meta["ensemble_of"][-3:] == [hard_q] * 3
+    assert f"learned-lr bundle --name default --policy cautious --ensemble-with {hard_q},{hard_q}" in meta["produced_by"]
+    assert "learned-lr bundle --name cautious --policy grad-skip" in meta["produced_by"]
+    assert _run_lrs("default", 299, steps=40) == _run_lrs("cautious", 299, steps=40) == _run_lrs("grad-skip", 299, steps=40)
+    assert _run_lrs("default", 300, steps=40) != _run_lrs("cautious", 300, steps=40) != _run_lrs("grad-skip", 300, steps=40)

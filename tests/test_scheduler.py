@@ -136,8 +136,8 @@ def test_any_losses_and_gradients_give_finite_in_bound_lrs(small_policy, train, 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")
 def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_the_base_lr():
     """No policy given: four draws of the cross-family recipe trained on variants of 300-3,000 steps (K = 16; the
-    third with structure copies, the fourth with deep and zero-head copies and BC at the 0.25-quantile) deciding
-    together; on runs shorter than 300 steps the first two and `general`'s actor,
+    third with structure copies, the fourth with deep and zero-head copies and BC at the 0.25-quantile, counted three
+    times: six members) deciding together; on runs shorter than 300 steps the first two and `general`'s actor,
     every 16 steps over a run's first 128, then every 32, one decision raising the LR at most 4x per 32 steps (per 1/8 of
     a run under 256 steps, from step 17 on, while its weights are within 0.05 of their start; docs/results.md section
     7). It reads the LR's scale: on the same problem (a 200-step run), the higher the base LR, the smaller the fraction
@@ -161,7 +161,7 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
         mean_factors.append(factors.mean())
     assert mean_factors[0] > mean_factors[1] > mean_factors[2] and mean_factors[0] > 2.5 * mean_factors[2]
     meta = json.loads(BUNDLED_POLICY.with_suffix(".json").read_text())
-    assert "--structure-copies --work runs/general-copies" in meta["produced_by"] and meta["ensemble_members"] == 4
+    assert "--structure-copies --work runs/general-copies" in meta["produced_by"] and meta["ensemble_members"] == 6
     assert "learned-lr bundle --name default --policy two-draws --ensemble-with runs/general-copies/dagger/round-2" in meta["produced_by"]
     assert meta["trained_decision_interval"] == 16 and meta["control_config"]["decision_interval"] == 32
     assert (meta["control_config"]["start_decision_interval"], meta["control_config"]["start_steps"]) == (16, 128)
@@ -174,7 +174,7 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
     assert not meta["control_config"]["grad_norms_from_first_nonzero"] and "--grad-norms-from-first-nonzero 1" in meta["produced_by"]
     assert meta["control_config"]["grad_norms_skip_zero_start"] and "--grad-norms-skip-zero-start 1" in meta["produced_by"]
     assert "--bc-quantile 0.25 --work runs/general-hard-q" in meta["produced_by"]
-    assert "learned-lr bundle --name default --policy cautious" in meta["produced_by"]
+    assert "learned-lr bundle --name default --policy cautious --ensemble-with runs/general-hard-q/" in meta["produced_by"]
     assert scheduler.decisions()[1]["step"] == 1 and scheduler.decisions()[2]["step"] == 17  # the dense start
     unlimited = dataclasses.replace(scheduler.policy.control_config, max_lr_rise=0.0, distance_skips_zero_start=False, grad_norms_skip_zero_start=False,
                                     **dict.fromkeys(span, 0))  # earlier defaults'
@@ -186,21 +186,22 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
     assert "--min-steps 300 --max-steps 3000" in before["produced_by"] and "runs/general-long/dagger/round-2" in before["produced_by"]
     assert "--ensemble-with runs/general-long-bc1/dagger/round-2" in before["produced_by"] and before["ensemble_members"] == 2
     assert "--short-runs runs/rise/default-plus-general.safetensors --short-run-steps 300" in before["produced_by"]
-    # Runs of 300 steps or more: four members, the first the default of 2026-12-04..05, bundled alone as "one-actor", the
-    # second another BC draw (the two are "two-draws"), the third the structure-copies draw, the fourth the cautious one
-    # (the three before it are "grad-skip"'s). Shorter runs: the first two
+    # Runs of 300 steps or more: six members, the first the default of 2026-12-04..05, bundled alone as "one-actor", the
+    # second another BC draw (the two are "two-draws"), the third the structure-copies draw, the fourth, fifth and sixth
+    # the cautious one (the three before it are "grad-skip"'s; with it once, "cautious"). Shorter runs: the first two
     # and `general`'s actor, as "two-draws" has them, each weight for weight.
     from conftest import same_weights as same
 
     gated = scheduler.policy.actor
     assert isinstance(gated, LengthGatedActor) and gated.short_run_steps == 300 and meta["short_run_members"] == 3
     actor, short = actor_for_run(gated, 300), actor_for_run(gated, 299)
-    assert isinstance(actor, EnsembleActor) and len(actor.members) == 4 and len(short.members) == 3
+    assert isinstance(actor, EnsembleActor) and len(actor.members) == 6 and len(short.members) == 3
     general = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="general").policy.actor
     assert all(same(member, other) for member, other in zip(short.members, [*actor.members[:2], general]))
     assert same(short, actor_for_run(pair.actor, 299)) and all(same(m, o) for m, o in zip(actor.members, actor_for_run(pair.actor, 300).members))
     assert not same(actor.members[2], actor.members[0]) and not same(actor.members[2], actor.members[1])
     assert not any(same(actor.members[3], other) for other in actor.members[:3])
+    assert same(actor.members[4], actor.members[3]) and same(actor.members[5], actor.members[3])
     one = LearnedLR(torch.optim.SGD(make_problem()[0].parameters(), lr=0.1), total_steps=10, policy="one-actor")
     assert one.policy.policy_config == scheduler.policy.policy_config and one.policy.control_config == unlimited
     first, second = (member.state_dict() for member in actor.members[:2])

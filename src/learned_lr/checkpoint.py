@@ -41,7 +41,14 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
     document = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "kind": kind, **meta}
     text = json.dumps(document)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    # safetensors refuses two names on one storage (an ensemble's tied members share their tensors): each name gets its own copy
+    storages: set[int] = set()
+    contiguous = {}
+    for k, v in tensors.items():
+        v = v.detach().contiguous().cpu()
+        shared = v.untyped_storage().data_ptr() in storages
+        storages.add(v.untyped_storage().data_ptr())
+        contiguous[k] = v.clone() if shared else v
     save_file(contiguous, str(tmp), metadata={_META_KEY: text})
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)

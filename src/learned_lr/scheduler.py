@@ -60,8 +60,8 @@ from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, policy_sha256, single_decision_fn
 
 BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
-# The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default" ("cautious"): four
-# actors on runs of 300-3,000 steps (four draws, one with structure copies, one fitted to a low quantile), two and "general"'s under
+# The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default": six members on runs of
+# 300-3,000 steps (four draws, one with structure copies, one fitted to a low quantile counted 3x; once: "cautious"), two and "general"'s under
 # 300, the LR rising at most 4x per 32 steps (faster on a short run near its start), zero-start layers out of its distance and gradient
 # inputs; "grad-skip" without the fourth actor ("first-nonzero": those norms from their first non-zero one; "zero-start": from 1.0;
 # "short-span": the distance too); "rise-limit-4" no faster rise, "three-draws" no limit, "two-draws" no third draw, "one-actor" its first.

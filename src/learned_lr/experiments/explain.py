@@ -36,8 +36,9 @@ def cadence(control: ControlConfig) -> str:
 
 
 def deciders(actor: Actor | EnsembleActor | LengthGatedActor, total_steps: int) -> str:
-    """Who decides a run of ``total_steps`` steps, in words: "one actor", "3 actors deciding together", and for a
-    length-gated policy which side of its gate the run is on.
+    """Who decides a run of ``total_steps`` steps, in words: "one actor", "3 actors deciding together" ("4 actors
+    deciding together, one counted 3 times" where a member is listed again to weigh it), and for a length-gated policy
+    which side of its gate the run is on.
 
     Example:
         >>> from learned_lr.policy import load_policy
@@ -45,7 +46,10 @@ def deciders(actor: Actor | EnsembleActor | LengthGatedActor, total_steps: int) 
         "3 actors deciding together (the policy's part for runs under 300 steps)"
     """
     chosen = actor_for_run(actor, total_steps)
-    words = f"{len(chosen.members)} actors deciding together" if isinstance(chosen, EnsembleActor) else "one actor"
+    words = "one actor"
+    if isinstance(chosen, EnsembleActor):
+        counts = [list(chosen.members).count(member) for member in dict.fromkeys(chosen.members)]  # tied members: one module
+        words = f"{len(counts)} actors deciding together" + "".join(f", one counted {n} times" for n in counts if n > 1)
     if isinstance(actor, LengthGatedActor):
         side = "under" if chosen is actor.short else "of or over"
         words += f" (the policy's part for runs {side} {actor.short_run_steps} steps)"
