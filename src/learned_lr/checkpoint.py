@@ -46,9 +46,9 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
     contiguous = {}
     for k, v in tensors.items():
         v = v.detach().contiguous().cpu()
-        shared = v.untyped_storage().data_ptr() in storages
-        storages.add(v.untyped_storage().data_ptr())
-        contiguous[k] = v.clone() if shared else v
+        storage = v.untyped_storage().data_ptr()
+        contiguous[k] = v.clone() if storage in storages else v
+        storages.add(storage)
     save_file(contiguous, str(tmp), metadata={_META_KEY: text})
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)

@@ -159,7 +159,7 @@ class EnsembleActor(nn.Module):
         """
         kept: list[Actor] = []
         for index, member in enumerate(self.members):
-            twin = next((k for k in kept if _equal_weights(k, member)), None)
+            twin = next((k for k in kept if same_weights(k, member)), None)
             if twin is None:
                 kept.append(member)
             else:
@@ -170,8 +170,8 @@ class EnsembleActor(nn.Module):
         return torch.distributions.Normal(mean, std)
 
 
-def _equal_weights(a: nn.Module, b: nn.Module) -> bool:
-    """Whether two modules of the same shape hold equal tensors under every name."""
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules hold equal tensors under every name of ``a``'s state dict (tests use it too)."""
     other = b.state_dict()
     return all(torch.equal(v, other[k]) for k, v in a.state_dict().items())
 
