@@ -180,7 +180,7 @@ def test_explain_plots_a_real_runs_decisions(tmp_path, capsys):
     # A run of 300 steps or more: its four long-run actors, the cautious one listed three times (one module, said once).
     from learned_lr.experiments.explain import deciders
     from learned_lr.policy import load_policy
-    from learned_lr.scheduler import BUNDLED_POLICIES
+    from learned_lr.bundled import BUNDLED_POLICIES
 
     long_side = "(the policy's part for runs of or over 300 steps)"
     assert deciders(load_policy(BUNDLED_POLICIES["default"]).actor, 300) == f"4 actors deciding together, one counted 3 times {long_side}"
@@ -255,12 +255,10 @@ def test_bundle_out_writes_the_actor_at_another_decision_interval_and_leaves_the
     from conftest import save_small_policy
 
     from learned_lr.policy import load_policy, policy_sha256
-    from learned_lr.scheduler import BUNDLED_POLICIES
+    from learned_lr.bundled import BUNDLED_POLICIES
 
     source = save_small_policy(tmp_path / "policy.safetensors", window=64, decision_interval=4)
-    from learned_lr.experiments.bundle_config import BUNDLED_NAMES
-
-    assert BUNDLED_NAMES == tuple(BUNDLED_POLICIES)  # the bundle command can write every bundled policy
+    assert all(path.is_file() for path in BUNDLED_POLICIES.values())  # every name the bundle command can write is shipped
     shipped = {name: path.read_bytes() for name, path in BUNDLED_POLICIES.items()}
     out = tmp_path / "k8.safetensors"
     assert main(["bundle", "--policy", str(source), "--decision-interval", "8", "--destination", str(out), "--produced-by", "a test"]) == 0
@@ -392,7 +390,7 @@ def test_bundle_after_loss_rise_sets_the_hold_keeps_the_rest_and_refuses_a_rise(
 
     from learned_lr.experiments.explain import rise_limit_words
     from learned_lr.policy import load_policy
-    from learned_lr.scheduler import resolve_policy
+    from learned_lr.bundled import resolve_policy
 
     out = tmp_path / "hold.safetensors"
     assert main(["bundle", "--policy", "default", "--after-loss-rise", "1", "--destination", str(out)]) == 0
@@ -412,7 +410,8 @@ def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_d
     import torch
 
     from learned_lr.policy import load_policy, policy_sha256
-    from learned_lr.scheduler import LearnedLR, resolve_policy
+    from learned_lr.bundled import resolve_policy
+    from learned_lr.scheduler import LearnedLR
 
     out = tmp_path / "skip.safetensors"
     assert main(["bundle", "--policy", "short-span", "--distance-skips-zero-start", "1", "--destination", str(out)]) == 0
@@ -451,7 +450,7 @@ def test_bundle_grad_norms_from_first_nonzero_is_recorded_and_a_bad_value_refuse
     import dataclasses
 
     from learned_lr.policy import load_policy, policy_sha256
-    from learned_lr.scheduler import resolve_policy
+    from learned_lr.bundled import resolve_policy
 
     out = tmp_path / "norms.safetensors"
     assert main(["bundle", "--policy", "zero-start", "--grad-norms-from-first-nonzero", "1", "--destination", str(out)]) == 0

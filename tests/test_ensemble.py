@@ -321,7 +321,7 @@ def test_grad_skip_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_two
     import json
 
     from learned_lr.policy import LengthGatedActor, policy_sha256
-    from learned_lr.scheduler import BUNDLED_POLICIES
+    from learned_lr.bundled import BUNDLED_POLICIES
 
     from conftest import same_weights as same
 
@@ -389,7 +389,7 @@ def test_the_default_counts_the_cautious_actor_three_times_and_keeps_cautious_sh
     import json
 
     from learned_lr.policy import policy_sha256
-    from learned_lr.scheduler import BUNDLED_POLICIES
+    from learned_lr.bundled import BUNDLED_POLICIES
 
     from conftest import same_weights as same
 

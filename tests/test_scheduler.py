@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learned_lr.policy import load_policy
-from learned_lr.scheduler import BUNDLED_POLICY, LearnedLR
+from learned_lr.bundled import BUNDLED_POLICY
+from learned_lr.scheduler import LearnedLR
 
 
 @pytest.fixture(scope="module")
@@ -503,7 +504,7 @@ def test_the_general_bundled_policy_is_taken_by_name_and_reads_the_distance_from
     """LearnedLR(policy="general"): the cross-family recipe deciding every 16 steps, shipped beside the default (docs/results.md section 7)."""
     import json
 
-    from learned_lr.scheduler import BUNDLED_POLICIES
+    from learned_lr.bundled import BUNDLED_POLICIES
 
     model, data = make_problem()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)

@@ -52,28 +52,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from learned_lr.bundled import resolve_policy
 from learned_lr.control import clip_action
 from learned_lr.features import reads_distance, reads_momentum, recorded_feature_names
 from learned_lr.layers import InitialWeights, layer_index, layer_init_distances, layer_momentum_cosines, sampled_elements
 from learned_lr.loop import DecisionLoop
 from learned_lr.observation import RunHistory
 from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, policy_sha256, single_decision_fn
-
-BUNDLED_POLICY = Path(__file__).parent / "policies" / "default.safetensors"
-# The bundled policies, by the name ``LearnedLR(policy=NAME)`` takes (docs/results.md section 7): "default": six members on runs of
-# 300-3,000 steps (four draws, one with structure copies, one fitted to a low quantile counted 3x; once: "cautious"), two and "general"'s under
-# 300, the LR rising at most 4x per 32 steps (faster on a short run near its start), zero-start layers out of its distance and gradient
-# inputs; "grad-skip" without the fourth actor ("first-nonzero": those norms from their first non-zero one; "zero-start": from 1.0;
-# "short-span": the distance too); "rise-limit-4" no faster rise, "three-draws" no limit, "two-draws" no third draw, "one-actor" its first.
-BUNDLED_POLICIES = {name: BUNDLED_POLICY.parent / f"{name}.safetensors" for name in ("default", "one-actor", "general", "dagger-k32", "mnist-bc",
-                    "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start", "first-nonzero", "cautious", "grad-skip")}
-
-
-def resolve_policy(policy: str | Path | None) -> Path:
-    """A bundled policy's name (``BUNDLED_POLICIES``; None or "bundled": "default") or a checkpoint path, as a path."""
-    if policy is None or policy == "bundled":
-        return BUNDLED_POLICY
-    return BUNDLED_POLICIES.get(policy, Path(policy)) if isinstance(policy, str) else Path(policy)
 
 
 def _squared_norm_cpu(grad: torch.Tensor) -> float:
@@ -167,7 +152,7 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         optimizer: the wrapped optimizer; each group's ``lr`` now is its base (peak) LR.
         total_steps: how many times ``step()`` will be called in the run.
         policy: a path to a policy checkpoint, a ``LoadedPolicy``, the name of a bundled one
-            (``"zero-start"``, ``"short-span"``, ``"rise-limit-4"``, ... : see ``BUNDLED_POLICIES``), or None for the default
+            (``"zero-start"``, ``"short-span"``, ``"rise-limit-4"``, ... : see ``bundled.BUNDLED_NAMES``), or None for the default
             bundled one. Its weights are copied when the scheduler is built.
         model: the model being trained; groups gradient norms by module, as during training.
 

@@ -165,7 +165,7 @@ def cmd_demo(config: DemoConfig) -> int:
 
 def cmd_bundle(config: BundleConfig) -> int:
     from learned_lr.bundle import bundle_policy
-    from learned_lr.scheduler import BUNDLED_POLICIES, resolve_policy
+    from learned_lr.bundled import BUNDLED_POLICIES, resolve_policy
 
     destination = Path(config.destination) if config.destination else BUNDLED_POLICIES[config.name]
     source = resolve_policy(config.policy)  # a path, or a bundled policy's name
@@ -231,7 +231,7 @@ def cmd_robustness(config: RobustnessConfig) -> int:
     from learned_lr.experiments.robustness import Contender, markdown_report, run_or_load, summarize
     from learned_lr.files import write_json, write_text
     from learned_lr.policy import load_policy
-    from learned_lr.scheduler import resolve_policy
+    from learned_lr.bundled import resolve_policy
 
     contenders = [Contender(name, "schedule", name) for name in config.schedule_list]
     contenders += [Contender(name, "baseline", name) for name in config.baseline_list]
@@ -266,7 +266,7 @@ def cmd_robustness(config: RobustnessConfig) -> int:
 
 def _check_learned_policy(settings: LoRASettings) -> None:
     from learned_lr.policy import load_policy
-    from learned_lr.scheduler import resolve_policy
+    from learned_lr.bundled import resolve_policy
 
     load_policy(resolve_policy(settings.policy))  # a bad checkpoint fails now
 

@@ -63,7 +63,7 @@ SCHEDULE_FREE = ("sgd-schedulefree", "adamw-schedulefree")
 
 def contenders(names: Sequence[str], policies: Sequence[tuple[str, str]] = ()) -> list[Contender]:
     """Contenders by name (``CONTENDER_NAMES``; ``bundled`` is the packaged policy) plus LABEL=PATH policies."""
-    from learned_lr.scheduler import resolve_policy
+    from learned_lr.bundled import resolve_policy
 
     out = []
     for name in names:

@@ -5,12 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from learned_lr.bundled import BUNDLED_NAMES
 from learned_lr.settings import arg, check_choice, parse_list, require
-
-# The names of ``scheduler.BUNDLED_POLICIES`` (not imported: that would load torch for the CLI's --help).
-BUNDLED_NAMES = ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4", "short-span", "zero-start",
-                 "first-nonzero", "cautious", "grad-skip")
-
 
 # The flags that set a ControlConfig field of the same name (-1: as the policy has it), with its type.
 CONTROL_FLAGS = {"max_lr_rise": float, "rise_span_fraction": float, "rise_span_while_falling": bool, "rise_span_distance": float,

@@ -19,9 +19,10 @@ import math
 
 import torch
 
+from learned_lr.bundled import resolve_policy
 from learned_lr.control import cooldown_steps, held_back, rise_span
 from learned_lr.policy import Actor, EnsembleActor, LengthGatedActor, actor_for_run
-from learned_lr.scheduler import LearnedLR, resolve_policy
+from learned_lr.scheduler import LearnedLR
 from learned_lr.settings import ControlConfig
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.run import TrainingRun, task_loss

@@ -133,7 +133,7 @@ def run_validation(config: ValidateConfig, progress: bool = True) -> dict:
 
     from learned_lr.files import saved_or_computed
     from learned_lr.policy import load_policy, policy_sha256
-    from learned_lr.scheduler import resolve_policy
+    from learned_lr.bundled import resolve_policy
     from learned_lr.training.validation import policy_runs, tuned_expert_run
 
     policies = {label: load_policy(resolve_policy(path)) for label, path in config.policy_list}  # a bad file fails before any run

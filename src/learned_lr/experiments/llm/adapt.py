@@ -71,7 +71,7 @@ def examples_from_run(folder: Path, policy: LoadedPolicy, base_lr: float) -> tup
 
 def adapt_policy(config: AdaptLLMConfig, progress: bool = True) -> Path:
     """Teacher runs -> examples -> the starting policy fine-tuned on them; returns ``out/policy.safetensors``."""
-    from learned_lr.scheduler import resolve_policy
+    from learned_lr.bundled import resolve_policy
 
     policy = load_policy(resolve_policy(config.settings.policy))
     folders = teacher_runs(config, progress=progress)

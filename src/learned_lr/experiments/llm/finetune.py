@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 from learned_lr.experiments.llm.config import FinetuneLLMConfig, LoRASettings
 from learned_lr.files import file_sha256, write_json
 from learned_lr.observation import RunHistory
-from learned_lr.scheduler import LayerGradNorms, resolve_policy
+from learned_lr.bundled import resolve_policy
+from learned_lr.scheduler import LayerGradNorms
 from learned_lr.settings import ControlConfig, MissingExtraError
 from learned_lr.tasks.llm import data as llm_data
 from learned_lr.tasks.llm.model import add_lora, float32_copy, load_smollm2, pad_token_id, require_qlora
