@@ -20,9 +20,9 @@ import time
 import numpy as np
 import torch
 
+from learned_lr.bundled import BUNDLED_POLICY
 from learned_lr.experiments.suites import SUITES
 from learned_lr.policy import load_policy
-from learned_lr.bundled import BUNDLED_POLICY
 from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks.batched import SequentialRuns
 from learned_lr.tasks.datasets import load_task_data

@@ -18,8 +18,8 @@ import argparse
 import torch
 from scheduler_overhead import alternate_rounds, time_ratio, timed_steps  # the same loop and estimator
 
-from learned_lr.policy import load_policy
 from learned_lr.bundled import BUNDLED_POLICY
+from learned_lr.policy import load_policy
 from learned_lr.scheduler import LearnedLR
 from learned_lr.tasks import build_model, load_mnist
 from learned_lr.tasks.config import TaskConfig

@@ -13,9 +13,9 @@ import argparse
 
 import torch
 
+from learned_lr.bundled import resolve_policy
 from learned_lr.features import NUM_CONTEXT
 from learned_lr.policy import load_policy
-from learned_lr.bundled import resolve_policy
 
 
 def largest_difference(policy: str, seed: int = 0) -> float:

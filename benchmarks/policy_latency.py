@@ -19,9 +19,9 @@ import time
 
 import torch
 
+from learned_lr.bundled import BUNDLED_POLICY
 from learned_lr.observation import RunHistory
 from learned_lr.policy import Actor, load_policy, single_decision_fn
-from learned_lr.bundled import BUNDLED_POLICY
 from learned_lr.settings import ControlConfig, PolicyConfig
 from learned_lr.tasks import TrainingRun
 from learned_lr.tasks.config import TaskConfig

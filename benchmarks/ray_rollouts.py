@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from learned_lr.policy import load_policy
 from learned_lr.bundled import BUNDLED_POLICY
+from learned_lr.policy import load_policy
 from learned_lr.settings import RewardConfig
 from learned_lr.tasks import load_mnist
 from learned_lr.tasks.config import TaskConfig

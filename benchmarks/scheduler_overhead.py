@@ -23,8 +23,8 @@ import time
 import numpy as np
 import torch
 
-from learned_lr.policy import load_policy
 from learned_lr.bundled import resolve_policy
+from learned_lr.policy import load_policy
 from learned_lr.scheduler import LearnedLR
 from learned_lr.tasks import build_model, load_mnist
 from learned_lr.tasks.config import TaskConfig

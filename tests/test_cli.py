@@ -178,9 +178,9 @@ def test_explain_plots_a_real_runs_decisions(tmp_path, capsys):
     # Who decided: an 80-step run is under the default's 300-step gate, so its three short-run actors did.
     assert result["deciders"] == "3 actors deciding together (the policy's part for runs under 300 steps)"
     # A run of 300 steps or more: its four long-run actors, the cautious one listed three times (one module, said once).
+    from learned_lr.bundled import BUNDLED_POLICIES
     from learned_lr.experiments.explain import deciders
     from learned_lr.policy import load_policy
-    from learned_lr.bundled import BUNDLED_POLICIES
 
     long_side = "(the policy's part for runs of or over 300 steps)"
     assert deciders(load_policy(BUNDLED_POLICIES["default"]).actor, 300) == f"4 actors deciding together, one counted 3 times {long_side}"
@@ -254,8 +254,8 @@ def test_bundle_out_writes_the_actor_at_another_decision_interval_and_leaves_the
     import torch
     from conftest import save_small_policy
 
-    from learned_lr.policy import load_policy, policy_sha256
     from learned_lr.bundled import BUNDLED_POLICIES
+    from learned_lr.policy import load_policy, policy_sha256
 
     source = save_small_policy(tmp_path / "policy.safetensors", window=64, decision_interval=4)
     assert all(path.is_file() for path in BUNDLED_POLICIES.values())  # every name the bundle command can write is shipped
@@ -388,9 +388,9 @@ def test_bundle_after_loss_rise_sets_the_hold_keeps_the_rest_and_refuses_a_rise(
     worded by `explain`; a value above 1 (a rise) is refused with the flag named."""
     import dataclasses
 
+    from learned_lr.bundled import resolve_policy
     from learned_lr.experiments.explain import rise_limit_words
     from learned_lr.policy import load_policy
-    from learned_lr.bundled import resolve_policy
 
     out = tmp_path / "hold.safetensors"
     assert main(["bundle", "--policy", "default", "--after-loss-rise", "1", "--destination", str(out)]) == 0
@@ -409,8 +409,8 @@ def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_d
     not read the distance is refused with the flag named."""
     import torch
 
-    from learned_lr.policy import load_policy, policy_sha256
     from learned_lr.bundled import resolve_policy
+    from learned_lr.policy import load_policy, policy_sha256
     from learned_lr.scheduler import LearnedLR
 
     out = tmp_path / "skip.safetensors"
@@ -449,8 +449,8 @@ def test_bundle_grad_norms_from_first_nonzero_is_recorded_and_a_bad_value_refuse
     on is refused, the flag named."""
     import dataclasses
 
-    from learned_lr.policy import load_policy, policy_sha256
     from learned_lr.bundled import resolve_policy
+    from learned_lr.policy import load_policy, policy_sha256
 
     out = tmp_path / "norms.safetensors"
     assert main(["bundle", "--policy", "zero-start", "--grad-norms-from-first-nonzero", "1", "--destination", str(out)]) == 0

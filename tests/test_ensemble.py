@@ -320,8 +320,8 @@ def test_grad_skip_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_two
     import dataclasses
     import json
 
-    from learned_lr.policy import LengthGatedActor, policy_sha256
     from learned_lr.bundled import BUNDLED_POLICIES
+    from learned_lr.policy import LengthGatedActor, policy_sha256
 
     from conftest import same_weights as same
 
@@ -388,8 +388,8 @@ def test_the_default_counts_the_cautious_actor_three_times_and_keeps_cautious_sh
     "grad-skip"'s control and short side: runs under 300 steps get the same LRs from all three; longer runs differ."""
     import json
 
-    from learned_lr.policy import policy_sha256
     from learned_lr.bundled import BUNDLED_POLICIES
+    from learned_lr.policy import policy_sha256
 
     from conftest import same_weights as same
 

@@ -8,8 +8,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from learned_lr.integrations.hf import learned_lr_for_trainer  # noqa: E402
 from learned_lr.bundled import BUNDLED_POLICY  # noqa: E402
+from learned_lr.integrations.hf import learned_lr_for_trainer  # noqa: E402
 
 
 @pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled policy not built")

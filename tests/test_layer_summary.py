@@ -69,9 +69,9 @@ def test_a_block_whose_layers_all_lack_a_value_is_left_out_and_a_row_with_none_r
 
 
 def test_layer_groups_is_checked_and_left_out_of_the_policy_hash_while_off(tmp_path, capsys):
+    from learned_lr.bundled import resolve_policy
     from learned_lr.cli import main
     from learned_lr.policy import load_policy, policy_sha256
-    from learned_lr.bundled import resolve_policy
     from learned_lr.scheduler import LearnedLR
 
     with pytest.raises(ConfigError, match="--layer-groups"):

@@ -94,8 +94,8 @@ def test_finetune_llm_command_writes_result_and_adapter(model_cache, tmp_path, c
     assert all(2e-7 <= lr <= 8e-4 for lr in result["lrs"])
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert "forgetting" in capsys.readouterr().out
-    from learned_lr.files import file_sha256
     from learned_lr.bundled import BUNDLED_POLICY
+    from learned_lr.files import file_sha256
 
     assert result["policy_sha256"] == file_sha256(BUNDLED_POLICY)  # what compare-llm checks before reusing the run
 
@@ -147,10 +147,10 @@ def test_compare_llm_reruns_a_learned_run_whose_policy_file_changed(tmp_path, mo
     import dataclasses
     import shutil
 
+    from learned_lr.bundled import BUNDLED_POLICY
     from learned_lr.experiments.llm import compare
     from learned_lr.experiments.llm.config import CompareLLMConfig
     from learned_lr.files import file_sha256, write_json
-    from learned_lr.bundled import BUNDLED_POLICY
 
     policy = tmp_path / "policy.safetensors"
     shutil.copy(BUNDLED_POLICY, policy)
@@ -170,9 +170,9 @@ def test_compare_llm_reruns_a_learned_run_whose_policy_file_changed(tmp_path, mo
 
 def test_llm_commands_take_a_bundled_policy_by_name():
     """compare-llm --policies "mnist-bc=mnist-bc" (and --policy general) use the file shipped under that name."""
+    from learned_lr.bundled import BUNDLED_POLICIES, BUNDLED_POLICY
     from learned_lr.experiments.llm.finetune import learned_policy_sha256, make_scheduler
     from learned_lr.files import file_sha256
-    from learned_lr.bundled import BUNDLED_POLICIES, BUNDLED_POLICY
 
     assert learned_policy_sha256(LoRASettings(policy="bundled")) == file_sha256(BUNDLED_POLICY)
     assert learned_policy_sha256(LoRASettings(policy="mnist-bc")) == file_sha256(BUNDLED_POLICIES["mnist-bc"]) != file_sha256(BUNDLED_POLICY)
@@ -194,10 +194,10 @@ def test_qlora_without_gpu_is_skipped_with_a_message(capsys, tmp_path, monkeypat
 @pytest.mark.llm
 @needs_model
 def test_adapt_llm_clones_a_teacher_from_recorded_lora_runs(model_cache, tmp_path):
+    from learned_lr.bundled import BUNDLED_POLICY
     from learned_lr.experiments.llm.adapt import adapt_policy, examples_from_run
     from learned_lr.experiments.llm.config import AdaptLLMConfig
     from learned_lr.policy import load_policy
-    from learned_lr.bundled import BUNDLED_POLICY
     from learned_lr.scheduler import LearnedLR
 
     settings = LoRASettings(steps=5, max_tokens=16, eval_examples=2, warmup_ratio=0.2, cache_dir=str(model_cache))

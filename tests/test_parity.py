@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from learned_lr.policy import load_policy
 from learned_lr.bundled import BUNDLED_POLICY
+from learned_lr.policy import load_policy
 from learned_lr.scheduler import LearnedLR
 from learned_lr.settings import RewardConfig
 from learned_lr.tasks.config import TaskConfig

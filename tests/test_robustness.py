@@ -217,8 +217,8 @@ def test_robustness_reruns_a_policy_retrained_in_place_and_other_seeds(tmp_path,
 
 def test_a_policy_rollout_goes_on_when_its_first_run_diverges(mnist):
     """Run 0 blows up at a huge LR while run 1 trains on: the rollout's clock follows a live run (it crashed before)."""
-    from learned_lr.policy import load_policy
     from learned_lr.bundled import BUNDLED_POLICY
+    from learned_lr.policy import load_policy
     from learned_lr.tasks.batched import SequentialRuns
     from learned_lr.training.rollout import PolicyController, rollout
 

@@ -8,8 +8,8 @@ from conftest import save_small_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from learned_lr.policy import load_policy
 from learned_lr.bundled import BUNDLED_POLICY
+from learned_lr.policy import load_policy
 from learned_lr.scheduler import LearnedLR
 
 

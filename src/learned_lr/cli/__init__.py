@@ -227,11 +227,11 @@ def cmd_robust_train(config: RobustTrainConfig) -> int:
 
 
 def cmd_robustness(config: RobustnessConfig) -> int:
+    from learned_lr.bundled import resolve_policy
     from learned_lr.experiments.plots import plot_robustness
     from learned_lr.experiments.robustness import Contender, markdown_report, run_or_load, summarize
     from learned_lr.files import write_json, write_text
     from learned_lr.policy import load_policy
-    from learned_lr.bundled import resolve_policy
 
     contenders = [Contender(name, "schedule", name) for name in config.schedule_list]
     contenders += [Contender(name, "baseline", name) for name in config.baseline_list]
@@ -265,8 +265,8 @@ def cmd_robustness(config: RobustnessConfig) -> int:
 
 
 def _check_learned_policy(settings: LoRASettings) -> None:
-    from learned_lr.policy import load_policy
     from learned_lr.bundled import resolve_policy
+    from learned_lr.policy import load_policy
 
     load_policy(resolve_policy(settings.policy))  # a bad checkpoint fails now
 

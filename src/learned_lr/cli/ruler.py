@@ -16,12 +16,12 @@ from learned_lr.training.config import DistillConfig
 
 
 def cmd_benchmark(config: BenchmarkConfig) -> int:
+    from learned_lr.bundled import resolve_policy
     from learned_lr.experiments.benchmark import contenders, markdown_report, run_benchmark
     from learned_lr.experiments.plots import plot_benchmark
     from learned_lr.experiments.suites import SUITES
     from learned_lr.files import write_json, write_text
     from learned_lr.policy import load_policy
-    from learned_lr.bundled import resolve_policy
     from learned_lr.tasks.optimizers import require_anchor
 
     # PATH "bundled" is the default bundled policy; a bundled policy's name ("general") or a checkpoint path otherwise.
@@ -53,11 +53,11 @@ def cmd_benchmark(config: BenchmarkConfig) -> int:
 
 
 def cmd_explain(config: ExplainConfig) -> int:
+    from learned_lr.bundled import resolve_policy
     from learned_lr.experiments.explain import explain_run, held_back_words
     from learned_lr.experiments.plots import plot_decisions
     from learned_lr.files import write_json
     from learned_lr.policy import load_policy
-    from learned_lr.bundled import resolve_policy
 
     if config.policy != "bundled":
         load_policy(resolve_policy(config.policy))  # a bad checkpoint fails now, in one line ("general": the bundled one)
@@ -111,8 +111,8 @@ def cmd_validate(config: ValidateConfig) -> int:
 
 
 def cmd_distill(config: DistillConfig) -> int:
-    from learned_lr.policy import load_policy
     from learned_lr.bundled import resolve_policy
+    from learned_lr.policy import load_policy
     from learned_lr.training.bc import train_bc
     from learned_lr.training.config import BCConfig
     from learned_lr.training.distill import relabel_with_teacher

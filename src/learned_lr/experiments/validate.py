@@ -131,9 +131,9 @@ def run_validation(config: ValidateConfig, progress: bool = True) -> dict:
     """Every policy's runs on the validation set (each cached per policy SHA-256 and variant), summarized."""
     from tqdm.auto import tqdm
 
+    from learned_lr.bundled import resolve_policy
     from learned_lr.files import saved_or_computed
     from learned_lr.policy import load_policy, policy_sha256
-    from learned_lr.bundled import resolve_policy
     from learned_lr.training.validation import policy_runs, tuned_expert_run
 
     policies = {label: load_policy(resolve_policy(path)) for label, path in config.policy_list}  # a bad file fails before any run

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from learned_lr.bundled import resolve_policy
 from learned_lr.experiments.llm.config import FinetuneLLMConfig, LoRASettings
 from learned_lr.files import file_sha256, write_json
 from learned_lr.observation import RunHistory
-from learned_lr.bundled import resolve_policy
 from learned_lr.scheduler import LayerGradNorms
 from learned_lr.settings import ControlConfig, MissingExtraError
 from learned_lr.tasks.llm import data as llm_data
