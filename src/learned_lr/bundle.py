@@ -24,15 +24,18 @@ from pathlib import Path
 import torch
 
 from learned_lr.checkpoint import CheckpointError, save_checkpoint
-from learned_lr.policy import MAX_ENSEMBLE_MEMBERS, OBSERVATION_AND_ACTION_FIELDS, Actor, EnsembleActor, LengthGatedActor, LoadedPolicy, load_policy
+from learned_lr.gates import LengthGatedActor, StructureGatedActor
+from learned_lr.policy import MAX_ENSEMBLE_MEMBERS, OBSERVATION_AND_ACTION_FIELDS, Actor, EnsembleActor, LoadedPolicy, load_policy
 from learned_lr.settings import ControlConfig
 
-# What a bundle records about its short side; a new short side replaces all of it.
+# What a bundle records about its short side and its structural side; a new side replaces all of its keys.
 _SHORT_SIDE_KEYS = ("short_run_steps", "short_run_policy", "short_run_members")
+_STRUCTURAL_SIDE_KEYS = ("structure_min_layers", "structural_policy", "structural_members")
 
 
 def bundle_policy(source: str | Path, destination: str | Path, meta: dict, control: dict | None = None,
-                  ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None) -> None:
+                  ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None,
+                  structural: tuple[str | Path, int] | None = None) -> None:
     """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
     training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored).
 
@@ -55,16 +58,24 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, contr
     the rest by the actor(s) above (``LengthGatedActor``), both at the bundle's cadence; it must have the
     same network and ``OBSERVATION_AND_ACTION_FIELDS`` as ``source`` (either may be an ensemble; a gated
     ``source`` keeps its long-run side and gets this short one instead of its own).
+    ``structural``: (policy, N): on runs of models with N layers or more, or with a layer whose first gradient is zero,
+    the long-run side is that policy's (its long-run side, if it is length-gated), on any other model the one above
+    (``gates.StructureGatedActor``); same network and fields again. A structure-gated ``source`` keeps its structural
+    side unless a new one is given, and takes no ``ensemble_with`` (ensemble its sides first).
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
     saved = {k: v for k, v in loaded.meta.items() if k not in ("format", "version", "kind")}
     gated = isinstance(loaded.actor, LengthGatedActor)
     main = loaded.actor.main if gated else loaded.actor
     tensors = {f"actor.{k}": v for k, v in main.state_dict().items()}
+    if ensemble_with and isinstance(main, StructureGatedActor):
+        raise CheckpointError(f"checkpoint {source} is structure-gated: ensemble the actors of each side first, then gate them")
     if ensemble_with:
         tensors = _ensemble_tensors(source, loaded, main, ensemble_with)
         saved.update({"ensemble_members": len(actors_of(main)) + len(ensemble_with),
                       "ensemble_of": [*saved.get("ensemble_of", [str(source)]), *map(str, ensemble_with)]})
+    if structural:  # a new structural side (a structure-gated source's old one is dropped)
+        tensors, saved = _structural_tensors(source, loaded, main, tensors, saved, structural)
     if short_runs:  # a new short side (a gated source's old one is dropped)
         short_path, steps = short_runs
         short = load_policy(short_path)
@@ -100,6 +111,29 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, contr
     if "max_lr_rise" in changes:
         saved.setdefault("trained_max_lr_rise", trained.max_lr_rise)
     save_checkpoint(destination, tensors, {**saved, "bundled_from": str(source), **meta}, kind="policy")
+
+
+def _structural_tensors(source, loaded: LoadedPolicy, main, tensors: dict, saved: dict, structural: tuple) -> tuple[dict, dict]:
+    """``tensors`` (the long-run side of ``source``, prefix ``actor.``) as the plain side of a structure gate whose
+    structural side is the long-run side of the policy ``structural[0]``, at ``structural[1]`` layers; and the metadata."""
+    path, min_layers = structural
+    if not isinstance(min_layers, int) or isinstance(min_layers, bool) or min_layers < 2:
+        raise ValueError(f"the structure gate's layer count must be an integer >= 2, got {min_layers!r}")
+    other = load_policy(path)
+    side = other.actor.main if isinstance(other.actor, LengthGatedActor) else other.actor
+    if isinstance(side, StructureGatedActor):
+        raise CheckpointError(f"checkpoint {path} is structure-gated: the structural side must be an actor or an ensemble")
+    if other.policy_config != loaded.policy_config or _reads(other.control_config) != _reads(loaded.control_config):
+        raise CheckpointError(f"checkpoint {path} was trained with other policy or control configs than {source}: the "
+                              f"structural actor must have the same network and {', '.join(OBSERVATION_AND_ACTION_FIELDS)}")
+    if isinstance(main, StructureGatedActor):  # keep its plain side only
+        tensors = {"actor." + k[len("actor.plain."):]: v for k, v in tensors.items() if k.startswith("actor.plain.")}
+    tensors = {"actor.plain." + k[len("actor."):]: v for k, v in tensors.items()}
+    tensors.update({f"actor.structural.{k}": v for k, v in side.state_dict().items()})
+    saved = {k: v for k, v in saved.items() if k not in _STRUCTURAL_SIDE_KEYS}
+    saved.update({"structure_min_layers": min_layers, "structural_policy": str(path),
+                  **({"structural_members": len(side.members)} if isinstance(side, EnsembleActor) else {})})
+    return tensors, saved
 
 
 def _reads(control: ControlConfig) -> list:

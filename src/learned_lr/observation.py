@@ -80,9 +80,8 @@ class RunHistory:
         self.steps = 0
         self._first_train_loss = math.nan
         self._first_grad_norm = math.nan
-        self._first_layer_norms: np.ndarray | None = None
-        # The last step given distances and its values: the steps after it are filled in between it
-        # and the next one given (``_fill_distances``); before any, the start (distance 0).
+        self._first_layer_norms, self._structure = None, None  # (the first step's: ``_start``)
+        # The last step given distances and its values (the steps after it are filled in by ``_fill_distances``; before any: 0).
         self._distance_step = -1
         self._distance_value: np.ndarray | None = None
 
@@ -157,6 +156,7 @@ class RunHistory:
         # takes its first non-zero norm (``_adopt_references``); with norms_skip_zero_start it stays pending for good and is
         # left out of the layer-gradient summary; with neither, 1.0, and its features are absolute norms.
         self._reference_pending = ~usable if self._tracks_zero_start else None
+        self._structure = (int(norms.size), int(np.count_nonzero(norms == 0)))
         self._clear(layers=norms.size)
 
     def _reserve(self, end: int) -> None:
@@ -265,6 +265,11 @@ class RunHistory:
     lrs = property(lambda self: self._held("lrs"), doc="LR of each held step")
 
     @property
+    def structure(self) -> tuple[int, int] | None:
+        """(layers, layers whose first gradient was exactly zero), read at the first step (None before): ``gates``' input."""
+        return self._structure
+
+    @property
     def layer_grad_norms(self) -> np.ndarray:
         """(steps - first_step, layers) gradient norm of every layer at each held step; NaN where a step had another number of layers."""
         if "layer_norms" not in self._rows:
@@ -347,6 +352,7 @@ class RunHistory:
             "distance_step": self._distance_step,
             "first_layer_norms": np.zeros(layers) if self._first_layer_norms is None else self._first_layer_norms.copy(),
             "layer_reference_pending": np.zeros(layers, dtype=bool) if self._reference_pending is None else self._reference_pending.copy(),
+            "structure": np.asarray(self._structure or (-1, -1), dtype=np.int64),
         }
 
     def load_state(self, state: dict) -> None:
@@ -373,6 +379,8 @@ class RunHistory:
         pending = state.get("layer_reference_pending")  # (a state saved before it: every layer has its reference)
         self._reference_pending = (as_array(pending).astype(bool).copy() if pending is not None and has_layers else
                                    np.zeros(len(self._first_layer_norms), dtype=bool)) if self._tracks_zero_start and has_layers else None
+        layers, zero_start = (int(v) for v in as_array(state.get("structure", (-1, -1))).reshape(-1))  # -1: none read (or an older state)
+        self._structure = (layers, zero_start) if layers >= 0 else ((len(self._first_layer_norms), 0) if has_layers else None)
         self._first_train_loss = float(state["first_train_loss"])
         self._first_grad_norm = float(state["first_grad_norm"])
         held_distances = self._rows.get("init_distance")

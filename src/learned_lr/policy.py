@@ -37,6 +37,7 @@ from torch import nn
 
 from learned_lr.checkpoint import CheckpointError, load_checkpoint, load_module_weights, save_checkpoint
 from learned_lr.features import FEATURE_CLIP, NUM_CONTEXT, num_inputs
+from learned_lr.gates import LengthGatedActor, StructureGatedActor, structure_gated
 from learned_lr.settings import ConfigError, ControlConfig, PolicyConfig
 
 
@@ -176,51 +177,9 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
     return all(torch.equal(v, other[k]) for k, v in a.state_dict().items())
 
 
-class LengthGatedActor(nn.Module):
-    """Two deciders split by run length: a run of fewer than ``short_run_steps`` steps is scheduled by
-    ``short``, any longer one by ``main`` (each an actor or an ensemble), each as it is.
-
-    Why: an actor schedules best the run lengths it trained on, and one actor trained on both short
-    and long runs learned neither well (docs/results.md section 7). A run's length is known when it
-    starts, so the actor is chosen once per run (``actor_for_run``), never per decision: it costs
-    nothing, and a long run gets ``main``'s decisions exactly. Both must read the same inputs under
-    the same controls (checked here).
-
-    Example:
-        >>> gated = LengthGatedActor(Actor(PolicyConfig(), ControlConfig()), Actor(PolicyConfig(), ControlConfig()), 300)
-        >>> actor_for_run(gated, 100) is gated.short, actor_for_run(gated, 300) is gated.main
-        (True, True)
-    """
-
-    def __init__(self, main: Actor | EnsembleActor, short: Actor | EnsembleActor, short_run_steps: int):
-        super().__init__()
-        if not isinstance(short_run_steps, int) or short_run_steps < 2:
-            raise ConfigError("short_run_steps", f"must be an integer >= 2, got {short_run_steps!r}")
-        if (short.policy_config, short.control_config) != (main.policy_config, main.control_config):
-            raise ConfigError("short_runs", "the short-run actor must have the same policy and control configs as the main one: got "
-                              f"{short.policy_config}, {short.control_config} beside {main.policy_config}, {main.control_config}")
-        self.policy_config, self.control_config = main.policy_config, main.control_config
-        self.main, self.short, self.short_run_steps = main, short, short_run_steps
-
-    @property
-    def encoder(self) -> WindowEncoder:
-        """The main actor's encoder, for the window's shape (the short one's is the same shape)."""
-        return self.main.encoder
-
-    def forward(self, window: torch.Tensor, mask: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise TypeError("a length-gated actor decides with the actor for the run's length: use actor_for_run(actor, total_steps)")
-
-
 # What an observation holds and what an action means: two actors that agree on these can take each other's
 # states and decisions, whatever cadence each was trained at (the cadence is the bundle's to set).
 OBSERVATION_AND_ACTION_FIELDS = ("inputs", "window", "min_lr_factor", "max_lr_factor")
-
-
-def actor_for_run(actor: Actor | EnsembleActor | LengthGatedActor, total_steps: int) -> Actor | EnsembleActor:
-    """The actor that schedules a run of ``total_steps`` steps: ``actor`` itself unless it is length-gated."""
-    if isinstance(actor, LengthGatedActor):
-        return actor.short if total_steps < actor.short_run_steps else actor.main
-    return actor
 
 
 class Critic(nn.Module):
@@ -283,11 +242,20 @@ class LoadedPolicy:
     """A policy read from a checkpoint: networks, their configs, and the training metadata."""
 
     # an ensemble or a length-gated pair: actor-only policies made by ``bundle_policy(..., ensemble_with=..., short_runs=...)``
-    actor: Actor | EnsembleActor | LengthGatedActor
+    actor: Actor | EnsembleActor | LengthGatedActor | StructureGatedActor
     critic: Critic
     policy_config: PolicyConfig
     control_config: ControlConfig
     meta: dict
+
+
+def deciding_parts(actor: nn.Module) -> list[Actor | EnsembleActor]:
+    """Every side of a gated actor (each one actor or an ensemble); ``[actor]`` for an ungated one."""
+    if isinstance(actor, LengthGatedActor):
+        return [*deciding_parts(actor.main), actor.short]
+    if isinstance(actor, StructureGatedActor):
+        return [actor.plain, actor.structural]
+    return [actor]
 
 
 def policy_sha256(policy: LoadedPolicy) -> str:
@@ -300,6 +268,9 @@ def policy_sha256(policy: LoadedPolicy) -> str:
     configs = {"policy_config": dataclasses.asdict(policy.policy_config), "control_config": policy.control_config.identity()}
     if isinstance(policy.actor, LengthGatedActor):  # (only then, so the hashes of the other policies stay as they were)
         configs["short_run_steps"] = policy.actor.short_run_steps
+    structure = structure_gated(policy.actor)
+    if structure is not None:  # (likewise)
+        configs["structure_min_layers"] = structure.min_layers
     digest.update(json.dumps(configs, sort_keys=True).encode())
     for name, tensor in sorted(policy.actor.state_dict().items()):
         digest.update(name.encode())
@@ -307,11 +278,14 @@ def policy_sha256(policy: LoadedPolicy) -> str:
     return digest.hexdigest()
 
 
-def save_policy(path: str | Path, actor: Actor | EnsembleActor | LengthGatedActor, critic: Critic, meta: dict | None = None) -> None:
+def save_policy(path: str | Path, actor: Actor | EnsembleActor | LengthGatedActor | StructureGatedActor, critic: Critic,
+                meta: dict | None = None) -> None:
     """Write actor and critic weights with their configs (safetensors + JSON metadata)."""
     tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
     tensors.update({f"critic.{k}": v for k, v in critic.state_dict().items()})
     main, short = (actor.main, actor.short) if isinstance(actor, LengthGatedActor) else (actor, None)
+    gate = structure_gated(actor)
+    main, structural = (gate.plain, gate.structural) if gate is not None else (main, None)
     document = {
         "policy_config": dataclasses.asdict(actor.policy_config),
         "control_config": dataclasses.asdict(actor.control_config),
@@ -319,6 +293,8 @@ def save_policy(path: str | Path, actor: Actor | EnsembleActor | LengthGatedActo
         **({"ensemble_members": len(main.members)} if isinstance(main, EnsembleActor) else {}),
         **({"short_run_steps": actor.short_run_steps} if isinstance(actor, LengthGatedActor) else {}),
         **({"short_run_members": len(short.members)} if isinstance(short, EnsembleActor) else {}),
+        **({"structure_min_layers": gate.min_layers} if gate is not None else {}),
+        **({"structural_members": len(structural.members)} if isinstance(structural, EnsembleActor) else {}),
     }
     save_checkpoint(path, tensors, document, kind="policy")
 
@@ -350,20 +326,26 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         control_config = ControlConfig(**meta["control_config"])
     except (KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid policy config ({exc})") from exc
-    members, short_members = (meta.get(key, 1) for key in ("ensemble_members", "short_run_members"))
-    for key, count in (("ensemble_members", members), ("short_run_members", short_members)):
+    members, short_members, structural_members = (meta.get(key, 1) for key in ("ensemble_members", "short_run_members", "structural_members"))
+    for key, count in (("ensemble_members", members), ("short_run_members", short_members), ("structural_members", structural_members)):
         if not isinstance(count, int) or not 1 <= count <= MAX_ENSEMBLE_MEMBERS:
             raise CheckpointError(f"checkpoint {path}: {key} must be an integer in 1..{MAX_ENSEMBLE_MEMBERS}, got {count!r}")
     gate = meta.get("short_run_steps")
     if gate is not None and not (isinstance(gate, int) and gate >= 2):
         raise CheckpointError(f"checkpoint {path}: short_run_steps must be an integer >= 2, got {gate!r}")
-    parts = {"actor": members} if gate is None else {"actor.main": members, "actor.short": short_members}
+    min_layers = meta.get("structure_min_layers")
+    if min_layers is not None and not (isinstance(min_layers, int) and not isinstance(min_layers, bool) and min_layers >= 2):
+        raise CheckpointError(f"checkpoint {path}: structure_min_layers must be an integer >= 2, got {min_layers!r}")
+    long_side = {"": members} if min_layers is None else {".plain": members, ".structural": structural_members}
+    main_prefix = "actor" if gate is None else "actor.main"
+    parts = {f"{main_prefix}{name}": count for name, count in long_side.items()} | ({} if gate is None else {"actor.short": short_members})
     for part, count in parts.items():
         for prefix in [part] if count == 1 else [f"{part}.members.{i}" for i in range(count)]:
             _check_config_matches_weights(path, tensors, policy_config, control_config, prefix)
     new = lambda count: (Actor(policy_config, control_config) if count == 1  # noqa: E731
                          else EnsembleActor([Actor(policy_config, control_config) for _ in range(count)]))
-    actor: Actor | EnsembleActor | LengthGatedActor = new(members) if gate is None else LengthGatedActor(new(members), new(short_members), gate)
+    main = new(members) if min_layers is None else StructureGatedActor(new(members), new(structural_members), min_layers)
+    actor: Actor | EnsembleActor | LengthGatedActor | StructureGatedActor = main if gate is None else LengthGatedActor(main, new(short_members), gate)
     critic = Critic(policy_config, control_config)
     load_module_weights(actor, tensors, "actor", path)
     if any(k.startswith("critic.") for k in tensors):
@@ -371,7 +353,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     # else: an actor-only policy (the bundled one); the critic stays freshly initialized
     if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
         raise CheckpointError(f"checkpoint {path} holds non-finite weights")
-    for part in (actor.main, actor.short) if isinstance(actor, LengthGatedActor) else (actor,):
+    for part in deciding_parts(actor):
         if isinstance(part, EnsembleActor):
             part.tie_equal_members()
     actor.eval(), critic.eval()

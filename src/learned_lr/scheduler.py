@@ -58,7 +58,8 @@ from learned_lr.features import reads_distance, reads_momentum, recorded_feature
 from learned_lr.layers import InitialWeights, layer_index, layer_init_distances, layer_momentum_cosines, sampled_elements
 from learned_lr.loop import DecisionLoop
 from learned_lr.observation import RunHistory
-from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, policy_sha256, single_decision_fn
+from learned_lr.gates import actor_for_run
+from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
 
 
 def _squared_norm_cpu(grad: torch.Tensor) -> float:
@@ -182,7 +183,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(resolve_policy(policy))
         self.policy = loaded
         self.policy_sha256 = policy_sha256(loaded)
-        self._decide = single_decision_fn(actor_for_run(loaded.actor, total_steps))  # (LengthGatedActor: by the run's length)
+        # The actor for this run (gates.actor_for_run: a length gate reads the run's length now, a structure gate the model's
+        # layers at the first step, so its side may change once) and its fast decision function.
+        self._deciding_actor, self._decide = None, None
         self.total_steps = total_steps
         first = optimizer.param_groups[0] if optimizer.param_groups else {}
         first_lr = float(first.get("initial_lr", first.get("lr", 1.0)))  # initial_lr: after a warm-up scheduler
@@ -241,6 +244,9 @@ class LearnedLR(torch.optim.lr_scheduler.LRScheduler):
         if self._loop.needs_decision():
             window, mask, context = (torch.from_numpy(a)[None] for a in self._loop.observation())
             self._seen.append(self.history.features[-1].copy() if self.history.steps else None)
+            actor = actor_for_run(self.policy.actor, self.total_steps, self.history.structure)
+            if actor is not self._deciding_actor:
+                self._deciding_actor, self._decide = actor, single_decision_fn(actor)
             self._loop.decide(float(self._decide(window, mask, context)[0]))
         super().step()
 

@@ -55,11 +55,17 @@ class BundleConfig:
     short_runs: str = arg("", "a policy (checkpoint or bundled name; one actor or an ensemble) whose actor(s) alone schedule runs shorter than --short-run-steps; "
                           "longer runs get the actor(s) above, unchanged (empty: every run gets them)")
     short_run_steps: int = arg(0, "runs of fewer than this many steps go to --short-runs")
+    structural: str = arg("", "a policy (checkpoint or bundled name) whose long-run actor(s) schedule the long runs of models with "
+                          "--structural-min-layers layers or more, or with a layer whose first gradient is zero (a layer behind a "
+                          "zero-initialised one); other models get the actor(s) above (empty: every model gets them)")
+    structural_min_layers: int = arg(0, "the layer count (modules owning parameters) from which a model goes to --structural")
 
     def __post_init__(self) -> None:
         require(bool(self.policy), "policy", "give a policy checkpoint path")
         require((self.short_run_steps >= 2) == bool(self.short_runs) and self.short_run_steps >= 0, "short_run_steps",
                 f"give --short-runs and --short-run-steps (>= 2) together, got {self.short_runs!r} and {self.short_run_steps}")
+        require((self.structural_min_layers >= 2) == bool(self.structural) and self.structural_min_layers >= 0, "structural_min_layers",
+                f"give --structural and --structural-min-layers (>= 2) together, got {self.structural!r} and {self.structural_min_layers}")
         require(min(self.start_decision_interval, self.start_steps) >= -1 and (self.start_decision_interval == -1) == (self.start_steps == -1),
                 "start_steps", "give --start-decision-interval and --start-steps together, each >= 0 (-1 for both: as trained)")
         require(self.max_lr_rise in (-1.0, 0.0) or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise", f"must be -1 (as trained), 0 (no limit) or > 1, got {self.max_lr_rise}")

@@ -21,7 +21,8 @@ import torch
 
 from learned_lr.bundled import resolve_policy
 from learned_lr.control import cooldown_steps, held_back, rise_span
-from learned_lr.policy import Actor, EnsembleActor, LengthGatedActor, actor_for_run
+from learned_lr.gates import LengthGatedActor, StructureGatedActor, actor_for_run, structure_gated
+from learned_lr.policy import Actor, EnsembleActor
 from learned_lr.scheduler import LearnedLR
 from learned_lr.settings import ControlConfig
 from learned_lr.tasks.config import TaskConfig
@@ -36,17 +37,18 @@ def cadence(control: ControlConfig) -> str:
     return f"every {control.decision_interval} steps"
 
 
-def deciders(actor: Actor | EnsembleActor | LengthGatedActor, total_steps: int) -> str:
-    """Who decides a run of ``total_steps`` steps, in words: "one actor", "3 actors deciding together" ("4 actors
-    deciding together, one counted 3 times" where a member is listed again to weigh it), and for a length-gated policy
-    which side of its gate the run is on.
+def deciders(actor: Actor | EnsembleActor | LengthGatedActor | StructureGatedActor, total_steps: int,
+             structure: tuple[int, int] | None = None) -> str:
+    """Who decides a run of ``total_steps`` steps on a model of ``structure`` (``observation.RunHistory.structure``), in
+    words: "one actor", "3 actors deciding together" ("4 actors deciding together, one counted 3 times" where a member is
+    listed again to weigh it), and for a gated policy which side of each gate the run is on.
 
     Example:
         >>> from learned_lr.policy import load_policy
         >>> deciders(load_policy(resolve_policy("default")).actor, 200)
         "3 actors deciding together (the policy's part for runs under 300 steps)"
     """
-    chosen = actor_for_run(actor, total_steps)
+    chosen = actor_for_run(actor, total_steps, structure)
     words = "one actor"
     if isinstance(chosen, EnsembleActor):
         counts = [list(chosen.members).count(member) for member in dict.fromkeys(chosen.members)]  # tied members: one module
@@ -54,6 +56,10 @@ def deciders(actor: Actor | EnsembleActor | LengthGatedActor, total_steps: int) 
     if isinstance(actor, LengthGatedActor):
         side = "under" if chosen is actor.short else "of or over"
         words += f" (the policy's part for runs {side} {actor.short_run_steps} steps)"
+    gate = structure_gated(actor)
+    if gate is not None and chosen in (gate.plain, gate.structural):
+        models = f"models of {gate.min_layers} layers or more, or with a layer whose first gradient is zero"
+        words += f" (its side for {models})" if chosen is gate.structural else f" (its side for models other than {models})"
     return words
 
 
@@ -142,5 +148,5 @@ def explain_run(task: TaskConfig, steps: int, base_lr: float, seed: int, policy:
             "max_lr_rise": scheduler.policy.control_config.max_lr_rise,
             "rise_limit": rise_limit_words(scheduler.policy.control_config, steps),
             "cooldown": cooldown_words(scheduler.policy.control_config, steps),
-            "deciders": deciders(scheduler.policy.actor, steps), "lrs": lrs, "train_loss": train_losses,
+            "deciders": deciders(scheduler.policy.actor, steps, scheduler.history.structure), "lrs": lrs, "train_loss": train_losses,
             "val_loss": val_losses, "decisions": scheduler.decisions(), "test_loss": test_loss, "test_accuracy": test_accuracy}

@@ -22,7 +22,8 @@ import torch
 
 from learned_lr.checkpoint import load_checkpoint, save_checkpoint
 from learned_lr.files import file_sha256
-from learned_lr.policy import OBSERVATION_AND_ACTION_FIELDS, LoadedPolicy, actor_for_run, policy_sha256
+from learned_lr.gates import actor_for_run, structure_gated
+from learned_lr.policy import OBSERVATION_AND_ACTION_FIELDS, LoadedPolicy, policy_sha256
 from learned_lr.settings import ConfigError
 from learned_lr.training.bc import DEMOS_FILE, Demonstrations
 
@@ -42,6 +43,9 @@ def relabel_with_teacher(teacher: LoadedPolicy, source: str | Path, target: str 
     stored, seen = (tuple(getattr(c, f) for f in fields) for c in (demos.control, teacher.control_config))
     if stored != seen:
         raise ConfigError("teacher", f"the teacher's {fields} are {seen} but the demonstrations' {stored}")
+    if structure_gated(teacher.actor) is not None:
+        raise ConfigError("teacher", "a structure-gated teacher picks its side by the model's layers, which the demonstrations "
+                          "do not record: give one of its sides (an actor or an ensemble) as the teacher")
     labels = np.empty_like(demos.labels)
     teacher.actor.eval()
     run_steps = np.array([run["total_steps"] for run in demos.runs])

@@ -27,7 +27,7 @@ from learned_lr.control import LRRamp, expert_action
 from learned_lr.features import stack_observations
 from learned_lr.loop import DecisionLoop, is_diverged
 from learned_lr.observation import RunHistory
-from learned_lr.policy import LengthGatedActor, actor_for_run
+from learned_lr.gates import LengthGatedActor, actor_for_run
 from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks.groups import RunGroup
 from learned_lr.training.experts import ExpertSchedule
@@ -132,7 +132,14 @@ class PolicyController:
             raise ValueError(f"a length-gated actor decides for runs of one length at a time, got runs of {sorted(lengths)} steps")
         observations = [h.observation(min(step, h.steps)) for h in histories]
         window, mask, context = (torch.from_numpy(a) for a in stack_observations(observations))
-        mean, std = actor_for_run(self.actor, histories[0].total_steps)(window, mask, context)
+        # Each run's actor (a structure gate may pick different sides for the runs of one batch): each picked one decides
+        # for the whole batch, once, and every run takes its own's decision.
+        picked = [actor_for_run(self.actor, h.total_steps, h.structure) for h in histories]
+        mean, std = torch.zeros(len(histories)), torch.zeros(len(histories))
+        for actor in {id(a): a for a in picked}.values():
+            rows = torch.tensor([a is actor for a in picked])
+            mean_a, std_a = actor(window, mask, context)
+            mean, std = torch.where(rows, mean_a, mean), torch.where(rows, std_a, std)
         if self.deterministic:
             return mean.double().numpy()
         noise = torch.randn(self.batch_size or len(histories), generator=self._generator)

@@ -30,8 +30,10 @@ from learned_lr.control import LRRamp, expert_action
 from learned_lr.experiments.llm.config import AdaptLLMConfig, FinetuneLLMConfig
 from learned_lr.experiments.llm.finetune import base_losses, finetune, load_result
 from learned_lr.files import write_csv
+from learned_lr.gates import actor_for_run, structure_gated
 from learned_lr.observation import RunHistory
-from learned_lr.policy import LoadedPolicy, actor_for_run, load_policy, save_policy
+from learned_lr.policy import LoadedPolicy, load_policy, save_policy
+from learned_lr.settings import ConfigError
 from learned_lr.tasks.seeds import LLM_TEACHER_SEED_START
 from learned_lr.training.bc import clone_epoch
 
@@ -74,6 +76,8 @@ def adapt_policy(config: AdaptLLMConfig, progress: bool = True) -> Path:
     from learned_lr.bundled import resolve_policy
 
     policy = load_policy(resolve_policy(config.settings.policy))
+    if structure_gated(policy.actor) is not None:  # fine-tuning one side of it would leave the other as it was
+        raise ConfigError("policy", "a structure-gated policy cannot be adapted as one actor: give one of its sides (an actor or an ensemble)")
     folders = teacher_runs(config, progress=progress)
     parts = [examples_from_run(f, policy, config.settings.lr) for f in folders]
     # The last run of each batch size is held out to report the imitation error on unseen runs.
