@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import save_small_policy
 
+from learned_lr.bundle import bundle_policy
 from learned_lr.cli import main
 from learned_lr.policy import load_policy
 from learned_lr.settings import ConfigError, ControlConfig
@@ -86,3 +87,11 @@ def test_a_teacher_that_reads_other_inputs_is_refused(demos, tmp_path, capsys):
     with pytest.raises(ConfigError, match="window"):
         relabel_with_teacher(wide, demos, tmp_path / "data")
     assert main(["distill", "--teacher", "", "--out", str(tmp_path / "o")]) == 2 and "teacher" in capsys.readouterr().err
+
+
+def test_a_structure_gated_teacher_is_refused_the_states_do_not_record_the_models_layers(demos, teacher, tmp_path):
+    other = save_small_policy(tmp_path / "other.safetensors", window=32, decision_interval=4, seed=8)
+    gated = tmp_path / "gated.safetensors"
+    bundle_policy(teacher, gated, {}, structural=(other, 6))
+    with pytest.raises(ConfigError, match="structure-gated teacher"):
+        relabel_with_teacher(load_policy(gated), demos, tmp_path / "data")

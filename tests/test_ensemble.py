@@ -171,7 +171,7 @@ def _run_lrs(policy, total_steps: int, steps: int = 24) -> list[float]:
 def test_a_length_gated_bundle_gives_short_runs_to_one_actor_and_the_rest_to_the_others_exactly(tmp_path, capsys):
     """`bundle --short-runs P --short-run-steps N`: a run of fewer than N steps gets P's decisions, LR for LR; a run
     of N or more the main ensemble's; a new hash; refused when nested, mismatched, half given, or fine-tuned by PPO."""
-    from learned_lr.policy import LengthGatedActor, actor_for_run
+    from learned_lr.gates import LengthGatedActor, actor_for_run
     from learned_lr.training.rollout import PolicyController
 
     members = _members(tmp_path)
@@ -277,7 +277,7 @@ def test_a_gated_run_resumed_with_another_length_is_scheduled_by_the_actors_for_
 def test_actors_added_to_a_bundled_policy_join_its_long_run_side_and_its_short_side_is_kept_bit_for_bit(tmp_path, capsys):
     """`bundle --policy BUNDLE --ensemble-with NEW`: a bundled ensemble (or a gated bundle's long-run side) gets NEW as
     a further member, the same policy as bundling all the actors at once; the short side and the cadence stay."""
-    from learned_lr.policy import LengthGatedActor
+    from learned_lr.gates import LengthGatedActor
 
     members = _members(tmp_path, count=4)
     pair, gated, extended = (tmp_path / f"{name}.safetensors" for name in ("pair", "gated", "extended"))
@@ -321,7 +321,8 @@ def test_grad_skip_is_three_draws_under_a_rise_limit_of_4_and_three_draws_is_two
     import json
 
     from learned_lr.bundled import BUNDLED_POLICIES
-    from learned_lr.policy import LengthGatedActor, policy_sha256
+    from learned_lr.gates import LengthGatedActor
+    from learned_lr.policy import policy_sha256
 
     from conftest import same_weights as same
 

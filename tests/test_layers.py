@@ -1,7 +1,7 @@
 """The package's layers, read from the imports: data flows one way.
 
     library (what `pip install learned-lr` gives: scheduler, policy, observation, control,
-             reward, loop, layers, settings, checkpoint, files, bundled, integrations, policies)
+             reward, loop, layers, settings, checkpoint, files, bundled, gates, integrations, policies)
       < tasks (trainees) < training (experts, rollouts, BC, DAgger, PPO, backends, gym env)
       < experiments (evaluation, robustness, ablations, reports, pipelines, LLM runs) < cli
 

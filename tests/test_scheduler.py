@@ -146,7 +146,8 @@ def test_the_default_policy_is_the_long_run_recipe_and_sets_less_lr_the_higher_t
     import dataclasses
     import json
 
-    from learned_lr.policy import EnsembleActor, LengthGatedActor, actor_for_run
+    from learned_lr.gates import LengthGatedActor, actor_for_run
+    from learned_lr.policy import EnsembleActor
 
     mean_factors = []
     for base_lr in (0.003, 0.03, 0.3):

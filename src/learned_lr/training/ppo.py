@@ -191,8 +191,8 @@ def _initial_networks(config: PPOConfig) -> tuple[Actor, Critic, dict]:
         return Actor(policy, control), Critic(policy, control), {"init": "random"}
     loaded = load_policy(config.init)
     if not isinstance(loaded.actor, Actor):
-        raise ConfigError("init", f"{config.init} is an ensemble of actors or a length-gated pair (learned-lr bundle --ensemble-with, "
-                                  "--short-runs); PPO fine-tunes one actor: start from one of its members")
+        raise ConfigError("init", f"{config.init} is an ensemble of actors or a length-gated pair or a structure gate (learned-lr "
+                                  "bundle --ensemble-with, --short-runs, --structural); PPO fine-tunes one actor: start from one of its members")
     return loaded.actor, loaded.critic, {"init": str(config.init), "init_meta": {k: loaded.meta.get(k) for k in ("trained_by", "experts")}}
 
 
