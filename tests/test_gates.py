@@ -157,3 +157,23 @@ def test_explain_says_which_side_of_the_structure_gate_decides(tmp_path):
     assert deciders(actor, 200, (5, 0)) == "one actor (the policy's part for runs of or over 100 steps) (its side for models of 4 layers or more, or with a layer whose first gradient is zero)"
     assert deciders(actor, 200, (2, 0)).endswith("(its side for models under 4 layers whose first gradients are all non-zero)")
     assert deciders(actor, 50, (5, 0)) == "one actor (the policy's part for runs under 100 steps)"
+
+
+def test_a_gate_by_the_layer_count_alone_leaves_a_shallow_zero_started_model_to_the_plain_side(tmp_path, capsys):
+    plain, structural, short, gated = _policies(tmp_path)
+    capsys.readouterr()
+    depth_only = tmp_path / "depth-only.safetensors"
+    assert main(["bundle", "--policy", str(plain), "--short-runs", str(short), "--short-run-steps", "100", "--structural", str(structural),
+                 "--structural-min-layers", "4", "--structural-zero-start", "0", "--destination", str(depth_only)]) == 0
+    assert "starting with a zero gradient" not in capsys.readouterr().out
+    loaded = load_policy(depth_only)
+    assert loaded.meta["structure_by_zero_start"] is False and policy_sha256(loaded) != policy_sha256(load_policy(gated))
+    assert _asked(_run(depth_only, hidden_layers=1, zero_head=True)) == _asked(_run(plain, hidden_layers=1, zero_head=True))
+    assert _asked(_run(depth_only, hidden_layers=3))[1:] == _asked(_run(gated, hidden_layers=3))[1:]  # (4 layers: both gates' structural side)
+    from learned_lr.experiments.explain import deciders
+
+    assert deciders(loaded.actor, 200, (2, 1)).endswith("(its side for models under 4 layers)")
+    tensors, meta = load_checkpoint(depth_only, kind="policy")
+    save_checkpoint(tmp_path / "bad.safetensors", tensors, {**meta, "structure_by_zero_start": "no"}, kind="policy")
+    with pytest.raises(CheckpointError, match="structure_by_zero_start"):
+        load_policy(tmp_path / "bad.safetensors")

@@ -30,12 +30,12 @@ from learned_lr.settings import ControlConfig
 
 # What a bundle records about its short side and its structural side; a new side replaces all of its keys.
 _SHORT_SIDE_KEYS = ("short_run_steps", "short_run_policy", "short_run_members")
-_STRUCTURAL_SIDE_KEYS = ("structure_min_layers", "structural_policy", "structural_members")
+_STRUCTURAL_SIDE_KEYS = ("structure_min_layers", "structure_by_zero_start", "structural_policy", "structural_members")
 
 
 def bundle_policy(source: str | Path, destination: str | Path, meta: dict, control: dict | None = None,
                   ensemble_with: list[str | Path] | tuple = (), short_runs: tuple[str | Path, int] | None = None,
-                  structural: tuple[str | Path, int] | None = None) -> None:
+                  structural: tuple[str | Path, int] | None = None, structural_by_zero_start: bool = True) -> None:
     """Write the actor of the policy at ``source`` (all ``LearnedLR`` needs) to ``destination``, with its
     training metadata, ``bundled_from`` and ``meta`` (how it was produced and scored).
 
@@ -60,7 +60,8 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, contr
     ``source`` keeps its long-run side and gets this short one instead of its own).
     ``structural``: (policy, N): on runs of models with N layers or more, or with a layer whose first gradient is zero,
     the long-run side is that policy's (its long-run side, if it is length-gated), on any other model the one above
-    (``gates.StructureGatedActor``); same network and fields again. A structure-gated ``source`` keeps its structural
+    (``gates.StructureGatedActor``; ``structural_by_zero_start=False``: by the layer count alone); same network and
+    fields again. A structure-gated ``source`` keeps its structural
     side unless a new one is given, and takes no ``ensemble_with`` (ensemble its sides first).
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
@@ -76,6 +77,7 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, contr
                       "ensemble_of": [*saved.get("ensemble_of", [str(source)]), *map(str, ensemble_with)]})
     if structural:  # a new structural side (a structure-gated source's old one is dropped)
         tensors, saved = _structural_tensors(source, loaded, main, tensors, saved, structural)
+        saved["structure_by_zero_start"] = bool(structural_by_zero_start)
     if short_runs:  # a new short side (a gated source's old one is dropped)
         short_path, steps = short_runs
         short = load_policy(short_path)

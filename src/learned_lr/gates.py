@@ -36,8 +36,9 @@ def _check_same_configs(first: nn.Module, second: nn.Module, option: str, what: 
 
 
 class StructureGatedActor(nn.Module):
-    """Two deciders split by the model being trained: a model with ``min_layers`` layers or more, or with a layer whose
-    first gradient is exactly zero, is scheduled by ``structural``; any other by ``plain`` (each an actor or an ensemble).
+    """Two deciders split by the model being trained: a model with ``min_layers`` layers or more, or (``by_zero_start``)
+    with a layer whose first gradient is exactly zero, is scheduled by ``structural``; any other by ``plain`` (each an
+    actor or an ensemble).
 
     A layer is what the policy reads gradient norms of (``layers.py``: a module owning parameters). A layer's first
     gradient is zero when it sits behind a layer that starts at zero: LoRA's A while B is zero, the hidden layers under an
@@ -49,7 +50,7 @@ class StructureGatedActor(nn.Module):
     thirty-first session). The history the actors read did not tell them apart; the model's structure does.
     """
 
-    def __init__(self, plain: Actor | EnsembleActor, structural: Actor | EnsembleActor, min_layers: int):
+    def __init__(self, plain: Actor | EnsembleActor, structural: Actor | EnsembleActor, min_layers: int, by_zero_start: bool = True):
         super().__init__()
         if not isinstance(min_layers, int) or isinstance(min_layers, bool) or min_layers < 2:
             raise ConfigError("structure_min_layers", f"must be an integer >= 2, got {min_layers!r}")
@@ -58,7 +59,7 @@ class StructureGatedActor(nn.Module):
                 raise ConfigError("structural", "each side of a structure gate must be one actor or an ensemble")
         _check_same_configs(plain, structural, "structural", "the structural actor and the plain one")
         self.policy_config, self.control_config = plain.policy_config, plain.control_config
-        self.plain, self.structural, self.min_layers = plain, structural, min_layers
+        self.plain, self.structural, self.min_layers, self.by_zero_start = plain, structural, min_layers, bool(by_zero_start)
 
     @property
     def encoder(self) -> WindowEncoder:
@@ -70,7 +71,7 @@ class StructureGatedActor(nn.Module):
         if structure is None:
             return self.plain
         layers, zero_start_layers = structure
-        return self.structural if layers >= self.min_layers or zero_start_layers > 0 else self.plain
+        return self.structural if layers >= self.min_layers or (self.by_zero_start and zero_start_layers > 0) else self.plain
 
     def forward(self, window: torch.Tensor, mask: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise TypeError("a structure-gated actor decides with the side for the run's model: use actor_for_run(actor, total_steps, structure)")

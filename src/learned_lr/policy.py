@@ -271,6 +271,8 @@ def policy_sha256(policy: LoadedPolicy) -> str:
     structure = structure_gated(policy.actor)
     if structure is not None:  # (likewise)
         configs["structure_min_layers"] = structure.min_layers
+        if not structure.by_zero_start:  # (only then: the gates that also read zero starts keep their hashes)
+            configs["structure_by_zero_start"] = False
     digest.update(json.dumps(configs, sort_keys=True).encode())
     for name, tensor in sorted(policy.actor.state_dict().items()):
         digest.update(name.encode())
@@ -293,7 +295,7 @@ def save_policy(path: str | Path, actor: Actor | EnsembleActor | LengthGatedActo
         **({"ensemble_members": len(main.members)} if isinstance(main, EnsembleActor) else {}),
         **({"short_run_steps": actor.short_run_steps} if isinstance(actor, LengthGatedActor) else {}),
         **({"short_run_members": len(short.members)} if isinstance(short, EnsembleActor) else {}),
-        **({"structure_min_layers": gate.min_layers} if gate is not None else {}),
+        **({"structure_min_layers": gate.min_layers, "structure_by_zero_start": gate.by_zero_start} if gate is not None else {}),
         **({"structural_members": len(structural.members)} if isinstance(structural, EnsembleActor) else {}),
     }
     save_checkpoint(path, tensors, document, kind="policy")
@@ -336,6 +338,9 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     min_layers = meta.get("structure_min_layers")
     if min_layers is not None and not (isinstance(min_layers, int) and not isinstance(min_layers, bool) and min_layers >= 2):
         raise CheckpointError(f"checkpoint {path}: structure_min_layers must be an integer >= 2, got {min_layers!r}")
+    by_zero_start = meta.get("structure_by_zero_start", True)
+    if not isinstance(by_zero_start, bool):
+        raise CheckpointError(f"checkpoint {path}: structure_by_zero_start must be true or false, got {by_zero_start!r}")
     long_side = {"": members} if min_layers is None else {".plain": members, ".structural": structural_members}
     main_prefix = "actor" if gate is None else "actor.main"
     parts = {f"{main_prefix}{name}": count for name, count in long_side.items()} | ({} if gate is None else {"actor.short": short_members})
@@ -344,7 +349,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             _check_config_matches_weights(path, tensors, policy_config, control_config, prefix)
     new = lambda count: (Actor(policy_config, control_config) if count == 1  # noqa: E731
                          else EnsembleActor([Actor(policy_config, control_config) for _ in range(count)]))
-    main = new(members) if min_layers is None else StructureGatedActor(new(members), new(structural_members), min_layers)
+    main = new(members) if min_layers is None else StructureGatedActor(new(members), new(structural_members), min_layers, by_zero_start)
     actor: Actor | EnsembleActor | LengthGatedActor | StructureGatedActor = main if gate is None else LengthGatedActor(main, new(short_members), gate)
     critic = Critic(policy_config, control_config)
     load_module_weights(actor, tensors, "actor", path)

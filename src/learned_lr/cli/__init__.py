@@ -179,9 +179,9 @@ def cmd_bundle(config: BundleConfig) -> int:
     structural = (resolve_policy(config.structural), config.structural_min_layers) if config.structural else None
     if config.structural in BUNDLED_POLICIES:
         meta["structural_policy"] = f"the bundled policy {config.structural!r} (src/learned_lr/policies/{structural[0].name})"
-    bundle_policy(source, destination, meta, config.control_changes, members, short, structural)
+    bundle_policy(source, destination, meta, config.control_changes, members, short, structural, bool(config.structural_zero_start))
     gate = f" (runs shorter than {short[1]} steps: {short[0]})" if short else ""
-    gate += f" (models of {structural[1]} layers or more, or starting with a zero gradient: {structural[0]})" if structural else ""
+    gate += f" (models of {structural[1]} layers or more{', or starting with a zero gradient' * config.structural_zero_start}: {structural[0]})" if structural else ""
     print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB) from {', '.join(map(str, [source, *members]))}{gate}")
     return 0
 

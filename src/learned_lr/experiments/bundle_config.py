@@ -59,6 +59,8 @@ class BundleConfig:
                           "--structural-min-layers layers or more, or with a layer whose first gradient is zero (a layer behind a "
                           "zero-initialised one); other models get the actor(s) above (empty: every model gets them)")
     structural_min_layers: int = arg(0, "the layer count (modules owning parameters) from which a model goes to --structural")
+    structural_zero_start: int = arg(1, "1: a model with a layer whose first gradient is zero goes to --structural too; 0: by the "
+                                     "layer count alone")
 
     def __post_init__(self) -> None:
         require(bool(self.policy), "policy", "give a policy checkpoint path")
@@ -66,6 +68,7 @@ class BundleConfig:
                 f"give --short-runs and --short-run-steps (>= 2) together, got {self.short_runs!r} and {self.short_run_steps}")
         require((self.structural_min_layers >= 2) == bool(self.structural) and self.structural_min_layers >= 0, "structural_min_layers",
                 f"give --structural and --structural-min-layers (>= 2) together, got {self.structural!r} and {self.structural_min_layers}")
+        require(self.structural_zero_start in (0, 1), "structural_zero_start", f"must be 0 or 1, got {self.structural_zero_start}")
         require(min(self.start_decision_interval, self.start_steps) >= -1 and (self.start_decision_interval == -1) == (self.start_steps == -1),
                 "start_steps", "give --start-decision-interval and --start-steps together, each >= 0 (-1 for both: as trained)")
         require(self.max_lr_rise in (-1.0, 0.0) or (math.isfinite(self.max_lr_rise) and self.max_lr_rise > 1), "max_lr_rise", f"must be -1 (as trained), 0 (no limit) or > 1, got {self.max_lr_rise}")

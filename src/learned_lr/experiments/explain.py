@@ -58,8 +58,9 @@ def deciders(actor: Actor | EnsembleActor | LengthGatedActor | StructureGatedAct
         words += f" (the policy's part for runs {side} {actor.short_run_steps} steps)"
     gate = structure_gated(actor)
     if gate is not None and chosen in (gate.plain, gate.structural):
-        words += (f" (its side for models of {gate.min_layers} layers or more, or with a layer whose first gradient is zero)"
-                  if chosen is gate.structural else f" (its side for models under {gate.min_layers} layers whose first gradients are all non-zero)")
+        zero, nonzero = (", or with a layer whose first gradient is zero", " whose first gradients are all non-zero") if gate.by_zero_start else ("", "")
+        words += (f" (its side for models of {gate.min_layers} layers or more{zero})" if chosen is gate.structural
+                  else f" (its side for models under {gate.min_layers} layers{nonzero})")
     return words
 
 
