@@ -61,8 +61,8 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, contr
     ``structural``: (policy, N): on runs of models with N layers or more, or with a layer whose first gradient is zero,
     the long-run side is that policy's (its long-run side, if it is length-gated), on any other model the one above
     (``gates.StructureGatedActor``; ``structural_by_zero_start=False``: by the layer count alone); same network and
-    fields again. A structure-gated ``source`` keeps its structural
-    side unless a new one is given, and takes no ``ensemble_with`` (ensemble its sides first).
+    fields again. A structure-gated ``source`` keeps its structural side unless a new one is given, and takes no
+    ``ensemble_with`` (ensemble its sides first).
     """
     loaded = load_policy(source)  # refuse anything that is not a loadable policy
     saved = {k: v for k, v in loaded.meta.items() if k not in ("format", "version", "kind")}

@@ -45,9 +45,10 @@ class StructureGatedActor(nn.Module):
     output layer initialised to zero. Both are read from the run's first step (``observation.RunHistory.structure``),
     so the decision before any step is ``plain``'s and every later one the chosen side's.
 
-    Why: on the training families' validation draws, more weight on the cautious actor helped deep MLPs (7 to 17
-    layers) and models whose head starts at zero, and hurt ordinary ones (2 to 4 layers; docs/results.md section 7,
-    thirty-first session). The history the actors read did not tell them apart; the model's structure does.
+    Why: on the training families' validation draws of the thirty-first session, more weight on the cautious actor
+    helped deep MLPs (7 to 17 layers) and models whose head starts at zero, and hurt ordinary ones (2 to 4 layers); the
+    history the actors read did not tell them apart, the model's structure does. Tried in the thirty-second session
+    (docs/results.md section 7); no shipped policy has one.
     """
 
     def __init__(self, plain: Actor | EnsembleActor, structural: Actor | EnsembleActor, min_layers: int, by_zero_start: bool = True):

@@ -241,7 +241,8 @@ def single_decision_fn(actor: Actor | EnsembleActor) -> Callable[[torch.Tensor, 
 class LoadedPolicy:
     """A policy read from a checkpoint: networks, their configs, and the training metadata."""
 
-    # an ensemble or a length-gated pair: actor-only policies made by ``bundle_policy(..., ensemble_with=..., short_runs=...)``
+    # an ensemble, a length-gated pair or a structure gate: actor-only policies made by ``bundle_policy(..., ensemble_with=...,
+    # short_runs=..., structural=...)``
     actor: Actor | EnsembleActor | LengthGatedActor | StructureGatedActor
     critic: Critic
     policy_config: PolicyConfig

@@ -55,10 +55,10 @@ from torch import nn
 from learned_lr.bundled import resolve_policy
 from learned_lr.control import clip_action
 from learned_lr.features import reads_distance, reads_momentum, recorded_feature_names
+from learned_lr.gates import actor_for_run
 from learned_lr.layers import InitialWeights, layer_index, layer_init_distances, layer_momentum_cosines, sampled_elements
 from learned_lr.loop import DecisionLoop
 from learned_lr.observation import RunHistory
-from learned_lr.gates import actor_for_run
 from learned_lr.policy import LoadedPolicy, load_policy, policy_sha256, single_decision_fn
 
 
