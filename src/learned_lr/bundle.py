@@ -83,9 +83,7 @@ def bundle_policy(source: str | Path, destination: str | Path, meta: dict, contr
         short = load_policy(short_path)
         if isinstance(short.actor, LengthGatedActor):
             raise CheckpointError(f"checkpoint {short_path} is length-gated: the short-run policy must be an actor or an ensemble")
-        if short.policy_config != loaded.policy_config or _reads(short.control_config) != _reads(loaded.control_config):
-            raise CheckpointError(f"checkpoint {short_path} was trained with other policy or control configs than {source}: the "
-                                  f"short-run actor must have the same network and {', '.join(OBSERVATION_AND_ACTION_FIELDS)}")
+        _check_reads_as(short_path, short, source, loaded, "the short-run actor")
         saved = {k: v for k, v in saved.items() if k not in _SHORT_SIDE_KEYS}
         saved.update({"short_run_steps": steps, "short_run_policy": str(short_path),
                       **({"short_run_members": len(short.actor.members)} if isinstance(short.actor, EnsembleActor) else {})})
@@ -125,9 +123,7 @@ def _structural_tensors(source, loaded: LoadedPolicy, main, tensors: dict, saved
     side = other.actor.main if isinstance(other.actor, LengthGatedActor) else other.actor
     if isinstance(side, StructureGatedActor):
         raise CheckpointError(f"checkpoint {path} is structure-gated: the structural side must be an actor or an ensemble")
-    if other.policy_config != loaded.policy_config or _reads(other.control_config) != _reads(loaded.control_config):
-        raise CheckpointError(f"checkpoint {path} was trained with other policy or control configs than {source}: the "
-                              f"structural actor must have the same network and {', '.join(OBSERVATION_AND_ACTION_FIELDS)}")
+    _check_reads_as(path, other, source, loaded, "the structural actor")
     if isinstance(main, StructureGatedActor):  # keep its plain side only
         tensors = {"actor." + k[len("actor.plain."):]: v for k, v in tensors.items() if k.startswith("actor.plain.")}
     tensors = {"actor.plain." + k[len("actor."):]: v for k, v in tensors.items()}
@@ -143,6 +139,14 @@ def _reads(control: ControlConfig) -> list:
     return [getattr(control, field) for field in OBSERVATION_AND_ACTION_FIELDS]
 
 
+def _check_reads_as(path, other: LoadedPolicy, source, loaded: LoadedPolicy, who: str) -> None:
+    """Refuse ``other`` (read from ``path``) as a part of a bundle of ``loaded`` (from ``source``) unless it has the same
+    network and reads the same (``OBSERVATION_AND_ACTION_FIELDS``); ``who`` names the part in the message."""
+    if other.policy_config != loaded.policy_config or _reads(other.control_config) != _reads(loaded.control_config):
+        raise CheckpointError(f"checkpoint {path} was trained with other policy or control configs than {source}: {who} "
+                              f"must have the same network and {', '.join(OBSERVATION_AND_ACTION_FIELDS)}")
+
+
 def actors_of(actor: Actor | EnsembleActor) -> list[Actor]:
     """The single actors that decide in ``actor``: its members, or itself."""
     return list(actor.members) if isinstance(actor, EnsembleActor) else [actor]
@@ -156,9 +160,7 @@ def _ensemble_tensors(first_path, first: LoadedPolicy, main: Actor | EnsembleAct
         member = load_policy(path)
         if not isinstance(member.actor, Actor):
             raise CheckpointError(f"checkpoint {path} is an ensemble or length-gated already: give its actors instead")
-        if member.policy_config != first.policy_config or _reads(member.control_config) != _reads(first.control_config):
-            raise CheckpointError(f"checkpoint {path} was trained with other policy or control configs than {first_path}: an "
-                                  f"ensemble's members must have the same network and {', '.join(OBSERVATION_AND_ACTION_FIELDS)}")
+        _check_reads_as(path, member, first_path, first, "an ensemble's members")
         actors.append(member.actor)
     if len(actors) > MAX_ENSEMBLE_MEMBERS:
         raise CheckpointError(f"an ensemble holds at most {MAX_ENSEMBLE_MEMBERS} actors: {first_path}'s {len(actors_of(main))} "
