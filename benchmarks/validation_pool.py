@@ -8,6 +8,11 @@ Each variant keeps its own draw's tuned expert and seed; names are prefixed with
 
     python benchmarks/validation_pool.py results/validation-60/validation.json results/validation-61/validation.json
     python benchmarks/validation_pool.py --only default,skip A/validation.json B/validation.json   # the policies every draw ran
+    python benchmarks/validation_pool.py --trainable-only A/validation.json B/validation.json     # where the tuned expert trains
+
+``--trainable-only`` leaves out the variants whose tuned expert ends less than 5% below its initial loss
+(``experiments.validate.expert_trains``): no LR trains them on their validation seed, so they say nothing about
+the LR scale. It is a view for reading past draws; a rule says before its runs whether it judges on it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import json
 import sys
 
-from learned_lr.experiments.validate import log_ratio_percent, lr_spent_table, summarize
+from learned_lr.experiments.validate import log_ratio_percent, lr_spent_table, summarize, trainable_only
 
 
 def pool(results: list[dict]) -> dict:
@@ -63,6 +68,8 @@ def only(result: dict, labels: list[str]) -> dict:
 
 
 def main(args: list[str]) -> None:
+    trainable = "--trainable-only" in args
+    args = [a for a in args if a != "--trainable-only"]
     labels = args[1].split(",") if args[:1] == ["--only"] and len(args) > 1 else None
     paths = args[2:] if labels else args
     if not paths:
@@ -70,9 +77,12 @@ def main(args: list[str]) -> None:
     results = []
     for path in paths:
         with open(path) as handle:
-            results.append(json.load(handle) if labels is None else only(json.load(handle), labels))
-    print(f"seeds {', '.join(str(r['setting']['seed']) for r in results)}:\n")
-    print("\n".join(report(pool(results))))
+            result = json.load(handle) if labels is None else only(json.load(handle), labels)
+        results.append(trainable_only(result) if trainable else result)
+    pooled = pool(results)
+    kept = f" (the variants whose tuned expert trains: {len(pooled['variants'])})" if trainable else ""
+    print(f"seeds {', '.join(str(r['setting']['seed']) for r in results)}{kept}:\n")
+    print("\n".join(report(pooled)))
 
 
 if __name__ == "__main__":

@@ -128,6 +128,39 @@ def test_pooling_two_draws_pairs_every_variant_of_both_and_refuses_draws_of_othe
         pool_module.only(fewer, ["default", "general"])
 
 
+def test_variants_no_lr_trains_are_left_out_of_the_trainable_view_and_its_rows_are_their_own(small_result, tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    config, result = small_result
+    assert all(validate.expert_trains(e) for e in result["experts"]) and "no LR trains them" not in markdown_report(result)
+    # the second variant's tuned expert ends where it started (a deep SGD MLP at chance, say): left out of the view
+    experts = [dict(e) for e in result["experts"]]
+    experts[1]["score"] = experts[1]["start"] - 0.01
+    flat = {**result, **validate.summarize(result["variants"], experts, result["runs"], result["multipliers"])}
+    view = validate.trainable_only(flat)
+    assert [v["name"] for v in view["variants"]] == [v["name"] for i, v in enumerate(result["variants"]) if i != 1]
+    assert all(len(rows) == len(result["variants"]) - 1 for rows in view["runs"].values())
+    kept = validate.summarize(view["variants"], view["experts"], view["runs"], result["multipliers"])
+    by_hand = np.mean([r["score"] - e["score"] for i, (rows, e) in enumerate(zip(result["runs"]["general"], experts)) if i != 1 for r in rows])
+    assert kept["policies"]["general"]["mean_excess"] == pytest.approx(by_hand)
+    assert kept["policies"]["general"]["mean_excess"] != pytest.approx(flat["policies"]["general"]["mean_excess"])
+    report = markdown_report(flat)
+    assert f"1 of {len(result['variants'])} variants' tuned expert ends less than 5% below" in report
+    assert f"| general | {validate.log_ratio_percent(kept['policies']['general']['mean_excess'])} |" in report.split("no LR trains them")[1]
+    # the pooling script's --trainable-only reads the same view
+    spec = importlib.util.spec_from_file_location("validation_pool", Path(__file__).parents[1] / "benchmarks" / "validation_pool.py")
+    pool_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pool_module)
+    draw = tmp_path / "validation.json"
+    draw.write_text(json.dumps({**flat, "setting": {"seed": config.seed}}))
+    pool_module.main(["--trainable-only", str(draw)])
+    out = capsys.readouterr().out
+    assert f"the variants whose tuned expert trains: {len(result['variants']) - 1}" in out
+    assert f"| general | {validate.log_ratio_percent(kept['policies']['general']['mean_excess'])} |" in out
+
+
 def test_a_family_subset_keeps_each_variants_seed_and_runs_and_a_held_out_family_is_refused(small_result):
     """`--families`: the kept variants are the whole draw's, on the same seeds, so their saved runs are reused as they are."""
     import dataclasses

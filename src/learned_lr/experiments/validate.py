@@ -155,6 +155,29 @@ def run_validation(config: ValidateConfig, progress: bool = True) -> dict:
                                                               "policy_sha256": shas}
 
 
+# A variant whose tuned expert ends less than this far below its initial loss (log units: about 5%) has no LR that
+# trains it on its validation seed: a deep SGD MLP that stays at chance at every LR of its sweep, a small-data one
+# that overfits whatever the LR. Its "tuned LR" is the best of noise, so its multipliers say nothing about the LR
+# scale, and a policy's "failed" runs there (ending at or above the start) are the expert's fate too.
+MIN_EXPERT_GAIN = 0.05
+
+
+def expert_trains(expert: dict, min_gain: float = MIN_EXPERT_GAIN) -> bool:
+    """Whether a variant's tuned expert ended at least ``min_gain`` (log units) below its initial loss.
+
+    >>> expert_trains({"score": 0.5, "start": 1.0, "diverged": False}), expert_trains({"score": 0.98, "start": 1.0, "diverged": False})
+    (True, False)
+    """
+    return not expert["diverged"] and expert["score"] is not None and expert["score"] <= expert["start"] - min_gain
+
+
+def trainable_only(result: dict, min_gain: float = MIN_EXPERT_GAIN) -> dict:
+    """``result`` (a `validate` result or pooled draws) with only the variants whose tuned expert trains (``expert_trains``)."""
+    keep = [i for i, expert in enumerate(result["experts"]) if expert_trains(expert, min_gain)]
+    return {**result, "variants": [result["variants"][i] for i in keep], "experts": [result["experts"][i] for i in keep],
+            "runs": {label: [rows[i] for i in keep] for label, rows in result["runs"].items()}}
+
+
 def _failed(run: dict) -> bool:
     return bool(run["diverged"]) or run["score"] is None or run["score"] >= run["start"]
 
@@ -239,6 +262,23 @@ def lr_spent_table(result: dict) -> list[str]:
             + [f"| {label} | " + " | ".join(f"{ratio[k]:.2f}" for k in keys) + " |" for label, ratio in rows])
 
 
+def _trainable_rows(result: dict) -> list[str]:
+    """Markdown lines: where some variants' tuned expert does not train, each policy over the other variants alone."""
+    kept = trainable_only(result)
+    dropped = len(result["variants"]) - len(kept["variants"])
+    if not dropped or not kept["variants"]:
+        return []
+    view = summarize(kept["variants"], kept["experts"], kept["runs"], result["multipliers"])
+    lines = ["", f"{dropped} of {len(result['variants'])} variants' tuned expert ends less than {100 * MIN_EXPERT_GAIN:.0f}% below its "
+             "initial loss (no LR trains them on this seed; every run there counts as failed). Over the other "
+             f"{len(kept['variants'])}:", "", "| policy | mean excess | failed runs | vs reference | 95% interval |", "|---|---|---|---|---|"]
+    for label, row in view["policies"].items():
+        d = row["vs_reference"]
+        paired = ("", "") if label == view["reference"] else (log_ratio_percent(d["mean"]), f"{log_ratio_percent(d['low'])} to {log_ratio_percent(d['high'])}")
+        lines.append(f"| {label} | {log_ratio_percent(row['mean_excess'])} | {row['failed_runs']} | {paired[0]} | {paired[1]} |")
+    return lines
+
+
 def markdown_report(result: dict) -> str:
     """The validation tables: excess over the tuned experts, and paired differences against the reference."""
     families, multipliers, reference = result["families"], result["multipliers"], result["reference"]
@@ -262,7 +302,7 @@ def markdown_report(result: dict) -> str:
         d = row["vs_reference"]
         lines.append(f"| {label} | {log_ratio_percent(d['mean'])} | {log_ratio_percent(d['low'])} to {log_ratio_percent(d['high'])} | {d['variants_better']} / {d['variants_worse']} | "
                      + " | ".join(log_ratio_percent(d["per_family"][f]) for f in families) + " |")
-    lines += lr_spent_table(result)
+    lines += lr_spent_table(result) + _trainable_rows(result)
     if result["expert_failed_runs"]:
         lines += ["", f"The tuned experts failed {result['expert_failed_runs']} run(s) (their sweep seed differs from the validation seed)."]
     return "\n".join(lines) + "\n"
