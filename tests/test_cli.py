@@ -177,13 +177,17 @@ def test_explain_plots_a_real_runs_decisions(tmp_path, capsys):
     assert steps == [0, 1, 17, 33, 49, 65] and result["cadence"] == "every 16 steps over the first 128, then every 32"
     # Who decided: an 80-step run is under the default's 300-step gate, so its three short-run actors did.
     assert result["deciders"] == "3 actors deciding together (the policy's part for runs under 300 steps)"
-    # A run of 300 steps or more: its four long-run actors, the cautious one listed three times (one module, said once).
+    # A run of 300 steps or more: its four long-run actors, the cautious one listed three times (one module, said once) on a
+    # model under 6 layers, twelve times on one of 6 layers or more (the structure gate).
     from learned_lr.bundled import BUNDLED_POLICIES
     from learned_lr.experiments.explain import deciders
     from learned_lr.policy import load_policy
 
     long_side = "(the policy's part for runs of or over 300 steps)"
-    assert deciders(load_policy(BUNDLED_POLICIES["default"]).actor, 300) == f"4 actors deciding together, one counted 3 times {long_side}"
+    default = load_policy(BUNDLED_POLICIES["default"]).actor
+    assert deciders(default, 300) == f"4 actors deciding together, one counted 3 times {long_side} (its side for models under 6 layers)"
+    assert deciders(default, 300, (8, 0)) == f"4 actors deciding together, one counted 12 times {long_side} (its side for models of 6 layers or more)"
+    assert deciders(load_policy(BUNDLED_POLICIES["cautious-x3"]).actor, 300) == f"4 actors deciding together, one counted 3 times {long_side}"
     assert deciders(load_policy(BUNDLED_POLICIES["cautious"]).actor, 300) == f"4 actors deciding together {long_side}"
     # What the rise limit held back is counted in the summary (and marked in the figure).
     from learned_lr.control import held_back

@@ -382,11 +382,12 @@ def test_decisions_show_what_the_rise_limit_held_back():
     assert not held_back(limited[0])  # the first decision has nothing to rise from
 
 
-def test_the_default_counts_the_cautious_actor_three_times_and_keeps_cautious_short_side():
-    """The default since the twenty-ninth session (docs/results.md section 7) is the file judged as "cautious x3", hash
-    for hash: "cautious"'s (the default before it) four long-run actors and its fourth, the cautious one, twice more, so
-    it weighs 1/2 in the mean of their log-LRs; "cautious" is "grad-skip"'s three and that actor once. Both keep
-    "grad-skip"'s control and short side: runs under 300 steps get the same LRs from all three; longer runs differ."""
+def test_cautious_x3_counts_the_cautious_actor_three_times_and_keeps_cautious_short_side():
+    """"cautious-x3", the default of the twenty-ninth to thirty-second sessions (docs/results.md section 7), is the file
+    judged as "cautious x3", hash for hash: "cautious"'s (the default before it) four long-run actors and its fourth, the
+    cautious one, twice more, so it weighs 1/2 in the mean of their log-LRs; "cautious" is "grad-skip"'s three and that
+    actor once. Both keep "grad-skip"'s control and short side: runs under 300 steps get the same LRs from all three;
+    longer runs differ."""
     import json
 
     from learned_lr.bundled import BUNDLED_POLICIES
@@ -394,7 +395,7 @@ def test_the_default_counts_the_cautious_actor_three_times_and_keeps_cautious_sh
 
     from conftest import same_weights as same
 
-    default, cautious, before = (load_policy(BUNDLED_POLICIES[name]) for name in ("default", "cautious", "grad-skip"))
+    default, cautious, before = (load_policy(BUNDLED_POLICIES[name]) for name in ("cautious-x3", "cautious", "grad-skip"))
     assert policy_sha256(default) == "e2dfd791f32d8e5e2962d6973d6a66f73fb7784861fa3555bfe9c2d11057d86d"
     assert policy_sha256(cautious) == "f553d3e2402d729b953fd143c1a18077feb5a41b692575611fa2795e8f99f6b5"
     assert default.control_config == cautious.control_config == before.control_config
@@ -403,10 +404,40 @@ def test_the_default_counts_the_cautious_actor_three_times_and_keeps_cautious_sh
     assert same(members[4], four[3]) and same(members[5], four[3]) and not any(same(four[3], c) for c in four[:3])
     assert all(same(c, b) for c, b in zip(four, before.actor.main.members))
     assert same(default.actor.short, cautious.actor.short) and same(cautious.actor.short, before.actor.short)
-    meta = json.loads(BUNDLED_POLICIES["default"].with_suffix(".json").read_text())
+    meta = json.loads(BUNDLED_POLICIES["cautious-x3"].with_suffix(".json").read_text())
     hard_q = "runs/general-hard-q/dagger/round-2/bc/policy.safetensors"
     assert "--bc-quantile 0.25" in meta["produced_by"] and meta["ensemble_of"][-3:] == [hard_q] * 3
     assert f"learned-lr bundle --name default --policy cautious --ensemble-with {hard_q},{hard_q}" in meta["produced_by"]
     assert "learned-lr bundle --name cautious --policy grad-skip" in meta["produced_by"]
-    assert _run_lrs("default", 299, steps=40) == _run_lrs("cautious", 299, steps=40) == _run_lrs("grad-skip", 299, steps=40)
-    assert _run_lrs("default", 300, steps=40) != _run_lrs("cautious", 300, steps=40) != _run_lrs("grad-skip", 300, steps=40)
+    assert _run_lrs("cautious-x3", 299, steps=40) == _run_lrs("cautious", 299, steps=40) == _run_lrs("grad-skip", 299, steps=40)
+    assert _run_lrs("cautious-x3", 300, steps=40) != _run_lrs("cautious", 300, steps=40) != _run_lrs("grad-skip", 300, steps=40)
+
+
+def test_the_default_is_cautious_x3_under_6_layers_and_counts_the_cautious_actor_12_times_from_6():
+    """The default since the thirty-third session (docs/results.md section 7, the depth gate on fresh deep draws) is the
+    file judged as "depth x12", hash for hash: on runs of 300 steps or more a model of under 6 layers gets
+    "cautious-x3"'s six long-run members, one of 6 layers or more the same four actors with the cautious one counted 12
+    times of 15; both keep "cautious-x3"'s short side and control. A 2-layer model gets "cautious-x3"'s LRs exactly."""
+    import json
+
+    from learned_lr.bundled import BUNDLED_POLICIES
+    from learned_lr.gates import LengthGatedActor, StructureGatedActor, structure_gated
+    from learned_lr.policy import policy_sha256
+
+    from conftest import same_weights as same
+
+    default, before = (load_policy(BUNDLED_POLICIES[name]) for name in ("default", "cautious-x3"))
+    assert policy_sha256(default) == "8454a5dd4fbf0723bcd31da9c1d4a2771362ba235051c6a89f1b43f763bbbdf2"
+    assert default.control_config == before.control_config
+    gate = structure_gated(default.actor)
+    assert isinstance(default.actor, LengthGatedActor) and isinstance(gate, StructureGatedActor)
+    assert (gate.min_layers, gate.by_zero_start) == (6, False)
+    plain, deep, six = gate.plain.members, gate.structural.members, before.actor.main.members
+    assert len(plain) == 6 and all(same(m, b) for m, b in zip(plain, six)) and same(default.actor.short, before.actor.short)
+    assert len(deep) == 15 and all(same(m, b) for m, b in zip(deep[:4], six[:4])) and all(same(m, six[3]) for m in deep[3:])
+    meta = json.loads(BUNDLED_POLICIES["default"].with_suffix(".json").read_text())
+    assert "--structural runs/weight2/cautious-x12.safetensors --structural-min-layers 6 --structural-zero-start 0" in meta["produced_by"]
+    assert "--destination runs/weight2/cautious-x12.safetensors" in meta["produced_by"] and "seeds 120-122" in meta["scored"]
+    # _run_lrs' model has 2 layers: the plain side, which is "cautious-x3", LR for LR, on long and short runs
+    assert _run_lrs("default", 300, steps=40) == _run_lrs("cautious-x3", 300, steps=40)
+    assert _run_lrs("default", 299, steps=40) == _run_lrs("cautious-x3", 299, steps=40)
