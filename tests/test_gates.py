@@ -177,3 +177,32 @@ def test_a_gate_by_the_layer_count_alone_leaves_a_shallow_zero_started_model_to_
     save_checkpoint(tmp_path / "bad.safetensors", tensors, {**meta, "structure_by_zero_start": "no"}, kind="policy")
     with pytest.raises(CheckpointError, match="structure_by_zero_start"):
         load_policy(tmp_path / "bad.safetensors")
+
+
+def test_adapt_llm_takes_the_defaults_short_side_and_refuses_a_run_length_the_structure_gate_decides(tmp_path, monkeypatch):
+    """`learned-lr adapt-llm` fine-tunes the actor of its runs' length: from the default (structure-gated on runs of 300
+    steps or more since the thirty-third session) its 80-step LoRA runs' short side is adaptable; runs of 300 steps would
+    be decided by the gate, whose two sides cannot be adapted as one actor: refused before any LoRA run."""
+    from learned_lr.bundled import BUNDLED_POLICY
+    from learned_lr.experiments.llm.adapt import adapt_policy
+    from learned_lr.experiments.llm.config import AdaptLLMConfig, LoRASettings
+    from learned_lr.gates import structure_gated
+
+    default = load_policy(BUNDLED_POLICY).actor
+    assert structure_gated(default) is structure_gated(default, 300) is not None and structure_gated(default, 299) is None
+    assert actor_for_run(default, 80) is default.short
+    config = AdaptLLMConfig(settings=LoRASettings(steps=300), teacher="linear", out=str(tmp_path / "adapt"))
+    with pytest.raises(ConfigError, match="runs of 300 steps are scheduled by a structure gate"):
+        adapt_policy(config, progress=False)
+    assert not (tmp_path / "adapt").exists()  # refused before any teacher run
+    from learned_lr.experiments.llm import adapt
+
+    class TeacherRunsReached(Exception):
+        pass
+
+    def teacher_runs(*args, **kwargs):
+        raise TeacherRunsReached
+
+    monkeypatch.setattr(adapt, "teacher_runs", teacher_runs)
+    with pytest.raises(TeacherRunsReached):  # 80 steps: past the check, on to the LoRA runs (not made here)
+        adapt_policy(AdaptLLMConfig(settings=LoRASettings(steps=80), teacher="linear", out=str(tmp_path / "adapt")), progress=False)

@@ -47,8 +47,9 @@ class StructureGatedActor(nn.Module):
 
     Why: on the training families' validation draws of the thirty-first session, more weight on the cautious actor
     helped deep MLPs (7 to 17 layers) and models whose head starts at zero, and hurt ordinary ones (2 to 4 layers); the
-    history the actors read did not tell them apart, the model's structure does. Tried in the thirty-second session
-    (docs/results.md section 7); no shipped policy has one.
+    history the actors read did not tell them apart, the model's structure does. Tried in the thirty-second session; by
+    the layer count alone (6 or more, ``by_zero_start=False``) the default's long-run side since the thirty-third
+    (docs/results.md section 7).
     """
 
     def __init__(self, plain: Actor | EnsembleActor, structural: Actor | EnsembleActor, min_layers: int, by_zero_start: bool = True):
@@ -118,7 +119,10 @@ def actor_for_run(actor: nn.Module, total_steps: int, structure: tuple[int, int]
     return actor
 
 
-def structure_gated(actor: nn.Module) -> StructureGatedActor | None:
-    """The structure gate inside ``actor`` (on its long-run side, if length-gated), or None."""
+def structure_gated(actor: nn.Module, total_steps: int | None = None) -> StructureGatedActor | None:
+    """The structure gate inside ``actor`` (on its long-run side, if length-gated), or None; with ``total_steps``, only
+    if a run of that length reaches it (a shorter run than a length gate's goes to its short side, which has none)."""
+    if isinstance(actor, LengthGatedActor) and total_steps is not None and total_steps < actor.short_run_steps:
+        return None
     main = actor.main if isinstance(actor, LengthGatedActor) else actor
     return main if isinstance(main, StructureGatedActor) else None

@@ -76,8 +76,9 @@ def adapt_policy(config: AdaptLLMConfig, progress: bool = True) -> Path:
     from learned_lr.bundled import resolve_policy
 
     policy = load_policy(resolve_policy(config.settings.policy))
-    if structure_gated(policy.actor) is not None:  # fine-tuning one side of it would leave the other as it was
-        raise ConfigError("policy", "a structure-gated policy cannot be adapted as one actor: give one of its sides (an actor or an ensemble)")
+    if structure_gated(policy.actor, config.settings.steps) is not None:  # fine-tuning one side would leave the other as it was
+        raise ConfigError("policy", f"runs of {config.settings.steps} steps are scheduled by a structure gate (one side for deep models, "
+                          "one for the others), which cannot be adapted as one actor: give one of its sides (an actor or an ensemble)")
     folders = teacher_runs(config, progress=progress)
     parts = [examples_from_run(f, policy, config.settings.lr) for f in folders]
     # The last run of each batch size is held out to report the imitation error on unseen runs.
