@@ -56,8 +56,9 @@ from learned_lr.training.distribution import sample_variants, tune_variant
 MULTIPLIERS = (0.1, 0.3, 1.0, 3.0, 10.0)
 SIGNALS = ("log_train_loss", "log_grad_norm", "layer_grad_mean", "momentum_cos", "update_ratio", "update_max", "update_min",
            "update_sum", "init_distance", "distance_max", "distance_min")
-PER_STEP = SIGNALS[:8]
-SIGNALS += ("probe_step", "probe_gain")
+PER_STEP = SIGNALS[:8]  # averaged over the steps after --skip; the distances are read once, at the end
+PROBE = ("probe_step", "probe_gain")  # averaged over the probes, every PROBE_EVERY steps after --skip
+SIGNALS += PROBE
 PROBE_EVERY, PROBE_EXAMPLES, PROBE_CLIP = 5, 256, 64.0  # averaged over the steps after --skip; the distances are read once, at the end
 
 
@@ -93,7 +94,7 @@ def signals_of_run(run: TrainingRun, lr: float, steps: int, skip: int) -> dict[s
     layer_of, layers = owner.tolist(), len(names)
     initial = [p.detach().clone() for p in params]
     init_norms = layer_norms(params, layer_of, layers)
-    rows: dict[str, list[float]] = {name: [] for name in PER_STEP + ("probe_step", "probe_gain")}
+    rows: dict[str, list[float]] = {name: [] for name in PER_STEP + PROBE}
     probe_batch = (run.data.train_x[:PROBE_EXAMPLES].to(run.device), run.data.train_y[:PROBE_EXAMPLES].to(run.device))
     first_loss = first_norm = first_layers = None
     for step in range(steps):
@@ -144,7 +145,7 @@ FEATURE_SETS = {"today's features": TODAY, "today's + momentum_cos": TODAY + ("m
                 "linear: ... + update_sum": TODAY + DISTANCE + ("update_sum",),
                 "linear: ... + momentum_cos": TODAY + DISTANCE + ("momentum_cos",),
                 "probe_step alone": ("probe_step",),
-                "linear: ... + probe_step, probe_gain": TODAY + DISTANCE + ("probe_step", "probe_gain")}
+                "linear: ... + probe_step, probe_gain": TODAY + DISTANCE + PROBE}
 
 
 def held_out_variant_r_squared(x: np.ndarray, y: np.ndarray, variant: np.ndarray, quadratic: bool = True) -> float:
@@ -169,6 +170,7 @@ def study_variants(args: argparse.Namespace) -> list[tuple[str, TaskConfig, int,
         out = []
         for path in args.validation.split(","):
             draw = json.loads(Path(path).read_text())
+            # seed 900 + i: one fixed trainee seed per variant, the same model at every multiplier
             out += [(f"{draw['setting']['seed']}/{v['name']}", TaskConfig(**v["task"]), 900 + i, v["steps"], v["oracle_lr"])
                     for i, (v, expert) in enumerate(zip(draw["variants"], draw["experts"])) if expert_trains(expert) or not args.trainable_only]
         return out

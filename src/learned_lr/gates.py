@@ -112,17 +112,24 @@ class LengthGatedActor(nn.Module):
 def actor_for_run(actor: nn.Module, total_steps: int, structure: tuple[int, int] | None = None) -> Actor | EnsembleActor:
     """The actor that schedules a run of ``total_steps`` steps on a model of ``structure`` (layers, layers whose first
     gradient is zero; None before the run's first step): ``actor`` itself unless it is gated."""
-    if isinstance(actor, LengthGatedActor):
-        actor = actor.short if total_steps < actor.short_run_steps else actor.main
+    actor = _side_for_length(actor, total_steps)
     if isinstance(actor, StructureGatedActor):
         actor = actor.side(structure)
+    return actor
+
+
+def _side_for_length(actor: nn.Module, total_steps: int) -> nn.Module:
+    """A length gate's side for a run of ``total_steps`` steps (``actor`` itself if it has no length gate)."""
+    if isinstance(actor, LengthGatedActor):
+        return actor.short if total_steps < actor.short_run_steps else actor.main
     return actor
 
 
 def structure_gated(actor: nn.Module, total_steps: int | None = None) -> StructureGatedActor | None:
     """The structure gate inside ``actor`` (on its long-run side, if length-gated), or None; with ``total_steps``, only
     if a run of that length reaches it (a shorter run than a length gate's goes to its short side, which has none)."""
-    if isinstance(actor, LengthGatedActor) and total_steps is not None and total_steps < actor.short_run_steps:
-        return None
-    main = actor.main if isinstance(actor, LengthGatedActor) else actor
-    return main if isinstance(main, StructureGatedActor) else None
+    if total_steps is None:  # the long-run side
+        side = actor.main if isinstance(actor, LengthGatedActor) else actor
+    else:
+        side = _side_for_length(actor, total_steps)
+    return side if isinstance(side, StructureGatedActor) else None
