@@ -7,6 +7,12 @@ reads only the safetensors file. Loading checks the format tag and tensor shapes
 ``CheckpointError`` naming the file on anything missing, truncated, corrupt or foreign;
 nothing in this path can execute code (safetensors holds raw tensor bytes only).
 
+Tensors equal bit for bit are stored once: the bundled policies list an actor several times to weigh it
+(``EnsembleActor.tie_equal_members``), and a structure gate's two sides share actors, so most of their tensors
+repeat. The copies' names are listed in the file's metadata (``learned_lr_aliases``: copy -> stored name) and
+restored, each as its own tensor, on load. A file with aliases is format version 2, which an older learned-lr
+refuses by name rather than reading as an actor with missing weights; one without is version 1, as before.
+
 Example:
     >>> save_checkpoint("run/policy.safetensors", {"w": torch.zeros(2)}, {"epoch": 3})   # doctest: +SKIP
     >>> tensors, meta = load_checkpoint("run/policy.safetensors")
@@ -16,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -26,8 +33,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 FORMAT_TAG = "learned-lr"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # a file without aliases
+ALIASES_VERSION = 2  # a file whose equal tensors are stored once
 _META_KEY = "learned_lr"
+_ALIASES_KEY = "learned_lr_aliases"
 
 
 class CheckpointError(RuntimeError):
@@ -38,24 +47,51 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
     """Write ``tensors`` and JSON-able ``meta`` atomically to ``path`` (and ``path`` with .json for people)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "kind": kind, **meta}
+    stored, aliases = _store_equal_tensors_once(tensors)
+    document = {"format": FORMAT_TAG, "version": ALIASES_VERSION if aliases else FORMAT_VERSION, "kind": kind, **meta}
     text = json.dumps(document)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # safetensors refuses two names on one storage (an ensemble's tied members share their tensors): each name gets its own copy
-    storages: set[int] = set()
-    contiguous = {}
-    for k, v in tensors.items():
-        v = v.detach().contiguous().cpu()
-        storage = v.untyped_storage().data_ptr()
-        contiguous[k] = v.clone() if storage in storages else v
-        storages.add(storage)
-    save_file(contiguous, str(tmp), metadata={_META_KEY: text})
+    save_file(stored, str(tmp), metadata={_META_KEY: text, **({_ALIASES_KEY: json.dumps(aliases)} if aliases else {})})
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     readable = path.with_suffix(".json")
     tmp_json = readable.with_name(f".{readable.name}.{os.getpid()}.tmp")
     tmp_json.write_text(json.dumps(document, indent=2) + "\n")
     os.replace(tmp_json, readable)
+
+
+def _store_equal_tensors_once(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(the tensors to write, {copy's name: the stored tensor's name}): a tensor equal bit for bit (dtype, shape and
+    bytes) to one stored earlier is written as an alias. This also covers tensors that share storage (an ensemble's
+    tied members), which safetensors refuses to write under two names."""
+    stored: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    first_of: dict[tuple[str, tuple[int, ...], str], str] = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().contiguous().cpu()
+        raw = tensor.reshape(-1).view(torch.uint8).numpy().tobytes()  # any dtype, bfloat16 included
+        key = (str(tensor.dtype), tuple(tensor.shape), hashlib.sha256(raw).hexdigest())
+        if key in first_of:
+            aliases[name] = first_of[key]
+        else:
+            first_of[key] = name
+            stored[name] = tensor
+    return stored, aliases
+
+
+def _restore_aliases(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Add each alias's tensor (a copy of the stored one, so that no two names share memory) to ``tensors``."""
+    try:
+        aliases = json.loads(metadata.get(_ALIASES_KEY, "{}"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {path} has unreadable aliases ({exc})") from exc
+    if not (isinstance(aliases, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items())):
+        raise CheckpointError(f"checkpoint {path}: its aliases must map tensor names to tensor names")
+    for copy_name, stored_name in aliases.items():
+        if copy_name in tensors or stored_name not in tensors:
+            raise CheckpointError(f"checkpoint {path}: alias {copy_name!r} -> {stored_name!r} does not name one stored tensor")
+    for copy_name, stored_name in aliases.items():
+        tensors[copy_name] = tensors[stored_name].clone()
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -79,10 +115,12 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str
         raise CheckpointError(f"checkpoint {path} has metadata that is a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path} is not a learned-lr checkpoint (format {meta.get('format')!r})")
-    if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {meta.get('version')}; this learned-lr reads version {FORMAT_VERSION}")
+    if meta.get("version") not in (FORMAT_VERSION, ALIASES_VERSION):
+        raise CheckpointError(f"{path} has format version {meta.get('version')}; this learned-lr reads versions "
+                              f"{FORMAT_VERSION} and {ALIASES_VERSION}")
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {meta.get('kind')!r}, expected a {kind!r}")
+    _restore_aliases(path, tensors, metadata)
     return tensors, meta
 
 
