@@ -193,7 +193,7 @@ def test_tune_variant_picks_the_lowest_validation_loss_and_caches(tmp_path, monk
 def test_tune_variant_extends_the_grid_at_an_edge(tmp_path, monkeypatch):
     calls = []
 
-    def falling_with_lr(variant, shape, lrs):
+    def falling_with_lr(variant, shape, lrs, seeds=()):
         calls.append(list(lrs))
         return [1.0 / lr for lr in lrs]  # the highest LR always wins
 
@@ -203,6 +203,25 @@ def test_tune_variant_extends_the_grid_at_an_edge(tmp_path, monkeypatch):
     top = max(LR_SWEEP_GRIDS[variant.task.optimizer][1:4])
     assert result["lr"] == pytest.approx(top * 10)  # two 1-3-10 steps above the grid's top
     assert len(calls) == 2 * (1 + distribution.SWEEP_EXTENSIONS)
+
+
+def test_a_two_seed_sweep_scores_each_lr_by_the_mean_of_its_seeds_and_is_cached_apart(tmp_path):
+    variant = _digits_variant()
+    seeds = variant.sweep_seed_list(2)
+    assert seeds == [variant.sweep_seed, variant.sweep_seed + 1]
+    lrs = [0.01, 0.1]
+    alone = [distribution._final_val_losses(variant, "cosine", lrs, [seed]) for seed in seeds]
+    assert alone[0] == distribution._final_val_losses(variant, "cosine", lrs)  # one seed: the sweep every earlier result used
+    assert all(abs(a - b) > 1e-6 for a, b in zip(*alone))  # the two seeds are different runs
+    together = distribution._final_val_losses(variant, "cosine", lrs, seeds)
+    assert together == pytest.approx([(a + b) / 2 for a, b in zip(*alone)], rel=1e-5)
+
+    one = tune_variant(variant, tmp_path, grid_points=3)
+    two = tune_variant(variant, tmp_path, grid_points=3, sweep_seeds=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{variant.name}-seeds2.json", f"{variant.name}.json"]
+    assert two["grid"] != one["grid"] and tune_variant(variant, tmp_path, grid_points=3) == one  # neither overwrote the other
+    with pytest.raises(ValueError, match="sweep_seeds"):
+        tune_variant(variant, tmp_path, grid_points=3, sweep_seeds=0)
 
 
 def test_general_train_runs_every_stage_labels_the_tuned_lr_and_resumes(tmp_path, capsys):

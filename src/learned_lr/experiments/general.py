@@ -36,7 +36,7 @@ from learned_lr.features import INPUT_CHOICES
 from learned_lr.files import write_json
 from learned_lr.settings import ConfigError, ControlConfig, arg, check_choice, parse_list, require, same_as
 from learned_lr.training.config import BCConfig
-from learned_lr.training.distribution import COPY_KINDS, DEFAULT_COPY_KINDS
+from learned_lr.training.distribution import COPY_KINDS, DEFAULT_COPY_KINDS, MAX_SWEEP_SEEDS
 
 # Every input set but Subramanian et al.'s, which is the PPO ablation arm of `ablations` and `claims` (window 1), not a recipe.
 GENERAL_INPUTS = tuple(choice for choice in INPUT_CHOICES if choice != "subramanian")
@@ -66,6 +66,7 @@ class GeneralTrainConfig:
     stratify_optimizers: bool = arg(False, "each family's variants take SGD, Adam and AdamW in turn (in an order drawn per family) "
                                     "instead of drawing each variant's optimizer independently")
     sweep_points: int = arg(5, "LRs of each variant's oracle sweep (the middle ones of the optimizer's grid; extended at an edge)")
+    sweep_seeds: int = arg(1, "trainee seeds each (shape, LR) of a variant's oracle sweep is averaged over (1: the sweep every earlier recipe used)")
     min_multiplier: float = arg(0.05, "base LR = the variant's tuned LR x a multiplier drawn log-uniformly from [min, max]")
     max_multiplier: float = arg(20.0, "upper end of the multipliers")
     near_tuned_fraction: float = arg(0.0, "fraction of the demonstration and DAgger runs whose multiplier is drawn from [1/2, 2] "
@@ -113,6 +114,7 @@ class GeneralTrainConfig:
         require(1 <= self.variants_per_family <= 9, "variants_per_family", f"must be in 1..9, got {self.variants_per_family}")
         require(1 < self.min_steps <= self.max_steps, "min_steps", f"need 1 < min_steps <= max_steps, got {self.min_steps}, {self.max_steps}")
         require(2 <= self.sweep_points <= 5, "sweep_points", f"must be in 2..5, got {self.sweep_points}")
+        require(1 <= self.sweep_seeds <= MAX_SWEEP_SEEDS, "sweep_seeds", f"must be in 1..{MAX_SWEEP_SEEDS}, got {self.sweep_seeds}")
         require(0 < self.min_multiplier <= 1 <= self.max_multiplier and math.isfinite(self.max_multiplier), "min_multiplier",
                 f"need 0 < min_multiplier <= 1 <= max_multiplier (finite), got {self.min_multiplier}, {self.max_multiplier}")
         require(0 <= self.near_tuned_fraction <= 1, "near_tuned_fraction", f"must be in [0, 1], got {self.near_tuned_fraction}")
@@ -216,7 +218,7 @@ def run_general_training(config: GeneralTrainConfig, progress: bool = True) -> d
                                config.init_scale_list, config.train_fraction_list, config.stratify_optimizers, config.depth_list,
                                config.batch_norm_fraction, config.batch_norm_copies, config.structure_copies,
                                config.copy_kind_list)
-    oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
+    oracles = {v.name: tune_variant(v, work / "sweeps", config.sweep_points, config.sweep_seeds) for v in tqdm(variants, desc="oracle sweeps", disable=not progress)}
     write_json(work / "variants.json", [{"name": v.name, "task": v.task.setting(), "steps": v.steps,
                                          "oracle_shape": oracles[v.name]["shape"], "oracle_lr": oracles[v.name]["lr"]} for v in variants])
     control = config.control

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from learned_lr.settings import arg, labeled_paths, parse_list, require
+from learned_lr.training.distribution import MAX_SWEEP_SEEDS
 
 BOOTSTRAP_RESAMPLES = 2000
 # The validation set's seed offset inside the validation range: PPO's validation runs use its start.
@@ -57,6 +58,7 @@ class ValidateConfig:
     train_fractions: str = arg("0.1,0.3,1", "fractions of the training split the variants draw from (empty: 1)")
     multipliers: str = arg("0.1,0.3,1,3,10", "base LR = the variant's tuned LR x each of these")
     sweep_points: int = arg(5, "LRs of each variant's tuning sweep (as general-train's)")
+    sweep_seeds: int = arg(1, "trainee seeds each (shape, LR) of a variant's tuning sweep is averaged over (1: the sweep every earlier draw used)")
     seed: int = arg(50, "seed of the variants' draw (general-train's recipes draw from their --seed, 0-9 so far)")
     work: str = arg("runs/validation", "folder for the sweeps and every run's result (resumable)")
     out: str = arg("results/validation", "folder for validation.md, validation.json and validation.png")
@@ -65,6 +67,7 @@ class ValidateConfig:
         require(1 <= self.variants_per_family <= 9, "variants_per_family", f"must be in 1..9, got {self.variants_per_family}")
         require(1 < self.min_steps <= self.max_steps, "min_steps", f"need 1 < min_steps <= max_steps, got {self.min_steps}, {self.max_steps}")
         require(2 <= self.sweep_points <= 5, "sweep_points", f"must be in 2..5, got {self.sweep_points}")
+        require(1 <= self.sweep_seeds <= MAX_SWEEP_SEEDS, "sweep_seeds", f"must be in 1..{MAX_SWEEP_SEEDS}, got {self.sweep_seeds}")
         require(0 <= self.seed < 1000, "seed", f"must be in 0..999, got {self.seed}")
         require(len(self.policy_list) >= 1, "policies", "name at least one LABEL=POLICY")
         labels = [label for label, _ in self.policy_list]
@@ -121,7 +124,7 @@ def validation_set(config: ValidateConfig, progress: bool = True) -> tuple[list[
     kept = [(index, variant) for index, variant in enumerate(drawn) if variant.task.task in families]
     out = []
     for _, variant in tqdm(kept, desc="tuning sweeps", disable=not progress):
-        oracle = tune_variant(variant, Path(config.work) / "sweeps", config.sweep_points)
+        oracle = tune_variant(variant, Path(config.work) / "sweeps", config.sweep_points, config.sweep_seeds)
         out.append({"name": variant.name, "family": variant.task.task, "task": variant.task.setting(), "steps": variant.steps,
                     "oracle_shape": oracle["shape"], "oracle_lr": oracle["lr"]})
     return out, [VALIDATION_SEED_START + SET_SEED_OFFSET + index for index, _ in kept]

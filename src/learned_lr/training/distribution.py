@@ -65,6 +65,7 @@ MAX_VAL_BATCH = {"diabetes": 64}
 # The shapes the oracle may run (polynomial was never the best tuned expert on the benchmark's families).
 ORACLE_SHAPES = ("linear-warmup", "cosine")
 SWEEP_EXTENSIONS = 2
+MAX_SWEEP_SEEDS = 8  # a sweep's trainee seeds stay inside its ordinal's block 900-999 (tasks.seeds)
 FINAL_VAL_FRACTION = 0.1
 # structure_copies: the field each kind of copy changes and the values it draws from (the unusual ends of the
 # validation sets' draws, `learned-lr validate`: depths 1-3, initial scales 0.5-2, data fractions 0.1-1).
@@ -91,6 +92,11 @@ class Variant:
     @property
     def sweep_seed(self) -> int:
         return self.ordinal * 1000 + 900
+
+    def sweep_seed_list(self, count: int) -> list[int]:
+        """The trainee seeds of a ``count``-seed sweep: ``sweep_seed`` and the ones after it (inside the demonstration
+        range's block 900-999 of this ordinal, which no demonstration uses; ``tasks.seeds``)."""
+        return [self.sweep_seed + k for k in range(count)]
 
     @property
     def demo_seed(self) -> int:
@@ -190,47 +196,58 @@ def _structure_copy(variant: Variant, kind: str, rng: np.random.Generator) -> Va
     return Variant(name, variant.ordinal, dataclasses.replace(variant.task, **{field: value}), variant.steps)
 
 
-def _final_val_losses(variant: Variant, shape: str, lrs: list[float]) -> list[float]:
-    """Mean validation loss over the last 10% of steps of one run per LR (inf if it diverged)."""
+def _final_val_losses(variant: Variant, shape: str, lrs: list[float], seeds: Sequence[int] = ()) -> list[float]:
+    """Mean validation loss over the last 10% of steps of one run per LR and seed, averaged over ``seeds`` (default:
+    the variant's sweep seed alone); inf if any of an LR's runs diverged. The runs of every seed train as one group."""
     from learned_lr.tasks.groups import make_run_group
     from learned_lr.training.experts import expert_schedule
     from learned_lr.training.rollout import rollout_exact_schedule
 
-    group = make_run_group(variant.task, [variant.sweep_seed] * len(lrs), total_steps=variant.steps)
-    episodes = rollout_exact_schedule(group, expert_schedule(shape), variant.steps, lrs, ControlConfig(), evaluate_test=False)
+    seeds = list(seeds) or [variant.sweep_seed]
+    group = make_run_group(variant.task, [seed for seed in seeds for _ in lrs], total_steps=variant.steps)
+    episodes = rollout_exact_schedule(group, expert_schedule(shape), variant.steps, [lr for _ in seeds for lr in lrs], ControlConfig(),
+                                      evaluate_test=False)
     tail = max(1, int(FINAL_VAL_FRACTION * variant.steps))
     scores = []
     for episode in episodes:
         value = float(np.mean(episode.history.val_loss[variant.steps - tail :])) if not episode.diverged else math.inf
         scores.append(value if math.isfinite(value) else math.inf)
-    return scores
+    per_seed = np.array(scores).reshape(len(seeds), len(lrs))
+    return [float(per_seed[:, i].mean()) if np.isfinite(per_seed[:, i]).all() else math.inf for i in range(len(lrs))]
 
 
-def tune_variant(variant: Variant, work: str | Path, grid_points: int = 5) -> dict:
+def tune_variant(variant: Variant, work: str | Path, grid_points: int = 5, sweep_seeds: int = 1) -> dict:
     """The oracle of ``variant``: the best (shape, LR) of its sweep, cached in ``work/<variant name>.json``.
 
     Returns ``{"shape", "lr", "score", "grid": {shape: {lr: score}}}``; a score is inf (saved as
-    None) for a run that diverged.
+    None) for a run that diverged. ``sweep_seeds`` > 1 scores each (shape, LR) by its mean over that many
+    trainee seeds (``Variant.sweep_seed_list``; inf if any run diverged): on deep MLPs one seed's best LR
+    is another seed's best only 41% of the time (``benchmarks/tuned_lr_noise.py``, docs/results.md section 7).
+    One seed is the sweep every earlier result was tuned by, with the same cache key.
     """
+    if not (isinstance(sweep_seeds, int) and 1 <= sweep_seeds <= MAX_SWEEP_SEEDS):
+        raise ValueError(f"sweep_seeds must be an integer in 1..{MAX_SWEEP_SEEDS}, got {sweep_seeds!r}")
     grid = list(sweep_grid(variant.task.optimizer, grid_points))
+    seeds = variant.sweep_seed_list(sweep_seeds)
     setting = {"task": variant.task.setting(), "steps": variant.steps, "seed": variant.sweep_seed, "grid": grid,
-               "shapes": list(ORACLE_SHAPES), "extensions": SWEEP_EXTENSIONS, "final_val_fraction": FINAL_VAL_FRACTION}
-
+               "shapes": list(ORACLE_SHAPES), "extensions": SWEEP_EXTENSIONS, "final_val_fraction": FINAL_VAL_FRACTION,
+               **({"seeds": seeds} if sweep_seeds > 1 else {})}  # (only then: one-seed sweeps keep their cache keys)
     def sweep() -> dict:
         table = {}
         for shape in ORACLE_SHAPES:
-            scores = dict(zip(grid, _final_val_losses(variant, shape, grid)))
+            scores = dict(zip(grid, _final_val_losses(variant, shape, grid, seeds)))
             for _ in range(SWEEP_EXTENSIONS):
                 best = min(scores, key=scores.get)
                 if best not in (min(scores), max(scores)) or len(scores) == 1 or not math.isfinite(scores[best]):
                     break
                 lr = lr_grid_neighbor(best, up=best == max(scores))
-                scores[lr] = _final_val_losses(variant, shape, [lr])[0]
+                scores[lr] = _final_val_losses(variant, shape, [lr], seeds)[0]
             table[shape] = {f"{lr:g}": scores[lr] for lr in sorted(scores)}
         shape, lr = min(((s, lr) for s in table for lr in table[s]), key=lambda key: table[key[0]][key[1]])
         return {"shape": shape, "lr": float(lr), "score": table[shape][lr], "grid": table}
 
-    result = saved_or_computed(Path(work) / f"{variant.name}.json", setting, sweep)
+    file = f"{variant.name}.json" if sweep_seeds == 1 else f"{variant.name}-seeds{sweep_seeds}.json"  # both kept side by side
+    result = saved_or_computed(Path(work) / file, setting, sweep)
     if result["score"] is None:
         raise RuntimeError(f"every LR of the sweep diverged on variant {variant.name}; its oracle is undefined")
     return result
