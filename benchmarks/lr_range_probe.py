@@ -81,6 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validation", required=True, help="comma-separated validation.json files of `learned-lr validate` draws")
     parser.add_argument("--trainable-only", action="store_true", help="leave out the variants whose tuned expert does not train")
+    parser.add_argument("--tuned-sweep-seeds", type=int, default=1, help="the tuned LR of a sweep over this many trainee seeds "
+                        "(as lr_scale_signals.py's option) instead of the draw's one-seed one")
     parser.add_argument("--probe-steps", type=int, default=60, help="steps of the range test")
     parser.add_argument("--low", type=float, default=3.0, help="the ramp starts at base x 10^-LOW")
     parser.add_argument("--high", type=float, default=3.0, help="the ramp ends at base x 10^HIGH")

@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tuned_lr_noise import NOISE_WORK, saved_sweep
+
 from learned_lr.experiments.validate import expert_trains
 from learned_lr.tasks.config import TaskConfig
 from learned_lr.tasks.run import TrainingRun, layer_groups, task_loss
@@ -165,14 +167,21 @@ def held_out_variant_r_squared(x: np.ndarray, y: np.ndarray, variant: np.ndarray
 
 def study_variants(args: argparse.Namespace) -> list[tuple[str, TaskConfig, int, int, float]]:
     """(name, task, seed, steps, tuned LR) of each variant studied: a general-train draw's (its sweeps cached in
-    --work) or the variants of --validation's draws (their tuned LRs as those draws found them)."""
+    --work) or the variants of --validation's draws (their tuned LRs as those draws found them, or with
+    --tuned-sweep-seeds N > 1 as a sweep over N seeds finds them)."""
     if args.validation:
         out = []
         for path in args.validation.split(","):
             draw = json.loads(Path(path).read_text())
-            # seed 900 + i: one fixed trainee seed per variant, the same model at every multiplier
-            out += [(f"{draw['setting']['seed']}/{v['name']}", TaskConfig(**v["task"]), 900 + i, v["steps"], v["oracle_lr"])
-                    for i, (v, expert) in enumerate(zip(draw["variants"], draw["experts"])) if expert_trains(expert) or not args.trainable_only]
+            for i, (v, expert) in enumerate(zip(draw["variants"], draw["experts"])):
+                if args.trainable_only and not expert_trains(expert):
+                    continue
+                tuned_lr = v["oracle_lr"]
+                if args.tuned_sweep_seeds > 1:  # the tuned LR of a sweep over several seeds (tuned_lr_noise.py's, cached there)
+                    drawn, grid_points, _ = saved_sweep(path, v)
+                    tuned_lr = tune_variant(drawn, Path(NOISE_WORK) / Path(path).parent.name, grid_points, args.tuned_sweep_seeds)["lr"]
+                # seed 900 + i: one fixed trainee seed per variant, the same model at every multiplier
+                out.append((f"{draw['setting']['seed']}/{v['name']}", TaskConfig(**v["task"]), 900 + i, v["steps"], tuned_lr))
         return out
     variants = sample_variants(args.variants_per_family, args.min_steps, args.max_steps, args.seed)
     return [(v.name, v.task, v.sweep_seed, v.steps, tune_variant(v, Path(args.work) / "sweeps")["lr"]) for v in variants]
@@ -197,6 +206,8 @@ def main() -> None:
                         "study their variants at their tuned LRs (instead of --work's draw)")
     parser.add_argument("--trainable-only", action="store_true", help="with --validation: leave out the variants whose tuned expert "
                         "does not train (experiments.validate.expert_trains)")
+    parser.add_argument("--tuned-sweep-seeds", type=int, default=1, help="with --validation: the tuned LR of a sweep over this many "
+                        "trainee seeds (benchmarks/tuned_lr_noise.py's sweep a, computed if it is not cached) instead of the draw's one-seed one")
     args = parser.parse_args()
     torch.manual_seed(0)
     table = []  # (family, optimizer, log10 m, signals, variant name)

@@ -47,6 +47,21 @@ class ShiftedVariant(Variant):
         return super().sweep_seed + self.shift
 
 MULTIPLIER_VARIANCE = float(np.var(np.log10([0.1, 0.3, 1.0, 3.0, 10.0])))
+NOISE_WORK = "runs/tuned-lr-noise"  # where this study's sweeps are cached, one folder per draw
+
+
+def saved_sweep(draw_file: str, variant: dict) -> tuple[Variant, int, dict]:
+    """(the variant, its sweep's grid points, its one-seed sweep's result) of a ``validate`` draw's variant, from the
+    sweep cached in the draw's work folder (assumed to be runs/<the draw's results folder name>)."""
+    sweep_file = Path("runs") / Path(draw_file).parent.name / "sweeps" / f"{variant['name']}.json"
+    if not sweep_file.is_file():
+        raise SystemExit(f"{sweep_file}: no sweep (the draw's --work folder is assumed to be runs/<its results folder's name>)")
+    saved = json.loads(sweep_file.read_text())
+    task = TaskConfig(**variant["task"])
+    if (variant["steps"], task.setting()) != (saved["setting"]["steps"], saved["setting"]["task"]):
+        raise SystemExit(f"{sweep_file}: not the sweep of the draw's variant {variant['name']}")
+    ordinal = (saved["setting"]["seed"] - 900) // 1000
+    return Variant(variant["name"], ordinal, task, variant["steps"]), len(saved["setting"]["grid"]), saved["result"]
 
 
 def main() -> None:
@@ -54,26 +69,18 @@ def main() -> None:
     parser.add_argument("--validation", required=True, help="comma-separated validation.json files of `learned-lr validate` draws")
     parser.add_argument("--trainable-only", action="store_true", help="leave out the variants whose tuned expert does not train")
     parser.add_argument("--sweep-seeds", type=int, default=1, help="trainee seeds per sweep (each (shape, LR) scored by their mean)")
-    parser.add_argument("--work", default="runs/tuned-lr-noise", help="where the second sweeps are cached")
+    parser.add_argument("--work", default=NOISE_WORK, help="where this study's sweeps are cached")
     args = parser.parse_args()
     rows = []  # (name, first sweep, second sweep)
     for path in args.validation.split(","):
         draw = json.loads(Path(path).read_text())
-        first_work = Path("runs") / Path(path).parent.name / "sweeps"
         for variant, expert in zip(draw["variants"], draw["experts"]):
             if args.trainable_only and not expert_trains(expert):
                 continue
-            sweep_file = first_work / f"{variant['name']}.json"
-            if not sweep_file.is_file():
-                raise SystemExit(f"{sweep_file}: no first sweep (the draw's --work folder is assumed to be runs/<its results folder's name>)")
-            saved = json.loads(sweep_file.read_text())
-            ordinal = (saved["setting"]["seed"] - 900) // 1000
-            task = TaskConfig(**variant["task"])
-            if (variant["steps"], task.setting()) != (saved["setting"]["steps"], saved["setting"]["task"]):
-                raise SystemExit(f"{sweep_file}: not the sweep of the draw's variant {variant['name']}")
-            grid_points, folder = len(saved["setting"]["grid"]), Path(args.work) / Path(path).parent.name
-            a, b = (ShiftedVariant(variant["name"], ordinal, task, variant["steps"], shift) for shift in (0, args.sweep_seeds))
-            first = saved["result"] if args.sweep_seeds == 1 else tune_variant(a, folder, grid_points, args.sweep_seeds)
+            drawn, grid_points, saved = saved_sweep(path, variant)
+            folder = Path(args.work) / Path(path).parent.name
+            a, b = (ShiftedVariant(drawn.name, drawn.ordinal, drawn.task, drawn.steps, shift) for shift in (0, args.sweep_seeds))
+            first = saved if args.sweep_seeds == 1 else tune_variant(a, folder, grid_points, args.sweep_seeds)
             second = tune_variant(b, folder, grid_points, args.sweep_seeds)
             rows.append((variant["name"], first, second))
             print(f"{variant['name']}: {first['shape']} {first['lr']:g} then {second['shape']} {second['lr']:g}", flush=True)

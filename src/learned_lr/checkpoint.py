@@ -69,7 +69,7 @@ def _store_equal_tensors_once(tensors: dict[str, torch.Tensor]) -> tuple[dict[st
     first_of: dict[tuple[str, tuple[int, ...], str], str] = {}
     for name, tensor in tensors.items():
         tensor = tensor.detach().contiguous().cpu()
-        raw = tensor.reshape(-1).view(torch.uint8).numpy().tobytes()  # any dtype, bfloat16 included
+        raw = tensor.reshape(-1).view(torch.uint8).numpy()  # the bytes of any dtype, bfloat16 included, without a copy
         key = (str(tensor.dtype), tuple(tensor.shape), hashlib.sha256(raw).hexdigest())
         if key in first_of:
             aliases[name] = first_of[key]
