@@ -217,12 +217,13 @@ def _final_val_losses(variant: Variant, shape: str, lrs: list[float], seeds: Seq
 
 
 def tune_variant(variant: Variant, work: str | Path, grid_points: int = 5, sweep_seeds: int = 1) -> dict:
-    """The oracle of ``variant``: the best (shape, LR) of its sweep, cached in ``work/<variant name>.json``.
+    """The oracle of ``variant``: the best (shape, LR) of its sweep, cached in ``work/<variant name>.json``
+    (``work/<variant name>-seeds<N>.json`` for a sweep over N seeds).
 
     Returns ``{"shape", "lr", "score", "grid": {shape: {lr: score}}}``; a score is inf (saved as
     None) for a run that diverged. ``sweep_seeds`` > 1 scores each (shape, LR) by its mean over that many
-    trainee seeds (``Variant.sweep_seed_list``; inf if any run diverged): on deep MLPs one seed's best LR
-    is another seed's best only 41% of the time (``benchmarks/tuned_lr_noise.py``, docs/results.md section 7).
+    trainee seeds (``Variant.sweep_seed_list``; inf if any run diverged): on trainable deep MLPs one seed's best
+    LR is another seed's best about half the time (``benchmarks/tuned_lr_noise.py``, docs/results.md section 7).
     One seed is the sweep every earlier result was tuned by, with the same cache key.
     """
     if not (isinstance(sweep_seeds, int) and 1 <= sweep_seeds <= MAX_SWEEP_SEEDS):
@@ -232,6 +233,7 @@ def tune_variant(variant: Variant, work: str | Path, grid_points: int = 5, sweep
     setting = {"task": variant.task.setting(), "steps": variant.steps, "seed": variant.sweep_seed, "grid": grid,
                "shapes": list(ORACLE_SHAPES), "extensions": SWEEP_EXTENSIONS, "final_val_fraction": FINAL_VAL_FRACTION,
                **({"seeds": seeds} if sweep_seeds > 1 else {})}  # (only then: one-seed sweeps keep their cache keys)
+
     def sweep() -> dict:
         table = {}
         for shape in ORACLE_SHAPES:
