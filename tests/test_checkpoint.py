@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from learned_lr.checkpoint import ALIASES_VERSION, FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from learned_lr.files import file_sha256
 
 
 def test_equal_tensors_are_stored_once_and_load_back_as_separate_copies(tmp_path):
@@ -41,15 +42,29 @@ def test_equal_tensors_are_stored_once_and_load_back_as_separate_copies(tmp_path
     ({"b": "missing"}, "does not name one stored tensor"),
     ({"a": "a"}, "does not name one stored tensor"),
     ({"b": 3}, "must map tensor names to tensor names"),
-    ("{not json", "unreadable aliases"),
+    (["b", "a"], "must map tensor names to tensor names"),
 ])
 def test_a_bad_alias_map_is_refused_by_name(tmp_path, aliases, message):
-    document = json.dumps({"format": "learned-lr", "version": ALIASES_VERSION, "kind": "checkpoint"})
-    text = aliases if isinstance(aliases, str) else json.dumps(aliases)
-    save_file({"a": torch.zeros(2)}, str(tmp_path / "bad.safetensors"), metadata={"learned_lr": document, "learned_lr_aliases": text})
+    document = json.dumps({"format": "learned-lr", "version": ALIASES_VERSION, "kind": "checkpoint", "tensor_aliases": aliases})
+    save_file({"a": torch.zeros(2)}, str(tmp_path / "bad.safetensors"), metadata={"learned_lr": document})
     with pytest.raises(CheckpointError, match=message) as error:
         load_checkpoint(tmp_path / "bad.safetensors")
     assert "bad.safetensors" in str(error.value)
+
+
+def test_a_saved_file_is_the_same_bytes_every_time_and_its_aliases_stay_out_of_the_metadata(tmp_path):
+    # Two metadata entries would be written in an order that changes from call to call (a Rust hash map), and the
+    # resumable commands compare files by their SHA-256: a rerun would see "other demonstrations" and train again.
+    weight = torch.arange(6.0)
+    digests = set()
+    for attempt in range(6):
+        save_checkpoint(tmp_path / f"{attempt}.safetensors", {"a": weight, "b": weight.clone(), "c": torch.ones(2)}, {"note": 1, "other": 2})
+        digests.add(file_sha256(tmp_path / f"{attempt}.safetensors"))
+    assert len(digests) == 1
+    tensors, meta = load_checkpoint(tmp_path / "0.safetensors")
+    assert "tensor_aliases" not in meta and meta["note"] == 1 and torch.equal(tensors["b"], weight)
+    with pytest.raises(ValueError, match="tensor_aliases"):
+        save_checkpoint(tmp_path / "x.safetensors", {"a": weight}, {"tensor_aliases": {}})
 
 
 def test_a_file_of_an_unknown_version_is_refused_and_version_1_still_loads(tmp_path):

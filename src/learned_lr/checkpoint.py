@@ -9,9 +9,11 @@ nothing in this path can execute code (safetensors holds raw tensor bytes only).
 
 Tensors equal bit for bit are stored once: the bundled policies list an actor several times to weigh it
 (``EnsembleActor.tie_equal_members``), and a structure gate's two sides share actors, so most of their tensors
-repeat. The copies' names are listed in the file's metadata (``learned_lr_aliases``: copy -> stored name) and
-restored, each as its own tensor, on load. A file with aliases is format version 2, which an older learned-lr
-refuses by name rather than reading as an actor with missing weights; one without is version 1, as before.
+repeat. The copies' names are listed in the JSON document (``tensor_aliases``: copy -> stored name; one metadata
+entry, so the file's bytes do not depend on the order safetensors writes its metadata map in) and restored, each as
+its own tensor, on load, where the key is taken out of the returned metadata. A file with aliases is format version
+2, which an older learned-lr refuses by name rather than reading as an actor with missing weights; one without is
+version 1, as before.
 
 Example:
     >>> save_checkpoint("run/policy.safetensors", {"w": torch.zeros(2)}, {"epoch": 3})   # doctest: +SKIP
@@ -36,7 +38,7 @@ FORMAT_TAG = "learned-lr"
 FORMAT_VERSION = 1  # a file without aliases
 ALIASES_VERSION = 2  # a file whose equal tensors are stored once
 _META_KEY = "learned_lr"
-_ALIASES_KEY = "learned_lr_aliases"
+_ALIASES_KEY = "tensor_aliases"
 
 
 class CheckpointError(RuntimeError):
@@ -47,16 +49,21 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
     """Write ``tensors`` and JSON-able ``meta`` atomically to ``path`` (and ``path`` with .json for people)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if _ALIASES_KEY in meta:
+        raise ValueError(f"'{_ALIASES_KEY}' is the checkpoint's own key; drop it from the metadata to save")
     stored, aliases = _store_equal_tensors_once(tensors)
-    document = {"format": FORMAT_TAG, "version": ALIASES_VERSION if aliases else FORMAT_VERSION, "kind": kind, **meta}
+    document = {"format": FORMAT_TAG, "version": ALIASES_VERSION if aliases else FORMAT_VERSION, "kind": kind, **meta,
+                **({_ALIASES_KEY: aliases} if aliases else {})}
     text = json.dumps(document)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(stored, str(tmp), metadata={_META_KEY: text, **({_ALIASES_KEY: json.dumps(aliases)} if aliases else {})})
+    # one metadata entry: safetensors writes a map of several in an order that changes from call to call
+    save_file(stored, str(tmp), metadata={_META_KEY: text})
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     readable = path.with_suffix(".json")
     tmp_json = readable.with_name(f".{readable.name}.{os.getpid()}.tmp")
-    tmp_json.write_text(json.dumps(document, indent=2) + "\n")
+    # the people's copy leaves the aliases out (a storage detail, hundreds of lines for an ensemble)
+    tmp_json.write_text(json.dumps({k: v for k, v in document.items() if k != _ALIASES_KEY}, indent=2) + "\n")
     os.replace(tmp_json, readable)
 
 
@@ -79,12 +86,10 @@ def _store_equal_tensors_once(tensors: dict[str, torch.Tensor]) -> tuple[dict[st
     return stored, aliases
 
 
-def _restore_aliases(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Add each alias's tensor (a copy of the stored one, so that no two names share memory) to ``tensors``."""
-    try:
-        aliases = json.loads(metadata.get(_ALIASES_KEY, "{}"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"checkpoint {path} has unreadable aliases ({exc})") from exc
+def _restore_aliases(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Add each alias's tensor (a copy of the stored one, so that no two names share memory) to ``tensors``, taking the
+    aliases out of ``meta``."""
+    aliases = meta.pop(_ALIASES_KEY, {})
     if not (isinstance(aliases, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items())):
         raise CheckpointError(f"checkpoint {path}: its aliases must map tensor names to tensor names")
     for copy_name, stored_name in aliases.items():
@@ -120,7 +125,7 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str
                               f"{FORMAT_VERSION} and {ALIASES_VERSION}")
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {meta.get('kind')!r}, expected a {kind!r}")
-    _restore_aliases(path, tensors, metadata)
+    _restore_aliases(path, tensors, meta)
     return tensors, meta
 
 
