@@ -68,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validation", required=True, help="comma-separated validation.json files of `learned-lr validate` draws")
     parser.add_argument("--trainable-only", action="store_true", help="leave out the variants whose tuned expert does not train")
+    parser.add_argument("--families", default="", help="comma-separated: only these families' variants (default: all)")
     parser.add_argument("--sweep-seeds", type=int, default=1, help="trainee seeds per sweep (each (shape, LR) scored by their mean)")
     parser.add_argument("--work", default=NOISE_WORK, help="where this study's sweeps are cached")
     args = parser.parse_args()
@@ -75,7 +76,7 @@ def main() -> None:
     for path in args.validation.split(","):
         draw = json.loads(Path(path).read_text())
         for variant, expert in zip(draw["variants"], draw["experts"]):
-            if args.trainable_only and not expert_trains(expert):
+            if (args.trainable_only and not expert_trains(expert)) or (args.families and variant["family"] not in args.families.split(",")):
                 continue
             drawn, grid_points, saved = saved_sweep(path, variant)
             folder = Path(args.work) / Path(path).parent.name
