@@ -36,11 +36,10 @@ import math
 
 import numpy as np
 import torch
-from lr_scale_signals import DISTANCE, TODAY, held_out_variant_r_squared, signals_of_run, study_variants
+from lr_scale_signals import DISTANCE, MULTIPLIERS, TODAY, held_out_variant_r_squared, signals_of_run, study_variants
 
 from learned_lr.tasks.run import TrainingRun
 
-MULTIPLIERS = (0.1, 0.3, 1.0, 3.0, 10.0)
 READINGS = ("probe_min", "probe_steep", "probe_blowup")
 BLOWUP = 4.0  # the loss x its smoothed minimum at which a range test calls the LR too high (fastai stops at 4x)
 PASSIVE = TODAY + DISTANCE  # the default policy's inputs, as lr_scale_signals summarises them

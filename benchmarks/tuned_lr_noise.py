@@ -46,6 +46,8 @@ class ShiftedVariant(Variant):
     def sweep_seed(self) -> int:
         return super().sweep_seed + self.shift
 
+
+# the signal studies' multipliers (lr_scale_signals.MULTIPLIERS; that module imports this one, so they are written out)
 MULTIPLIER_VARIANCE = float(np.var(np.log10([0.1, 0.3, 1.0, 3.0, 10.0])))
 NOISE_WORK = "runs/tuned-lr-noise"  # where this study's sweeps are cached, one folder per draw
 
