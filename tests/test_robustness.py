@@ -180,7 +180,7 @@ def test_merge_demonstrations_concatenates_and_refuses_mismatched_control(tmp_pa
         merge_demonstrations([], tmp_path / "none" / "demos.safetensors")
 
 
-def test_robustness_reruns_a_policy_retrained_in_place_and_other_seeds(tmp_path, mnist, monkeypatch):
+def test_robustness_reruns_a_policy_retrained_in_place_and_other_seeds_not_a_rewritten_file(tmp_path, mnist, monkeypatch):
     import shutil
 
     import learned_lr.experiments.robustness as robustness
@@ -208,6 +208,11 @@ def test_robustness_reruns_a_policy_retrained_in_place_and_other_seeds(tmp_path,
     from learned_lr.policy import load_policy, save_policy
 
     loaded = load_policy(policy)
+    before = policy.read_bytes()
+    save_policy(policy, loaded.actor, loaded.critic, {**loaded.meta, "produced_by": "rewritten"})  # other bytes, same decisions
+    assert policy.read_bytes() != before
+    run_or_load(contender, TaskConfig(), 20, [0.1], 1, tmp_path, mnist, progress=False, first_seed=90_000)
+    assert len(calls) == 2
     with torch.no_grad():
         next(loaded.actor.parameters()).add_(0.01)  # "retrained": other weights at the same path
     save_policy(policy, loaded.actor, loaded.critic, loaded.meta)

@@ -281,6 +281,19 @@ def policy_sha256(policy: LoadedPolicy) -> str:
     return digest.hexdigest()
 
 
+def saved_policy_sha256(path: str | Path) -> str:
+    """``policy_sha256`` of the policy saved at ``path``: the key of every cached result a policy produced.
+
+    Not the file's bytes: a file rewritten with the same decisions (another storage format, a new
+    note in its metadata) keeps its cached runs, and a policy retrained in place does not.
+
+    >>> from learned_lr.bundled import BUNDLED_POLICY
+    >>> saved_policy_sha256(BUNDLED_POLICY) == policy_sha256(load_policy(BUNDLED_POLICY))
+    True
+    """
+    return policy_sha256(load_policy(path))
+
+
 def save_policy(path: str | Path, actor: Actor | EnsembleActor | LengthGatedActor | StructureGatedActor, critic: Critic,
                 meta: dict | None = None) -> None:
     """Write actor and critic weights with their configs (safetensors + JSON metadata)."""

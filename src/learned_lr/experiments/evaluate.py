@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from learned_lr.experiments.stats import format_stat, mean_ci
-from learned_lr.files import file_sha256, saved_or_computed, slug
+from learned_lr.files import saved_or_computed, slug
+from learned_lr.policy import saved_policy_sha256
 from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks import MnistSplits
 from learned_lr.tasks.batched import SequentialRuns
@@ -180,7 +181,7 @@ def evaluate_schedulers(specs: Sequence[SchedulerSpec], task: TaskConfig, total_
         desc = f"{label} {spec.label}".strip()
         setting = {"label": spec.label, "expert": spec.expert, "task": task.setting(), "total_steps": total_steps,
                    "base_lr": base_lr, "seeds": seeds, "first_seed": EVAL_SEED_START,
-                   "policy_sha256": file_sha256(spec.policy_path) if spec.policy_path else None}
+                   "policy_sha256": saved_policy_sha256(spec.policy_path) if spec.policy_path else None}
         if done and spec.label in done:
             compute = lambda: _reused_outcome(spec.label, done[spec.label], total_steps, base_lr, seeds)  # noqa: E731
         else:

@@ -29,7 +29,8 @@ import numpy as np
 
 from learned_lr.experiments.stats import format_stat, mean_ci
 from learned_lr.experiments.suites import ANCHOR_SCHEDULES
-from learned_lr.files import file_sha256, read_saved, saved_or_computed, slug
+from learned_lr.files import read_saved, saved_or_computed, slug
+from learned_lr.policy import saved_policy_sha256
 from learned_lr.settings import ControlConfig, RewardConfig
 from learned_lr.tasks import MnistSplits
 from learned_lr.tasks.config import TaskConfig
@@ -123,15 +124,16 @@ def run_or_load(contender: Contender, task: TaskConfig, steps: int, lrs: Sequenc
                 data: MnistSplits | None = None, progress: bool = True, first_seed: int = EVAL_SEED_START, name: str = "") -> dict:
     """``run_scheduler``, saved to ``work/<name or label>-<seeds>seeds.json``; a saved result with the same setting is reused.
 
-    For a policy the setting includes the checkpoint's SHA-256, so a policy retrained in place
-    (e.g. PPO resumed for more iterations) is run again, not read from a stale result. The number
+    For a policy the setting includes its ``policy_sha256`` (weights and configs, not the file's
+    bytes), so a policy retrained in place (e.g. PPO resumed for more iterations) is run again, not
+    read from a stale result, while a file rewritten with the same decisions keeps its runs. The number
     of seeds is in the file's name so that commands asking for 3 and for 5 seeds of the same cell
     keep both, instead of each overwriting the other's. A result saved before that, under
     ``<name or label>.json``, is taken over when its setting is the same.
     """
     setting = {"label": contender.label, "kind": contender.kind, "name": contender.name, "task": task.setting(), "steps": steps,
                "lrs": [float(lr) for lr in lrs], "seeds": seeds, "first_seed": first_seed,
-               "policy_sha256": file_sha256(contender.name) if contender.kind == "policy" else None}
+               "policy_sha256": saved_policy_sha256(contender.name) if contender.kind == "policy" else None}
     path, legacy = work / f"{name or contender.slug}-{seeds}seeds.json", work / f"{name or contender.slug}.json"
     if not path.is_file() and read_saved(legacy, setting) is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

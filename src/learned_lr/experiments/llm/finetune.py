@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 
 from learned_lr.bundled import resolve_policy
 from learned_lr.experiments.llm.config import FinetuneLLMConfig, LoRASettings
-from learned_lr.files import file_sha256, write_json
+from learned_lr.files import write_json
 from learned_lr.observation import RunHistory
+from learned_lr.policy import saved_policy_sha256
 from learned_lr.scheduler import LayerGradNorms
 from learned_lr.settings import ControlConfig, MissingExtraError
 from learned_lr.tasks.llm import data as llm_data
@@ -210,9 +211,10 @@ def finetune(config: FinetuneLLMConfig, progress: bool = True, before: dict[str,
 
 
 def learned_policy_sha256(settings: LoRASettings) -> str:
-    """SHA-256 of the policy file the learned scheduler uses: a result saved for an older version of
-    it (the bundled policy replaced, a policy retrained in place) is stale."""
-    return file_sha256(resolve_policy(settings.policy))
+    """``policy_sha256`` of the policy the learned scheduler uses: a result saved for another policy
+    (the bundled policy replaced, a policy retrained in place) is stale; one saved before the file
+    was rewritten with the same decisions is not."""
+    return saved_policy_sha256(resolve_policy(settings.policy))
 
 
 def load_result(folder: str | Path) -> dict | None:
