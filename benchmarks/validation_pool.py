@@ -68,6 +68,8 @@ def only(result: dict, labels: list[str]) -> dict:
 
 
 def main(args: list[str]) -> None:
+    if {"-h", "--help"} & set(args):
+        raise SystemExit(__doc__)
     trainable = "--trainable-only" in args
     args = [a for a in args if a != "--trainable-only"]
     labels = args[1].split(",") if args[:1] == ["--only"] and len(args) > 1 else None
