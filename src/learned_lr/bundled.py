@@ -17,10 +17,8 @@ from pathlib import Path
 # short run near its start), zero-start layers out of its distance and gradient inputs; "grad-skip" without the fourth actor
 # ("first-nonzero": those norms from their first non-zero one; "zero-start": from 1.0; "short-span": the distance too);
 # "rise-limit-4" no faster rise, "three-draws" no limit, "two-draws" no third draw, "one-actor" its first.
-# "two-seed-x12": a candidate (thirty-fifth session, its rule half run): the default with, on its deep side, a cautious
-# actor taught by a two-seed oracle in place of the one counted 12x.
 BUNDLED_NAMES = ("default", "one-actor", "general", "dagger-k32", "mnist-bc", "two-draws", "three-draws", "rise-limit-4",
-                 "short-span", "zero-start", "first-nonzero", "cautious", "grad-skip", "cautious-x3", "two-seed-x12")
+                 "short-span", "zero-start", "first-nonzero", "cautious", "grad-skip", "cautious-x3")
 BUNDLED_POLICIES = {name: Path(__file__).parent / "policies" / f"{name}.safetensors" for name in BUNDLED_NAMES}
 BUNDLED_POLICY = BUNDLED_POLICIES["default"]
 
