@@ -79,6 +79,7 @@ class DecisionLoop:
         self.block_end = 0
         self._first_train_loss = math.nan
         self._best_val = math.nan  # the Subramanian reward's best validation loss so far
+        self._lowest_block_loss = math.inf  # the lowest block mean of the training loss (``loss_over_lowest``)
 
     @property
     def total_steps(self) -> int:
@@ -110,8 +111,7 @@ class DecisionLoop:
         step = self.history.steps
         if not self.needs_decision():
             raise RuntimeError(f"no decision is due at step {step} (the current one controls steps up to {self.block_end})")
-        rose = self.control.after_loss_rise and self._block_loss_change() > 0
-        factors = self.ramp.apply(step, float(action), self._short_span_allowed(), math.log(self.control.after_loss_rise) if rose else math.inf)
+        factors = self.ramp.apply(step, float(action), self._short_span_allowed(), self._most_log_rise())
         self._block = factors.tolist()
         self._block_start = step
         self.block_end = step + len(self._block)
@@ -119,6 +119,31 @@ class DecisionLoop:
         self.actions.append(float(action))
         self.decision_factors.append(self._block[-1])
         return factors
+
+    def _most_log_rise(self) -> float:
+        """The cap the loss's conditions put on this decision's log-change of the LR (inf: none): ``after_loss_rise`` after
+        a block whose loss rose, ``over_lowest_factor`` while the last block's loss is above ``loss_over_lowest`` times
+        the run's lowest block (a run whose loss climbs back up, as a too-high LR makes it, on any model)."""
+        control, cap = self.control, math.inf
+        if control.after_loss_rise and self._block_loss_change() > 0:
+            cap = math.log(control.after_loss_rise)
+        if control.loss_over_lowest and self._last_block_over_lowest() > control.loss_over_lowest:
+            cap = min(cap, math.log(control.over_lowest_factor))
+        return cap
+
+    def _last_block_over_lowest(self) -> float:
+        """The last block's mean training loss over the lowest block mean of the run so far, that block's included (NaN
+        before a block, without a finite positive lowest; inf for a non-finite block after a finite one). Call it once per
+        decision: it keeps the lowest block mean (a running minimum, as the history may no longer hold old steps)."""
+        if not self.decision_steps or self.decision_steps[-1] < self.history.first_step or self.history.steps <= self.decision_steps[-1]:
+            return math.nan
+        last = float(np.mean(self.history.normalized_losses(self.decision_steps[-1], self.history.steps)[0]))
+        if math.isfinite(last):
+            self._lowest_block_loss = min(self._lowest_block_loss, last)
+        lowest = self._lowest_block_loss
+        if not (math.isfinite(lowest) and lowest > 0):
+            return math.nan
+        return last / lowest if math.isfinite(last) else math.inf
 
     def _short_span_allowed(self) -> bool:
         """Whether this decision may use the rise limit's short span (``rise_span_fraction``): always, unless a
@@ -232,6 +257,7 @@ class DecisionLoop:
             "decision_factors": np.asarray(self.decision_factors, dtype=np.float64),
             "first_train_loss": self._first_train_loss,
             "diverged": self.diverged,
+            "lowest_block_loss": self._lowest_block_loss,
         }
 
     def load_state(self, state: dict) -> None:
@@ -247,3 +273,4 @@ class DecisionLoop:
         self.decision_factors = [float(v) for v in as_list(state["decision_factors"])]
         self._first_train_loss = float(state["first_train_loss"])
         self.diverged = bool(state["diverged"])
+        self._lowest_block_loss = float(state.get("lowest_block_loss", math.inf))  # a state saved before it kept none

@@ -133,12 +133,18 @@ MAX_LAYER_GROUPS = 1024
 LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling",
                         "rise_span_distance", "rise_span_from_step", "cooldown_fraction", "cooldown_max_steps",
                         "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero", "layer_groups",
-                        "grad_norms_skip_zero_start")  # each off at 0
+                        "grad_norms_skip_zero_start", "loss_over_lowest")  # each off at 0
 # Added after policies' hashes were recorded (``policy.policy_sha256``): left out of ``ControlConfig.identity`` while off,
 # so every earlier policy keeps its hash and a run saved under it still resumes.
 UNHASHED_WHEN_OFF = ("rise_span_fraction", "rise_span_while_falling", "rise_span_distance", "rise_span_from_step", "cooldown_fraction",
                      "cooldown_max_steps", "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero", "layer_groups",
-                     "grad_norms_skip_zero_start")
+                     "grad_norms_skip_zero_start", "loss_over_lowest")
+# Fields that only qualify another one: left out of the hash and of result settings while that one is off.
+QUALIFIES = {"over_lowest_factor": "loss_over_lowest"}
+
+
+def _without_idle_qualifiers(fields: dict) -> dict:
+    return {k: v for k, v in fields.items() if not (k in QUALIFIES and not fields[QUALIFIES[k]])}
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,9 @@ class ControlConfig:
                             "over the layers themselves")
     after_loss_rise: float = arg(0.0, "after a block whose mean training loss rose above the block's before it, a decision may set "
                                  "at most this times the LR it starts from (1: no rise; 0.5: at least a halving); 0: off")
+    loss_over_lowest: float = arg(0.0, "while the last block's mean training loss is above this times the lowest block mean of the "
+                                  "run so far (e.g. 1.5), a decision may set at most over_lowest_factor times the LR it starts from; 0: off")
+    over_lowest_factor: float = arg(1.0, "with loss_over_lowest: 1 holds the LR, 0.5 at least halves it")
     cooldown_fraction: float = arg(0.0, "the LR of a run's last this share of its steps is the policy's times a linear decay to zero "
                                    "(a cooldown, as warm-up-stable-decay schedules end; e.g. 0.2); 0: none")
     cooldown_max_steps: int = arg(0, "the cooldown only on runs shorter than this many steps (e.g. 300); 0: on every run")
@@ -217,6 +226,9 @@ class ControlConfig:
         require(0 <= self.layer_groups <= MAX_LAYER_GROUPS, "layer_groups", f"must be in 0..{MAX_LAYER_GROUPS} (0: off), got {self.layer_groups}")
         require(self.after_loss_rise == 0 or 0 < self.after_loss_rise <= 1, "after_loss_rise",
                 f"must be 0 (off) or in (0, 1], got {self.after_loss_rise}")
+        require(self.loss_over_lowest == 0 or (math.isfinite(self.loss_over_lowest) and self.loss_over_lowest > 1), "loss_over_lowest",
+                f"must be 0 (off) or a finite ratio > 1, got {self.loss_over_lowest}")
+        require(0 < self.over_lowest_factor <= 1, "over_lowest_factor", f"must be in (0, 1], got {self.over_lowest_factor}")
         require(0 <= self.cooldown_fraction < 1, "cooldown_fraction", f"must be in [0, 1) (0: none), got {self.cooldown_fraction}")
         require(self.cooldown_max_steps == 0 or (self.cooldown_fraction > 0 and self.cooldown_max_steps >= 2), "cooldown_max_steps",
                 f"must be 0 (every run) or >= 2, with a cooldown_fraction, got {self.cooldown_max_steps}")
@@ -226,12 +238,13 @@ class ControlConfig:
 
     def identity(self) -> dict:
         """The fields as a dict, for a policy's hash: those of ``UNHASHED_WHEN_OFF`` only when set."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if not (k in UNHASHED_WHEN_OFF and not v)}
+        fields = _without_idle_qualifiers(dataclasses.asdict(self))
+        return {k: v for k, v in fields.items() if not (k in UNHASHED_WHEN_OFF and not v)}
 
     def setting(self) -> dict:
         """The fields as a dict, for result caches' settings: those added after results were cached (``LATER_CONTROL_FIELDS``)
         appear only when set, so a result cached before them stays valid and one made with them is never mistaken for it."""
-        fields = dataclasses.asdict(self)
+        fields = _without_idle_qualifiers(dataclasses.asdict(self))
         return {k: v for k, v in fields.items() if not (k in LATER_CONTROL_FIELDS and v == 0)}
 
     @property
