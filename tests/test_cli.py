@@ -406,6 +406,25 @@ def test_bundle_after_loss_rise_sets_the_hold_keeps_the_rest_and_refuses_a_rise(
     assert "--after-loss-rise" in capsys.readouterr().err
 
 
+def test_bundle_loss_over_lowest_sets_the_brake_keeps_the_rest_and_refuses_a_ratio_of_one(tmp_path, capsys):
+    """`learned-lr bundle --loss-over-lowest B --over-lowest-factor R`: recorded in the bundle's control with everything
+    else as the policy had it, worded by `explain`; a ratio of 1 or less (every run) is refused with the flag named."""
+    import dataclasses
+
+    from learned_lr.bundled import resolve_policy
+    from learned_lr.experiments.explain import rise_limit_words
+    from learned_lr.policy import load_policy
+
+    out = tmp_path / "brake.safetensors"
+    assert main(["bundle", "--policy", "default", "--loss-over-lowest", "1.5", "--over-lowest-factor", "0.5", "--destination", str(out)]) == 0
+    braked, default = load_policy(out).control_config, load_policy(resolve_policy("default")).control_config
+    assert braked == dataclasses.replace(default, loss_over_lowest=1.5, over_lowest_factor=0.5)
+    assert rise_limit_words(braked, 1000) == "at most 4x per 32 steps; while the loss is above 1.5x its lowest block, at most 0.5x"
+    capsys.readouterr()
+    assert main(["bundle", "--policy", "default", "--loss-over-lowest", "1", "--destination", str(out)]) == 2
+    assert "--loss-over-lowest" in capsys.readouterr().err
+
+
 def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_distance_not_a_blow_up(tmp_path, capsys):
     """`learned-lr bundle --distance-skips-zero-start 1`: on a model whose last layer starts at zero (as LoRA's B), the
     default before the twenty-second session ("short-span") reads that layer as blown up (+10) from the first step;

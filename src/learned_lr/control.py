@@ -36,6 +36,10 @@ After a block whose mean training loss rose above the block's before it (``Contr
 decision may set at most r times the LR it starts from: r = 1 holds the LR, r < 1 cuts it. A rising loss is what a
 too-high LR shows first, on any model; the loop reads it (``DecisionLoop._block_loss_change``). (Tried on the default,
 not shipped: a noisy loss rises block to block at too low an LR too; section 7, "No rise after a block whose loss rose".)
+While the last block's mean training loss is above ``ControlConfig.loss_over_lowest`` b times the lowest block mean of
+the run so far, a decision may set at most ``over_lowest_factor`` times the LR it starts from: a loss that climbs back
+well above the lowest it reached is what a too-high LR does to a run that was learning, and a too-low LR does not
+(``DecisionLoop._last_block_over_lowest``; section 7, "A brake on a loss that climbs back above its lowest").
 
 Example:
     >>> ramp = LRRamp(total_steps=20, decision_interval=8, log_bounds=(-6.9, 1.39))
