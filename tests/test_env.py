@@ -196,23 +196,31 @@ def test_with_rise_span_while_falling_a_short_run_rises_faster_only_after_a_bloc
     np.testing.assert_allclose(block_rises(lambda step: 2.0 - 0.01 * step if step < 40 else 1.0 + 0.01 * step)[:4], [short] * 3 + [per_k])
 
 
-def test_after_a_block_whose_loss_rose_a_decision_holds_or_cuts_the_lr_whatever_the_policy_asks():
+def block_log_changes(control: ControlConfig, losses, total: int = 200, resume_at: int | None = None) -> list[float]:
+    """Log-LR change over each block from step 17 on of a ``total``-step run whose training loss at each step is
+    ``losses(step)``, when every decision asks for the highest LR; with ``resume_at`` the loop is rebuilt there from its
+    saved state."""
     from learned_lr.loop import DecisionLoop
 
+    loop, changes = DecisionLoop(total_steps=total, base_lr=0.1, control=control), []
+    for step in range(total):
+        if step == resume_at:
+            state, loop = loop.state(), DecisionLoop(total_steps=total, base_lr=0.1, control=control)
+            loop.load_state(state)
+        if loop.needs_decision():
+            before = math.log(loop.lr_factor()) if step else None
+            factors = loop.decide(-6.0 if step == 0 else 3.0)
+            if step >= 17:
+                changes.append(math.log(factors[-1]) - before)
+        loop.record(train_loss=losses(step), val_loss=1.0, layer_grad_norms=(1.0,))
+    return changes
+
+
+def test_after_a_block_whose_loss_rose_a_decision_holds_or_cuts_the_lr_whatever_the_policy_asks():
     plain = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
 
     def block_changes(after_loss_rise: float, losses, total: int = 200) -> list[float]:
-        """Log-LR change over each block from step 17 on, when every decision asks for the highest LR."""
-        control = dataclasses.replace(plain, after_loss_rise=after_loss_rise)
-        loop, changes = DecisionLoop(total_steps=total, base_lr=0.1, control=control), []
-        for step in range(total):
-            if loop.needs_decision():
-                before = math.log(loop.lr_factor()) if step else None
-                factors = loop.decide(-6.0 if step == 0 else 3.0)
-                if step >= 17:
-                    changes.append(math.log(factors[-1]) - before)
-            loop.record(train_loss=losses(step), val_loss=1.0, layer_grad_norms=(1.0,))
-        return changes
+        return block_log_changes(dataclasses.replace(plain, after_loss_rise=after_loss_rise), losses, total)
 
     limit = [math.log(4.0) * n / 32 for n in (16,) * 7 + (32,)]   # blocks of 16 steps to step 129, then 32: the rise limit
     falling = lambda step: 2.0 - 0.005 * step  # noqa: E731
@@ -231,26 +239,8 @@ def test_after_a_block_whose_loss_rose_a_decision_holds_or_cuts_the_lr_whatever_
 
 
 def test_while_the_loss_is_above_its_lowest_block_a_decision_holds_or_cuts_the_lr_and_a_resumed_loop_remembers_the_lowest():
-    from learned_lr.loop import DecisionLoop
-
     plain = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
-
-    def run(control: ControlConfig, losses, total: int = 200, resume_at: int | None = None) -> list[float]:
-        """Log-LR change over each block from step 17 on, when every decision asks for the highest LR; with ``resume_at``
-        the loop is rebuilt there from its saved state."""
-        loop, changes = DecisionLoop(total_steps=total, base_lr=0.1, control=control), []
-        for step in range(total):
-            if step == resume_at:
-                state, loop = loop.state(), DecisionLoop(total_steps=total, base_lr=0.1, control=control)
-                loop.load_state(state)
-            if loop.needs_decision():
-                before = math.log(loop.lr_factor()) if step else None
-                factors = loop.decide(-6.0 if step == 0 else 3.0)
-                if step >= 17:
-                    changes.append(math.log(factors[-1]) - before)
-            loop.record(train_loss=losses(step), val_loss=1.0, layer_grad_norms=(1.0,))
-        return changes
-
+    run = block_log_changes
     over = lambda r: dataclasses.replace(plain, loss_over_lowest=1.5, over_lowest_factor=r)  # noqa: E731
     limit = [math.log(4.0) * n / 32 for n in (16,) * 7 + (32,)]   # blocks of 16 steps to step 129, then 32: the rise limit
     falling = lambda step: 2.0 - 0.005 * step  # noqa: E731
