@@ -240,19 +240,18 @@ def test_after_a_block_whose_loss_rose_a_decision_holds_or_cuts_the_lr_whatever_
 
 def test_while_the_loss_is_above_its_lowest_block_a_decision_holds_or_cuts_the_lr_and_a_resumed_loop_remembers_the_lowest():
     plain = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
-    run = block_log_changes
     over = lambda r: dataclasses.replace(plain, loss_over_lowest=1.5, over_lowest_factor=r)  # noqa: E731
     limit = [math.log(4.0) * n / 32 for n in (16,) * 7 + (32,)]   # blocks of 16 steps to step 129, then 32: the rise limit
     falling = lambda step: 2.0 - 0.005 * step  # noqa: E731
     noisy = lambda step: 1.0 + 0.6 * (step % 2)  # noqa: E731  a loss that jumps 60% step to step around a level: blocks at 1.3x the lowest
     # falls to 0.8 at step 80, then climbs back: block means 0.91 (steps 65-80, the lowest), 1.06, 1.54 (97-112), 2.02, 2.74
     back_up = lambda step: 2.0 - 0.015 * step if step < 80 else 0.8 + 0.03 * (step - 80)  # noqa: E731
-    np.testing.assert_allclose(run(over(0.5), falling)[:8], limit)     # a falling loss: the rise limit alone
-    np.testing.assert_allclose(run(over(0.5), noisy)[:8], limit)       # noise near its level is not a climb
-    np.testing.assert_allclose(run(plain, back_up)[:8], limit)         # off: the same, whatever the loss does
-    np.testing.assert_allclose(run(over(1.0), back_up)[:8], limit[:6] + [0.0] * 2)                # held from the decision at 113
-    np.testing.assert_allclose(run(over(0.5), back_up)[:8], limit[:6] + [math.log(0.5)] * 2)      # halved, block after block
-    np.testing.assert_allclose(run(over(0.5), back_up, resume_at=100), run(over(0.5), back_up))  # the lowest survives a resume
+    np.testing.assert_allclose(block_log_changes(over(0.5), falling)[:8], limit)     # a falling loss: the rise limit alone
+    np.testing.assert_allclose(block_log_changes(over(0.5), noisy)[:8], limit)       # noise near its level is not a climb
+    np.testing.assert_allclose(block_log_changes(plain, back_up)[:8], limit)         # off: the same, whatever the loss does
+    np.testing.assert_allclose(block_log_changes(over(1.0), back_up)[:8], limit[:6] + [0.0] * 2)                # held from the decision at 113
+    np.testing.assert_allclose(block_log_changes(over(0.5), back_up)[:8], limit[:6] + [math.log(0.5)] * 2)      # halved, block after block
+    np.testing.assert_allclose(block_log_changes(over(0.5), back_up, resume_at=100), block_log_changes(over(0.5), back_up))  # the lowest survives a resume
     assert "loss_over_lowest" not in plain.identity() and "over_lowest_factor" not in plain.identity()  # every hash as before
     assert over(0.5).identity()["over_lowest_factor"] == 0.5
     with pytest.raises(ConfigError, match="loss-over-lowest"):
