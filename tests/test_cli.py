@@ -423,6 +423,12 @@ def test_bundle_loss_over_lowest_sets_the_brake_keeps_the_rest_and_refuses_a_rat
     capsys.readouterr()
     assert main(["bundle", "--policy", "default", "--loss-over-lowest", "1", "--destination", str(out)]) == 2
     assert "--loss-over-lowest" in capsys.readouterr().err
+    shallow = tmp_path / "brake-below-6.safetensors"
+    assert main(["bundle", "--policy", str(out), "--over-lowest-below-layers", "6", "--destination", str(shallow)]) == 0
+    assert load_policy(shallow).control_config == dataclasses.replace(braked, over_lowest_below_layers=6)
+    capsys.readouterr()
+    assert main(["bundle", "--policy", str(out), "--over-lowest-below-layers", "1", "--destination", str(shallow)]) == 2
+    assert "--over-lowest-below-layers" in capsys.readouterr().err
 
 
 def test_bundle_distance_skips_zero_start_reads_a_zero_initialised_layer_as_no_distance_not_a_blow_up(tmp_path, capsys):

@@ -196,10 +196,10 @@ def test_with_rise_span_while_falling_a_short_run_rises_faster_only_after_a_bloc
     np.testing.assert_allclose(block_rises(lambda step: 2.0 - 0.01 * step if step < 40 else 1.0 + 0.01 * step)[:4], [short] * 3 + [per_k])
 
 
-def block_log_changes(control: ControlConfig, losses, total: int = 200, resume_at: int | None = None) -> list[float]:
-    """Log-LR change over each block from step 17 on of a ``total``-step run whose training loss at each step is
-    ``losses(step)``, when every decision asks for the highest LR; with ``resume_at`` the loop is rebuilt there from its
-    saved state."""
+def block_log_changes(control: ControlConfig, losses, total: int = 200, resume_at: int | None = None, layers: int = 1) -> list[float]:
+    """Log-LR change over each block from step 17 on of a ``total``-step run of a model of ``layers`` layers whose
+    training loss at each step is ``losses(step)``, when every decision asks for the highest LR; with ``resume_at`` the
+    loop is rebuilt there from its saved state."""
     from learned_lr.loop import DecisionLoop
 
     loop, changes = DecisionLoop(total_steps=total, base_lr=0.1, control=control), []
@@ -212,7 +212,7 @@ def block_log_changes(control: ControlConfig, losses, total: int = 200, resume_a
             factors = loop.decide(-6.0 if step == 0 else 3.0)
             if step >= 17:
                 changes.append(math.log(factors[-1]) - before)
-        loop.record(train_loss=losses(step), val_loss=1.0, layer_grad_norms=(1.0,))
+        loop.record(train_loss=losses(step), val_loss=1.0, layer_grad_norms=(1.0,) * layers)
     return changes
 
 
@@ -258,6 +258,24 @@ def test_while_the_loss_is_above_its_lowest_block_a_decision_holds_or_cuts_the_l
         ControlConfig(loss_over_lowest=1.0)   # at or below the lowest is every run
     with pytest.raises(ConfigError, match="over-lowest-factor"):
         ControlConfig(loss_over_lowest=1.5, over_lowest_factor=2.0)   # a rise is the rise limit's to allow
+
+
+def test_the_loss_over_lowest_brake_below_a_layer_count_acts_on_shallower_models_only():
+    plain = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
+    below6 = dataclasses.replace(plain, loss_over_lowest=1.5, over_lowest_factor=0.5, over_lowest_below_layers=6)
+    limit = [math.log(4.0) * n / 32 for n in (16,) * 7 + (32,)]
+    back_up = lambda step: 2.0 - 0.015 * step if step < 80 else 0.8 + 0.03 * (step - 80)  # noqa: E731  as in the test above
+    halved = limit[:6] + [math.log(0.5)] * 2
+    np.testing.assert_allclose(block_log_changes(below6, back_up, layers=5)[:8], halved)     # 5 layers: braked
+    np.testing.assert_allclose(block_log_changes(below6, back_up, layers=6)[:8], limit)      # 6 layers: as without the brake
+    np.testing.assert_allclose(block_log_changes(below6, back_up, layers=5, resume_at=100), block_log_changes(below6, back_up, layers=5))
+    every = dataclasses.replace(below6, over_lowest_below_layers=0)
+    np.testing.assert_allclose(block_log_changes(every, back_up, layers=12)[:8], halved)     # 0: every model
+    assert "over_lowest_below_layers" not in every.identity() and below6.identity()["over_lowest_below_layers"] == 6
+    with pytest.raises(ConfigError, match="over-lowest-below-layers"):
+        ControlConfig(over_lowest_below_layers=6)   # no brake to limit
+    with pytest.raises(ConfigError, match="over-lowest-below-layers"):
+        dataclasses.replace(below6, over_lowest_below_layers=1)
 
 
 def test_with_rise_span_distance_a_short_run_rises_faster_only_while_its_weights_are_near_their_start():

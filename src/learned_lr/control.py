@@ -39,7 +39,9 @@ not shipped: a noisy loss rises block to block at too low an LR too; section 7, 
 While the last block's mean training loss is above ``ControlConfig.loss_over_lowest`` b times the lowest block mean of
 the run so far, a decision may set at most ``over_lowest_factor`` times the LR it starts from: a loss that climbs back
 well above the lowest it reached is what a too-high LR does to a run that was learning, and a too-low LR does not
-(``DecisionLoop._last_block_over_lowest``; section 7, "A brake on a loss that climbs back above its lowest").
+(``DecisionLoop._last_block_over_lowest``; section 7, "A brake on a loss that climbs back above its lowest"). With
+``over_lowest_below_layers`` N it acts only on models of fewer than N layers (a deep MLP's loss climbs above its lowest
+without a too-high LR: section 7, "The brake on models of under 6 layers").
 
 Example:
     >>> ramp = LRRamp(total_steps=20, decision_interval=8, log_bounds=(-6.9, 1.39))

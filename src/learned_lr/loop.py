@@ -127,9 +127,15 @@ class DecisionLoop:
         control, cap = self.control, math.inf
         if control.after_loss_rise and self._block_loss_change() > 0:
             cap = math.log(control.after_loss_rise)
-        if control.loss_over_lowest and self._last_block_over_lowest() > control.loss_over_lowest:
+        if control.loss_over_lowest and self._brakes_this_model() and self._last_block_over_lowest() > control.loss_over_lowest:
             cap = min(cap, math.log(control.over_lowest_factor))
         return cap
+
+    def _brakes_this_model(self) -> bool:
+        """Whether the loss-over-lowest brake acts on this run's model: any model, or (``over_lowest_below_layers``) one
+        of fewer layers, read from the run's first step (``RunHistory.structure``; before it there is no block to read)."""
+        below, structure = self.control.over_lowest_below_layers, self.history.structure
+        return not below or (structure is not None and structure[0] < below)
 
     def _last_block_over_lowest(self) -> float:
         """The last block's mean training loss over the lowest block mean of the run so far, that block's included (NaN

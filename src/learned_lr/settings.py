@@ -133,12 +133,12 @@ MAX_LAYER_GROUPS = 1024
 LATER_CONTROL_FIELDS = ("max_lr_rise", "start_decision_interval", "start_steps", "rise_span_fraction", "rise_span_while_falling",
                         "rise_span_distance", "rise_span_from_step", "cooldown_fraction", "cooldown_max_steps",
                         "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero", "layer_groups",
-                        "grad_norms_skip_zero_start", "loss_over_lowest")  # each off at 0
+                        "grad_norms_skip_zero_start", "loss_over_lowest", "over_lowest_below_layers")  # each off at 0
 # Added after policies' hashes were recorded (``policy.policy_sha256``): left out of ``ControlConfig.identity`` while off,
 # so every earlier policy keeps its hash and a run saved under it still resumes.
 UNHASHED_WHEN_OFF = ("rise_span_fraction", "rise_span_while_falling", "rise_span_distance", "rise_span_from_step", "cooldown_fraction",
                      "cooldown_max_steps", "after_loss_rise", "distance_skips_zero_start", "grad_norms_from_first_nonzero", "layer_groups",
-                     "grad_norms_skip_zero_start", "loss_over_lowest")
+                     "grad_norms_skip_zero_start", "loss_over_lowest", "over_lowest_below_layers")
 # Fields that only qualify another one: left out of the hash and of result settings while that one is off.
 QUALIFIES = {"over_lowest_factor": "loss_over_lowest"}
 
@@ -188,6 +188,8 @@ class ControlConfig:
     loss_over_lowest: float = arg(0.0, "while the last block's mean training loss is above this times the lowest block mean of the "
                                   "run so far (e.g. 1.5), a decision may set at most over_lowest_factor times the LR it starts from; 0: off")
     over_lowest_factor: float = arg(1.0, "with loss_over_lowest: 1 holds the LR, 0.5 at least halves it")
+    over_lowest_below_layers: int = arg(0, "with loss_over_lowest: the brake only on models of fewer than this many layers (e.g. "
+                                        "6, where the default's depth gate turns to its cautious side); 0: on every model")
     cooldown_fraction: float = arg(0.0, "the LR of a run's last this share of its steps is the policy's times a linear decay to zero "
                                    "(a cooldown, as warm-up-stable-decay schedules end; e.g. 0.2); 0: none")
     cooldown_max_steps: int = arg(0, "the cooldown only on runs shorter than this many steps (e.g. 300); 0: on every run")
@@ -229,6 +231,9 @@ class ControlConfig:
         require(self.loss_over_lowest == 0 or (math.isfinite(self.loss_over_lowest) and self.loss_over_lowest > 1), "loss_over_lowest",
                 f"must be 0 (off) or a finite ratio > 1, got {self.loss_over_lowest}")
         require(0 < self.over_lowest_factor <= 1, "over_lowest_factor", f"must be in (0, 1], got {self.over_lowest_factor}")
+        require(self.over_lowest_below_layers == 0 or (self.loss_over_lowest > 0 and self.over_lowest_below_layers >= 2),
+                "over_lowest_below_layers", f"must be 0 (every model) or a layer count >= 2, with loss_over_lowest, got "
+                f"{self.over_lowest_below_layers} (loss_over_lowest {self.loss_over_lowest})")
         require(0 <= self.cooldown_fraction < 1, "cooldown_fraction", f"must be in [0, 1) (0: none), got {self.cooldown_fraction}")
         require(self.cooldown_max_steps == 0 or (self.cooldown_fraction > 0 and self.cooldown_max_steps >= 2), "cooldown_max_steps",
                 f"must be 0 (every run) or >= 2, with a cooldown_fraction, got {self.cooldown_max_steps}")

@@ -11,6 +11,7 @@ from learned_lr.settings import arg, check_choice, parse_list, require
 # The flags that set a ControlConfig field of the same name (-1: as the policy has it), with its type.
 CONTROL_FLAGS = {"max_lr_rise": float, "rise_span_fraction": float, "rise_span_while_falling": bool, "rise_span_distance": float,
                  "rise_span_from_step": int, "after_loss_rise": float, "loss_over_lowest": float, "over_lowest_factor": float,
+                 "over_lowest_below_layers": int,
                  "distance_skips_zero_start": bool,
                  "grad_norms_from_first_nonzero": bool, "grad_norms_skip_zero_start": bool, "layer_groups": int}
 
@@ -47,6 +48,8 @@ class BundleConfig:
     loss_over_lowest: float = arg(-1.0, "while the last block's training loss is above this times the run's lowest block mean (e.g. "
                                   "1.5), a decision sets at most --over-lowest-factor times the LR it starts from (0: off; -1: as the policy has it)")
     over_lowest_factor: float = arg(-1.0, "with --loss-over-lowest: 1 holds the LR, 0.5 at least halves it (-1: as the policy has it)")
+    over_lowest_below_layers: int = arg(-1, "with --loss-over-lowest: the brake only on models of fewer than this many layers "
+                                        "(e.g. 6; 0: every model; -1: as the policy has it)")
     cooldown_fraction: float = arg(-1.0, "decay the LR of a run's last this share of its steps linearly to zero (e.g. 0.2; 0: none; "
                                    "-1: as the policy has it)")
     cooldown_max_steps: int = arg(-1, "the cooldown only on runs shorter than this many steps (0: every run; -1: as the policy has it)")
@@ -90,6 +93,8 @@ class BundleConfig:
                 "loss_over_lowest", f"must be -1 (as the policy has it), 0 (off) or a finite ratio > 1, got {self.loss_over_lowest}")
         require(self.over_lowest_factor == -1 or 0 < self.over_lowest_factor <= 1, "over_lowest_factor",
                 f"must be -1 (as the policy has it) or in (0, 1], got {self.over_lowest_factor}")
+        require(self.over_lowest_below_layers in (-1, 0) or self.over_lowest_below_layers >= 2, "over_lowest_below_layers",
+                f"must be -1 (as the policy has it), 0 (every model) or a layer count >= 2, got {self.over_lowest_below_layers}")
         require(self.cooldown_fraction == -1 or 0 <= self.cooldown_fraction < 1, "cooldown_fraction",
                 f"must be -1 (as the policy has it), 0 (none) or in (0, 1), got {self.cooldown_fraction}")
         require((self.cooldown_fraction == -1) == (self.cooldown_max_steps == -1) and self.cooldown_max_steps >= -1, "cooldown_max_steps",
