@@ -47,6 +47,9 @@ def test_smoke_suite_runs_every_family_and_contender(tmp_path, capsys):
         assert target["vs_best_schedule_worst"] == pytest.approx(rows["bundled"]["worst_loss"] / best_schedule_worst - 1)
         assert target["vs_best_lr_free_at_1"] == pytest.approx(rows["bundled"]["worst_loss"] / best_lr_free - 1)
         assert target["all_met"] == (target["vs_best_schedule_worst"] <= -0.2 and target["vs_best_lr_free_at_1"] <= 0.05 and target["gap_at_1"] <= 0.02)
+        best_tuned = result["per_family"][family]["best_tuned_expert_loss"]
+        assert best_tuned == pytest.approx(min(rows[n]["per_multiplier"]["1"]["test_loss"]["mean"] for n in ("linear-warmup", "cosine", "polynomial")))
+        assert target["tuned_expert_vs_best_lr_free_at_1"] == pytest.approx(best_tuned / best_lr_free - 1)
     assert (out / "benchmark.png").stat().st_size > 10_000
     report = (out / "benchmark.md").read_text()
     assert "### char-lm" in report and "| prodigy |" in report and "| bundled | mnist-resnet18 | held-out |" in report

@@ -233,7 +233,9 @@ TARGET_VS_SCHEDULES, TARGET_VS_LR_FREE, TARGET_GAP_AT_1 = -0.20, 0.05, 0.02
 
 
 def _targets(per_family: dict, entrants: Sequence[Contender]) -> dict:
-    """Per policy contender and family: its worst case against the best fixed schedule's and the LR-free optimizers' at x1."""
+    """Per policy contender and family: its worst case against the best fixed schedule's and the LR-free optimizers' at x1,
+    and the best tuned expert's x1 loss against that LR-free one: where the tuned expert is itself more than 5% above it,
+    a scheduler of the family's optimizer meets the second target only by beating the tuned expert at every multiplier."""
     out: dict[str, dict] = {}
     for c in (c for c in entrants if c.kind == "policy"):
         for family, fam in per_family.items():
@@ -245,8 +247,10 @@ def _targets(per_family: dict, entrants: Sequence[Contender]) -> dict:
             vs_lr_free = worst / min(lr_free) - 1 if lr_free else math.nan
             gap = rows[c.label]["gap_at_1"]
             met = [vs_schedules <= TARGET_VS_SCHEDULES, vs_lr_free <= TARGET_VS_LR_FREE, gap <= TARGET_GAP_AT_1]
+            tuned_vs_lr_free = fam["best_tuned_expert_loss"] / min(lr_free) - 1 if lr_free else math.nan
             out.setdefault(c.label, {})[family] = {"worst_loss": worst, "vs_best_schedule_worst": vs_schedules, "vs_best_lr_free_at_1": vs_lr_free,
-                                                   "gap_at_1": gap, "all_met": all(met) and bool(schedules) and bool(lr_free)}
+                                                   "gap_at_1": gap, "all_met": all(met) and bool(schedules) and bool(lr_free),
+                                                   "tuned_expert_vs_best_lr_free_at_1": tuned_vs_lr_free}
     return out
 
 
@@ -280,12 +284,16 @@ def markdown_report(result: dict) -> str:
         lines += ["", "### The general policy's targets, per family", "",
                   f"Worst case over the multipliers vs the best fixed schedule's worst case (target <= {_pct(TARGET_VS_SCHEDULES)}) and vs the "
                   f"best LR-free optimizer at its default LR, x1 (target <= {_pct(TARGET_VS_LR_FREE)}); gap at x1 to the best tuned expert "
-                  f"(target <= {_pct(TARGET_GAP_AT_1)}).", "",
-                  "| policy | family | split | worst loss | vs best schedule's worst | vs best LR-free at x1 | gap at x1 | all met |", "|---|---|---|---|---|---|---|---|"]
+                  f"(target <= {_pct(TARGET_GAP_AT_1)}). The last column is the best tuned expert at x1 against that LR-free optimizer: "
+                  f"where it is above {_pct(TARGET_VS_LR_FREE)}, a policy meets the second target only by beating the tuned expert at "
+                  "every multiplier.", "",
+                  "| policy | family | split | worst loss | vs best schedule's worst | vs best LR-free at x1 | gap at x1 | all met | "
+                  "tuned expert vs best LR-free at x1 |", "|---|---|---|---|---|---|---|---|---|"]
         for label, per in result["targets"].items():
             for family, t in per.items():
                 lines.append(f"| {label} | {family} | {_split_of(family)} | {t['worst_loss']:.4f} | {_pct(t['vs_best_schedule_worst'])} | "
-                             f"{_pct(t['vs_best_lr_free_at_1'])} | {_pct(t['gap_at_1'])} | {'yes' if t['all_met'] else 'no'} |")
+                             f"{_pct(t['vs_best_lr_free_at_1'])} | {_pct(t['gap_at_1'])} | {'yes' if t['all_met'] else 'no'} | "
+                             f"{_pct(t.get('tuned_expert_vs_best_lr_free_at_1', math.nan))} |")
     lines += ["", "### Per family: mean excess over the multipliers (worst multiplier's excess)", "",
               "| contender | " + " | ".join(families) + " |", "|---|" + "---|" * len(families)]
     for label, _ in ranked:
