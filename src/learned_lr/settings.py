@@ -232,8 +232,8 @@ class ControlConfig:
                 f"must be 0 (off) or a finite ratio > 1, got {self.loss_over_lowest}")
         require(0 < self.over_lowest_factor <= 1, "over_lowest_factor", f"must be in (0, 1], got {self.over_lowest_factor}")
         require(self.over_lowest_below_layers == 0 or (self.loss_over_lowest > 0 and self.over_lowest_below_layers >= 2),
-                "over_lowest_below_layers", f"must be 0 (every model) or a layer count >= 2, with loss_over_lowest, got "
-                f"{self.over_lowest_below_layers} (loss_over_lowest {self.loss_over_lowest})")
+                "over_lowest_below_layers", f"must be 0 (every model) or a layer count >= 2, and limits the loss-over-lowest brake, "
+                f"which must be on (bundle --loss-over-lowest 1.5): got {self.over_lowest_below_layers} (loss_over_lowest {self.loss_over_lowest})")
         require(0 <= self.cooldown_fraction < 1, "cooldown_fraction", f"must be in [0, 1) (0: none), got {self.cooldown_fraction}")
         require(self.cooldown_max_steps == 0 or (self.cooldown_fraction > 0 and self.cooldown_max_steps >= 2), "cooldown_max_steps",
                 f"must be 0 (every run) or >= 2, with a cooldown_fraction, got {self.cooldown_max_steps}")
