@@ -216,13 +216,24 @@ def block_log_changes(control: ControlConfig, losses, total: int = 200, resume_a
     return changes
 
 
+# The brake tests' controls (the default's cadence and rise limit), the rise limit's log-change per block there (blocks
+# of 16 steps to step 129, then 32), and a loss that falls to 0.8 at step 80, then climbs back: block means 0.91 (steps
+# 65-80, the lowest), 1.06, 1.54 (97-112), 2.02, 2.74.
+BRAKE_CONTROL = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
+RISE_LIMIT_BLOCKS = [math.log(4.0) * n / 32 for n in (16,) * 7 + (32,)]
+
+
+def loss_back_up(step: int) -> float:
+    return 2.0 - 0.015 * step if step < 80 else 0.8 + 0.03 * (step - 80)
+
+
 def test_after_a_block_whose_loss_rose_a_decision_holds_or_cuts_the_lr_whatever_the_policy_asks():
-    plain = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
+    plain = BRAKE_CONTROL
 
     def block_changes(after_loss_rise: float, losses, total: int = 200) -> list[float]:
         return block_log_changes(dataclasses.replace(plain, after_loss_rise=after_loss_rise), losses, total)
 
-    limit = [math.log(4.0) * n / 32 for n in (16,) * 7 + (32,)]   # blocks of 16 steps to step 129, then 32: the rise limit
+    limit = RISE_LIMIT_BLOCKS
     falling = lambda step: 2.0 - 0.005 * step  # noqa: E731
     rising_from_40 = lambda step: 2.0 - 0.005 * step if step < 40 else 1.8 + 0.01 * (step - 40)  # noqa: E731
     np.testing.assert_allclose(block_changes(1.0, falling)[:8], limit)             # a falling loss: the rise limit alone
@@ -239,19 +250,17 @@ def test_after_a_block_whose_loss_rose_a_decision_holds_or_cuts_the_lr_whatever_
 
 
 def test_while_the_loss_is_above_its_lowest_block_a_decision_holds_or_cuts_the_lr_and_a_resumed_loop_remembers_the_lowest():
-    plain = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
+    plain = BRAKE_CONTROL
     over = lambda r: dataclasses.replace(plain, loss_over_lowest=1.5, over_lowest_factor=r)  # noqa: E731
-    limit = [math.log(4.0) * n / 32 for n in (16,) * 7 + (32,)]   # blocks of 16 steps to step 129, then 32: the rise limit
+    limit = RISE_LIMIT_BLOCKS
     falling = lambda step: 2.0 - 0.005 * step  # noqa: E731
     noisy = lambda step: 1.0 + 0.6 * (step % 2)  # noqa: E731  a loss that jumps 60% step to step around a level: blocks at 1.3x the lowest
-    # falls to 0.8 at step 80, then climbs back: block means 0.91 (steps 65-80, the lowest), 1.06, 1.54 (97-112), 2.02, 2.74
-    back_up = lambda step: 2.0 - 0.015 * step if step < 80 else 0.8 + 0.03 * (step - 80)  # noqa: E731
     np.testing.assert_allclose(block_log_changes(over(0.5), falling)[:8], limit)     # a falling loss: the rise limit alone
     np.testing.assert_allclose(block_log_changes(over(0.5), noisy)[:8], limit)       # noise near its level is not a climb
-    np.testing.assert_allclose(block_log_changes(plain, back_up)[:8], limit)         # off: the same, whatever the loss does
-    np.testing.assert_allclose(block_log_changes(over(1.0), back_up)[:8], limit[:6] + [0.0] * 2)                # held from the decision at 113
-    np.testing.assert_allclose(block_log_changes(over(0.5), back_up)[:8], limit[:6] + [math.log(0.5)] * 2)      # halved, block after block
-    np.testing.assert_allclose(block_log_changes(over(0.5), back_up, resume_at=100), block_log_changes(over(0.5), back_up))  # the lowest survives a resume
+    np.testing.assert_allclose(block_log_changes(plain, loss_back_up)[:8], limit)         # off: the same, whatever the loss does
+    np.testing.assert_allclose(block_log_changes(over(1.0), loss_back_up)[:8], limit[:6] + [0.0] * 2)                # held from the decision at 113
+    np.testing.assert_allclose(block_log_changes(over(0.5), loss_back_up)[:8], limit[:6] + [math.log(0.5)] * 2)      # halved, block after block
+    np.testing.assert_allclose(block_log_changes(over(0.5), loss_back_up, resume_at=100), block_log_changes(over(0.5), loss_back_up))  # the lowest survives a resume
     assert "loss_over_lowest" not in plain.identity() and "over_lowest_factor" not in plain.identity()  # every hash as before
     assert over(0.5).identity()["over_lowest_factor"] == 0.5
     with pytest.raises(ConfigError, match="loss-over-lowest"):
@@ -261,16 +270,15 @@ def test_while_the_loss_is_above_its_lowest_block_a_decision_holds_or_cuts_the_l
 
 
 def test_the_loss_over_lowest_brake_below_a_layer_count_acts_on_shallower_models_only():
-    plain = ControlConfig(decision_interval=32, max_lr_rise=4.0, start_decision_interval=16, start_steps=128)
+    plain = BRAKE_CONTROL
     below6 = dataclasses.replace(plain, loss_over_lowest=1.5, over_lowest_factor=0.5, over_lowest_below_layers=6)
-    limit = [math.log(4.0) * n / 32 for n in (16,) * 7 + (32,)]
-    back_up = lambda step: 2.0 - 0.015 * step if step < 80 else 0.8 + 0.03 * (step - 80)  # noqa: E731  as in the test above
+    limit = RISE_LIMIT_BLOCKS
     halved = limit[:6] + [math.log(0.5)] * 2
-    np.testing.assert_allclose(block_log_changes(below6, back_up, layers=5)[:8], halved)     # 5 layers: braked
-    np.testing.assert_allclose(block_log_changes(below6, back_up, layers=6)[:8], limit)      # 6 layers: as without the brake
-    np.testing.assert_allclose(block_log_changes(below6, back_up, layers=5, resume_at=100), block_log_changes(below6, back_up, layers=5))
+    np.testing.assert_allclose(block_log_changes(below6, loss_back_up, layers=5)[:8], halved)     # 5 layers: braked
+    np.testing.assert_allclose(block_log_changes(below6, loss_back_up, layers=6)[:8], limit)      # 6 layers: as without the brake
+    np.testing.assert_allclose(block_log_changes(below6, loss_back_up, layers=5, resume_at=100), block_log_changes(below6, loss_back_up, layers=5))
     every = dataclasses.replace(below6, over_lowest_below_layers=0)
-    np.testing.assert_allclose(block_log_changes(every, back_up, layers=12)[:8], halved)     # 0: every model
+    np.testing.assert_allclose(block_log_changes(every, loss_back_up, layers=12)[:8], halved)     # 0: every model
     assert "over_lowest_below_layers" not in every.identity() and below6.identity()["over_lowest_below_layers"] == 6
     with pytest.raises(ConfigError, match="over-lowest-below-layers"):
         ControlConfig(over_lowest_below_layers=6)   # no brake to limit

@@ -95,11 +95,11 @@ def rise_limit_words(control: ControlConfig, total_steps: int) -> str:
         'while the loss is above 1.5x its lowest block, at most 0.5x (on models of under 6 layers)'
     """
     cap_words = lambda factor: "no rise" if factor == 1 else f"at most {factor:g}x"  # noqa: E731
-    after_rise, over_lowest = control.after_loss_rise, control.loss_over_lowest
+    after_rise, over_lowest, below = control.after_loss_rise, control.loss_over_lowest, control.over_lowest_below_layers
+    models = f" (on models of under {below} layers)" if below else ""
     after_words = "; ".join(filter(None, (
         f"after a block whose loss rose, {cap_words(after_rise)}" if after_rise else "",
-        f"while the loss is above {over_lowest:g}x its lowest block, {cap_words(control.over_lowest_factor)}"
-        + (f" (on models of under {control.over_lowest_below_layers} layers)" if control.over_lowest_below_layers else "") if over_lowest else "")))
+        f"while the loss is above {over_lowest:g}x its lowest block, {cap_words(control.over_lowest_factor)}{models}" if over_lowest else "")))
     if not control.max_lr_rise:
         return after_words
     words = f"at most {control.max_lr_rise:g}x per {control.decision_interval} steps"
